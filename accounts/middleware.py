@@ -1,0 +1,48 @@
+"""Keep staff without a second factor out of the admin site."""
+
+from collections.abc import Callable
+
+from allauth.account.internal.flows.login import get_authentication_records
+from allauth.mfa.utils import is_mfa_enabled
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.http import urlencode
+
+
+def session_used_mfa(request: HttpRequest) -> bool:
+    """Return whether the signed-in user passed a second factor in this session."""
+    records = get_authentication_records(request, request.user)
+    return any(record.get("method") == "mfa" for record in records)
+
+
+class StaffMFAMiddleware:
+    """With COMET_REQUIRE_STAFF_MFA on, /admin/ needs MFA set up and used at sign-in.
+
+    Staff without MFA are sent to set it up; staff with MFA whose session did not
+    pass it (signed in before enabling it) are asked for a code first.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if settings.COMET_REQUIRE_STAFF_MFA and self._is_admin_request(request):
+            user = request.user
+            if user.is_authenticated and user.is_staff:
+                next_query = urlencode({"next": request.get_full_path()})
+                if not is_mfa_enabled(user):
+                    messages.warning(
+                        request,
+                        "Staff accounts need two-factor authentication to use the admin. "
+                        "Set it up below, then sign in again.",
+                    )
+                    return HttpResponseRedirect(reverse("mfa_index"))
+                if not session_used_mfa(request):
+                    return HttpResponseRedirect(f"{reverse('mfa_reauthenticate')}?{next_query}")
+        return self.get_response(request)
+
+    @staticmethod
+    def _is_admin_request(request: HttpRequest) -> bool:
+        return request.path.startswith(reverse("admin:index"))

@@ -1,0 +1,36 @@
+"""Production: refuses to start without a real secret key, PostgreSQL and Redis."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F403
+from .base import DATABASES, REDIS_URL, SECRET_KEY, STORAGES, env
+
+DEBUG = env.bool("DEBUG", default=False)
+
+_INSECURE_KEY_MARKERS = ("django-insecure", "change-me", "changeme", "secret")
+if len(SECRET_KEY) < 50 or any(marker in SECRET_KEY.lower() for marker in _INSECURE_KEY_MARKERS):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a random value of at least 50 characters in production."
+    )
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL in production.")
+if not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_URL must be set in production (cache, broker, limits).")
+
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"
+COMET_REQUIRE_STAFF_MFA = env.bool("COMET_REQUIRE_STAFF_MFA", default=True)
+
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_NAME = "__Secure-sessionid"
+CSRF_COOKIE_NAME = "__Secure-csrftoken"
+
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}

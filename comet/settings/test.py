@@ -1,0 +1,33 @@
+"""The test suite: PostgreSQL and Redis, as in production, with fast hashing."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+SECRET_KEY = env("SECRET_KEY", default="test-only-secret-key-not-for-any-real-deployment")
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/comet"),
+}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="comet-test"),
+    }
+}
+CELERY_BROKER_URL = REDIS_URL
+# Unit tests run tasks in-process; tests that need a real worker start one.
+CELERY_TASK_ALWAYS_EAGER = True
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+COMET_REQUIRE_STAFF_MFA = False
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -1,0 +1,53 @@
+from allauth.account.decorators import secure_admin_login
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from comet import health, views
+
+# The admin signs in through allauth: the same form, rate limits and second factor.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
+admin.site.site_header = "Comet administration"
+admin.site.site_title = "Comet admin"
+
+console_patterns = (
+    [
+        path("", views.home, name="home"),
+        path(
+            "tokens/",
+            views.section_placeholder(template="console/tokens_placeholder.html"),
+            name="tokens",
+        ),
+        path(
+            "recharge/",
+            views.section_placeholder(template="console/recharge_placeholder.html"),
+            name="recharge",
+        ),
+        path(
+            "logs/",
+            views.section_placeholder(template="console/logs_placeholder.html"),
+            name="logs",
+        ),
+    ],
+    "console",
+)
+
+urlpatterns = [
+    path("", include(console_patterns)),
+    path(
+        "pricing",
+        views.section_placeholder(template="console/pricing_placeholder.html", login=False),
+        name="pricing",
+    ),
+    path(
+        "announcements/",
+        views.section_placeholder(template="console/announcements_placeholder.html", login=False),
+        name="announcements",
+    ),
+    path("accounts/", include("allauth.urls")),
+    path("profile/", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", health.healthz, name="healthz"),
+]

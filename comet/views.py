@@ -1,0 +1,24 @@
+"""The console shell: the home page and the sections other apps fill in."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Show the console home to a signed-in user, the welcome page to anyone else."""
+    if not request.user.is_authenticated:
+        return render(request, "console/welcome.html")
+    return render(request, "console/home.html")
+
+
+def section_placeholder(*, template: str, login: bool = True):
+    """Return a view that renders a console section whose app has not landed yet."""
+
+    @require_GET
+    def view(request: HttpRequest) -> HttpResponse:
+        return render(request, template)
+
+    return login_required(view) if login else view

@@ -1,0 +1,39 @@
+// Behaviour shared by console pages. No inline scripts: the CSP forbids them.
+(function () {
+  "use strict";
+
+  // <button data-copy-target="#id"> copies the text of the element it names.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-target]");
+    if (!button) return;
+    var source = document.querySelector(button.getAttribute("data-copy-target"));
+    if (!source) return;
+    var text = source.value !== undefined ? source.value : source.textContent;
+    navigator.clipboard.writeText(text.trim()).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+
+  // <dialog data-open-on-load> opens itself when the page (or fragment) arrives.
+  function openDialogs(root) {
+    root.querySelectorAll("dialog[data-open-on-load]").forEach(function (dialog) {
+      if (!dialog.open) dialog.showModal();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { openDialogs(document); });
+  document.addEventListener("htmx:afterSwap", function (event) { openDialogs(event.target); });
+
+  // <button data-close-dialog> closes the dialog it sits in.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-close-dialog]");
+    if (button) button.closest("dialog").close();
+  });
+
+  // <form data-confirm="..."> asks before submitting.
+  document.addEventListener("submit", function (event) {
+    var message = event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+})();
