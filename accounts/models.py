@@ -19,6 +19,14 @@ class User(AbstractBaseUser, PermissionsMixin):
         default=True, help_text="Unselect this instead of deleting the account."
     )
     date_joined = models.DateTimeField(default=timezone.now)
+    # Empty means the default group. Set by admins.
+    pricing_group = models.ForeignKey(
+        "models_catalog.PricingGroup",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="users",
+    )
 
     objects = UserManager()
 

@@ -38,6 +38,11 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "comet",
     "accounts",
+    "billing",
+    "models_catalog",
+    "announcements",
+    "logs",
+    "relay",
 ]
 
 MIDDLEWARE = [
