@@ -1,0 +1,95 @@
+import logging
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+
+from comet.logging import MaskSecretsFilter, mask_secrets
+from comet.tasks import clear_expired_sessions_task
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+KEY = "sk-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+
+
+def test_api_keys_are_masked_to_their_last_four_characters():
+    line = f'"GET /user/quota?key={KEY} HTTP/1.1" 200'
+
+    assert mask_secrets(line) == '"GET /user/quota?key=sk-…Q7r8 HTTP/1.1" 200'
+
+
+def test_log_records_pass_through_the_mask_before_they_are_written():
+    record = logging.LogRecord("django.server", logging.INFO, __file__, 1, "%s", (KEY,), None)
+
+    MaskSecretsFilter().filter(record)
+
+    assert KEY not in record.getMessage()
+    assert record.getMessage() == "sk-…Q7r8"
+
+
+@pytest.mark.django_db
+def test_expired_sessions_are_cleared_and_live_ones_kept():
+    now = timezone.now()
+    Session.objects.create(session_key="expired", session_data="", expire_date=now - timedelta(1))
+    Session.objects.create(session_key="live", session_data="", expire_date=now + timedelta(1))
+
+    clear_expired_sessions_task.delay()
+
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["live"]
+
+
+def production_check(**overrides: str) -> subprocess.CompletedProcess:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
+    }
+    env.update(DJANGO_SETTINGS_MODULE="comet.settings.production", ALLOWED_HOSTS="example.com")
+    env.update(overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+REAL_SECRET = "x7Gq2mVt9Lp4Rz8Nw1Kc6Hy3Bd5Fs0Je2Ua7Oi4Xe9Tr1Wn6Ym3Qb8Pl5Zk0Mv2"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({}, "SECRET_KEY must be set"),
+        (
+            {"SECRET_KEY": "django-insecure-" + "x" * 60},
+            "SECRET_KEY must be set",
+        ),
+        ({"SECRET_KEY": REAL_SECRET}, "DATABASE_URL must point to PostgreSQL"),
+        (
+            {"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://postgres@127.0.0.1/comet"},
+            "REDIS_URL must be set",
+        ),
+    ],
+)
+def test_production_settings_refuse_to_start_without_real_secrets(overrides, message):
+    result = production_check(**overrides)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_settings_start_with_real_secrets():
+    result = production_check(
+        SECRET_KEY=REAL_SECRET,
+        DATABASE_URL="postgres://postgres@127.0.0.1/comet",
+        REDIS_URL="redis://127.0.0.1:6379/15",
+    )
+
+    assert result.returncode == 0, result.stderr
