@@ -1,16 +1,27 @@
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+
+def RatioField(**options: Any) -> models.DecimalField:
+    """Return a ratio field: an exact decimal with 6 places, as one-api's tables have."""
+    return models.DecimalField(max_digits=12, decimal_places=6, **options)
 
 
 class PricingGroup(models.Model):
     """A set of customers who pay the same `group_ratio` on top of model prices.
 
     Exactly one group is the default: users without a group, and anonymous
-    visitors of the pricing page, are priced by it.
+    visitors of the pricing page, are priced by it. `group_ratio` changes only
+    through `services.price_change_record`, which keeps its history.
     """
 
     name = models.SlugField(max_length=64, unique=True)
     display_name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
     group_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -31,3 +42,292 @@ class PricingGroup(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.name
+
+
+class Vendor(models.Model):
+    """Who makes a model (OpenAI, Anthropic, ...): a filter on the pricing page and a scope
+    of price-change subscriptions."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    display_name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class CatalogModel(models.Model):
+    """A model customers can call, priced per token or per call.
+
+    Per-token models have `model_ratio` (1.0 = $2 per 1M input tokens), a
+    `completion_ratio` for output tokens and an optional `cached_ratio` for cached
+    input tokens; per-call models have `price_per_call` in micro-USD instead.
+    Prices change only through `services.price_change_record`, never `.save()`.
+    """
+
+    class Kind(models.TextChoices):
+        CHAT = "chat", "Chat"
+        EMBEDDING = "embedding", "Embedding"
+        IMAGE = "image", "Image"
+        AUDIO = "audio", "Audio"
+        VIDEO = "video", "Video"
+
+    PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
+
+    name = models.CharField(max_length=128, unique=True)
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="models")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHAT)
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens; empty where it does not apply."
+    )
+    description = models.CharField(max_length=300, blank=True)
+    is_enabled = models.BooleanField(default=True)
+    model_ratio = RatioField(null=True, blank=True)
+    completion_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
+    cached_ratio = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Share of the input price paid for cached input tokens (e.g. 0.5).",
+    )
+    price_per_call = models.BigIntegerField(
+        null=True, blank=True, help_text="Micro-USD per call (1 USD = 1,000,000)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["vendor__display_name", "name"]
+        verbose_name = "model"
+        permissions = [("change_prices", "Can change prices and multipliers")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(model_ratio__isnull=False, price_per_call__isnull=True)
+                    | Q(model_ratio__isnull=True, price_per_call__isnull=False)
+                ),
+                name="models_catalog_priced_per_token_or_per_call",
+            ),
+            models.CheckConstraint(
+                condition=Q(model_ratio__isnull=True) | Q(model_ratio__gt=0),
+                name="models_catalog_model_ratio_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(completion_ratio__gt=0),
+                name="models_catalog_completion_ratio_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(cached_ratio__isnull=True) | Q(cached_ratio__gt=0),
+                name="models_catalog_cached_ratio_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(price_per_call__isnull=True) | Q(price_per_call__gt=0),
+                name="models_catalog_price_per_call_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_per_call(self) -> bool:
+        return self.price_per_call is not None
+
+
+class PriceChangeBatch(models.Model):
+    """Price changes made within one window, announced together and emailed together.
+
+    The first change opens a batch; changes until `closes_at` join it. When it closes,
+    one email per matching subscriber lists the batch's changes in their scope.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Collecting changes"
+        CLOSED = "closed", "Emails being sent"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    closes_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    announcement = models.OneToOneField(
+        "announcements.Announcement",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="price_change_batch",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "price change batches"
+        constraints = [
+            # Every change joins the one open batch, so there is never a second.
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status="open"),
+                name="models_catalog_one_open_batch",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Price change batch #{self.pk}"
+
+
+class PriceChange(models.Model):
+    """One change of a model's or a group's prices: old → new, who, when, why.
+
+    Rows are history: never edited after they are applied (a scheduled change is
+    applied once, or cancelled). `old_*` is what the target cost when the change
+    was applied (or, while scheduled, when it was scheduled).
+    """
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        APPLIED = "applied", "Applied"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Source(models.TextChoices):
+        FORM = "form", "Admin form"
+        LIST = "list", "Admin list"
+        IMPORT = "import", "Import"
+        CATALOG = "catalog", "Demo catalog"
+
+    catalog_model = models.ForeignKey(
+        CatalogModel,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="price_changes",
+    )
+    pricing_group = models.ForeignKey(
+        PricingGroup,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="price_changes",
+    )
+    batch = models.ForeignKey(
+        PriceChangeBatch, on_delete=models.PROTECT, null=True, related_name="changes"
+    )
+    old_model_ratio = RatioField(null=True, blank=True)
+    new_model_ratio = RatioField(null=True, blank=True)
+    old_completion_ratio = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    new_completion_ratio = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    old_cached_ratio = RatioField(null=True, blank=True)
+    new_cached_ratio = RatioField(null=True, blank=True)
+    old_price_per_call = models.BigIntegerField(null=True, blank=True)
+    new_price_per_call = models.BigIntegerField(null=True, blank=True)
+    old_group_ratio = RatioField(null=True, blank=True)
+    new_group_ratio = RatioField(null=True, blank=True)
+    reason = models.CharField(max_length=500)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices)
+    effective_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-effective_at", "-pk"]
+        indexes = [models.Index(fields=["status", "effective_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(catalog_model__isnull=False, pricing_group__isnull=True)
+                    | Q(catalog_model__isnull=True, pricing_group__isnull=False)
+                ),
+                name="models_catalog_change_of_a_model_or_a_group",
+            ),
+            models.CheckConstraint(
+                condition=~Q(reason=""), name="models_catalog_change_has_a_reason"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target_name}: {self.get_status_display()} {self.effective_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def target_name(self) -> str:
+        if self.catalog_model_id:
+            return self.catalog_model.name  # type: ignore[union-attr]
+        return f"group {self.pricing_group.name}"  # type: ignore[union-attr]
+
+
+class PriceChangeSubscription(models.Model):
+    """A user's wish to be emailed about price changes: every model, vendors or models."""
+
+    class Scope(models.TextChoices):
+        ALL = "all", "All models"
+        VENDORS = "vendors", "Chosen vendors"
+        MODELS = "models", "Chosen models"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="price_change_subscription",
+    )
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ALL)
+    vendors = models.ManyToManyField(Vendor, blank=True, related_name="+")
+    catalog_models = models.ManyToManyField(CatalogModel, blank=True, related_name="+")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["is_active", "scope"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_scope_display()})"
+
+
+class PriceChangeEmail(models.Model):
+    """One email of one batch to one subscriber: the row that makes sending idempotent.
+
+    A worker claims rows (status `sending`, `claimed_at`), sends, then marks each row
+    `sent`. A row claimed by a worker that died is claimable again after the lease,
+    so nobody is lost; only a message whose SMTP send finished but whose row was not
+    yet marked can go out twice.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        SKIPPED = "skipped", "Skipped (unsubscribed or out of scope)"
+        FAILED = "failed", "Failed"
+
+    batch = models.ForeignKey(PriceChangeBatch, on_delete=models.CASCADE, related_name="emails")
+    subscription = models.ForeignKey(
+        PriceChangeSubscription, on_delete=models.CASCADE, related_name="emails"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch", "subscription"], name="models_catalog_one_email_per_batch"
+            ),
+        ]
+        indexes = [models.Index(fields=["batch", "status"])]
+
+    def __str__(self) -> str:
+        return f"Batch #{self.batch_id} → subscription #{self.subscription_id}: {self.status}"

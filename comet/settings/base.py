@@ -270,6 +270,33 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
 }
 
+# --- Prices, announcements and price-change emails ---------------------------
+
+# Absolute links in emails (unsubscribe) start with this.
+COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Price changes within this window go out as one email per subscriber.
+PRICE_CHANGE_BATCH_WINDOW_SECONDS = env.int("PRICE_CHANGE_BATCH_WINDOW_SECONDS", default=600)
+PRICE_CHANGE_EMAIL_CHUNK_SIZE = env.int("PRICE_CHANGE_EMAIL_CHUNK_SIZE", default=250)
+# An email claimed by a worker that died is sent again after this many seconds.
+PRICE_CHANGE_EMAIL_LEASE_SECONDS = env.int("PRICE_CHANGE_EMAIL_LEASE_SECONDS", default=600)
+# Tests and benchmarks point their own worker at their own queue.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+CELERY_BEAT_SCHEDULE["models-catalog-apply-scheduled-prices"] = {
+    "task": "models_catalog.tasks.price_changes_apply_due_task",
+    "schedule": 30.0,
+    "options": {"expires": 25},
+}
+CELERY_BEAT_SCHEDULE["models-catalog-close-price-batches"] = {
+    "task": "models_catalog.tasks.price_change_batches_close_task",
+    "schedule": 30.0,
+    "options": {"expires": 25},
+}
+CELERY_BEAT_SCHEDULE["models-catalog-resume-price-emails"] = {
+    "task": "models_catalog.tasks.price_change_emails_resume_task",
+    "schedule": 300.0,
+    "options": {"expires": 290},
+}
+
 # --- Logging ----------------------------------------------------------------
 
 LOGGING = {

@@ -1,0 +1,117 @@
+"""A demo catalog: real model names and ratios close to their vendors' list prices.
+
+Ratio 1.0 = $2 per 1M input tokens, so a $2.50 / $10 model has model_ratio 1.25 and
+completion_ratio 4. Per-call prices are micro-USD.
+"""
+
+from decimal import Decimal as D
+
+from django.db import transaction
+
+from .models import CatalogModel, PricingGroup, Vendor
+
+VENDORS = {
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "google": "Google",
+    "deepseek": "DeepSeek",
+    "xai": "xAI",
+    "mistral": "Mistral AI",
+    "alibaba": "Alibaba Qwen",
+    "meta": "Meta",
+    "black-forest-labs": "Black Forest Labs",
+    "suno": "Suno",
+}
+
+CHAT, EMBEDDING, IMAGE, AUDIO, VIDEO = (kind.value for kind in CatalogModel.Kind)
+
+# name, vendor, kind, context window, model ratio, completion ratio, cached ratio, per call
+MODELS: list[tuple[str, str, str, int | None, D | None, D, D | None, int | None]] = [
+    ("gpt-4o", "openai", CHAT, 128_000, D("1.25"), D(4), D("0.5"), None),
+    ("gpt-4o-mini", "openai", CHAT, 128_000, D("0.075"), D(4), D("0.5"), None),
+    ("gpt-4.1", "openai", CHAT, 1_047_576, D(1), D(4), D("0.25"), None),
+    ("gpt-4.1-mini", "openai", CHAT, 1_047_576, D("0.2"), D(4), D("0.25"), None),
+    ("gpt-4.1-nano", "openai", CHAT, 1_047_576, D("0.05"), D(4), D("0.25"), None),
+    ("o1", "openai", CHAT, 200_000, D("7.5"), D(4), D("0.5"), None),
+    ("o3", "openai", CHAT, 200_000, D(1), D(4), D("0.25"), None),
+    ("o4-mini", "openai", CHAT, 200_000, D("0.55"), D(4), D("0.25"), None),
+    ("text-embedding-3-small", "openai", EMBEDDING, 8_191, D("0.01"), D(1), None, None),
+    ("text-embedding-3-large", "openai", EMBEDDING, 8_191, D("0.065"), D(1), None, None),
+    ("tts-1", "openai", AUDIO, None, D("7.5"), D(1), None, None),
+    ("whisper-1", "openai", AUDIO, None, None, D(1), None, 6_000),
+    ("dall-e-3", "openai", IMAGE, None, None, D(1), None, 40_000),
+    ("gpt-image-1", "openai", IMAGE, None, None, D(1), None, 42_000),
+    ("sora-2", "openai", VIDEO, None, None, D(1), None, 400_000),
+    ("claude-3-5-haiku-20241022", "anthropic", CHAT, 200_000, D("0.4"), D(5), D("0.1"), None),
+    ("claude-3-7-sonnet-20250219", "anthropic", CHAT, 200_000, D("1.5"), D(5), D("0.1"), None),
+    ("claude-sonnet-4-20250514", "anthropic", CHAT, 200_000, D("1.5"), D(5), D("0.1"), None),
+    ("claude-opus-4-20250514", "anthropic", CHAT, 200_000, D("7.5"), D(5), D("0.1"), None),
+    ("gemini-2.5-pro", "google", CHAT, 1_048_576, D("0.625"), D(8), D("0.25"), None),
+    ("gemini-2.5-flash", "google", CHAT, 1_048_576, D("0.15"), D("8.333333"), D("0.25"), None),
+    ("gemini-2.0-flash", "google", CHAT, 1_048_576, D("0.05"), D(4), D("0.25"), None),
+    ("gemini-embedding-001", "google", EMBEDDING, 2_048, D("0.075"), D(1), None, None),
+    ("veo-3.0-generate-preview", "google", VIDEO, None, None, D(1), None, 1_200_000),
+    ("deepseek-chat", "deepseek", CHAT, 128_000, D("0.135"), D("4.074074"), D("0.259259"), None),
+    (
+        "deepseek-reasoner",
+        "deepseek",
+        CHAT,
+        128_000,
+        D("0.275"),
+        D("3.981818"),
+        D("0.254545"),
+        None,
+    ),
+    ("grok-3", "xai", CHAT, 131_072, D("1.5"), D(5), D("0.25"), None),
+    ("grok-3-mini", "xai", CHAT, 131_072, D("0.15"), D("1.666667"), D("0.25"), None),
+    ("mistral-large-latest", "mistral", CHAT, 128_000, D(1), D(3), None, None),
+    ("mistral-small-latest", "mistral", CHAT, 128_000, D("0.05"), D(3), None, None),
+    ("codestral-latest", "mistral", CHAT, 256_000, D("0.15"), D(3), None, None),
+    ("qwen-max", "alibaba", CHAT, 32_768, D("0.8"), D(4), None, None),
+    ("qwen-plus", "alibaba", CHAT, 131_072, D("0.2"), D(3), None, None),
+    ("llama-3.3-70b-instruct", "meta", CHAT, 131_072, D("0.3"), D("1.333333"), None, None),
+    ("flux-1.1-pro", "black-forest-labs", IMAGE, None, None, D(1), None, 40_000),
+    ("suno-v4", "suno", AUDIO, None, None, D(1), None, 50_000),
+]
+
+GROUPS = [("enterprise", "Enterprise", D("0.9"), "Contracted customers: 10% off every model.")]
+
+
+@transaction.atomic
+def load_demo_catalog() -> tuple[int, int]:
+    """Create the demo vendors, models and groups that are missing; return (models, groups).
+
+    Models that already exist keep their prices: an admin's edits survive a reload.
+    """
+    vendors = {}
+    for name, display_name in VENDORS.items():
+        vendors[name], _ = Vendor.objects.get_or_create(
+            name=name, defaults={"display_name": display_name}
+        )
+    created_models = 0
+    for name, vendor, kind, context, ratio, completion, cached, per_call in MODELS:
+        _, created = CatalogModel.objects.get_or_create(
+            name=name,
+            defaults={
+                "vendor": vendors[vendor],
+                "kind": kind,
+                "context_window": context,
+                "model_ratio": ratio,
+                "completion_ratio": completion,
+                "cached_ratio": cached,
+                "price_per_call": per_call,
+            },
+        )
+        created_models += created
+    created_groups = 0
+    for name, display_name, ratio, description in GROUPS:
+        _, created = PricingGroup.objects.get_or_create(
+            name=name,
+            defaults={
+                "display_name": display_name,
+                "group_ratio": ratio,
+                "description": description,
+            },
+        )
+        created_groups += created
+    return created_models, created_groups

@@ -1,0 +1,272 @@
+"""Writes of the catalog. Every price change goes through `price_change_record`.
+
+The admin's change form, its list editing and the JSON import all call it: it checks
+the permission and the reason, records old → new, applies the change now or schedules
+it, and adds it to the open batch whose announcement and emails tell subscribers.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+
+from .models import CatalogModel, PriceChange, PriceChangeBatch, PricingGroup
+
+CHANGE_PRICES_PERMISSION = "models_catalog.change_prices"
+MODEL_PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
+GROUP_PRICE_FIELDS = ("group_ratio",)
+
+
+class PriceChangeError(ValueError):
+    """A price change that cannot be made; the message says why, for a person."""
+
+
+def batch_window() -> timedelta:
+    return timedelta(seconds=settings.PRICE_CHANGE_BATCH_WINDOW_SECONDS)
+
+
+def _price_fields(target: CatalogModel | PricingGroup) -> tuple[str, ...]:
+    return MODEL_PRICE_FIELDS if isinstance(target, CatalogModel) else GROUP_PRICE_FIELDS
+
+
+def _current_prices(target: CatalogModel | PricingGroup) -> dict[str, Any]:
+    return {field: getattr(target, field) for field in _price_fields(target)}
+
+
+def price_change_validate(
+    *,
+    target: CatalogModel | PricingGroup,
+    new_prices: dict[str, Any],
+    effective_at: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Return the target's full price state after the change, or raise PriceChangeError."""
+    now = now or timezone.now()
+    fields = _price_fields(target)
+    unknown = set(new_prices) - set(fields)
+    if unknown:
+        raise PriceChangeError(f"Not a price field: {', '.join(sorted(unknown))}.")
+    state = {**_current_prices(target), **new_prices}
+    for field in fields:
+        value = state[field]
+        if value is None:
+            continue
+        if field == "price_per_call":
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise PriceChangeError(f"{target}: the price per call must be above 0.")
+        elif not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+            raise PriceChangeError(f"{target}: {field} must be a number above 0.")
+        elif value.as_tuple().exponent < -6 or value >= Decimal("1000000"):  # type: ignore[operator]
+            raise PriceChangeError(
+                f"{target}: {field} may have at most 6 decimals and must be below 1,000,000."
+            )
+    if isinstance(target, CatalogModel):
+        if (state["model_ratio"] is None) == (state["price_per_call"] is None):
+            raise PriceChangeError(
+                f"{target}: a model is priced either per token (model ratio) or per call, "
+                "not both and not neither."
+            )
+        if state["completion_ratio"] is None:
+            raise PriceChangeError(f"{target}: the completion ratio cannot be empty.")
+    if effective_at is not None and effective_at > now:
+        earliest = now + batch_window()
+        if effective_at < earliest:
+            raise PriceChangeError(
+                "A scheduled change must be at least "
+                f"{settings.PRICE_CHANGE_BATCH_WINDOW_SECONDS // 60} minutes ahead, so that "
+                "subscribers are emailed before it takes effect. Leave the time empty to "
+                "change the price now."
+            )
+    elif effective_at is not None and effective_at < now - timedelta(minutes=1):
+        raise PriceChangeError("A change cannot take effect in the past.")
+    return state
+
+
+def _open_batch(*, now: datetime) -> PriceChangeBatch:
+    """Return the open batch, locked, creating it if there is none."""
+    batch = PriceChangeBatch.objects.select_for_update().filter(status="open").first()
+    if batch is not None:
+        return batch
+    try:
+        with transaction.atomic():
+            return PriceChangeBatch.objects.create(closes_at=now + batch_window())
+    except IntegrityError:
+        # Another change opened it a moment ago: join that one.
+        return PriceChangeBatch.objects.select_for_update().get(status="open")
+
+
+def _apply(target: CatalogModel | PricingGroup, state: dict[str, Any]) -> None:
+    for field, value in state.items():
+        setattr(target, field, value)
+    target.save(update_fields=[*state, "updated_at"])
+
+
+@transaction.atomic
+def price_change_record(
+    *,
+    target: CatalogModel | PricingGroup,
+    new_prices: dict[str, Any],
+    reason: str,
+    changed_by: User,
+    source: str,
+    effective_at: datetime | None = None,
+    now: datetime | None = None,
+) -> PriceChange | None:
+    """Change a model's or a group's prices now or at `effective_at`; return the record.
+
+    Return None when nothing would change. Raise PermissionError without the
+    `change_prices` permission and PriceChangeError for a missing reason or bad prices.
+    """
+    now = now or timezone.now()
+    if not changed_by.has_perm(CHANGE_PRICES_PERMISSION):
+        raise PermissionError("You may not change prices.")
+    reason = reason.strip()
+    if not reason:
+        raise PriceChangeError("Give a reason for the price change: it is recorded and announced.")
+    locked = type(target).objects.select_for_update().get(pk=target.pk)
+    state = price_change_validate(
+        target=locked, new_prices=new_prices, effective_at=effective_at, now=now
+    )
+    old = _current_prices(locked)
+    if state == old:
+        return None
+    takes_effect = effective_at if effective_at is not None and effective_at > now else now
+    is_scheduled = takes_effect > now
+    change = PriceChange(
+        reason=reason,
+        source=source,
+        changed_by=changed_by,
+        status=PriceChange.Status.SCHEDULED if is_scheduled else PriceChange.Status.APPLIED,
+        effective_at=takes_effect,
+        applied_at=None if is_scheduled else now,
+        batch=_open_batch(now=now),
+    )
+    _set_snapshot(change, locked, old=old, new=state)
+    if not is_scheduled:
+        _apply(locked, state)
+    change.save()
+    _announce(batch=change.batch, now=now)  # type: ignore[arg-type]
+    return change
+
+
+def _set_snapshot(
+    change: PriceChange,
+    target: CatalogModel | PricingGroup,
+    *,
+    old: dict[str, Any],
+    new: dict[str, Any],
+) -> None:
+    if isinstance(target, CatalogModel):
+        change.catalog_model = target
+    else:
+        change.pricing_group = target
+    for field in _price_fields(target):
+        setattr(change, f"old_{field}", old[field])
+        setattr(change, f"new_{field}", new[field])
+
+
+def price_changes_apply_due(*, now: datetime | None = None) -> int:
+    """Apply every scheduled change whose time has come, each exactly once; return how many."""
+    now = now or timezone.now()
+    applied = 0
+    due_ids = list(
+        PriceChange.objects.filter(status=PriceChange.Status.SCHEDULED, effective_at__lte=now)
+        .order_by("effective_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    for change_id in due_ids:
+        with transaction.atomic():
+            change = (
+                PriceChange.objects.select_for_update(skip_locked=True)
+                .filter(pk=change_id, status=PriceChange.Status.SCHEDULED)
+                .first()
+            )
+            if change is None:  # Applied by another worker, or cancelled.
+                continue
+            target: CatalogModel | PricingGroup
+            if change.catalog_model_id:
+                target = CatalogModel.objects.select_for_update().get(pk=change.catalog_model_id)
+            else:
+                target = PricingGroup.objects.select_for_update().get(pk=change.pricing_group_id)  # type: ignore[misc]
+            new = {field: getattr(change, f"new_{field}") for field in _price_fields(target)}
+            # The history says what the price really was when this change replaced it.
+            _set_snapshot(change, target, old=_current_prices(target), new=new)
+            _apply(target, new)
+            change.status = PriceChange.Status.APPLIED
+            change.applied_at = now
+            change.save()
+            applied += 1
+    return applied
+
+
+@transaction.atomic
+def price_change_cancel(*, change: PriceChange, cancelled_by: User) -> bool:
+    """Cancel a scheduled change that has not been applied; return whether it was."""
+    if not cancelled_by.has_perm(CHANGE_PRICES_PERMISSION):
+        raise PermissionError("You may not change prices.")
+    return bool(
+        PriceChange.objects.filter(pk=change.pk, status=PriceChange.Status.SCHEDULED).update(
+            status=PriceChange.Status.CANCELLED, updated_at=timezone.now()
+        )
+    )
+
+
+def _announce(*, batch: PriceChangeBatch, now: datetime) -> None:
+    """Publish (or rewrite) the batch's price adjustment announcement."""
+    from announcements.models import Announcement
+    from announcements.services import announcement_create, announcement_update_body
+
+    from .emails import batch_announcement_text
+
+    title, body = batch_announcement_text(batch=batch)
+    if batch.announcement is None:
+        batch.announcement = announcement_create(
+            title=title,
+            body_markdown=body,
+            category=Announcement.Category.PRICE_ADJUSTMENT,
+            published_at=now,
+        )
+        batch.save(update_fields=["announcement", "updated_at"])
+    else:
+        announcement_update_body(announcement=batch.announcement, title=title, body_markdown=body)
+
+
+def catalog_model_update_details(*, catalog_model: CatalogModel, fields: Iterable[str]) -> None:
+    """Save a model's descriptive fields (never its prices: see `price_change_record`)."""
+    allowed = [field for field in fields if field not in MODEL_PRICE_FIELDS]
+    if allowed:
+        catalog_model.save(update_fields=[*allowed, "updated_at"])
+
+
+def catalog_model_create(**fields: Any) -> CatalogModel:
+    """Create a model with its first prices (a new model is not a price change)."""
+    catalog_model = CatalogModel(**fields)
+    catalog_model.full_clean()
+    catalog_model.save()
+    return catalog_model
+
+
+# --- Emails -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendResult:
+    sent: int
+    skipped: int
+
+
+def price_change_batch_close(*, batch_id: int, now: datetime | None = None) -> bool:
+    """Close a batch whose window has passed; return True only for the caller that closed it."""
+    now = now or timezone.now()
+    return bool(
+        PriceChangeBatch.objects.filter(
+            pk=batch_id, status=PriceChangeBatch.Status.OPEN, closes_at__lte=now
+        ).update(status=PriceChangeBatch.Status.CLOSED, closed_at=now, updated_at=now)
+    )

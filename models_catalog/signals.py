@@ -1,0 +1,29 @@
+"""Keep the relay's cached prices true: any write of a model or a group drops its entry."""
+
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .models import CatalogModel, PricingGroup
+from .selectors import DEFAULT_GROUP_KEY, ENABLED_NAMES_KEY, group_cache_key, model_cache_key
+
+
+def _forget(keys: list[str]) -> None:
+    cache.delete_many(keys)
+    # A reader inside another transaction may re-cache the old row before this one
+    # commits: forget again once the new prices are visible to everyone.
+    transaction.on_commit(lambda: cache.delete_many(keys))
+
+
+@receiver([post_save, post_delete], sender=CatalogModel)
+def forget_cached_model(sender: type, instance: CatalogModel, **kwargs: Any) -> None:
+    # Names are read-only once created (see the admin), so the name is the whole key.
+    _forget([model_cache_key(instance.name), ENABLED_NAMES_KEY])
+
+
+@receiver([post_save, post_delete], sender=PricingGroup)
+def forget_cached_group(sender: type, instance: PricingGroup, **kwargs: Any) -> None:
+    _forget([group_cache_key(instance.pk), DEFAULT_GROUP_KEY])
