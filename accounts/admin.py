@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
-from .models import User
+from .models import Token, User
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -36,3 +36,20 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+@admin.register(Token)
+class TokenAdmin(admin.ModelAdmin):
+    """Read-only view of tokens; owners manage them in the console."""
+
+    list_display = ("name", "user", "key_prefix", "key_last4", "is_enabled", "used", "last_used_at")
+    list_filter = ("is_enabled",)
+    search_fields = ("name", "user__email", "key_last4")
+    list_select_related = ("user",)
+    exclude = ("key_hash",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -53,3 +53,73 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.display_name or self.email.split("@", 1)[0]
+
+
+class Token(models.Model):
+    """An API token: the `sk-...` key a program sends to the relay.
+
+    Only a hash of the key is stored (with a display prefix and its last four
+    characters); the full key is shown once, when the token is created. Money
+    fields are integer micro-USD. `quota_remaining` empty means unlimited and 0
+    means query-only (the token may read its balance but not spend). `reserved`
+    is what open reservations of in-flight requests hold against the quota.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_prefix = models.CharField(max_length=16, editable=False)
+    key_last4 = models.CharField(max_length=4, editable=False)
+    is_enabled = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    quota_remaining = models.BigIntegerField(null=True, blank=True)
+    reserved = models.BigIntegerField(default=0)
+    used = models.BigIntegerField(default=0)
+    request_count = models.BigIntegerField(default=0)
+    # Model names; empty means every model.
+    allowed_models = models.JSONField(default=list, blank=True)
+    # IP addresses or CIDR networks as text; empty means any address.
+    allowed_networks = models.JSONField(default=list, blank=True)
+    concurrency_limit = models.PositiveIntegerField(default=100)
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quota_remaining__isnull=True)
+                | models.Q(quota_remaining__gte=models.F("reserved")),
+                name="accounts_token_quota_covers_reserved",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reserved__gte=0), name="accounts_token_reserved_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(used__gte=0), name="accounts_token_used_nonneg"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked_key})"
+
+    @property
+    def masked_key(self) -> str:
+        return f"sk-…{self.key_last4}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def status(self) -> str:
+        if not self.is_enabled:
+            return "disabled"
+        if self.is_expired:
+            return "expired"
+        if self.quota_remaining is not None and self.quota_remaining - self.reserved <= 0:
+            return "exhausted" if self.quota_remaining or self.used else "query-only"
+        return "enabled"

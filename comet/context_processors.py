@@ -13,9 +13,10 @@ def site(request: HttpRequest) -> dict[str, object]:
 # (url name, label) in the order the console shows them.
 CONSOLE_NAVIGATION = [
     ("console:home", "Home"),
-    ("console:tokens", "Tokens"),
+    ("tokens:list", "Tokens"),
     ("console:recharge", "Recharge"),
     ("console:logs", "Logs"),
+    ("billing:history", "Billing"),
     ("pricing", "Pricing"),
     ("announcements", "Announcements"),
     ("accounts:profile", "Profile"),

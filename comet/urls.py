@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from billing import views as billing_views
 from comet import health, views
 
 # The admin signs in through allauth: the same form, rate limits and second factor.
@@ -13,11 +14,6 @@ admin.site.site_title = "Comet admin"
 console_patterns = (
     [
         path("", views.home, name="home"),
-        path(
-            "tokens/",
-            views.section_placeholder(template="console/tokens_placeholder.html"),
-            name="tokens",
-        ),
         path(
             "recharge/",
             views.section_placeholder(template="console/recharge_placeholder.html"),
@@ -44,6 +40,11 @@ urlpatterns = [
         views.section_placeholder(template="console/announcements_placeholder.html", login=False),
         name="announcements",
     ),
+    path("tokens/", include("accounts.token_urls")),
+    path("billing/", include("billing.urls")),
+    path("api/", include("accounts.api_urls")),
+    path("user/quota", billing_views.user_quota, name="user-quota"),
+    path("user/quota/", billing_views.user_quota),
     path("accounts/", include("allauth.urls")),
     path("profile/", include("accounts.urls")),
     path("admin/", admin.site.urls),

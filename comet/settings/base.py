@@ -297,6 +297,17 @@ CELERY_BEAT_SCHEDULE["models-catalog-resume-price-emails"] = {
     "options": {"expires": 290},
 }
 
+# --- Billing and API tokens -------------------------------------------------
+
+COMET_TOKENS_PER_USER = env.int("COMET_TOKENS_PER_USER", default=50)
+# A reservation never settled or released is released after this many seconds.
+COMET_RESERVATION_LEASE_SECONDS = env.int("COMET_RESERVATION_LEASE_SECONDS", default=900)
+CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {
+    "task": "billing.tasks.reservation_release_expired_task",
+    "schedule": 30.0,
+    "options": {"expires": 25},
+}
+
 # --- Logging ----------------------------------------------------------------
 
 LOGGING = {

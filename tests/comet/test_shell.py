@@ -3,7 +3,13 @@ from django.urls import reverse
 
 pytestmark = pytest.mark.django_db
 
-CONSOLE_SECTIONS = ["console:tokens", "console:recharge", "console:logs", "accounts:profile"]
+CONSOLE_SECTIONS = [
+    "tokens:list",
+    "billing:history",
+    "console:recharge",
+    "console:logs",
+    "accounts:profile",
+]
 
 
 def test_anonymous_visitor_sees_the_welcome_page(client):

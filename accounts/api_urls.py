@@ -1,0 +1,16 @@
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from accounts.api import TokenViewSet
+from billing.api import AccountView, LedgerListView
+
+router = SimpleRouter()
+router.register("tokens", TokenViewSet, basename="token")
+
+app_name = "api"
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("account/", AccountView.as_view(), name="account"),
+    path("ledger/", LedgerListView.as_view(), name="ledger"),
+]

@@ -1,0 +1,86 @@
+import re
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+
+from accounts.models import Token
+from accounts.tokens import networks_parse
+from billing.money import micro_to_usd, usd_to_micro
+
+
+def _split_lines(text: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", text) if part]
+
+
+class TokenForm(forms.Form):
+    """The token create / edit form; amounts are typed in USD, stored in micro-USD."""
+
+    name = forms.CharField(max_length=100)
+    quota = forms.DecimalField(
+        required=False,
+        min_value=Decimal(0),
+        max_digits=16,
+        decimal_places=6,
+        label="Quota (USD)",
+        help_text="Empty for unlimited; 0 makes a query-only token that cannot spend.",
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires at (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Empty for never.",
+    )
+    allowed_models = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Model names, one per line or separated by commas; empty allows every model.",
+    )
+    allowed_networks = forms.CharField(
+        required=False,
+        label="Allowed IPs",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="IP addresses or CIDR networks (203.0.113.0/24); empty allows any address.",
+    )
+    concurrency_limit = forms.IntegerField(min_value=1, max_value=10_000, initial=100)
+    rpm_limit = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Requests per minute",
+        help_text="Empty for no limit beyond the platform's.",
+    )
+
+    @classmethod
+    def initial_for(cls, token: Token) -> dict[str, Any]:
+        return {
+            "name": token.name,
+            "quota": None if token.quota_remaining is None else micro_to_usd(token.quota_remaining),
+            "expires_at": token.expires_at,
+            "allowed_models": "\n".join(token.allowed_models),
+            "allowed_networks": "\n".join(token.allowed_networks),
+            "concurrency_limit": token.concurrency_limit,
+            "rpm_limit": token.rpm_limit,
+        }
+
+    def clean_allowed_models(self) -> list[str]:
+        return _split_lines(self.cleaned_data["allowed_models"])
+
+    def clean_allowed_networks(self) -> list[str]:
+        values = _split_lines(self.cleaned_data["allowed_networks"])
+        try:
+            networks_parse(values)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from error
+        return values
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "quota_remaining": None if data["quota"] is None else usd_to_micro(data["quota"]),
+            "expires_at": data["expires_at"],
+            "allowed_models": data["allowed_models"],
+            "allowed_networks": data["allowed_networks"],
+            "concurrency_limit": data["concurrency_limit"],
+            "rpm_limit": data["rpm_limit"],
+        }

@@ -1,0 +1,45 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.money import AmountError, format_usd, usd_to_micro
+from billing.services import LedgerError, account_adjust
+
+
+class Command(BaseCommand):
+    help = "Credit a user's balance with a ledger adjustment (idempotent with --key)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("email")
+        parser.add_argument("usd", help="Amount in USD, e.g. 25 or 0.5")
+        parser.add_argument("--reason", required=True, help="Why (kept in the ledger).")
+        parser.add_argument(
+            "--key", help="Idempotency key: the same key again changes nothing (e.g. a ticket id)."
+        )
+
+    def handle(self, *args, **options) -> None:
+        User = get_user_model()
+        try:
+            user = User.objects.get(email__iexact=options["email"].strip())
+        except User.DoesNotExist as error:
+            raise CommandError(f"No user with the email {options['email']}.") from error
+        try:
+            amount = usd_to_micro(options["usd"])
+        except AmountError as error:
+            raise CommandError(str(error)) from error
+        if amount <= 0:
+            raise CommandError("The amount must be more than zero (a credit adds money).")
+        key = options["key"]
+        try:
+            entry = account_adjust(
+                user_id=user.pk,
+                amount=amount,
+                reason=options["reason"],
+                created_by=None,
+                idempotency_key=f"adjust:cli:{key}" if key else None,
+            )
+        except LedgerError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(
+            f"{user.email}: {format_usd(entry.amount)} recorded as ledger entry {entry.pk}; "
+            f"balance after it {format_usd(entry.balance_after)}."
+        )

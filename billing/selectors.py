@@ -1,0 +1,96 @@
+"""Reads of money: account summaries, ledger pages, the books for reconcile."""
+
+from dataclasses import dataclass
+
+from django.db.models import Max, QuerySet, Sum
+
+from accounts.models import Token
+from billing.models import Account, LedgerEntry, Reservation
+from logs.models import RequestLog
+
+
+def account_for_user(*, user_id: int) -> Account:
+    """Return the user's account (created with the user; created here if it is missing)."""
+    account, _ = Account.objects.get_or_create(user_id=user_id)
+    return account
+
+
+def ledger_entry_list(*, user_id: int) -> QuerySet[LedgerEntry]:
+    """Return the user's ledger entries, newest first, with who made manual ones."""
+    return LedgerEntry.objects.filter(account_id=user_id).select_related("created_by")
+
+
+def token_list(*, user_id: int) -> QuerySet[Token]:
+    """Return the user's tokens, newest first."""
+    return Token.objects.filter(user_id=user_id).order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class Drift:
+    subject: str
+    field: str
+    stored: int
+    expected: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.subject}: {self.field} is {self.stored}, the books say {self.expected} "
+            f"(drift {self.stored - self.expected:+d})"
+        )
+
+
+def _open_holds(field: str) -> dict[int, int]:
+    rows = (
+        Reservation.objects.filter(status=Reservation.Status.OPEN, **{f"{field}__isnull": False})
+        .values(field)
+        .annotate(total=Sum("amount"))
+    )
+    return {row[field]: row["total"] for row in rows}
+
+
+def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
+    """Return every difference between stored balances and what the books prove.
+
+    For each account: balance = Σ ledger - Σ request costs after its last usage
+    settlement entry; reserved = Σ open reservations. For each token: used = Σ
+    its request costs; reserved = Σ its open reservations.
+    """
+    drifts: list[Drift] = []
+    accounts = Account.objects.order_by("pk")
+    tokens = Token.objects.order_by("pk")
+    if user_ids is not None:
+        accounts = accounts.filter(pk__in=user_ids)
+        tokens = tokens.filter(user_id__in=user_ids)
+    account_holds = _open_holds("account_id")
+    token_holds = _open_holds("token_id")
+    for account in accounts.iterator():
+        ledger = LedgerEntry.objects.filter(account=account).aggregate(
+            total=Sum("amount"),
+            through=Max("usage_through_log_id"),
+        )
+        logs = RequestLog.objects.filter(user_id=account.pk)
+        if ledger["through"] is not None:
+            logs = logs.filter(id__gt=ledger["through"])
+        unsettled = logs.aggregate(total=Sum("cost"))["total"] or 0
+        expected = (ledger["total"] or 0) - unsettled
+        subject = f"account {account.pk}"
+        if account.balance != expected:
+            drifts.append(Drift(subject, "balance", account.balance, expected))
+        held = account_holds.get(account.pk, 0)
+        if account.reserved != held:
+            drifts.append(Drift(subject, "reserved", account.reserved, held))
+    token_used = dict(
+        RequestLog.objects.filter(token__isnull=False)
+        .values("token_id")
+        .annotate(total=Sum("cost"))
+        .values_list("token_id", "total")
+    )
+    for token in tokens.iterator():
+        subject = f"token {token.pk} of user {token.user_id}"
+        if token.used != token_used.get(token.pk, 0):
+            drifts.append(Drift(subject, "used", token.used, token_used.get(token.pk, 0)))
+        if token.reserved != token_holds.get(token.pk, 0):
+            drifts.append(Drift(subject, "reserved", token.reserved, token_holds.get(token.pk, 0)))
+        if token.quota_remaining is not None and token.quota_remaining < token.reserved:
+            drifts.append(Drift(subject, "quota_remaining", token.quota_remaining, token.reserved))
+    return drifts

@@ -1,0 +1,205 @@
+"""Writes to money: accounts and the ledger.
+
+Every balance change other than per-request usage (see `billing.metering`) is
+one ledger entry written here, in the same transaction as a conditional UPDATE of
+the account row. Rows are locked in one order everywhere — token, then account —
+so two transactions never wait on each other in a cycle.
+"""
+
+import uuid
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Sum
+
+from accounts.models import User
+from billing.models import Account, LedgerEntry
+
+
+class LedgerError(Exception):
+    """A ledger write that was refused; the message is for a person."""
+
+
+class InsufficientBalance(LedgerError):
+    pass
+
+
+class IdempotencyConflict(LedgerError):
+    pass
+
+
+def account_create_for_new_user(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
+    """Create the account of a user who was just created (a post_save receiver)."""
+    if created and not kwargs.get("raw"):
+        Account.objects.get_or_create(user=instance)
+
+
+def _existing_entry(
+    *, idempotency_key: str, user_id: int, kind: str, amount: int
+) -> LedgerEntry | None:
+    entry = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+    if entry is None:
+        return None
+    if entry.account_id != user_id or entry.kind != kind or entry.amount != amount:
+        raise IdempotencyConflict(
+            f"The idempotency key “{idempotency_key}” was already used for a different "
+            "ledger entry; nothing was changed."
+        )
+    return entry
+
+
+def ledger_entry_record(
+    *,
+    user_id: int,
+    kind: str,
+    amount: int,
+    idempotency_key: str,
+    reason: str = "",
+    created_by: User | None = None,
+) -> LedgerEntry:
+    """Apply a signed `amount` to a balance and record it; return the ledger entry.
+
+    The same idempotency key again returns the first entry without changing
+    anything; the same key with a different amount, kind or account raises
+    IdempotencyConflict. A debit that would leave less than what open
+    reservations hold raises InsufficientBalance.
+    """
+    if not isinstance(amount, int) or amount == 0:
+        raise ValueError("A ledger entry moves a non-zero whole number of micro-USD.")
+    if not idempotency_key:
+        raise ValueError("A ledger entry needs an idempotency key.")
+    existing = _existing_entry(
+        idempotency_key=idempotency_key, user_id=user_id, kind=kind, amount=amount
+    )
+    if existing is not None:
+        return existing
+    changes: dict[str, Any] = {"balance": F("balance") + amount}
+    if kind == LedgerEntry.Kind.RECHARGE:
+        changes["recharged"] = F("recharged") + amount
+    try:
+        with transaction.atomic():
+            accounts = Account.objects.filter(pk=user_id)
+            if amount < 0:
+                accounts = accounts.filter(balance__gte=F("reserved") - amount)
+            if not accounts.update(**changes):
+                if not Account.objects.filter(pk=user_id).exists():
+                    raise LedgerError("This user has no account.")
+                raise InsufficientBalance(
+                    "The balance (less what in-flight requests hold) is smaller than "
+                    "this debit; nothing was changed."
+                )
+            # The UPDATE above holds the row lock until commit: this read is exact.
+            balance_after = Account.objects.filter(pk=user_id).values_list("balance", flat=True)
+            return LedgerEntry.objects.create(
+                account_id=user_id,
+                kind=kind,
+                amount=amount,
+                balance_after=balance_after.get(),
+                idempotency_key=idempotency_key,
+                reason=reason,
+                created_by=created_by,
+            )
+    except IntegrityError:
+        # A concurrent writer recorded the same key first; its transaction won.
+        existing = _existing_entry(
+            idempotency_key=idempotency_key, user_id=user_id, kind=kind, amount=amount
+        )
+        if existing is None:
+            raise
+        return existing
+
+
+def account_credit(
+    *,
+    user_id: int,
+    amount: int,
+    idempotency_key: str,
+    kind: str = LedgerEntry.Kind.RECHARGE,
+    reason: str = "",
+    created_by: User | None = None,
+) -> LedgerEntry:
+    """Add `amount` (> 0) micro-USD to a balance, once per idempotency key."""
+    if amount <= 0:
+        raise ValueError("A credit is a positive amount.")
+    return ledger_entry_record(
+        user_id=user_id,
+        kind=kind,
+        amount=amount,
+        idempotency_key=idempotency_key,
+        reason=reason,
+        created_by=created_by,
+    )
+
+
+def account_debit(
+    *,
+    user_id: int,
+    amount: int,
+    idempotency_key: str,
+    kind: str = LedgerEntry.Kind.REFUND,
+    reason: str = "",
+    created_by: User | None = None,
+) -> LedgerEntry:
+    """Take `amount` (> 0) micro-USD from a balance, once per idempotency key."""
+    if amount <= 0:
+        raise ValueError("A debit is a positive amount.")
+    return ledger_entry_record(
+        user_id=user_id,
+        kind=kind,
+        amount=-amount,
+        idempotency_key=idempotency_key,
+        reason=reason,
+        created_by=created_by,
+    )
+
+
+def account_adjust(
+    *,
+    user_id: int,
+    amount: int,
+    reason: str,
+    created_by: User | None,
+    idempotency_key: str | None = None,
+) -> LedgerEntry:
+    """Correct a balance by a signed amount with a stated reason (support and admins)."""
+    if not reason.strip():
+        raise LedgerError("An adjustment needs a reason.")
+    return ledger_entry_record(
+        user_id=user_id,
+        kind=LedgerEntry.Kind.ADJUSTMENT,
+        amount=amount,
+        idempotency_key=idempotency_key or f"adjust:{uuid.uuid4()}",
+        reason=reason.strip(),
+        created_by=created_by,
+    )
+
+
+def usage_settlement_record(*, user_id: int, through_log_id: int) -> LedgerEntry | None:
+    """Fold the request costs up to `through_log_id` into one usage settlement entry.
+
+    The balance already carries these costs, so the entry does not change it: it
+    lets the request log rows it covers be pruned while the books still close.
+    Return None when there is nothing new to fold.
+    """
+    from logs.models import RequestLog
+
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=user_id)
+        last = account.ledger_entries.filter(kind=LedgerEntry.Kind.USAGE_SETTLEMENT).aggregate(
+            through=Max("usage_through_log_id")
+        )["through"]
+        rows = RequestLog.objects.filter(user_id=user_id, id__lte=through_log_id)
+        if last is not None:
+            rows = rows.filter(id__gt=last)
+        total = rows.aggregate(total=Sum("cost"))["total"] or 0
+        if total == 0:
+            return None
+        return LedgerEntry.objects.create(
+            account=account,
+            kind=LedgerEntry.Kind.USAGE_SETTLEMENT,
+            amount=-total,
+            balance_after=account.balance,
+            idempotency_key=f"usage:{user_id}:{through_log_id}",
+            reason=f"Request costs up to log #{through_log_id}",
+            usage_through_log_id=through_log_id,
+        )
