@@ -270,6 +270,36 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
 }
 
+# --- Relay ------------------------------------------------------------------
+
+# Proxies whose X-Forwarded-For the relay believes (IPs or CIDRs); from anyone else
+# the header is ignored and the socket's peer address is the client's IP.
+RELAY_TRUSTED_PROXIES = env.list("RELAY_TRUSTED_PROXIES", default=[])
+RELAY_MAX_BODY_BYTES = env.int("RELAY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
+# A crashed process's concurrency slots free themselves after this many seconds.
+RELAY_SLOT_LEASE_SECONDS = env.int("RELAY_SLOT_LEASE_SECONDS", default=60)
+# Reservations assume this many completion tokens when a request sets no max_tokens.
+RELAY_DEFAULT_MAX_TOKENS = env.int("RELAY_DEFAULT_MAX_TOKENS", default=4096)
+RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=3)
+# Consecutive failures after which a channel is disabled until a probe succeeds.
+RELAY_CHANNEL_FAILURE_THRESHOLD = env.int("RELAY_CHANNEL_FAILURE_THRESHOLD", default=5)
+CELERY_BEAT_SCHEDULE["relay-probe-disabled-channels"] = {
+    "task": "relay.tasks.channel_probe_disabled_task",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+
+# --- Billing and API tokens -------------------------------------------------
+
+COMET_TOKENS_PER_USER = env.int("COMET_TOKENS_PER_USER", default=50)
+# A reservation never settled or released is released after this many seconds.
+COMET_RESERVATION_LEASE_SECONDS = env.int("COMET_RESERVATION_LEASE_SECONDS", default=900)
+CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {
+    "task": "billing.tasks.reservation_release_expired_task",
+    "schedule": 30.0,
+    "options": {"expires": 25},
+}
+
 # --- Prices, announcements and price-change emails ---------------------------
 
 # Absolute links in emails (unsubscribe) start with this.
@@ -295,17 +325,6 @@ CELERY_BEAT_SCHEDULE["models-catalog-resume-price-emails"] = {
     "task": "models_catalog.tasks.price_change_emails_resume_task",
     "schedule": 300.0,
     "options": {"expires": 290},
-}
-
-# --- Billing and API tokens -------------------------------------------------
-
-COMET_TOKENS_PER_USER = env.int("COMET_TOKENS_PER_USER", default=50)
-# A reservation never settled or released is released after this many seconds.
-COMET_RESERVATION_LEASE_SECONDS = env.int("COMET_RESERVATION_LEASE_SECONDS", default=900)
-CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {
-    "task": "billing.tasks.reservation_release_expired_task",
-    "schedule": 30.0,
-    "options": {"expires": 25},
 }
 
 # --- Logging ----------------------------------------------------------------

@@ -1,0 +1,634 @@
+"""The relay: an ASGI application serving `/v1/*` without Django's request cycle.
+
+Per request: authenticate the token → check expiry, IP and model allow-lists →
+price the model → take a concurrency slot and count the request against the RPM
+limit → reserve the most the request can cost → try channels in routing order →
+pass the answer through → settle the actual cost with the log row → free the slot.
+
+Request and response content is never stored or logged: only sizes, counts and
+status codes leave this module.
+"""
+
+import asyncio
+import json
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from accounts.tokens import TokenInfo, atoken_authenticate
+from billing.metering import UsageRefused, ausage_reserve, ausage_settle
+from comet.api import error_body
+from logs.data import RequestLogData
+from models_catalog.pricing import call_cost, request_cost
+from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
+
+from . import upstream
+from .clientip import client_ip
+from .db import run_in_database_thread
+from .limits import LimitOutcome, limiter
+from .routing import candidate_routes, routing_table, routing_table_expire
+from .selectors import ChannelRoute
+from .services import channel_record_failure, channel_record_success
+from .usage import (
+    StreamUsageReader,
+    Usage,
+    estimate_prompt_tokens,
+    usage_from_anthropic,
+    usage_from_openai,
+)
+
+logger = logging.getLogger("relay")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+CALLS = {
+    "/v1/chat/completions": upstream.CHAT,
+    "/v1/completions": upstream.COMPLETIONS,
+    "/v1/embeddings": upstream.EMBEDDINGS,
+    "/v1/messages": upstream.MESSAGES,
+}
+JSON_HEADERS = [(b"content-type", b"application/json")]
+# Every estimate of a prompt from its body is capped here, so a huge body is
+# refused by the upstream rather than reserving an absurd amount.
+MAX_RESERVED_PROMPT_TOKENS = 1_000_000
+
+
+class RelayError(Exception):
+    """A refusal that becomes an OpenAI-shaped error response."""
+
+    def __init__(
+        self, status_code: int, message: str, *, code: str, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+@dataclass
+class Outcome:
+    """What happened to a forwarded request: the facts its log row records."""
+
+    status_code: int = 200
+    usage: Usage = field(default_factory=Usage)
+    route: ChannelRoute | None = None
+    error_code: str = ""
+    first_token_ms: int | None = None
+    is_answered: bool = False
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RelayError(
+                413,
+                f"The request body is larger than {limit} bytes.",
+                code="request_too_large",
+            )
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send_json(send: Any, status: int, body: bytes, extra: list | None = None) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Any, error: RelayError) -> None:
+    body = error_body(
+        error.message, status_code=error.status_code, code=error.code, param=error.param
+    )
+    if error.status_code in (502, 503):
+        body["error"]["type"] = "upstream_error"
+    await _send_json(send, error.status_code, json.dumps(body).encode())
+
+
+def _api_key(headers: dict[bytes, bytes]) -> str | None:
+    authorization = headers.get(b"authorization")
+    if authorization:
+        scheme, _, value = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    api_key = headers.get(b"x-api-key")
+    return api_key.decode("latin-1").strip() if api_key else None
+
+
+def _call_cost(price: ModelPrice) -> int:
+    return call_cost(price_per_call=price.price_per_call or 0, group_ratio=price.group_ratio)
+
+
+def reservation_amount(
+    *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
+) -> int:
+    """Return the most a request can cost: its whole body as prompt, plus its max_tokens."""
+    if price.price_per_call is not None or price.model_ratio is None:
+        return _call_cost(price)
+    completion = 0
+    if has_completion:
+        completion = settings.RELAY_DEFAULT_MAX_TOKENS
+        for key in ("max_completion_tokens", "max_tokens"):
+            value = body.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                completion = value
+                break
+    return request_cost(
+        prompt_tokens=min(body_size, MAX_RESERVED_PROMPT_TOKENS),
+        completion_tokens=completion,
+        model_ratio=price.model_ratio,
+        completion_ratio=price.completion_ratio,
+        group_ratio=price.group_ratio,
+    )
+
+
+def actual_cost(*, usage: Usage, price: ModelPrice) -> int:
+    """Return what an answered request costs."""
+    if price.price_per_call is not None or price.model_ratio is None:
+        return _call_cost(price)
+    return request_cost(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=min(usage.cached_tokens, usage.prompt_tokens),
+        cached_ratio=price.cached_ratio,
+        model_ratio=price.model_ratio,
+        completion_ratio=price.completion_ratio,
+        group_ratio=price.group_ratio,
+    )
+
+
+class RelayApplication:
+    """The ASGI callable for `/v1/`."""
+
+    def __init__(self, *, settle_in_background: bool = True) -> None:
+        # Settling after the response is sent keeps the database write off the
+        # client's latency; shutdown waits for every pending settlement.
+        self.settle_in_background = settle_in_background
+        self.upstream = upstream.UpstreamClient()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        response_started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = True
+            await send(message)
+
+        try:
+            await self._route(scope, receive, tracked_send)
+        except RelayError as error:
+            await send_error(send, error)
+        except ConnectionResetError:
+            return
+        except Exception as error:
+            if response_started:
+                raise
+            # Only the error's class and place: its message could quote the request.
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            logger.error(
+                "Unexpected %s in the relay at %s:%s",
+                type(error).__name__,
+                where.filename,
+                where.lineno,
+            )
+            await send_error(
+                send, RelayError(500, "The relay failed unexpectedly.", code="relay_error")
+            )
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Finish pending settlements and close this loop's connections."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.upstream.aclose()
+        await limiter().aclose()
+
+    async def _route(self, scope: Scope, receive: Any, send: Any) -> None:
+        path = scope["path"].rstrip("/") or "/"
+        method = scope["method"]
+        if path == "/v1/models":
+            if method != "GET":
+                raise RelayError(405, "Use GET for /v1/models.", code="method_not_allowed")
+            await self._models(scope, send)
+            return
+        endpoint = CALLS.get(path)
+        if endpoint is None:
+            raise RelayError(404, f"Unknown API route: {method} {path}.", code="not_found")
+        if method != "POST":
+            raise RelayError(405, f"Use POST for {path}.", code="method_not_allowed")
+        await self._call(scope, receive, send, endpoint)
+
+    async def _authenticate(
+        self, scope: Scope, headers: dict[bytes, bytes]
+    ) -> tuple[TokenInfo, str]:
+        raw_key = _api_key(headers)
+        if raw_key is None:
+            raise RelayError(
+                401,
+                "No API key: send it as 'Authorization: Bearer sk-...'.",
+                code="invalid_api_key",
+            )
+        token = await atoken_authenticate(raw_key)
+        if token is None or not token.is_enabled:
+            raise RelayError(
+                401, "Invalid API key, or the token is disabled or deleted.", code="invalid_api_key"
+            )
+        if token.is_expired:
+            raise RelayError(401, "This token has expired.", code="invalid_api_key")
+        peer = scope["client"][0] if scope.get("client") else ""
+        address = client_ip(peer, headers.get(b"x-forwarded-for"))
+        if not token.allows_ip(address):
+            raise RelayError(
+                403, f"This token may not be used from {address}.", code="ip_not_allowed"
+            )
+        return token, address
+
+    async def _models(self, scope: Scope, send: Any) -> None:
+        headers = dict(scope["headers"])
+        token, _address = await self._authenticate(scope, headers)
+        names = await run_in_database_thread(enabled_model_names)
+        if token.allowed_models:
+            names = [name for name in names if name in token.allowed_models]
+        body = {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "comet"}
+                for name in sorted(names)
+            ],
+        }
+        await _send_json(send, 200, json.dumps(body).encode())
+
+    async def _call(
+        self, scope: Scope, receive: Any, send: Any, endpoint: upstream.Endpoint
+    ) -> None:
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":
+            raise RelayError(
+                415,
+                "Send the request body as JSON (Content-Type: application/json).",
+                code="unsupported_media_type",
+            )
+        token, address = await self._authenticate(scope, headers)
+        raw_body = await _read_body(receive, settings.RELAY_MAX_BODY_BYTES)
+        try:
+            body = json.loads(raw_body)
+        except ValueError:
+            raise RelayError(
+                400, "The request body is not valid JSON.", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise RelayError(400, "The request body must be a JSON object.", code="invalid_json")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise RelayError(
+                400, "Name the model: 'model' is required.", code="missing_model", param="model"
+            )
+        stream = endpoint.can_stream and body.get("stream") is True
+        if not token.allows_model(model):
+            raise RelayError(
+                403,
+                f"This token may not use the model '{model}'.",
+                code="model_not_allowed",
+                param="model",
+            )
+        price = await amodel_price(model_name=model, pricing_group_id=token.pricing_group_id)
+        if price is None:
+            raise RelayError(
+                404,
+                f"The model '{model}' does not exist or is not available.",
+                code="model_not_found",
+                param="model",
+            )
+        routes = candidate_routes(
+            await routing_table(),
+            model_name=model,
+            pricing_group_id=token.pricing_group_id,
+            kinds=endpoint.kinds,
+        )
+        if not routes:
+            raise RelayError(
+                503,
+                f"No channel is available for '{model}' right now; try again later.",
+                code="no_available_channel",
+            )
+        outcome_kind, slot = await limiter().acquire(
+            token_id=token.id, concurrency_limit=token.concurrency_limit, rpm_limit=token.rpm_limit
+        )
+        if slot is None:
+            if outcome_kind is LimitOutcome.CONCURRENCY_EXCEEDED:
+                message = (
+                    f"Too many requests in flight on this token (limit {token.concurrency_limit})."
+                )
+            else:
+                message = f"Too many requests per minute on this token (limit {token.rpm_limit})."
+            raise RelayError(429, message, code="rate_limit_exceeded")
+        request_id = uuid.uuid4().hex
+        outcome: Outcome | None = None
+        try:
+            amount = reservation_amount(
+                body=body,
+                body_size=len(raw_body),
+                price=price,
+                has_completion=endpoint.has_completion,
+            )
+            try:
+                await ausage_reserve(
+                    token_id=token.id, user_id=token.user_id, request_id=request_id, amount=amount
+                )
+            except UsageRefused as refused:
+                raise RelayError(402, refused.message, code=refused.code) from None
+            try:
+                outcome = await self._forward(
+                    scope,
+                    receive,
+                    send,
+                    endpoint=endpoint,
+                    routes=routes,
+                    body=body,
+                    model=model,
+                    stream=stream,
+                    headers=headers,
+                    started=started,
+                    request_id=request_id,
+                )
+            finally:
+                await limiter().release(slot)
+                slot = None
+                settlement = self._settle(
+                    request_id=request_id,
+                    token=token,
+                    model=model,
+                    price=price,
+                    outcome=outcome or Outcome(status_code=500, error_code="relay_error"),
+                    address=address,
+                    stream=stream,
+                    started=started,
+                )
+                if self.settle_in_background:
+                    task = asyncio.get_running_loop().create_task(settlement)
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                else:
+                    await settlement
+        finally:
+            if slot is not None:
+                await limiter().release(slot)
+
+    async def _settle(
+        self,
+        *,
+        request_id: str,
+        token: TokenInfo,
+        model: str,
+        price: ModelPrice,
+        outcome: Outcome,
+        address: str,
+        stream: bool,
+        started: float,
+    ) -> None:
+        cost = 0
+        if outcome.is_answered:
+            cost = actual_cost(usage=outcome.usage, price=price)
+        log = RequestLogData(
+            model=model,
+            client_ip=address,
+            status_code=outcome.status_code,
+            token_name=token.name,
+            channel_id=outcome.route.channel_id if outcome.route else None,
+            prompt_tokens=outcome.usage.prompt_tokens,
+            completion_tokens=outcome.usage.completion_tokens,
+            cached_tokens=outcome.usage.cached_tokens,
+            model_ratio=price.model_ratio or Decimal(0),
+            completion_ratio=price.completion_ratio,
+            group_ratio=price.group_ratio,
+            price_per_call=price.price_per_call,
+            error_code=outcome.error_code,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            first_token_ms=outcome.first_token_ms,
+            is_stream=stream,
+            usage_estimated=outcome.usage.is_estimated,
+        )
+        try:
+            await ausage_settle(request_id=request_id, cost=cost, log=log)
+        except Exception:
+            # The reservation's lease still bounds what this request holds.
+            logger.exception("Settling request %s failed", request_id)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        *,
+        endpoint: upstream.Endpoint,
+        routes: list[ChannelRoute],
+        body: dict[str, Any],
+        model: str,
+        stream: bool,
+        headers: dict[bytes, bytes],
+        started: float,
+        request_id: str,
+    ) -> Outcome:
+        last_failure: upstream.AttemptFailed | None = None
+        for route in routes[: settings.RELAY_MAX_ATTEMPTS]:
+            try:
+                answer = await self.upstream.attempt(
+                    route, endpoint, body=body, model=model, stream=stream, client_headers=headers
+                )
+            except upstream.AttemptFailed as failure:
+                last_failure = failure
+                if failure.is_retryable:
+                    self._record_failure(route, failure.reason)
+                    continue
+                await _send_json(
+                    send,
+                    failure.status_code,
+                    failure.body,
+                    [(b"x-request-id", request_id.encode())],
+                )
+                return Outcome(
+                    status_code=failure.status_code, route=route, error_code="upstream_refused"
+                )
+            if route.consecutive_failures:
+                self._in_background(
+                    run_in_database_thread(channel_record_success, channel_id=route.channel_id)
+                )
+            if answer.body is not None:
+                return await self._send_answer(
+                    send, answer, endpoint=endpoint, body=body, request_id=request_id
+                )
+            return await self._send_stream(
+                receive,
+                send,
+                answer,
+                endpoint=endpoint,
+                body=body,
+                started=started,
+                request_id=request_id,
+            )
+        reason = last_failure.reason if last_failure else "no attempt"
+        logger.warning(
+            "Request %s: every channel failed for %s (last: %s)", request_id, model, reason
+        )
+        await send_error(
+            send,
+            RelayError(
+                502,
+                f"Every channel for '{model}' failed; try again shortly.",
+                code="upstream_error",
+            ),
+        )
+        return Outcome(status_code=502, error_code="upstream_error")
+
+    def _record_failure(self, route: ChannelRoute, reason: str) -> None:
+        async def record() -> None:
+            if await run_in_database_thread(
+                channel_record_failure, channel_id=route.channel_id, error=reason
+            ):
+                logger.warning(
+                    "Channel %s disabled after repeated failures (%s)", route.name, reason
+                )
+                routing_table_expire()
+
+        self._in_background(record())
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_answer(
+        self,
+        send: Any,
+        answer: upstream.UpstreamAnswer,
+        *,
+        endpoint: upstream.Endpoint,
+        body: dict[str, Any],
+        request_id: str,
+    ) -> Outcome:
+        assert answer.body is not None
+        usage: Usage | None = None
+        try:
+            payload = json.loads(answer.body)
+            if isinstance(payload, dict):
+                usage = (
+                    usage_from_anthropic(payload)
+                    if endpoint.anthropic_format
+                    else usage_from_openai(payload)
+                )
+        except ValueError:
+            usage = None
+        if usage is None:
+            usage = Usage(prompt_tokens=estimate_prompt_tokens(body), is_estimated=True)
+        headers = [
+            (b"content-type", answer.content_type),
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        await send(
+            {"type": "http.response.start", "status": answer.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+        return Outcome(
+            status_code=answer.status_code, usage=usage, route=answer.route, is_answered=True
+        )
+
+    async def _send_stream(
+        self,
+        receive: Any,
+        send: Any,
+        answer: upstream.UpstreamAnswer,
+        *,
+        endpoint: upstream.Endpoint,
+        body: dict[str, Any],
+        started: float,
+        request_id: str,
+    ) -> Outcome:
+        reader = StreamUsageReader(
+            anthropic=endpoint.anthropic_format and answer.translator is None
+        )
+        outcome = Outcome(status_code=200, route=answer.route, is_answered=True)
+        outcome.first_token_ms = int((time.perf_counter() - started) * 1000)
+        translator = answer.translator
+        headers = [
+            (b"content-type", b"text/event-stream" if translator else answer.content_type),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"x-request-id", request_id.encode()),
+        ]
+
+        async def pump() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            chunk = answer.first_chunk
+            rest = answer.rest
+            assert rest is not None
+            while True:
+                reader.feed(chunk)
+                out = translator.feed(chunk) if translator else chunk
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                try:
+                    chunk = await anext(rest)
+                except StopAsyncIteration:
+                    break
+            closing = translator.finish() if translator else b""
+            await send({"type": "http.response.body", "body": closing, "more_body": False})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                continue
+
+        pumping = asyncio.ensure_future(pump())
+        watching = asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+            if not pumping.done():
+                pumping.cancel()
+                outcome.status_code = 499
+                outcome.error_code = "client_disconnected"
+            elif pumping.exception() is not None:
+                # The upstream broke off after bytes reached the client: no retry is possible.
+                outcome.error_code = "upstream_stream_interrupted"
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watching.cancel()
+            await asyncio.gather(pumping, watching, return_exceptions=True)
+            await answer.aclose()
+        outcome.usage = reader.result(body)
+        return outcome
+
+
+application = RelayApplication()

@@ -1,0 +1,204 @@
+"""A fake OpenAI/Anthropic-compatible upstream on loopback, for the tests and the benchmark.
+
+Never routed by the site. Behaviour comes from the path segments before `/v1`, so
+one server plays many channels: `http://127.0.0.1:PORT/status-500/v1` answers 500,
+`/delay-200/v1` waits 200 ms, `/hang/v1` never answers, `/no-usage/v1` streams without
+usage, `/break-stream/v1` drops the connection after two chunks, `/chunk-delay-50/v1`
+waits between chunks. Answers are the mock channel's (`relay.mock`).
+
+    python -m relay.fake_upstream --port 9100
+"""
+
+import argparse
+import asyncio
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from . import mock
+
+
+@dataclass
+class FakeUpstreamStats:
+    """What the fake saw: counts only (and the include_usage flag it was sent)."""
+
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    by_scenario: dict[str, int] = field(default_factory=dict)
+    last_model: str = ""
+    last_include_usage: bool | None = None
+    last_authorization: str = ""
+
+
+class FakeUpstream:
+    """The ASGI app of the fake upstream."""
+
+    def __init__(self) -> None:
+        self.stats = FakeUpstreamStats()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        path: str = scope["path"]
+        if path == "/_stats":
+            await self._json(send, 200, self.stats.__dict__)
+            return
+        if path == "/_reset":
+            self.stats = FakeUpstreamStats()
+            await self._json(send, 200, {})
+            return
+        segments = path.strip("/").split("/")
+        if "v1" not in segments:
+            await self._json(send, 404, {"error": {"message": "not found"}})
+            return
+        index = segments.index("v1")
+        scenario, route = segments[:index], "/" + "/".join(segments[index + 1 :])
+        chunks = b""
+        while True:
+            message = await receive()
+            chunks += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.stats.requests += 1
+        key = "/".join(scenario) or "ok"
+        self.stats.by_scenario[key] = self.stats.by_scenario.get(key, 0) + 1
+        headers = dict(scope["headers"])
+        self.stats.last_authorization = (
+            headers.get(b"authorization") or headers.get(b"x-api-key") or b""
+        ).decode()
+        self.stats.in_flight += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+        try:
+            await self._answer(scenario, route, chunks, send)
+        finally:
+            self.stats.in_flight -= 1
+
+    async def _answer(self, scenario: list[str], route: str, raw: bytes, send: Any) -> None:
+        chunk_delay = 0.0
+        for step in scenario:
+            if step.startswith("delay-"):
+                await asyncio.sleep(int(step.removeprefix("delay-")) / 1000)
+            elif step.startswith("chunk-delay-"):
+                chunk_delay = int(step.removeprefix("chunk-delay-")) / 1000
+            elif step == "hang":
+                await asyncio.sleep(3600)
+            elif step.startswith("status-"):
+                status = int(step.removeprefix("status-"))
+                await self._json(send, status, {"error": {"message": f"fake {status}"}})
+                return
+        if route == "/models":
+            await self._json(send, 200, {"object": "list", "data": []})
+            return
+        body = json.loads(raw or b"{}")
+        model = str(body.get("model", ""))
+        self.stats.last_model = model
+        stream = body.get("stream") is True
+        if stream:
+            self.stats.last_include_usage = bool(
+                (body.get("stream_options") or {}).get("include_usage")
+            )
+            if "no-usage" in scenario:
+                body.pop("stream_options", None)
+        if route == "/chat/completions":
+            answer = (
+                mock.chat_completion_chunks(body, model=model)
+                if stream
+                else mock.chat_completion(body, model=model)
+            )
+        elif route == "/completions":
+            answer = (
+                mock.completion_chunks(body, model=model)
+                if stream
+                else mock.completion(body, model=model)
+            )
+        elif route == "/embeddings":
+            answer = mock.embeddings(body, model=model)
+        elif route == "/messages":
+            answer = (
+                mock.anthropic_message_events(body, model=model)
+                if stream
+                else mock.anthropic_message(body, model=model)
+            )
+        else:
+            await self._json(send, 404, {"error": {"message": "unknown route"}})
+            return
+        if isinstance(answer, bytes):
+            await self._send(send, 200, b"application/json", answer)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for number, event in enumerate(answer):
+            if "break-stream" in scenario and number == 2:
+                raise ConnectionAbortedError("the fake upstream breaks the stream on purpose")
+            if chunk_delay:
+                await asyncio.sleep(chunk_delay)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _json(self, send: Any, status: int, payload: Any) -> None:
+        await self._send(send, status, b"application/json", json.dumps(payload).encode())
+
+    async def _send(self, send: Any, status: int, content_type: bytes, body: bytes) -> None:
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class ServerThread:
+    """Serve an ASGI app with uvicorn on a free loopback port, in a daemon thread."""
+
+    def __init__(self, app: Any, *, port: int = 0) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port))
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.server.serve(sockets=[self.socket])), daemon=True
+        )
+
+    def start(self) -> "ServerThread":
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server thread stopped before it started")
+            threading.Event().wait(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=9100)
+    arguments = parser.parse_args()
+    uvicorn.run(
+        FakeUpstream(),
+        host="127.0.0.1",
+        port=arguments.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Answers of the `mock` channel kind, built locally in the upstreams' own formats.
+
+The demo (`make run`) routes every model here, so a first request works offline;
+the fake upstream of the tests and the benchmark serves the same answers over HTTP.
+"""
+
+import base64
+import hashlib
+import json
+import struct
+import time
+import uuid
+from typing import Any
+
+from .usage import estimate_prompt_tokens
+
+REPLY = (
+    "Hello from Comet's mock channel. This answer was made up locally, "
+    "and the tokens it counts are billed like any other."
+)
+REPLY_PIECES = [piece + " " for piece in REPLY.split(" ")[:-1]] + [REPLY.split(" ")[-1]]
+EMBEDDING_DIMENSIONS = 16
+
+
+def _max_tokens(body: dict[str, Any]) -> int:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return len(REPLY_PIECES)
+
+
+def _pieces(body: dict[str, Any]) -> list[str]:
+    return REPLY_PIECES[: _max_tokens(body)]
+
+
+def _sse(payload: dict[str, Any] | str, event: str | None = None) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {data}\n\n".encode()
+
+
+def _openai_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def chat_completion(body: dict[str, Any], *, model: str) -> bytes:
+    """Return a chat.completion JSON body."""
+    pieces = _pieces(body)
+    answer = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(pieces)},
+                "finish_reason": "stop" if len(pieces) == len(REPLY_PIECES) else "length",
+            }
+        ],
+        "usage": _openai_usage(estimate_prompt_tokens(body), len(pieces)),
+    }
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def chat_completion_chunks(body: dict[str, Any], *, model: str) -> list[bytes]:
+    """Return the SSE events of a streamed chat completion, one per token."""
+    identifier = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    pieces = _pieces(body)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None) -> bytes:
+        payload: dict[str, Any] = {
+            "id": identifier,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            payload["usage"] = None
+        return _sse(payload)
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events.extend(chunk({"content": piece}, None) for piece in pieces)
+    events.append(chunk({}, "stop" if len(pieces) == len(REPLY_PIECES) else "length"))
+    if include_usage:
+        usage_payload = {
+            "id": identifier,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": _openai_usage(estimate_prompt_tokens(body), len(pieces)),
+        }
+        events.append(_sse(usage_payload))
+    events.append(_sse("[DONE]"))
+    return events
+
+
+def completion(body: dict[str, Any], *, model: str) -> bytes:
+    """Return a text_completion JSON body."""
+    pieces = _pieces(body)
+    answer = {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "text": "".join(pieces), "logprobs": None, "finish_reason": "stop"}
+        ],
+        "usage": _openai_usage(estimate_prompt_tokens(body), len(pieces)),
+    }
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def completion_chunks(body: dict[str, Any], *, model: str) -> list[bytes]:
+    """Return the SSE events of a streamed text completion."""
+    identifier = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    pieces = _pieces(body)
+    events = [
+        _sse(
+            {
+                "id": identifier,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}],
+            }
+        )
+        for piece in pieces
+    ]
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = _openai_usage(estimate_prompt_tokens(body), len(pieces))
+        events.append(
+            _sse(
+                {
+                    "id": identifier,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        )
+    events.append(_sse("[DONE]"))
+    return events
+
+
+def _embedding(text: str, encoding_format: str) -> list[float] | str:
+    digest = hashlib.sha256(text.encode()).digest()
+    values = [(byte - 128) / 128 for byte in digest[:EMBEDDING_DIMENSIONS]]
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+    return values
+
+
+def embeddings(body: dict[str, Any], *, model: str) -> bytes:
+    """Return an embeddings JSON body, one deterministic vector per input."""
+    raw_input = body.get("input")
+    inputs = raw_input if isinstance(raw_input, list) else [raw_input]
+    encoding_format = body.get("encoding_format") or "float"
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": _embedding(json.dumps(item), encoding_format),
+        }
+        for index, item in enumerate(inputs)
+    ]
+    prompt_tokens = estimate_prompt_tokens(body)
+    answer = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def anthropic_message(body: dict[str, Any], *, model: str) -> bytes:
+    """Return an Anthropic Messages API JSON body."""
+    pieces = _pieces(body)
+    answer = {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "".join(pieces)}],
+        "stop_reason": "end_turn" if len(pieces) == len(REPLY_PIECES) else "max_tokens",
+        "stop_sequence": None,
+        "usage": {"input_tokens": estimate_prompt_tokens(body), "output_tokens": len(pieces)},
+    }
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def anthropic_message_events(body: dict[str, Any], *, model: str) -> list[bytes]:
+    """Return the SSE events of a streamed Anthropic message."""
+    pieces = _pieces(body)
+    message: dict[str, Any] = {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": estimate_prompt_tokens(body), "output_tokens": 1},
+    }
+    events = [
+        _sse({"type": "message_start", "message": message}, "message_start"),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
+    ]
+    events.extend(
+        _sse(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            },
+            "content_block_delta",
+        )
+        for piece in pieces
+    )
+    events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    events.append(
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(pieces)},
+            },
+            "message_delta",
+        )
+    )
+    events.append(_sse({"type": "message_stop"}, "message_stop"))
+    return events

@@ -1,0 +1,128 @@
+"""Every change to a channel: creation, its API key, its health."""
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from models_catalog.models import PricingGroup
+from models_catalog.selectors import enabled_model_names
+
+from .crypto import encrypt_secret
+from .models import Channel
+
+
+def channel_create(
+    *,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    api_key: str = "",
+    served_models: list[str],
+    model_mapping: dict[str, str] | None = None,
+    pricing_groups: list[PricingGroup] | None = None,
+    priority: int = 0,
+    weight: int = 1,
+    connect_timeout_seconds: int = 5,
+    read_timeout_seconds: int = 300,
+) -> Channel:
+    """Create a channel; its API key is stored encrypted only."""
+    channel = Channel(
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        served_models=list(served_models),
+        model_mapping=dict(model_mapping or {}),
+        priority=priority,
+        weight=weight,
+        connect_timeout_seconds=connect_timeout_seconds,
+        read_timeout_seconds=read_timeout_seconds,
+    )
+    channel_set_api_key(channel=channel, api_key=api_key, save=False)
+    with transaction.atomic():
+        channel.full_clean()
+        channel.save()
+        if pricing_groups:
+            channel.pricing_groups.set(pricing_groups)
+    return channel
+
+
+def channel_set_api_key(*, channel: Channel, api_key: str, save: bool = True) -> None:
+    """Replace a channel's API key; only its last four characters stay readable."""
+    channel.encrypted_api_key = encrypt_secret(api_key) if api_key else ""
+    channel.api_key_last4 = api_key[-4:] if api_key else ""
+    if save:
+        channel.save(update_fields=["encrypted_api_key", "api_key_last4", "updated_at"])
+
+
+def channel_record_failure(*, channel_id: int, error: str) -> bool:
+    """Count a failed attempt; return True when it disabled the channel.
+
+    The threshold check is one conditional UPDATE, so two processes failing at once
+    disable a channel once.
+    """
+    now = timezone.now()
+    Channel.objects.filter(pk=channel_id).update(
+        consecutive_failures=F("consecutive_failures") + 1,
+        total_failures=F("total_failures") + 1,
+        last_error=error[:200],
+        last_failure_at=now,
+    )
+    disabled = Channel.objects.filter(
+        pk=channel_id,
+        status=Channel.Status.ENABLED,
+        consecutive_failures__gte=settings.RELAY_CHANNEL_FAILURE_THRESHOLD,
+    ).update(status=Channel.Status.AUTO_DISABLED, disabled_at=now, updated_at=now)
+    return disabled > 0
+
+
+def channel_record_success(*, channel_id: int) -> None:
+    """Reset the consecutive failure count after an answer."""
+    Channel.objects.filter(pk=channel_id, consecutive_failures__gt=0).update(consecutive_failures=0)
+
+
+def channel_enable(*, channel: Channel) -> None:
+    """Put a channel back into rotation with a clean failure count."""
+    channel.status = Channel.Status.ENABLED
+    channel.consecutive_failures = 0
+    channel.disabled_at = None
+    channel.save(update_fields=["status", "consecutive_failures", "disabled_at", "updated_at"])
+
+
+def channel_disable(*, channel: Channel) -> None:
+    """Take a channel out of rotation until an admin enables it (probes skip it)."""
+    channel.status = Channel.Status.DISABLED
+    channel.disabled_at = timezone.now()
+    channel.save(update_fields=["status", "disabled_at", "updated_at"])
+
+
+def channel_reenable_after_probe(*, channel_id: int) -> bool:
+    """Re-enable an auto-disabled channel whose probe succeeded; return True if it was."""
+    return (
+        Channel.objects.filter(pk=channel_id, status=Channel.Status.AUTO_DISABLED).update(
+            status=Channel.Status.ENABLED,
+            consecutive_failures=0,
+            disabled_at=None,
+            updated_at=timezone.now(),
+        )
+        > 0
+    )
+
+
+MOCK_CHANNEL_NAME = "Built-in mock"
+
+
+def channel_ensure_mock() -> tuple[Channel, int]:
+    """Create or update the mock channel so it serves every enabled catalog model.
+
+    It gets the lowest priority, so any real channel an admin adds for a model wins.
+    """
+    names = sorted(enabled_model_names())
+    channel, created = Channel.objects.get_or_create(
+        name=MOCK_CHANNEL_NAME,
+        defaults={"kind": Channel.Kind.MOCK, "served_models": names, "priority": -1000},
+    )
+    if not created and channel.served_models != names:
+        channel.served_models = names
+        channel.save(update_fields=["served_models", "updated_at"])
+    return channel, len(names)

@@ -1,0 +1,281 @@
+"""One attempt at one channel: send the request, and decide whether to try the next.
+
+An attempt fails over (`AttemptFailed.is_retryable`) on a connect error, a timeout,
+a 5xx, a 429 or a refused channel key, as long as nothing has reached the client:
+a stream counts as answered only once its first chunk has arrived.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from . import mock, translate
+from .selectors import ChannelRoute
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A relay route and how it maps to upstreams."""
+
+    name: str
+    upstream_path: str
+    kinds: frozenset[str]
+    can_stream: bool
+    anthropic_format: bool = False
+    has_completion: bool = True
+
+
+CHAT = Endpoint("chat", "/chat/completions", frozenset({"openai", "mock"}), can_stream=True)
+COMPLETIONS = Endpoint(
+    "completions", "/completions", frozenset({"openai", "mock"}), can_stream=True
+)
+EMBEDDINGS = Endpoint(
+    "embeddings",
+    "/embeddings",
+    frozenset({"openai", "mock"}),
+    can_stream=False,
+    has_completion=False,
+)
+MESSAGES = Endpoint(
+    "messages",
+    "/messages",
+    frozenset({"anthropic", "openai", "mock"}),
+    can_stream=True,
+    anthropic_format=True,
+)
+
+
+class AttemptFailed(Exception):
+    """An attempt that produced no answer for the client."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        is_retryable: bool,
+        status_code: int = 502,
+        body: bytes = b"",
+        content_type: bytes = b"application/json",
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.is_retryable = is_retryable
+        self.status_code = status_code
+        self.body = body
+        self.content_type = content_type
+
+
+@dataclass
+class UpstreamAnswer:
+    """An upstream's answer, ready to pass to the client.
+
+    `body` is set for a complete answer; a stream has `first_chunk` and `rest`.
+    `translator` converts an OpenAI chat stream into Anthropic events.
+    """
+
+    route: ChannelRoute
+    status_code: int
+    content_type: bytes
+    body: bytes | None = None
+    first_chunk: bytes = b""
+    rest: AsyncIterator[bytes] | None = None
+    translator: translate.ChatStreamToMessageEvents | None = None
+    response: httpx.Response | None = field(default=None, repr=False)
+
+    async def aclose(self) -> None:
+        if self.response is not None:
+            await self.response.aclose()
+
+
+async def _iterate(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def _mock_answer(
+    route: ChannelRoute, endpoint: Endpoint, body: dict[str, Any], model: str, stream: bool
+) -> UpstreamAnswer:
+    if endpoint is EMBEDDINGS:
+        return UpstreamAnswer(
+            route, 200, b"application/json", body=mock.embeddings(body, model=model)
+        )
+    if endpoint is COMPLETIONS:
+        if stream:
+            chunks = mock.completion_chunks(body, model=model)
+            return UpstreamAnswer(
+                route, 200, b"text/event-stream", first_chunk=chunks[0], rest=_iterate(chunks[1:])
+            )
+        return UpstreamAnswer(
+            route, 200, b"application/json", body=mock.completion(body, model=model)
+        )
+    if endpoint is MESSAGES:
+        if stream:
+            chunks = mock.anthropic_message_events(body, model=model)
+            return UpstreamAnswer(
+                route, 200, b"text/event-stream", first_chunk=chunks[0], rest=_iterate(chunks[1:])
+            )
+        return UpstreamAnswer(
+            route, 200, b"application/json", body=mock.anthropic_message(body, model=model)
+        )
+    if stream:
+        chunks = mock.chat_completion_chunks(body, model=model)
+        return UpstreamAnswer(
+            route, 200, b"text/event-stream", first_chunk=chunks[0], rest=_iterate(chunks[1:])
+        )
+    return UpstreamAnswer(
+        route, 200, b"application/json", body=mock.chat_completion(body, model=model)
+    )
+
+
+class UpstreamClient:
+    """Send attempts to channels over one pooled HTTP client per event loop."""
+
+    def __init__(self) -> None:
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                headers={"accept-encoding": "identity"},
+                trust_env=False,
+            )
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    async def attempt(
+        self,
+        route: ChannelRoute,
+        endpoint: Endpoint,
+        *,
+        body: dict[str, Any],
+        model: str,
+        stream: bool,
+        client_headers: dict[bytes, bytes],
+    ) -> UpstreamAnswer:
+        """Return the channel's answer, or raise AttemptFailed."""
+        upstream_model = route.upstream_model(model)
+        if route.kind == "mock":
+            return _mock_answer(route, endpoint, body, upstream_model, stream)
+        if route.api_key is None:
+            raise AttemptFailed("channel key unreadable", is_retryable=True)
+        translator = None
+        if endpoint is MESSAGES and route.kind == "openai":
+            payload = translate.messages_to_chat_request(body, model=upstream_model)
+            path = CHAT.upstream_path
+            if stream:
+                translator = translate.ChatStreamToMessageEvents(model=model)
+        else:
+            payload = dict(body, model=upstream_model)
+            path = endpoint.upstream_path
+            if stream and not endpoint.anthropic_format:
+                options = payload.get("stream_options")
+                payload["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+        headers = {"content-type": "application/json"}
+        if route.kind == "anthropic":
+            headers["x-api-key"] = route.api_key
+            version = client_headers.get(b"anthropic-version", b"2023-06-01").decode("latin-1")
+            headers["anthropic-version"] = version
+            if b"anthropic-beta" in client_headers:
+                headers["anthropic-beta"] = client_headers[b"anthropic-beta"].decode("latin-1")
+        else:
+            headers["authorization"] = f"Bearer {route.api_key}"
+        timeout = httpx.Timeout(
+            connect=route.connect_timeout_seconds,
+            read=route.read_timeout_seconds,
+            write=route.read_timeout_seconds,
+            pool=route.connect_timeout_seconds,
+        )
+        request = self.client().build_request(
+            "POST",
+            route.base_url + path,
+            content=json.dumps(payload, separators=(",", ":")).encode(),
+            headers=headers,
+            timeout=timeout,
+        )
+        try:
+            response = await self.client().send(request, stream=True)
+        except httpx.TimeoutException as error:
+            raise AttemptFailed(f"timeout: {type(error).__name__}", is_retryable=True) from None
+        except httpx.HTTPError as error:
+            raise AttemptFailed(f"connection: {type(error).__name__}", is_retryable=True) from None
+        try:
+            return await self._read_answer(
+                route,
+                response,
+                stream=stream,
+                translator=translator,
+                translates_messages=endpoint is MESSAGES and route.kind == "openai",
+                model=model,
+            )
+        except BaseException:
+            await response.aclose()
+            raise
+
+    async def _read_answer(
+        self,
+        route: ChannelRoute,
+        response: httpx.Response,
+        *,
+        stream: bool,
+        translator: translate.ChatStreamToMessageEvents | None,
+        translates_messages: bool,
+        model: str,
+    ) -> UpstreamAnswer:
+        content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+        try:
+            if response.status_code >= 400 or not stream:
+                body = await response.aread()
+                await response.aclose()
+            else:
+                chunks = response.aiter_raw()
+                first_chunk = await anext(chunks, b"")
+        except httpx.TimeoutException as error:
+            raise AttemptFailed(f"timeout: {type(error).__name__}", is_retryable=True) from None
+        except httpx.HTTPError as error:
+            raise AttemptFailed(f"connection: {type(error).__name__}", is_retryable=True) from None
+        status = response.status_code
+        if status == 429 or status >= 500 or status in (401, 403):
+            raise AttemptFailed(f"HTTP {status}", is_retryable=True, status_code=status)
+        if status >= 400:
+            raise AttemptFailed(
+                f"HTTP {status}",
+                is_retryable=False,
+                status_code=status,
+                body=body,
+                content_type=content_type,
+            )
+        if not stream:
+            if translates_messages:
+                try:
+                    message = translate.chat_response_to_message(json.loads(body), model=model)
+                except (ValueError, AttributeError, TypeError):
+                    raise AttemptFailed("unreadable answer", is_retryable=True) from None
+                body = json.dumps(message, separators=(",", ":")).encode()
+                content_type = b"application/json"
+            return UpstreamAnswer(route, status, content_type, body=body)
+        if not first_chunk:
+            raise AttemptFailed("empty stream", is_retryable=True)
+        return UpstreamAnswer(
+            route,
+            status,
+            content_type,
+            first_chunk=first_chunk,
+            rest=chunks,
+            translator=translator,
+            response=response,
+        )

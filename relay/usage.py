@@ -1,0 +1,136 @@
+"""Token counts: read from an upstream's answer, or estimated when it gave none."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    is_estimated: bool = False
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Return a rough token count of `text`: about four characters a token."""
+    return (len(text) + 3) // 4
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        found: list[str] = []
+        for item in value:
+            found.extend(_texts(item))
+        return found
+    if isinstance(value, dict):
+        found = []
+        for key in ("content", "text", "input", "prompt", "system"):
+            if key in value:
+                found.extend(_texts(value[key]))
+        return found
+    return []
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """Return an estimate of a request's prompt tokens from its messages or input."""
+    texts: list[str] = []
+    for key in ("messages", "prompt", "input", "system"):
+        if key in body:
+            texts.extend(_texts(body[key]))
+    return max(1, sum(estimate_text_tokens(text) for text in texts))
+
+
+def usage_from_openai(payload: dict[str, Any]) -> Usage | None:
+    """Return the usage of an OpenAI-shaped answer (or final stream chunk), if it has one."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    details = usage.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+    )
+
+
+def usage_from_anthropic(payload: dict[str, Any]) -> Usage | None:
+    """Return the usage of an Anthropic answer, if it has one."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    cached = int(usage.get("cache_read_input_tokens") or 0)
+    return Usage(
+        prompt_tokens=int(usage.get("input_tokens") or 0) + cached,
+        completion_tokens=int(usage.get("output_tokens") or 0),
+        cached_tokens=cached,
+    )
+
+
+class StreamUsageReader:
+    """Watch SSE bytes going past for usage, without keeping any content.
+
+    Only `data:` lines that mention "usage" are parsed; every other event is
+    counted, which is the estimate of completion tokens when no usage arrives
+    (OpenAI-compatible servers send about one token per event).
+    """
+
+    def __init__(self, *, anthropic: bool = False) -> None:
+        self.anthropic = anthropic
+        self.events = 0
+        self.usage: Usage | None = None
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._pending + chunk
+        lines = data.split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._line(line.strip())
+
+    def _line(self, line: bytes) -> None:
+        if not line.startswith(b"data:"):
+            return
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            return
+        if b'"usage"' not in payload:
+            self.events += 1
+            return
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(parsed, dict):
+            return
+        if self.anthropic:
+            self._anthropic_usage(parsed)
+        else:
+            self.events += 1 if parsed.get("choices") else 0
+            found = usage_from_openai(parsed)
+            if found is not None:
+                self.usage = found
+
+    def _anthropic_usage(self, parsed: dict[str, Any]) -> None:
+        kind = parsed.get("type")
+        if kind == "message_start":
+            found = usage_from_anthropic(parsed.get("message") or {})
+            if found is not None:
+                self.usage = found
+        elif kind == "message_delta":
+            delta = parsed.get("usage") or {}
+            self.usage = self.usage or Usage()
+            self.usage.completion_tokens = int(delta.get("output_tokens") or 0)
+
+    def result(self, request_body: dict[str, Any]) -> Usage:
+        """Return the usage the upstream reported, or an estimate flagged as such."""
+        if self.usage is not None and (self.usage.prompt_tokens or self.usage.completion_tokens):
+            return self.usage
+        return Usage(
+            prompt_tokens=estimate_prompt_tokens(request_body),
+            completion_tokens=self.events,
+            is_estimated=True,
+        )

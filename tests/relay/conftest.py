@@ -1,0 +1,118 @@
+"""The relay served for real on loopback, in front of a fake upstream on loopback.
+
+Both servers run in threads of the test process; the tests use `transactional_db`
+so the relay's own database connections see what a test created.
+"""
+
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from accounts.services import token_create
+from billing.services import account_credit
+from logs.models import RequestLog
+from models_catalog.models import PricingGroup, Vendor
+from models_catalog.services import catalog_model_create
+from relay.app import RelayApplication
+from relay.fake_upstream import FakeUpstream, ServerThread
+from relay.routing import routing_table_expire
+from relay.services import channel_create
+from tests.factories import UserFactory
+
+MODEL = "gpt-test"
+
+
+def wait_for_logs(count: int, timeout: float = 5.0) -> list[RequestLog]:
+    """Return the request log rows once `count` exist (settling follows the response)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = list(RequestLog.objects.order_by("pk"))
+        if len(logs) >= count or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.02)
+
+
+UPSTREAM_KEY = "sk-upstream-secret-for-tests-0001"
+
+
+@pytest.fixture(scope="session")
+def fake_upstream_server():
+    app = FakeUpstream()
+    server = ServerThread(app).start()
+    server.app = app
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_upstream(fake_upstream_server):
+    """The fake upstream, its statistics reset."""
+    fake_upstream_server.app.stats.__init__()
+    return fake_upstream_server
+
+
+@pytest.fixture(scope="session")
+def relay_server(django_db_setup, django_db_blocker):
+    """The relay app as production runs it (settling after the response is sent)."""
+    server = ServerThread(RelayApplication()).start()
+    yield server
+    server.stop()
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        # The relay's worker threads keep connections open; the test database
+        # cannot be dropped while they are.
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture
+def relay_url(relay_server, transactional_db):
+    routing_table_expire()
+    yield f"{relay_server.url}/v1"
+    routing_table_expire()
+
+
+@pytest.fixture
+def default_group(transactional_db):
+    group, _created = PricingGroup.objects.get_or_create(
+        is_default=True, defaults={"name": "default", "display_name": "Default"}
+    )
+    return group
+
+
+@pytest.fixture
+def catalog_model(default_group):
+    vendor, _created = Vendor.objects.get_or_create(name="testvendor", display_name="Test vendor")
+    return catalog_model_create(
+        name=MODEL, vendor=vendor, model_ratio=Decimal("1.5"), completion_ratio=Decimal("2")
+    )
+
+
+@pytest.fixture
+def funded_user(transactional_db):
+    user = UserFactory()
+    account_credit(user_id=user.pk, amount=100_000_000, idempotency_key=f"test:{user.pk}")
+    return user
+
+
+@pytest.fixture
+def token_key(funded_user, catalog_model):
+    """The full key of an enabled token of a user with $100."""
+    _token, raw_key = token_create(user=funded_user, name="tests")
+    return raw_key
+
+
+@pytest.fixture
+def openai_channel(fake_upstream, catalog_model):
+    channel = channel_create(
+        name="fake",
+        kind="openai",
+        base_url=f"{fake_upstream.url}/v1",
+        api_key=UPSTREAM_KEY,
+        served_models=[MODEL],
+    )
+    routing_table_expire()
+    return channel
