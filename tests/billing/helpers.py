@@ -1,0 +1,53 @@
+"""Helpers shared by the billing and token tests: fund accounts, snapshot the books."""
+
+from dataclasses import dataclass
+
+from accounts.models import Token, User
+from accounts.services import token_create
+from billing.models import Account, LedgerEntry, Reservation
+from billing.services import account_credit
+from logs.models import RequestLog, RequestLogData
+
+LOG = RequestLogData(model="gpt-4o-mini", client_ip="203.0.113.7", token_name="test")
+
+
+def fund(user: User, amount: int, *, key: str | None = None) -> None:
+    """Credit `amount` micro-USD to the user's account."""
+    account_credit(
+        user_id=user.pk, amount=amount, idempotency_key=key or f"test:{user.pk}:{amount}"
+    )
+
+
+def make_token(user: User, *, quota: int | None = None, name: str = "test") -> tuple[Token, str]:
+    return token_create(user=user, name=name, quota_remaining=quota)
+
+
+@dataclass(frozen=True)
+class Books:
+    """Everything a refused operation must leave exactly as it was."""
+
+    accounts: tuple
+    tokens: tuple
+    ledger: tuple
+    reservations: tuple
+    logs: int
+
+
+def books_snapshot() -> Books:
+    return Books(
+        accounts=tuple(
+            Account.objects.order_by("pk").values_list(
+                "pk", "balance", "reserved", "used", "request_count", "recharged"
+            )
+        ),
+        tokens=tuple(
+            Token.objects.order_by("pk").values_list(
+                "pk", "quota_remaining", "reserved", "used", "request_count", "is_enabled"
+            )
+        ),
+        ledger=tuple(LedgerEntry.objects.order_by("pk").values_list("pk", "amount")),
+        reservations=tuple(
+            Reservation.objects.order_by("pk").values_list("request_id", "amount", "status")
+        ),
+        logs=RequestLog.objects.count(),
+    )
