@@ -4,7 +4,8 @@ Never routed by the site. Behaviour comes from the path segments before `/v1`, s
 one server plays many channels: `http://127.0.0.1:PORT/status-500/v1` answers 500,
 `/delay-200/v1` waits 200 ms, `/hang/v1` never answers, `/no-usage/v1` streams without
 usage, `/break-stream/v1` drops the connection after two chunks, `/chunk-delay-50/v1`
-waits between chunks. Answers are the mock channel's (`relay.mock`).
+waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`.
+Answers are the mock channel's (`relay.mock`).
 
     python -m relay.fake_upstream --port 9100
 """
@@ -40,6 +41,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.stats = FakeUpstreamStats()
+        self.switched_off: set[str] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -88,6 +90,9 @@ class FakeUpstream:
                 await asyncio.sleep(int(step.removeprefix("delay-")) / 1000)
             elif step.startswith("chunk-delay-"):
                 chunk_delay = int(step.removeprefix("chunk-delay-")) / 1000
+            elif step.startswith("switch-") and step.removeprefix("switch-") in self.switched_off:
+                await self._json(send, 503, {"error": {"message": "switched off"}})
+                return
             elif step == "hang":
                 await asyncio.sleep(3600)
             elif step.startswith("status-"):

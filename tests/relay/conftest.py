@@ -4,6 +4,7 @@ Both servers run in threads of the test process; the tests use `transactional_db
 so the relay's own database connections see what a test created.
 """
 
+import socket
 import time
 from decimal import Decimal
 
@@ -13,8 +14,8 @@ from django.db import connection
 from accounts.services import token_create
 from billing.services import account_credit
 from logs.models import RequestLog
-from models_catalog.models import PricingGroup, Vendor
-from models_catalog.services import catalog_model_create
+from models_catalog.models import CatalogModel, PricingGroup, Vendor
+from models_catalog.services import catalog_entry_create
 from relay.app import RelayApplication
 from relay.fake_upstream import FakeUpstream, ServerThread
 from relay.routing import routing_table_expire
@@ -22,6 +23,13 @@ from relay.services import channel_create
 from tests.factories import UserFactory
 
 MODEL = "gpt-test"
+
+
+def free_port() -> int:
+    """Return a loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for_logs(count: int, timeout: float = 5.0) -> list[RequestLog]:
@@ -50,6 +58,7 @@ def fake_upstream_server():
 def fake_upstream(fake_upstream_server):
     """The fake upstream, its statistics reset."""
     fake_upstream_server.app.stats.__init__()
+    fake_upstream_server.app.switched_off.clear()
     return fake_upstream_server
 
 
@@ -86,9 +95,11 @@ def default_group(transactional_db):
 @pytest.fixture
 def catalog_model(default_group):
     vendor, _created = Vendor.objects.get_or_create(name="testvendor", display_name="Test vendor")
-    return catalog_model_create(
+    model = CatalogModel(
         name=MODEL, vendor=vendor, model_ratio=Decimal("1.5"), completion_ratio=Decimal("2")
     )
+    catalog_entry_create(entry=model)
+    return model
 
 
 @pytest.fixture
@@ -105,14 +116,20 @@ def token_key(funded_user, catalog_model):
     return raw_key
 
 
-@pytest.fixture
-def openai_channel(fake_upstream, catalog_model):
+def make_channel(name: str, base_url: str, **options):
+    """Create an OpenAI-compatible channel serving MODEL and make the relay see it."""
+    options.setdefault("served_models", [MODEL])
     channel = channel_create(
-        name="fake",
-        kind="openai",
-        base_url=f"{fake_upstream.url}/v1",
+        name=name,
+        kind=options.pop("kind", "openai"),
+        base_url=base_url,
         api_key=UPSTREAM_KEY,
-        served_models=[MODEL],
+        **options,
     )
     routing_table_expire()
     return channel
+
+
+@pytest.fixture
+def openai_channel(fake_upstream, catalog_model):
+    return make_channel("fake", f"{fake_upstream.url}/v1")

@@ -1,0 +1,266 @@
+"""Concurrency slots and the RPM window: through HTTP, after disconnects, after a crash."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+
+from accounts.models import Token
+from accounts.services import token_create
+from billing.models import Account
+from relay.limits import LimitOutcome, Limiter, slots_key
+
+from .conftest import MODEL, free_port, make_channel, wait_for_logs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+
+
+def _slots(token_id: int) -> int:
+    """Return the slots held in Redis, expired leases not counted."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    now_ms = int(time.time() * 1000)
+    return client.zcount(slots_key(token_id), now_ms, "+inf")
+
+
+def _wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_500_parallel_requests_never_exceed_100_in_flight(
+    relay_url, token_key, catalog_model, fake_upstream, funded_user
+):
+    # Given a token with the default limit of 100, and an upstream that takes 500 ms
+    make_channel("slow", f"{fake_upstream.url}/delay-500/v1")
+    token = Token.objects.get(user=funded_user)
+    assert token.concurrency_limit == 100
+
+    # When 500 requests arrive at once
+    async def burst():
+        limits = httpx.Limits(max_connections=600)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{relay_url}/chat/completions",
+                        json=CHAT,
+                        headers={"authorization": f"Bearer {token_key}"},
+                    )
+                    for _ in range(500)
+                )
+            )
+
+    responses = asyncio.run(burst())
+
+    # Then the upstream never saw more than 100 at a time; the others were told 429
+    statuses = [response.status_code for response in responses]
+    assert fake_upstream.app.stats.max_in_flight <= 100
+    assert statuses.count(200) >= 100
+    assert statuses.count(200) + statuses.count(429) == 500
+    assert statuses.count(429) > 0
+    refused = next(response for response in responses if response.status_code == 429)
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert fake_upstream.app.stats.requests == statuses.count(200)
+    # And every slot and every hold came back
+    assert _slots(token.pk) == 0
+    assert len(wait_for_logs(statuses.count(200), timeout=20)) == statuses.count(200)
+    _wait_until(lambda: Account.objects.get(pk=funded_user.pk).reserved == 0)
+
+
+def test_a_client_that_disconnects_mid_stream_is_charged_and_frees_its_slot(
+    relay_url, token_key, catalog_model, fake_upstream, funded_user
+):
+    make_channel("dribbles", f"{fake_upstream.url}/chunk-delay-100/v1")
+    token = Token.objects.get(user=funded_user)
+    balance = Account.objects.get(pk=funded_user.pk).balance
+
+    # When the client reads three events and hangs up
+    with httpx.stream(
+        "POST",
+        f"{relay_url}/chat/completions",
+        json={**CHAT, "stream": True},
+        headers={"authorization": f"Bearer {token_key}"},
+        timeout=30,
+    ) as response:
+        events = 0
+        for line in response.iter_lines():
+            events += line.startswith("data: ")
+            if events == 3:
+                assert _slots(token.pk) == 1
+                break
+
+    # Then its slot frees, the upstream is hung up on, and what was produced is charged
+    _wait_until(lambda: _slots(token.pk) == 0)
+    _wait_until(lambda: fake_upstream.app.stats.in_flight == 0)
+    [log] = wait_for_logs(1)
+    assert (log.status_code, log.error_code) == (499, "client_disconnected")
+    assert log.usage_estimated is True
+    assert 3 <= log.completion_tokens < 20
+    account = Account.objects.get(pk=funded_user.pk)
+    assert account.balance == balance - log.cost
+    assert log.cost > 0
+    assert account.reserved == 0
+
+
+def test_slots_of_a_killed_relay_process_free_after_the_lease(
+    token_key, catalog_model, fake_upstream, funded_user, relay_server
+):
+    # Given a relay in its own process, with a 2-second lease, holding 5 requests in flight
+    make_channel("hangs", f"{fake_upstream.url}/hang/v1")
+    token = Token.objects.get(user=funded_user)
+    database = settings.DATABASES["default"]
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "comet.settings.test",
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "RELAY_SLOT_LEASE_SECONDS": "2",
+    }
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "comet.asgi:application",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=environment,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until(lambda: _is_up(url), timeout=30)
+
+        async def hold():
+            async with httpx.AsyncClient(timeout=30) as client:
+                tasks = [
+                    asyncio.ensure_future(
+                        client.post(
+                            f"{url}/v1/chat/completions",
+                            json=CHAT,
+                            headers={"authorization": f"Bearer {token_key}"},
+                        )
+                    )
+                    for _ in range(5)
+                ]
+                deadline = time.monotonic() + 10
+                while _slots(token.pk) < 5 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                slots_before_kill = _slots(token.pk)
+                # When the process is killed without a chance to clean up
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                return slots_before_kill
+
+        assert asyncio.run(hold()) == 5
+        # Then the slots are still held just after the crash…
+        assert _slots(token.pk) > 0
+        # …and free once their lease has ended
+        _wait_until(lambda: _slots(token.pk) == 0, timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _is_up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/models", timeout=1).status_code == 401
+    except httpx.HTTPError:
+        return False
+
+
+def test_leases_are_renewed_while_a_request_is_in_flight():
+    async def scenario():
+        limiter = Limiter(settings.REDIS_URL, lease_seconds=1)
+        outcome, slot = await limiter.acquire(token_id=987, concurrency_limit=1, rpm_limit=None)
+        assert outcome is LimitOutcome.ACQUIRED
+        await asyncio.sleep(1.5)  # Longer than the lease: only renewal keeps the slot.
+        held = await limiter.slots_in_use(987)
+        refused, _ = await limiter.acquire(token_id=987, concurrency_limit=1, rpm_limit=None)
+        await limiter.release(slot)
+        after = await limiter.slots_in_use(987)
+        await limiter.aclose()
+        return held, refused, after
+
+    assert asyncio.run(scenario()) == (1, LimitOutcome.CONCURRENCY_EXCEEDED, 0)
+
+
+def test_the_rpm_window_slides():
+    async def scenario():
+        limiter = Limiter(settings.REDIS_URL, lease_seconds=60)
+        results = []
+        for _ in range(3):
+            outcome, slot = await limiter.acquire(token_id=654, concurrency_limit=10, rpm_limit=2)
+            results.append(outcome)
+            if slot:
+                await limiter.release(slot)
+        await limiter.aclose()
+        return results
+
+    assert asyncio.run(scenario()) == [
+        LimitOutcome.ACQUIRED,
+        LimitOutcome.ACQUIRED,
+        LimitOutcome.RPM_EXCEEDED,
+    ]
+    # A refused request does not count: the window holds exactly the two accepted.
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    assert client.zcard(slots_key(654).replace(":slots:", ":rpm:")) == 2
+
+
+def test_without_redis_the_same_rules_hold_in_process():
+    async def scenario():
+        limiter = Limiter("", lease_seconds=60)
+        first, slot = await limiter.acquire(token_id=1, concurrency_limit=1, rpm_limit=None)
+        second, _ = await limiter.acquire(token_id=1, concurrency_limit=1, rpm_limit=None)
+        await limiter.release(slot)
+        third, _ = await limiter.acquire(token_id=1, concurrency_limit=1, rpm_limit=1)
+        fourth, _ = await limiter.acquire(token_id=2, concurrency_limit=5, rpm_limit=1)
+        fifth, _ = await limiter.acquire(token_id=2, concurrency_limit=5, rpm_limit=1)
+        return [first, second, third, fourth, fifth]
+
+    assert asyncio.run(scenario()) == [
+        LimitOutcome.ACQUIRED,
+        LimitOutcome.CONCURRENCY_EXCEEDED,
+        LimitOutcome.ACQUIRED,
+        LimitOutcome.ACQUIRED,
+        LimitOutcome.RPM_EXCEEDED,
+    ]
+
+
+def test_a_token_with_its_own_limit(relay_url, funded_user, catalog_model, fake_upstream):
+    make_channel("slow", f"{fake_upstream.url}/delay-300/v1")
+    _token, key = token_create(user=funded_user, name="two at a time", concurrency_limit=2)
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{relay_url}/chat/completions",
+                        json=CHAT,
+                        headers={"authorization": f"Bearer {key}"},
+                    )
+                    for _ in range(6)
+                )
+            )
+
+    statuses = sorted(response.status_code for response in asyncio.run(burst()))
+    assert statuses.count(200) >= 2
+    assert fake_upstream.app.stats.max_in_flight <= 2
+    assert statuses.count(429) >= 1
