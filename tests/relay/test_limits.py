@@ -15,7 +15,7 @@ from django.conf import settings
 from accounts.models import Token
 from accounts.services import token_create
 from billing.models import Account
-from relay.limits import LimitOutcome, Limiter, slots_key
+from relay.limits import Limiter, LimitOutcome, slots_key
 
 from .conftest import MODEL, free_port, make_channel, wait_for_logs
 
