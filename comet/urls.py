@@ -3,8 +3,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from announcements import views as announcement_views
 from billing import views as billing_views
 from comet import health, views
+from models_catalog import views as catalog_views
 
 # The admin signs in through allauth: the same form, rate limits and second factor.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
@@ -30,16 +32,10 @@ console_patterns = (
 
 urlpatterns = [
     path("", include(console_patterns)),
-    path(
-        "pricing",
-        views.section_placeholder(template="console/pricing_placeholder.html", login=False),
-        name="pricing",
-    ),
-    path(
-        "announcements/",
-        views.section_placeholder(template="console/announcements_placeholder.html", login=False),
-        name="announcements",
-    ),
+    path("pricing", catalog_views.pricing, name="pricing"),
+    path("", include("models_catalog.urls")),
+    path("announcements/", announcement_views.announcement_list, name="announcements"),
+    path("announcements/", include("announcements.urls")),
     path("tokens/", include("accounts.token_urls")),
     path("billing/", include("billing.urls")),
     path("api/", include("accounts.api_urls")),

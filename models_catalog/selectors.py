@@ -223,7 +223,7 @@ def price_history(*, catalog_model: CatalogModel) -> QuerySet[PriceChange]:
     return (
         PriceChange.objects.filter(catalog_model=catalog_model)
         .exclude(status=PriceChange.Status.CANCELLED)
-        .select_related("changed_by")
+        .select_related("changed_by", "catalog_model", "batch")
         .order_by("-effective_at", "-pk")
     )
 

@@ -17,7 +17,13 @@ from django.utils import timezone
 
 from accounts.models import User
 
-from .models import CatalogModel, PriceChange, PriceChangeBatch, PricingGroup
+from .models import (
+    CatalogModel,
+    PriceChange,
+    PriceChangeBatch,
+    PriceChangeSubscription,
+    PricingGroup,
+)
 
 CHANGE_PRICES_PERMISSION = "models_catalog.change_prices"
 MODEL_PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
@@ -245,14 +251,6 @@ def catalog_model_update_details(*, catalog_model: CatalogModel, fields: Iterabl
         catalog_model.save(update_fields=[*allowed, "updated_at"])
 
 
-def catalog_model_create(**fields: Any) -> CatalogModel:
-    """Create a model with its first prices (a new model is not a price change)."""
-    catalog_model = CatalogModel(**fields)
-    catalog_model.full_clean()
-    catalog_model.save()
-    return catalog_model
-
-
 # --- Emails -----------------------------------------------------------------------------
 
 
@@ -269,4 +267,55 @@ def price_change_batch_close(*, batch_id: int, now: datetime | None = None) -> b
         PriceChangeBatch.objects.filter(
             pk=batch_id, status=PriceChangeBatch.Status.OPEN, closes_at__lte=now
         ).update(status=PriceChangeBatch.Status.CLOSED, closed_at=now, updated_at=now)
+    )
+
+
+def catalog_entry_create(*, entry: CatalogModel | PricingGroup) -> None:
+    """Create a model or a group with its first prices (a new entry is not a price change)."""
+    entry.full_clean()
+    entry.save()
+
+
+# --- Subscriptions ----------------------------------------------------------------------
+
+
+class SubscriptionError(ValueError):
+    """A subscription that cannot be saved; the message says why, for a person."""
+
+
+def has_verified_email(user: User) -> bool:
+    from allauth.account.models import EmailAddress
+
+    return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
+
+
+@transaction.atomic
+def price_change_subscription_save(
+    *,
+    user: User,
+    scope: str,
+    vendors: Iterable[Any] = (),
+    catalog_models: Iterable[Any] = (),
+) -> PriceChangeSubscription:
+    """Subscribe a user with a verified email to price-change emails in a scope."""
+    if not has_verified_email(user):
+        raise SubscriptionError(
+            "Verify your email address first: we only email verified addresses."
+        )
+    subscription, _ = PriceChangeSubscription.objects.select_for_update().get_or_create(user=user)
+    subscription.scope = scope
+    subscription.is_active = True
+    subscription.save(update_fields=["scope", "is_active", "updated_at"])
+    scopes = PriceChangeSubscription.Scope
+    subscription.vendors.set(list(vendors) if scope == scopes.VENDORS else [])
+    subscription.catalog_models.set(list(catalog_models) if scope == scopes.MODELS else [])
+    return subscription
+
+
+def price_change_subscription_cancel(*, subscription: PriceChangeSubscription) -> bool:
+    """Stop price-change emails; return whether the subscription was active."""
+    return bool(
+        PriceChangeSubscription.objects.filter(pk=subscription.pk, is_active=True).update(
+            is_active=False, updated_at=timezone.now()
+        )
     )

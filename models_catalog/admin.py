@@ -1,0 +1,429 @@
+"""Admins edit multipliers here; every price edit goes through `price_change_record`."""
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminSplitDateTime
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.models import BaseModelFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from . import services
+from .display import change_lines
+from .models import (
+    CatalogModel,
+    PriceChange,
+    PriceChangeBatch,
+    PriceChangeEmail,
+    PriceChangeSubscription,
+    PricingGroup,
+    Vendor,
+)
+from .ratio_import import ratio_export, ratio_import_apply, ratio_import_plan
+
+REASON_HELP = "Required when a price changes: kept in the price history and announced."
+REASON_REQUIRED = "Give a reason for the price change: it is recorded and announced."
+
+
+class PriceEditForm(forms.ModelForm):
+    """A change form with the reason and the time a price change takes effect."""
+
+    price_fields: tuple[str, ...] = ()
+
+    change_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=REASON_HELP,
+    )
+    effective_at = forms.SplitDateTimeField(
+        required=False,
+        widget=AdminSplitDateTime,
+        label="Price change takes effect",
+        help_text=(
+            "Empty = now. A later time (UTC) schedules the change; subscribers are emailed "
+            "and it is announced before it applies."
+        ),
+    )
+
+    def changed_prices(self) -> dict[str, Any]:
+        return {
+            name: self.cleaned_data.get(name)
+            for name in self.price_fields
+            if name in self.changed_data
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        prices = self.changed_prices()
+        if self.instance.pk and prices:
+            if not (cleaned.get("change_reason") or "").strip():
+                self.add_error("change_reason", REASON_REQUIRED)
+            try:
+                services.price_change_validate(
+                    target=self.instance,
+                    new_prices=prices,
+                    effective_at=cleaned.get("effective_at"),
+                )
+            except services.PriceChangeError as error:
+                raise ValidationError(str(error)) from None
+        return cleaned
+
+
+class CatalogModelForm(PriceEditForm):
+    price_fields = services.MODEL_PRICE_FIELDS
+
+    class Meta:
+        model = CatalogModel
+        fields = [
+            "name", "vendor", "kind", "context_window", "description", "is_enabled",
+            *services.MODEL_PRICE_FIELDS,
+        ]  # fmt: skip
+
+
+class PricingGroupForm(PriceEditForm):
+    price_fields = services.GROUP_PRICE_FIELDS
+
+    class Meta:
+        model = PricingGroup
+        fields = ["name", "display_name", "description", "is_default", "group_ratio"]
+
+
+class ReasonRequiredFormSet(BaseModelFormSet):
+    """The list's formset: a price edited in the list needs the reason typed above it."""
+
+    price_fields: tuple[str, ...] = ()
+
+    def clean(self) -> None:
+        super().clean()
+        edits_price = any(
+            set(form.changed_data) & set(self.price_fields)
+            for form in self.forms
+            if form.is_valid()
+        )
+        if edits_price and not (self.data.get("change_reason") or "").strip():
+            raise ValidationError(REASON_REQUIRED)
+
+
+class PriceHistoryInline(admin.TabularInline):
+    model = PriceChange
+    fields = ["effective_at", "status", "prices", "reason", "changed_by", "source"]
+    readonly_fields = ["effective_at", "status", "prices", "reason", "changed_by", "source"]
+    extra = 0
+    can_delete = False
+    ordering = ["-effective_at", "-pk"]
+    verbose_name_plural = "Price history"
+
+    def get_queryset(self, request: HttpRequest):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("changed_by", "catalog_model", "pricing_group")
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Old → new")
+    def prices(self, change: PriceChange) -> str:
+        return format_html_join(
+            "",
+            "<div>{}: {} → {}</div>",
+            ((line.label, line.old, line.new) for line in change_lines(change)),
+        )
+
+
+class PriceEditingAdmin(admin.ModelAdmin):
+    """Shared by the model and group admins: list editing and forms through the service."""
+
+    price_fields: tuple[str, ...] = ()
+    change_list_template = "models_catalog/admin/change_list_with_reason.html"
+
+    def may_change_prices(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(services.CHANGE_PRICES_PERMISSION)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not self.may_change_prices(request):
+            readonly += list(self.price_fields)
+        return readonly
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not self.may_change_prices(request):
+            return [
+                (
+                    name,
+                    {
+                        **opts,
+                        "fields": [
+                            f for f in opts["fields"] if f not in ("change_reason", "effective_at")
+                        ],
+                    },
+                )
+                for name, opts in fieldsets
+            ]
+        return fieldsets
+
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        if not self.may_change_prices(request):
+            changelist.list_editable = ()
+        return changelist
+
+    def get_changelist_formset(self, request: HttpRequest, **kwargs: Any):
+        formset = type(
+            "PriceFormSet", (ReasonRequiredFormSet,), {"price_fields": self.price_fields}
+        )
+        return super().get_changelist_formset(request, formset=formset, **kwargs)
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
+    ) -> None:
+        if not change:
+            services.catalog_entry_create(entry=obj)
+            return
+        details = [
+            name
+            for name in form.changed_data
+            if name not in self.price_fields and name in {f.name for f in obj._meta.fields}
+        ]
+        if details:
+            services.catalog_model_update_details(catalog_model=obj, fields=details)
+        prices = {
+            name: getattr(obj, name) for name in self.price_fields if name in form.changed_data
+        }
+        if not prices:
+            return
+        from_form = isinstance(form, PriceEditForm)
+        reason = (
+            form.cleaned_data.get("change_reason")
+            if from_form
+            else request.POST.get("change_reason", "")
+        )
+        try:
+            services.price_change_record(
+                target=obj,
+                new_prices=prices,
+                reason=reason or "",
+                changed_by=request.user,  # type: ignore[arg-type]
+                source=PriceChange.Source.FORM if from_form else PriceChange.Source.LIST,
+                effective_at=form.cleaned_data.get("effective_at") if from_form else None,
+            )
+        except PermissionError:
+            raise PermissionDenied from None
+
+
+@admin.register(Vendor)
+class VendorAdmin(admin.ModelAdmin):
+    list_display = ["display_name", "name"]
+    search_fields = ["name", "display_name"]
+    prepopulated_fields = {"name": ["display_name"]}
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(PriceEditingAdmin):
+    form = CatalogModelForm
+    price_fields = services.MODEL_PRICE_FIELDS
+    list_display = [
+        "name", "vendor", "kind", *services.MODEL_PRICE_FIELDS, "is_enabled",
+    ]  # fmt: skip
+    list_editable = list(services.MODEL_PRICE_FIELDS)
+    list_filter = ["vendor", "kind", "is_enabled"]
+    list_select_related = ["vendor"]
+    search_fields = ["name", "description"]
+    inlines = [PriceHistoryInline]
+    fieldsets = [
+        (
+            None,
+            {"fields": ["name", "vendor", "kind", "context_window", "description", "is_enabled"]},
+        ),
+        (
+            "Price",
+            {
+                "fields": [*services.MODEL_PRICE_FIELDS, "change_reason", "effective_at"],
+                "description": (
+                    "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost "
+                    "completion ratio times that. Per call: micro-USD (1 USD = 1,000,000)."
+                ),
+            },
+        ),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        readonly = super().get_readonly_fields(request, obj)
+        # The name is the relay's cache key and the subscribers' reference: fixed once made.
+        return [*readonly, "name"] if obj is not None else readonly
+
+    def get_urls(self):
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="models_catalog_ratio_import",
+            ),
+            path(
+                "export/",
+                self.admin_site.admin_view(self.export_view),
+                name="models_catalog_ratio_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        response = HttpResponse(
+            json.dumps(ratio_export(), indent=2), content_type="application/json"
+        )
+        response["Content-Disposition"] = 'attachment; filename="ratios.json"'
+        return response
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.may_change_prices(request):
+            raise PermissionDenied
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Import ratios (one-api JSON)",
+            "opts": self.model._meta,
+            "errors": [],
+        }
+        if request.method == "POST":
+            upload = request.FILES.get("ratio_file")
+            raw = upload.read() if upload else request.POST.get("raw", "")
+            reason = request.POST.get("change_reason", "").strip()
+            context.update(
+                raw=raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw, reason=reason
+            )
+            try:
+                if not raw:
+                    raise services.PriceChangeError("Choose a JSON file to import.")
+                if "apply" in request.POST:
+                    if not reason:
+                        raise services.PriceChangeError(REASON_REQUIRED)
+                    changes = ratio_import_apply(raw=raw, reason=reason, changed_by=request.user)  # type: ignore[arg-type]
+                    messages.success(
+                        request, f"Imported: {len(changes)} price change(s) recorded and announced."
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:models_catalog_catalogmodel_changelist")
+                    )
+                context["plan"] = ratio_import_plan(raw=raw)
+            except services.PriceChangeError as error:
+                context["errors"] = [str(error)]
+        return TemplateResponse(request, "models_catalog/admin/import.html", context)
+
+
+@admin.register(PricingGroup)
+class PricingGroupAdmin(PriceEditingAdmin):
+    form = PricingGroupForm
+    price_fields = services.GROUP_PRICE_FIELDS
+    list_display = ["name", "display_name", "group_ratio", "is_default"]
+    list_editable = ["group_ratio"]
+    fieldsets = [
+        (None, {"fields": ["name", "display_name", "description", "is_default"]}),
+        ("Price", {"fields": ["group_ratio", "change_reason", "effective_at"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        readonly = super().get_readonly_fields(request, obj)
+        # One default group, made by a migration: moving it is not a price edit.
+        return [*readonly, "is_default"]
+
+
+@admin.register(PriceChange)
+class PriceChangeAdmin(admin.ModelAdmin):
+    list_display = [
+        "target_name",
+        "status",
+        "effective_at",
+        "summary",
+        "reason",
+        "changed_by",
+        "source",
+        "batch",
+    ]
+    list_filter = ["status", "source"]
+    list_select_related = ["catalog_model", "pricing_group", "changed_by"]
+    search_fields = ["catalog_model__name", "pricing_group__name", "reason"]
+    actions = ["cancel_scheduled"]
+
+    @admin.display(description="Old → new")
+    def summary(self, change: PriceChange) -> str:
+        return format_html_join(
+            "",
+            "<div>{}: {} → {}</div>",
+            ((line.label, line.old, line.new) for line in change_lines(change)),
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Cancel the selected scheduled changes")
+    def cancel_scheduled(self, request: HttpRequest, queryset) -> None:
+        try:
+            cancelled = sum(
+                services.price_change_cancel(change=change, cancelled_by=request.user)  # type: ignore[arg-type]
+                for change in queryset
+            )
+        except PermissionError:
+            raise PermissionDenied from None
+        self.message_user(request, f"{cancelled} scheduled change(s) cancelled.")
+
+
+@admin.register(PriceChangeBatch)
+class PriceChangeBatchAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "closes_at", "closed_at", "announcement_link"]
+    readonly_fields = ["status", "closes_at", "closed_at", "announcement"]
+
+    @admin.display(description="Announcement")
+    def announcement_link(self, batch: PriceChangeBatch) -> str:
+        if batch.announcement_id is None:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("announcements:detail", args=[batch.announcement_id]),
+            "Public page",
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PriceChangeSubscription)
+class PriceChangeSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["user", "scope", "is_active", "updated_at"]
+    list_filter = ["scope", "is_active"]
+    search_fields = ["user__email"]
+    raw_id_fields = ["user"]
+    filter_horizontal = ["vendors", "catalog_models"]
+
+
+@admin.register(PriceChangeEmail)
+class PriceChangeEmailAdmin(admin.ModelAdmin):
+    list_display = ["batch", "subscription", "status", "attempts", "sent_at", "last_error"]
+    list_filter = ["status"]
+    list_select_related = ["subscription__user", "batch"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

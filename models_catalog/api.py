@@ -1,0 +1,83 @@
+"""`GET /api/v1/pricing`: the pricing page as JSON, public."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors
+from .display import model_prices
+
+
+def _usd(**kwargs):
+    return serializers.DecimalField(
+        max_digits=24, decimal_places=6, coerce_to_string=False, allow_null=True, **kwargs
+    )
+
+
+class PricingEntrySerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The model name to send as `model`.")
+    vendor = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["chat", "embedding", "image", "audio", "video"])
+    context_window = serializers.IntegerField(allow_null=True)
+    group = serializers.CharField(help_text="The pricing group these prices are for.")
+    group_ratio = _usd()
+    model_ratio = _usd(help_text="1.0 = $2 per 1M input tokens; null for per-call models.")
+    completion_ratio = _usd(help_text="Output tokens cost this many times input tokens.")
+    cached_ratio = _usd(help_text="Cached input tokens cost this share of input tokens.")
+    input_per_1m = _usd(help_text="USD per 1M input tokens for this group.")
+    output_per_1m = _usd(help_text="USD per 1M output tokens for this group.")
+    cached_input_per_1m = _usd(help_text="USD per 1M cached input tokens for this group.")
+    per_call = _usd(help_text="USD per call for per-call models, else null.")
+
+
+def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
+    group = selectors.pricing_group_of(user)
+    entries = []
+    for model in selectors.catalog_model_list(vendor=vendor, kind=kind):
+        prices = model_prices(model, group.group_ratio)
+        per_token = model.model_ratio is not None
+        entries.append(
+            {
+                "model": model.name,
+                "vendor": model.vendor.name,
+                "kind": model.kind,
+                "context_window": model.context_window,
+                "group": group.name,
+                "group_ratio": group.group_ratio,
+                "model_ratio": model.model_ratio,
+                "completion_ratio": model.completion_ratio if per_token else None,
+                "cached_ratio": model.cached_ratio,
+                "input_per_1m": prices.input_per_1m,
+                "output_per_1m": prices.output_per_1m,
+                "cached_input_per_1m": prices.cached_input_per_1m,
+                "per_call": prices.per_call,
+            }
+        )
+    return entries
+
+
+class PricingView(APIView):
+    """Every enabled model's price for the caller's group (the default group when anonymous)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="pricing_list",
+        summary="Model prices",
+        parameters=[
+            OpenApiParameter("vendor", str, description="Only this vendor (e.g. `openai`)."),
+            OpenApiParameter("kind", str, description="Only this kind (e.g. `chat`)."),
+        ],
+        responses=PricingEntrySerializer(many=True),
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        entries = pricing_entries(
+            user=request.user,
+            vendor=request.query_params.get("vendor", ""),
+            kind=request.query_params.get("kind", ""),
+        )
+        return Response(PricingEntrySerializer(entries, many=True).data)
