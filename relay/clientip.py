@@ -10,7 +10,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @functools.cache
 def _trusted_networks(configured: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in configured)
+    networks: list[Network] = []
+    for entry in (entry.strip() for entry in configured):
+        if entry == "*":  # uvicorn's spelling of "every peer is a proxy"
+            networks += [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+        elif entry:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+    return tuple(networks)
 
 
 def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:

@@ -273,8 +273,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 # --- Relay ------------------------------------------------------------------
 
 # Proxies whose X-Forwarded-For the relay believes (IPs or CIDRs); from anyone else
-# the header is ignored and the socket's peer address is the client's IP.
-RELAY_TRUSTED_PROXIES = env.list("RELAY_TRUSTED_PROXIES", default=[])
+# the header is ignored and the socket's peer address is the client's IP. Defaults to
+# the list uvicorn is given (Procfile), so the site and the relay trust the same hops.
+RELAY_TRUSTED_PROXIES = env.list(
+    "RELAY_TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=[])
+)
 RELAY_MAX_BODY_BYTES = env.int("RELAY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 # A crashed process's concurrency slots free themselves after this many seconds.
 RELAY_SLOT_LEASE_SECONDS = env.int("RELAY_SLOT_LEASE_SECONDS", default=60)

@@ -1,0 +1,184 @@
+"""Refusals: a clear 4xx in OpenAI's error shape, nothing charged, nothing forwarded."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from accounts.services import token_create
+from billing.models import Account
+from logs.models import RequestLog
+
+from .conftest import MODEL
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def refused(relay_url, token_key, openai_channel, fake_upstream, funded_user):
+    """Send a request; return the response after checking that nothing was charged or sent."""
+    balance = Account.objects.get(pk=funded_user.pk).balance
+
+    def send(path="/chat/completions", *, method="POST", key=token_key, headers=None, **kwargs):
+        all_headers = {"authorization": f"Bearer {key}", **(headers or {})}
+        response = httpx.request(
+            method, f"{relay_url}{path}", headers=all_headers, timeout=10, **kwargs
+        )
+        body = response.json()
+        assert set(body["error"]) >= {"message", "type", "param", "code"}
+        assert body["error"]["message"]
+        assert fake_upstream.app.stats.requests == 0
+        assert RequestLog.objects.count() == 0
+        account = Account.objects.get(pk=funded_user.pk)
+        assert (account.balance, account.reserved) == (balance, 0)
+        return response.status_code, body["error"]
+
+    return send
+
+
+def test_malformed_json(refused):
+    status, error = refused(content=b"{not json", headers={"content-type": "application/json"})
+    assert (status, error["code"]) == (400, "invalid_json")
+
+
+def test_a_json_array_is_not_a_request(refused):
+    status, error = refused(json=[1, 2])
+    assert (status, error["code"]) == (400, "invalid_json")
+
+
+def test_missing_model(refused):
+    status, error = refused(json={"messages": []})
+    assert (status, error["code"], error["param"]) == (400, "missing_model", "model")
+
+
+def test_oversized_body(refused, settings):
+    settings.RELAY_MAX_BODY_BYTES = 1000
+    status, error = refused(json={**CHAT, "padding": "x" * 2000})
+    assert (status, error["code"]) == (413, "request_too_large")
+
+
+def test_wrong_content_type(refused):
+    status, error = refused(content=b"model=gpt", headers={"content-type": "text/plain"})
+    assert (status, error["code"]) == (415, "unsupported_media_type")
+
+
+def test_unknown_route(refused):
+    status, error = refused("/images/generations", json=CHAT)
+    assert (status, error["code"]) == (404, "not_found")
+
+
+def test_wrong_method(refused):
+    status, error = refused("/chat/completions", method="GET")
+    assert (status, error["code"]) == (405, "method_not_allowed")
+
+
+def test_missing_key(refused):
+    status, error = refused(json=CHAT, headers={"authorization": ""})
+    assert (status, error["code"], error["type"]) == (
+        401,
+        "invalid_api_key",
+        "authentication_error",
+    )
+
+
+def test_disabled_token(refused, funded_user):
+    from accounts.models import Token
+    from accounts.services import token_set_enabled
+
+    token_set_enabled(token=Token.objects.get(user=funded_user), is_enabled=False)
+    status, error = refused(json=CHAT)
+    assert (status, error["code"]) == (401, "invalid_api_key")
+
+
+def test_expired_token(refused, funded_user):
+    _token, key = token_create(
+        user=funded_user, name="old", expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    status, error = refused(json=CHAT, key=key)
+    assert (status, error["code"]) == (401, "invalid_api_key")
+    assert "expired" in error["message"]
+
+
+def test_query_only_token_may_not_spend(refused, funded_user):
+    _token, key = token_create(user=funded_user, name="query only", quota_remaining=0)
+    status, error = refused(json=CHAT, key=key)
+    assert (status, error["code"]) == (402, "insufficient_quota")
+
+
+def test_model_outside_the_allow_list(refused, funded_user):
+    _token, key = token_create(user=funded_user, name="narrow", allowed_models=["other-model"])
+    status, error = refused(json=CHAT, key=key)
+    assert (status, error["code"], error["type"]) == (403, "model_not_allowed", "permission_error")
+
+
+def test_ip_outside_the_allow_list(refused, funded_user):
+    _token, key = token_create(user=funded_user, name="office", allowed_networks=["203.0.113.0/24"])
+    status, error = refused(json=CHAT, key=key)
+    assert (status, error["code"]) == (403, "ip_not_allowed")
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(refused, funded_user, settings):
+    settings.RELAY_TRUSTED_PROXIES = []
+    _token, key = token_create(user=funded_user, name="office", allowed_networks=["203.0.113.0/24"])
+    status, error = refused(json=CHAT, key=key, headers={"x-forwarded-for": "203.0.113.9"})
+    assert (status, error["code"]) == (403, "ip_not_allowed")
+
+
+def test_forwarded_for_is_believed_from_a_trusted_proxy(
+    relay_url, funded_user, openai_channel, settings
+):
+    from .conftest import wait_for_logs
+
+    settings.RELAY_TRUSTED_PROXIES = ["127.0.0.1/32"]
+    _token, key = token_create(user=funded_user, name="office", allowed_networks=["203.0.113.0/24"])
+
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json=CHAT,
+        # The left-most entry is whatever the client claimed; the proxy appended the truth.
+        headers={"authorization": f"Bearer {key}", "x-forwarded-for": "10.9.9.9, 203.0.113.9"},
+        timeout=10,
+    )
+
+    assert response.status_code == 200
+    [log] = wait_for_logs(1)
+    assert log.client_ip == "203.0.113.9"
+
+
+def test_model_without_a_channel_is_a_503(relay_url, token_key, catalog_model, fake_upstream):
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json=CHAT,
+        headers={"authorization": f"Bearer {token_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_available_channel"
+    assert RequestLog.objects.count() == 0
+
+
+def test_upstream_client_error_is_passed_through_without_charge(
+    relay_url, token_key, catalog_model, fake_upstream, funded_user
+):
+    from .conftest import make_channel, wait_for_logs
+
+    make_channel("picky", f"{fake_upstream.url}/status-400/v1")
+    make_channel("other", f"{fake_upstream.url}/v1", priority=-1)
+    balance = Account.objects.get(pk=funded_user.pk).balance
+
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json=CHAT,
+        headers={"authorization": f"Bearer {token_key}"},
+        timeout=10,
+    )
+
+    # A 400 is about the request, not the channel: no failover, no charge.
+    assert response.status_code == 400
+    assert fake_upstream.app.stats.requests == 1
+    [log] = wait_for_logs(1)
+    assert (log.status_code, log.cost) == (400, 0)
+    assert Account.objects.get(pk=funded_user.pk).balance == balance
