@@ -22,7 +22,8 @@ def test_anonymous_visitor_sees_every_enabled_model_at_default_prices(
     assert response.status_code == 200
     html = response.content.decode()
     assert "<code>gpt-4o</code>" in html
-    assert "$2.5" in html and "$10" in html  # gpt-4o: ratio 1.25, completion 4
+    assert "$2.5" in html
+    assert "$10" in html
     assert "<code>o1</code>" not in html
     assert "$0.04" in html  # dall-e-3 per call
     assert "Model ratio" not in html  # raw multipliers are opt-in
@@ -35,15 +36,18 @@ def test_search_and_filters_answer_htmx_with_the_table_fragment_only(client, cat
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert "<html" not in html and 'id="pricing-table"' in html
-    assert "claude-opus-4-20250514" in html and "gpt-4o" not in html
+    assert "<html" not in html
+    assert 'id="pricing-table"' in html
+    assert "claude-opus-4-20250514" in html
+    assert "gpt-4o" not in html
     assert "Model ratio" in html
 
 
 def test_vendor_filter(client, catalog):
     html = client.get(reverse("pricing"), {"vendor": "deepseek"}).content.decode()
 
-    assert "deepseek-chat" in html and "gpt-4o-mini" not in html
+    assert "deepseek-chat" in html
+    assert "gpt-4o-mini" not in html
 
 
 def test_signed_in_user_sees_their_group_prices(client, catalog):
