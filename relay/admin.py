@@ -6,6 +6,12 @@ from .services import channel_set_api_key
 
 
 class ChannelForm(forms.ModelForm):
+    base_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text=Channel._meta.get_field("base_url").help_text,
+    )
     api_key = forms.CharField(
         required=False,
         strip=True,

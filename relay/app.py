@@ -183,6 +183,11 @@ class RelayApplication:
         self.upstream = upstream.UpstreamClient()
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def pending_work(self) -> int:
+        """Return how many settlements and failure counts are still running."""
+        return len(self._background)
+
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)

@@ -166,10 +166,6 @@ class UpstreamClient:
     ) -> UpstreamAnswer:
         """Return the channel's answer, or raise AttemptFailed."""
         upstream_model = route.upstream_model(model)
-        if route.kind == "mock":
-            return _mock_answer(route, endpoint, body, upstream_model, stream)
-        if route.api_key is None:
-            raise AttemptFailed("channel key unreadable", is_retryable=True)
         translator = None
         if endpoint is MESSAGES and route.kind == "openai":
             payload = translate.messages_to_chat_request(body, model=upstream_model)
@@ -185,6 +181,10 @@ class UpstreamClient:
                     **(options if isinstance(options, dict) else {}),
                     "include_usage": True,
                 }
+        if route.kind == "mock":
+            return _mock_answer(route, endpoint, payload, upstream_model, stream)
+        if route.api_key is None:
+            raise AttemptFailed("channel key unreadable", is_retryable=True)
         headers = {"content-type": "application/json"}
         if route.kind == "anthropic":
             headers["x-api-key"] = route.api_key

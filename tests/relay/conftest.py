@@ -65,7 +65,9 @@ def fake_upstream(fake_upstream_server):
 @pytest.fixture(scope="session")
 def relay_server(django_db_setup, django_db_blocker):
     """The relay app as production runs it (settling after the response is sent)."""
-    server = ServerThread(RelayApplication()).start()
+    relay = RelayApplication()
+    server = ServerThread(relay).start()
+    server.relay = relay
     yield server
     server.stop()
     with django_db_blocker.unblock(), connection.cursor() as cursor:
@@ -82,6 +84,10 @@ def relay_url(relay_server, transactional_db):
     routing_table_expire()
     yield f"{relay_server.url}/v1"
     routing_table_expire()
+    # Settlements run after responses: let them finish while the database is open.
+    deadline = time.monotonic() + 10
+    while relay_server.relay.pending_work and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -1,0 +1,110 @@
+"""Exact billing through HTTP: concurrent requests against a balance that pays for K."""
+
+import asyncio
+from decimal import Decimal
+from io import StringIO
+
+import httpx
+import pytest
+from django.core.management import call_command
+
+from accounts.services import token_create
+from billing.models import Account
+from billing.selectors import books_drift
+from billing.services import account_credit
+from models_catalog.models import CatalogModel, Vendor
+from models_catalog.services import catalog_entry_create
+from tests.factories import UserFactory
+
+from .conftest import make_channel, wait_for_logs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PRICE_PER_CALL = 7_000
+PAYS_FOR = 6
+REQUESTS = 20
+
+
+@pytest.fixture
+def per_call_model(default_group):
+    vendor, _created = Vendor.objects.get_or_create(name="imagevendor", display_name="Images")
+    model = CatalogModel(
+        name="image-test",
+        vendor=vendor,
+        kind=CatalogModel.Kind.IMAGE,
+        price_per_call=PRICE_PER_CALL,
+    )
+    catalog_entry_create(entry=model)
+    return model
+
+
+def test_concurrent_requests_spend_exactly_the_balance(relay_url, per_call_model, fake_upstream):
+    # Given a balance that pays for exactly K calls (and a little more, not enough for K+1)
+    user = UserFactory()
+    balance = PRICE_PER_CALL * PAYS_FOR + PRICE_PER_CALL - 1
+    account_credit(user_id=user.pk, amount=balance, idempotency_key="test:exact")
+    _token, key = token_create(user=user, name="exact")
+    make_channel("fake", f"{fake_upstream.url}/delay-200/v1", served_models=["image-test"])
+
+    # When N requests arrive at once
+    async def burst():
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{relay_url}/chat/completions",
+                        json={
+                            "model": "image-test",
+                            "messages": [{"role": "user", "content": "x"}],
+                        },
+                        headers={"authorization": f"Bearer {key}"},
+                    )
+                    for _ in range(REQUESTS)
+                )
+            )
+
+    statuses = [response.status_code for response in asyncio.run(burst())]
+
+    # Then exactly K succeed, the rest are told 402, and the books close
+    assert statuses.count(200) == PAYS_FOR
+    assert statuses.count(402) == REQUESTS - PAYS_FOR
+    assert fake_upstream.app.stats.requests == PAYS_FOR
+    logs = wait_for_logs(PAYS_FOR)
+    assert [log.cost for log in logs] == [PRICE_PER_CALL] * PAYS_FOR
+    account = Account.objects.get(pk=user.pk)
+    assert (account.balance, account.reserved) == (PRICE_PER_CALL - 1, 0)
+    assert books_drift() == []
+    output = StringIO()
+    call_command("reconcile", stdout=output)
+    assert "no drift" in output.getvalue()
+
+
+def test_a_token_quota_caps_spending_like_a_balance(relay_url, catalog_model, fake_upstream):
+    from .conftest import MODEL
+
+    user = UserFactory()
+    account_credit(user_id=user.pk, amount=10_000_000, idempotency_key="test:quota")
+    # A quota far below one request's reservation (max_tokens 4096 by default).
+    _token, key = token_create(user=user, name="capped", quota_remaining=1_000)
+    make_channel("fake", f"{fake_upstream.url}/v1")
+
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    small = httpx.post(
+        f"{relay_url}/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+
+    assert response.status_code == 402
+    assert small.status_code == 200
+    [log] = wait_for_logs(1)
+    # prompt + 5 completion tokens at ratio 1.5, completion ratio 2, 2 micro-USD a token
+    assert log.cost == (log.prompt_tokens + 5 * 2) * 3
+    assert Account.objects.get(pk=user.pk).balance == 10_000_000 - log.cost
+    assert Decimal(log.model_ratio) == Decimal("1.5")
