@@ -1,0 +1,175 @@
+"""A hypothesis state machine over the money operations, checking the books after each step."""
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from accounts.models import Token
+from billing.metering import UsageRefused, usage_release, usage_reserve, usage_settle
+from billing.models import Account, LedgerEntry, Reservation
+from billing.selectors import books_drift
+from billing.services import IdempotencyConflict, InsufficientBalance, account_credit, account_debit
+from logs.models import RequestLog
+from tests.billing.helpers import LOG, books_snapshot, make_token
+from tests.factories import UserFactory
+
+amounts = st.integers(min_value=1, max_value=3_000_000)
+key_numbers = st.integers(min_value=0, max_value=5)
+
+
+class MoneyMachine(RuleBasedStateMachine):
+    """A model of one account and a quota'd token, compared with the database."""
+
+    @initialize(quota=st.one_of(st.none(), st.integers(min_value=0, max_value=5_000_000)))
+    def start(self, quota):
+        self.user = UserFactory()
+        self.token, _ = make_token(self.user, quota=quota)
+        self.balance = 0
+        self.quota = quota
+        self.used = 0
+        self.open: dict[str, int] = {}
+        self.closed: set[str] = set()
+        self.entries: dict[str, tuple[str, int]] = {}
+        self.requests = 0
+
+    def _key(self, number: int) -> str:
+        # Examples share the database (one transaction per test): keys are per user.
+        return f"user{self.user.pk}:key{number}"
+
+    def _free(self) -> int:
+        return self.balance - sum(self.open.values())
+
+    def _token_free(self) -> int | None:
+        return None if self.quota is None else self.quota - sum(self.open.values())
+
+    @rule(number=key_numbers, amount=amounts)
+    def credit(self, number, amount):
+        key = self._key(number)
+        previous = self.entries.get(key)
+        if previous is not None and previous != ("credit", amount):
+            before = books_snapshot()
+            with pytest.raises(IdempotencyConflict):
+                account_credit(user_id=self.user.pk, amount=amount, idempotency_key=key)
+            assert books_snapshot() == before
+            return
+        account_credit(user_id=self.user.pk, amount=amount, idempotency_key=key)
+        if previous is None:
+            self.entries[key] = ("credit", amount)
+            self.balance += amount
+
+    @rule(number=key_numbers, amount=amounts)
+    def debit(self, number, amount):
+        key = self._key(number)
+        previous = self.entries.get(key)
+        before = books_snapshot()
+        if previous is not None and previous != ("debit", amount):
+            with pytest.raises(IdempotencyConflict):
+                account_debit(user_id=self.user.pk, amount=amount, idempotency_key=key)
+            assert books_snapshot() == before
+            return
+        if previous is None and amount > self._free():
+            with pytest.raises(InsufficientBalance):
+                account_debit(user_id=self.user.pk, amount=amount, idempotency_key=key)
+            assert books_snapshot() == before
+            return
+        account_debit(user_id=self.user.pk, amount=amount, idempotency_key=key)
+        if previous is None:
+            self.entries[key] = ("debit", amount)
+            self.balance -= amount
+
+    @rule(amount=amounts)
+    def reserve(self, amount):
+        request_id = f"u{self.user.pk}-req{self.requests}"
+        self.requests += 1
+        token_free = self._token_free()
+        short = amount > self._free() or (token_free is not None and amount > token_free)
+        before = books_snapshot()
+        if short:
+            with pytest.raises(UsageRefused) as refused:
+                usage_reserve(
+                    token_id=self.token.pk,
+                    user_id=self.user.pk,
+                    request_id=request_id,
+                    amount=amount,
+                )
+            assert refused.value.code == "insufficient_quota"
+            assert books_snapshot() == before
+            return
+        usage_reserve(
+            token_id=self.token.pk, user_id=self.user.pk, request_id=request_id, amount=amount
+        )
+        self.open[request_id] = amount
+
+    @precondition(lambda self: self.open)
+    @rule(
+        data=st.data(),
+        fraction=st.one_of(st.floats(min_value=0, max_value=1), st.sampled_from([1.5, 4, 50])),
+    )
+    def settle(self, data, fraction):
+        request_id = data.draw(st.sampled_from(sorted(self.open)))
+        hold = self.open.pop(request_id)
+        cost = int(hold * fraction)
+        # Over the hold: charged as far as the free balance and the token's quota allow
+        # (the hold itself is free again once it is popped from `open`).
+        charged = min(cost, self._free())
+        token_free = self._token_free()
+        if token_free is not None:
+            charged = min(charged, token_free)
+        usage_settle(request_id=request_id, cost=cost, log=LOG)
+        self.balance -= charged
+        self.used += charged
+        if self.quota is not None:
+            self.quota -= charged
+        self.closed.add(request_id)
+        assert RequestLog.objects.get(request_id=request_id).cost == charged
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data())
+    def release(self, data):
+        request_id = data.draw(st.sampled_from(sorted(self.open)))
+        self.open.pop(request_id)
+        usage_release(request_id=request_id)
+        self.closed.add(request_id)
+
+    @precondition(lambda self: self.closed)
+    @rule(data=st.data())
+    def repeat_a_closed_request(self, data):
+        request_id = data.draw(st.sampled_from(sorted(self.closed)))
+        before = books_snapshot()
+        if RequestLog.objects.filter(request_id=request_id).exists():
+            usage_settle(request_id=request_id, cost=1, log=LOG)
+        usage_release(request_id=request_id)
+        assert books_snapshot() == before
+
+    @invariant()
+    def books_match_the_model(self):
+        if not hasattr(self, "user"):
+            return
+        account = Account.objects.get(pk=self.user.pk)
+        token = Token.objects.get(pk=self.token.pk)
+        assert account.balance == self.balance
+        assert account.reserved == sum(self.open.values())
+        assert account.used == self.used
+        assert token.used == self.used
+        assert token.quota_remaining == self.quota
+        assert 0 <= account.reserved <= account.balance
+        open_reservations = Reservation.objects.filter(
+            account_id=self.user.pk, status=Reservation.Status.OPEN
+        )
+        assert open_reservations.count() == len(self.open)
+        assert LedgerEntry.objects.filter(account_id=self.user.pk).count() == len(self.entries)
+        assert books_drift(user_ids=[self.user.pk]) == []
+
+
+MoneyMachine.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.mark.django_db
+class TestMoneyMachine(MoneyMachine.TestCase):
+    pass
