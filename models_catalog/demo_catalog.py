@@ -103,6 +103,11 @@ def load_demo_catalog() -> tuple[int, int]:
             },
         )
         created_models += created
+    # The migration made it; a test database flushed since then has lost it.
+    if not PricingGroup.objects.filter(is_default=True).exists():
+        PricingGroup.objects.create(
+            name="default", display_name="Default", group_ratio=1, is_default=True
+        )
     created_groups = 0
     for name, display_name, ratio, description in GROUPS:
         _, created = PricingGroup.objects.get_or_create(

@@ -1,0 +1,72 @@
+"""Start a real Celery worker on our Redis database, our test database and our own queue."""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """One `celery worker` process group, consuming only `queue`."""
+
+    def __init__(self, *, queue: str, smtp_port: int, concurrency: int = 1, **env: str):
+        self.queue = queue
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "comet.settings.local",
+            "DEBUG": "false",
+            "DATABASE_URL": "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(
+                **connection.settings_dict
+            ),
+            "REDIS_URL": settings.REDIS_URL,
+            "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+            "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "CELERY_TASK_DEFAULT_QUEUE": queue,
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        command = [str(ROOT / ".venv/bin/celery"), "-A", "comet", "worker", "-Q", queue]
+        command += ["-c", str(concurrency), "-P", "prefork", "-l", "WARNING", "-n", f"{queue}@%h"]
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=environment, start_new_session=True)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: the parent and its pool children die at once."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def unique_queue(prefix: str = "comet_catalog_test") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def send(task: str, *args, queue: str) -> None:
+    """Enqueue on the broker even though this process runs tasks eagerly."""
+    from comet.celery import app
+
+    app.send_task(task, args=list(args), queue=queue)
+
+
+def wait_for(condition, *, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
