@@ -1,0 +1,118 @@
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from billing.models import Account, LedgerEntry
+from billing.services import account_adjust
+from tests.billing.helpers import books_snapshot, fund
+from tests.factories import StaffFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_shows_balance_used_and_request_count(user_client, user):
+    fund(user, 12_345_678)
+    Account.objects.filter(pk=user.pk).update(used=1_500_000, request_count=1234)
+
+    html = user_client.get("/").content.decode()
+
+    assert "$12.345678" in html
+    assert "$1.50" in html
+    assert "1,234" in html
+    assert reverse("billing:history") in html
+
+
+def test_billing_history_lists_only_the_users_entries(
+    user_client, user, django_assert_max_num_queries
+):
+    for number in range(3):
+        fund(user, 1_000_000 * (number + 1), key=f"h{number}")
+    account_adjust(user_id=user.pk, amount=-500_000, reason="Chargeback fee", created_by=None)
+    fund(UserFactory(), 9_990_000, key="other")
+
+    with django_assert_max_num_queries(8):
+        response = user_client.get(reverse("billing:history"))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Chargeback fee" in html
+    assert "-$0.50" in html
+    assert "$5.50" in html
+    assert "$9.99" not in html
+
+
+def test_billing_history_answers_htmx_with_the_table(user_client, user):
+    fund(user, 1_000_000)
+
+    response = user_client.get(reverse("billing:history"), HTTP_HX_REQUEST="true")
+
+    assert b"<html" not in response.content
+    assert b"<table" in response.content
+
+
+def test_account_and_ledger_api(user_client, user):
+    fund(user, 2_500_000)
+
+    account = user_client.get("/api/account/").json()
+    ledger = user_client.get("/api/ledger/").json()
+
+    assert account["balance"] == "2.500000"
+    assert account["request_count"] == 0
+    assert [entry["amount"] for entry in ledger] == ["2.500000"]
+
+
+def test_admin_adjusts_a_balance_with_a_reason(client):
+    admin = StaffFactory()
+    customer = UserFactory()
+    client.force_login(admin)
+    url = reverse("admin:billing_account_adjust", args=[customer.pk])
+
+    response = client.post(url, {"amount": "-0", "reason": "typo"})
+    assert response.status_code == 200
+    response = client.post(url, {"amount": "7.25", "reason": ""})
+    assert response.status_code == 200
+    assert not LedgerEntry.objects.exists()
+
+    response = client.post(url, {"amount": "7.25", "reason": "Outage credit"})
+
+    assert response.status_code == 302
+    entry = LedgerEntry.objects.get()
+    assert (entry.amount, entry.reason, entry.created_by) == (7_250_000, "Outage credit", admin)
+    assert (
+        client.get(reverse("admin:billing_account_change", args=[customer.pk])).status_code == 200
+    )
+
+
+def test_adjusting_needs_its_own_permission(client):
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_account"))
+    customer = UserFactory()
+    client.force_login(viewer)
+    before = books_snapshot()
+
+    page = client.get(reverse("admin:billing_account_change", args=[customer.pk]))
+    response = client.post(
+        reverse("admin:billing_account_adjust", args=[customer.pk]),
+        {"amount": "100", "reason": "free money"},
+    )
+
+    assert page.status_code == 200
+    assert b"Adjust balance" not in page.content
+    assert response.status_code == 403
+    assert books_snapshot() == before
+
+
+def test_the_ledger_is_read_only_in_the_admin(client, user):
+    fund(user, 1_000)
+    client.force_login(StaffFactory())
+    entry = LedgerEntry.objects.get()
+
+    page = client.get(reverse("admin:billing_ledgerentry_change", args=[entry.pk]))
+    delete = client.post(
+        reverse("admin:billing_ledgerentry_delete", args=[entry.pk]), {"post": "yes"}
+    )
+
+    assert page.status_code == 200
+    assert b'name="_save"' not in page.content
+    assert delete.status_code == 403
+    assert LedgerEntry.objects.filter(pk=entry.pk).exists()
