@@ -76,7 +76,7 @@ def test_unknown_disabled_and_expired_keys_get_401(
         token_set_enabled(token=token, is_enabled=False)
     assert client.get(f"/user/quota?key={keys['unlimited']}").status_code == 401
 
-    expired, expired_key = token_create(
+    _expired, expired_key = token_create(
         user=user, name="old", expires_at=timezone.now() - timedelta(minutes=1)
     )
     assert client.get(f"/user/quota?key={expired_key}").status_code == 401
