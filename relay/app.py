@@ -32,6 +32,7 @@ from . import upstream
 from .clientip import client_ip
 from .db import run_in_database_thread
 from .limits import LimitOutcome, limiter
+from .memo import LocalMemo
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
 from .services import channel_record_failure, channel_record_success
@@ -181,6 +182,8 @@ class RelayApplication:
         # client's latency; shutdown waits for every pending settlement.
         self.settle_in_background = settle_in_background
         self.upstream = upstream.UpstreamClient()
+        self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
+        self.prices: LocalMemo[ModelPrice | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -264,7 +267,7 @@ class RelayApplication:
                 "No API key: send it as 'Authorization: Bearer sk-...'.",
                 code="invalid_api_key",
             )
-        token = await atoken_authenticate(raw_key)
+        token = await self.tokens.get(raw_key, lambda: atoken_authenticate(raw_key))
         if token is None or not token.is_enabled:
             raise RelayError(
                 401, "Invalid API key, or the token is disabled or deleted.", code="invalid_api_key"
@@ -329,7 +332,10 @@ class RelayApplication:
                 code="model_not_allowed",
                 param="model",
             )
-        price = await amodel_price(model_name=model, pricing_group_id=token.pricing_group_id)
+        price = await self.prices.get(
+            (model, token.pricing_group_id),
+            lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
+        )
         if price is None:
             raise RelayError(
                 404,
@@ -636,4 +642,4 @@ class RelayApplication:
         return outcome
 
 
-application = RelayApplication()
+application = RelayApplication(settle_in_background=settings.RELAY_SETTLE_AFTER_RESPONSE)

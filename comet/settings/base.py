@@ -286,6 +286,12 @@ RELAY_DEFAULT_MAX_TOKENS = env.int("RELAY_DEFAULT_MAX_TOKENS", default=4096)
 RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=3)
 # Consecutive failures after which a channel is disabled until a probe succeeds.
 RELAY_CHANNEL_FAILURE_THRESHOLD = env.int("RELAY_CHANNEL_FAILURE_THRESHOLD", default=5)
+# Settle (the database write of cost + log row) after the response is sent, off the
+# client's latency; shutdown waits for pending settlements. bench/relay compares both.
+RELAY_SETTLE_AFTER_RESPONSE = env.bool("RELAY_SETTLE_AFTER_RESPONSE", default=True)
+# Tokens and prices stay this long in each relay process's memory (revocation is
+# promised within 1 s); 0 turns the memory off.
+RELAY_LOCAL_CACHE_SECONDS = env.float("RELAY_LOCAL_CACHE_SECONDS", default=0.5)
 CELERY_BEAT_SCHEDULE["relay-probe-disabled-channels"] = {
     "task": "relay.tasks.channel_probe_disabled_task",
     "schedule": 60.0,
@@ -351,6 +357,8 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # httpx logs every upstream call of the relay at INFO: one line per request, for nothing.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }
 
 COMET_SITE_NAME = env("COMET_SITE_NAME", default="Comet")

@@ -82,6 +82,8 @@ def relay_server(django_db_setup, django_db_blocker):
 @pytest.fixture
 def relay_url(relay_server, transactional_db):
     routing_table_expire()
+    relay_server.relay.tokens.clear()
+    relay_server.relay.prices.clear()
     yield f"{relay_server.url}/v1"
     routing_table_expire()
     # Settlements run after responses: let them finish while the database is open.

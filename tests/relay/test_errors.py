@@ -1,5 +1,6 @@
 """Refusals: a clear 4xx in OpenAI's error shape, nothing charged, nothing forwarded."""
 
+import time
 from datetime import timedelta
 
 import httpx
@@ -182,3 +183,18 @@ def test_upstream_client_error_is_passed_through_without_charge(
     [log] = wait_for_logs(1)
     assert (log.status_code, log.cost) == (400, 0)
     assert Account.objects.get(pk=funded_user.pk).balance == balance
+
+
+def test_a_disabled_token_is_refused_within_one_second(
+    relay_url, token_key, openai_channel, funded_user
+):
+    from accounts.models import Token
+    from accounts.services import token_set_enabled
+
+    headers = {"authorization": f"Bearer {token_key}"}
+    first = httpx.post(f"{relay_url}/chat/completions", json=CHAT, headers=headers, timeout=10)
+    token_set_enabled(token=Token.objects.get(user=funded_user), is_enabled=False)
+    time.sleep(1.0)
+    second = httpx.post(f"{relay_url}/chat/completions", json=CHAT, headers=headers, timeout=10)
+
+    assert (first.status_code, second.status_code) == (200, 401)
