@@ -3,7 +3,7 @@
 import contextlib
 from datetime import datetime
 
-import markdown  # type: ignore[import-untyped]
+import markdown  # type: ignore[import-untyped, unused-ignore]
 import nh3
 from django.db import IntegrityError
 from django.utils import timezone
