@@ -82,6 +82,11 @@ def batch_changes(batch: PriceChangeBatch) -> list[PriceChange]:
 def batch_announcement_text(*, batch: PriceChangeBatch) -> tuple[str, str]:
     """Return the title and Markdown body of a batch's price adjustment announcement."""
     changes = batch_changes(batch)
+    if not changes:
+        return (
+            "Price adjustment withdrawn",
+            "The price changes announced here were cancelled: prices stay as they were.",
+        )
     names = sorted({change.target_name for change in changes})
     title = "Price adjustment: " + ", ".join(names[:3]) + (" and more" if len(names) > 3 else "")
     lines = ["Prices for the default group (other groups pay their multiplier on top).", ""]

@@ -217,11 +217,15 @@ def price_change_cancel(*, change: PriceChange, cancelled_by: User) -> bool:
     """Cancel a scheduled change that has not been applied; return whether it was."""
     if not cancelled_by.has_perm(CHANGE_PRICES_PERMISSION):
         raise PermissionError("You may not change prices.")
-    return bool(
-        PriceChange.objects.filter(pk=change.pk, status=PriceChange.Status.SCHEDULED).update(
-            status=PriceChange.Status.CANCELLED, updated_at=timezone.now()
-        )
-    )
+    now = timezone.now()
+    cancelled = PriceChange.objects.filter(
+        pk=change.pk, status=PriceChange.Status.SCHEDULED
+    ).update(status=PriceChange.Status.CANCELLED, updated_at=now)
+    if cancelled and change.batch_id:
+        # The public announcement must not keep promising a change that will not happen.
+        batch = PriceChangeBatch.objects.select_for_update().get(pk=change.batch_id)
+        _announce(batch=batch, now=now)
+    return bool(cancelled)
 
 
 def _announce(*, batch: PriceChangeBatch, now: datetime) -> None:

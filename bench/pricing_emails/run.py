@@ -86,7 +86,8 @@ def main() -> None:
         changed_by=admin,
         source=PriceChange.Source.FORM,
     )
-    assert change is not None and change.batch is not None
+    assert change is not None
+    assert change.batch is not None
     services.price_change_batch_close(batch_id=change.batch_id, now=change.batch.closes_at)
 
     handler = SinkHandler()

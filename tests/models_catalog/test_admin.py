@@ -1,8 +1,10 @@
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils import timezone
 
 from announcements.models import Announcement
 from models_catalog.models import CatalogModel, PriceChange, PricingGroup
@@ -186,3 +188,65 @@ def test_staff_without_the_price_permission_cannot_edit_prices(client, catalog):
 
     assert CatalogModel.objects.get(pk=model.pk).model_ratio == Decimal("1.25")
     assert not PriceChange.objects.exists()
+
+
+def test_change_form_can_schedule_a_change_for_later(admin_client, catalog):
+    model = catalog["gpt-4o"]
+    at = timezone.now() + timedelta(hours=2)
+
+    response = admin_client.post(
+        change_url(model),
+        change_form_data(
+            model,
+            model_ratio="2",
+            change_reason="Announced increase",
+            effective_at_0=at.strftime("%Y-%m-%d"),
+            effective_at_1=at.strftime("%H:%M:%S"),
+        ),
+    )
+
+    assert response.status_code == 302
+    change = PriceChange.objects.get()
+    assert change.status == PriceChange.Status.SCHEDULED
+    assert CatalogModel.objects.get(pk=model.pk).model_ratio == Decimal("1.25")
+
+
+def test_change_form_refuses_a_schedule_inside_the_email_window(admin_client, catalog):
+    model = catalog["gpt-4o"]
+    soon = timezone.now() + timedelta(minutes=3)
+
+    response = admin_client.post(
+        change_url(model),
+        change_form_data(
+            model,
+            model_ratio="2",
+            change_reason="Too soon",
+            effective_at_0=soon.strftime("%Y-%m-%d"),
+            effective_at_1=soon.strftime("%H:%M:%S"),
+        ),
+    )
+
+    assert response.status_code == 200
+    assert "at least 10 minutes ahead" in response.content.decode()
+    assert not PriceChange.objects.exists()
+
+
+def test_model_admin_page_query_count(
+    admin_client, catalog, admin_user, django_assert_max_num_queries
+):
+    from models_catalog.services import price_change_record
+
+    model = catalog["gpt-4o"]
+    for ratio in ["1.3", "1.4", "1.5"]:
+        price_change_record(
+            target=model,
+            new_prices={"model_ratio": Decimal(ratio)},
+            reason=f"to {ratio}",
+            changed_by=admin_user,
+            source=PriceChange.Source.FORM,
+        )
+
+    with django_assert_max_num_queries(20):
+        page = admin_client.get(change_url(model))
+
+    assert page.content.decode().count("to 1.") >= 3

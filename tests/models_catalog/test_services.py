@@ -185,6 +185,9 @@ def test_a_cancelled_scheduled_change_never_applies(catalog, admin_user):
 
     assert services.price_changes_apply_due(now=at + timedelta(minutes=1)) == 0
     assert CatalogModel.objects.get(name="gpt-4o").model_ratio == Decimal("1.25")
+    announcement = Announcement.objects.get()
+    assert announcement.title == "Price adjustment withdrawn"
+    assert "gpt-4o" not in announcement.body_markdown
 
 
 def test_changes_after_a_batch_closes_open_a_new_batch(catalog, admin_user):

@@ -102,3 +102,21 @@ def test_pricing_api_is_in_the_openapi_schema(client):
     schema = json.loads(response.content)
     assert "/api/v1/pricing" in schema["paths"]
     assert "PricingEntry" in schema["components"]["schemas"]
+
+
+def test_model_page_query_count_does_not_grow_with_history(
+    client, catalog, admin_user, django_assert_max_num_queries
+):
+    for ratio in ["1.3", "1.4", "1.5", "1.6"]:
+        price_change_record(
+            target=catalog["gpt-4o"],
+            new_prices={"model_ratio": Decimal(ratio)},
+            reason=f"Step to {ratio}",
+            changed_by=admin_user,
+            source=PriceChange.Source.FORM,
+        )
+
+    with django_assert_max_num_queries(4):
+        response = client.get(reverse("models_catalog:model_detail", args=["gpt-4o"]))
+
+    assert response.content.decode().count("Step to") == 4
