@@ -1,26 +1,39 @@
 """Reserve / settle / release: the metering primitive the relay calls per request.
 
 - `usage_reserve` holds an upper bound of a request's cost against the account
-  AND the token's quota, atomically: both conditional UPDATEs succeed in one
-  transaction, or neither does and `UsageRefused` says which was short.
+  AND the token's quota, atomically: both holds are taken, or neither is and
+  `UsageRefused` says which was short.
 - `usage_settle` charges the actual cost, frees the rest of the hold, bumps
   used / request count on the account and the token and writes the request log
-  row, all in one transaction; it is idempotent per request id.
+  row, all atomically; it is idempotent per request id.
 - `usage_release` frees the hold of a request that failed.
 
-A reservation is closed exactly once: its status changes open → settled or
-open → released by a conditional UPDATE, which only one caller can win.
+A reservation is closed exactly once: its status changes open -> settled or
+open -> released by a conditional UPDATE, which only one caller can win.
+
+Speed: on PostgreSQL the common paths (a reserve, a settle whose cost fits its
+hold) are ONE SQL statement each, run in autocommit: data-modifying CTEs chain
+the conditional UPDATEs so each runs only if the previous one matched, and a
+guard (a division by zero) aborts the whole statement if a later step failed
+after an earlier one succeeded. So the hot account row is locked for one
+statement and its commit, not for a multi-statement transaction. Other
+databases (the embedded SQLite default) and the rare paths use the ORM inside
+`transaction.atomic`.
 
 Policy when the actual cost exceeds the reservation (the relay under-estimated,
 or a lease expired and the reservation was released before the settle arrived):
 the cost is charged as far as the account's available balance (and the token's
-remaining quota) covers it — the hold plus whatever is still free — and the rest
-is forgiven. A balance never goes negative and the books stay exact, because the
-request log row records the cost actually charged. The relay should reserve the
-true maximum (max_tokens at the model's price) so this never happens.
+remaining quota) covers it -- the hold plus whatever is still free -- and the rest
+is forgiven and logged as a warning. A balance never goes negative and the books
+stay exact, because the request log row records the cost actually charged. The
+relay should reserve the true maximum (max_tokens at the model's price).
 
-Locks: token row, then account row, in every path (see `billing.services`). The
-account row is updated last so its lock is held for as short a time as possible.
+A token that had no quota when the request reserved but was given one before it
+settled is charged in `used`, and its quota goes down as far as it can without
+dropping below what other requests hold.
+
+Locks: account row, then token row, in every path (see `billing.services`), so
+two transactions never wait on each other in a cycle.
 """
 
 import logging
@@ -28,8 +41,9 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import Token
@@ -50,6 +64,101 @@ class UsageRefused(Exception):
         self.message = message
 
 
+def _single_statement() -> bool:
+    return connection.vendor == "postgresql"
+
+
+_ACCOUNT = Account._meta.db_table
+_TOKEN = Token._meta.db_table
+_RESERVATION = Reservation._meta.db_table
+_LOG = RequestLog._meta.db_table
+
+# Table names come from our own models, never from input.
+_RESERVE_SQL = f"""
+WITH token AS (
+    SELECT id, quota_remaining IS NOT NULL AS has_quota FROM {_TOKEN}
+    WHERE id = %(token_id)s AND user_id = %(user_id)s AND is_enabled
+      AND (expires_at IS NULL OR expires_at > %(now)s)
+), account AS (
+    UPDATE {_ACCOUNT} SET reserved = reserved + %(amount)s
+    WHERE user_id = %(user_id)s AND balance - reserved >= %(amount)s
+      AND EXISTS (SELECT 1 FROM token)
+    RETURNING user_id
+), token_hold AS (
+    UPDATE {_TOKEN} SET reserved = reserved + %(amount)s
+    WHERE id = %(token_id)s AND quota_remaining IS NOT NULL
+      AND quota_remaining - reserved >= %(amount)s AND EXISTS (SELECT 1 FROM account)
+    RETURNING id
+), reservation AS (
+    INSERT INTO {_RESERVATION}
+        (request_id, account_id, token_id, amount, token_amount, status, created_at, expires_at)
+    SELECT %(request_id)s, account.user_id, token.id, %(amount)s,
+           CASE WHEN token.has_quota THEN %(amount)s ELSE 0 END, 'open', %(now)s, %(expires_at)s
+    FROM account, token
+    WHERE NOT token.has_quota OR EXISTS (SELECT 1 FROM token_hold)
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING id
+)
+SELECT
+    (SELECT count(*) FROM token),
+    (SELECT count(*) FROM account),
+    (SELECT count(*) FROM reservation),
+    -- The account hold was taken but the reservation was not: abort everything.
+    1 / (CASE WHEN (SELECT count(*) FROM account) = 1
+              AND (SELECT count(*) FROM reservation) = 0 THEN 0 ELSE 1 END)
+"""  # noqa: S608
+
+_SETTLE_SQL = f"""
+WITH claimed AS (
+    UPDATE {_RESERVATION} SET status = 'settled'
+    WHERE request_id = %(request_id)s AND status = 'open' AND amount >= %(cost)s
+    RETURNING account_id, token_id, amount, token_amount
+), account AS (
+    UPDATE {_ACCOUNT} AS a
+    SET balance = a.balance - %(cost)s, reserved = a.reserved - claimed.amount,
+        used = a.used + %(cost)s, request_count = a.request_count + 1
+    FROM claimed WHERE a.user_id = claimed.account_id
+    RETURNING a.user_id
+), token AS (
+    UPDATE {_TOKEN} AS t
+    SET reserved = t.reserved - claimed.token_amount, used = t.used + %(cost)s,
+        request_count = t.request_count + 1,
+        -- GREATEST skips NULLs: an unlimited token (NULL) must stay unlimited.
+        quota_remaining = CASE WHEN t.quota_remaining IS NULL THEN NULL ELSE
+            GREATEST(t.quota_remaining - %(cost)s, t.reserved - claimed.token_amount) END,
+        last_used_at = %(now)s, last_used_ip = %(client_ip)s
+    FROM claimed WHERE t.id = claimed.token_id AND EXISTS (SELECT 1 FROM account)
+    RETURNING t.id
+), log AS (
+    INSERT INTO {_LOG} (
+        created_at, request_id, user_id, token_id, token_name, model, channel_id,
+        prompt_tokens, completion_tokens, cached_tokens, cost, model_ratio, completion_ratio,
+        group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
+        first_token_ms, is_stream, usage_estimated
+    )
+    SELECT %(created_at)s, %(request_id)s, claimed.account_id, claimed.token_id, %(token_name)s,
+        %(model)s, %(channel_id)s, %(prompt_tokens)s, %(completion_tokens)s, %(cached_tokens)s,
+        %(cost)s, %(model_ratio)s, %(completion_ratio)s, %(group_ratio)s, %(price_per_call)s,
+        %(client_ip)s, %(status_code)s, %(error_code)s, %(latency_ms)s, %(first_token_ms)s,
+        %(is_stream)s, %(usage_estimated)s
+    FROM claimed WHERE EXISTS (SELECT 1 FROM account)
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM log)
+"""  # noqa: S608
+
+
+def _execute_one(sql: str, parameters: dict) -> tuple:
+    """Run one statement; inside a caller's transaction, behind a savepoint."""
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchone()
+
+
 def usage_reserve(
     *,
     token_id: int,
@@ -68,25 +177,70 @@ def usage_reserve(
     if amount <= 0:
         raise ValueError("A reservation holds a positive amount.")
     now = timezone.now()
+    expires_at = now + timedelta(seconds=lease_seconds)
+    if not _single_statement():
+        _reserve_with_orm(
+            token_id=token_id,
+            user_id=user_id,
+            request_id=request_id,
+            amount=amount,
+            now=now,
+            expires_at=expires_at,
+        )
+        return
+    parameters = {
+        "token_id": token_id,
+        "user_id": user_id,
+        "request_id": request_id,
+        "amount": amount,
+        "now": now,
+        "expires_at": expires_at,
+    }
+    try:
+        tokens, _accounts, reservations, _guard = _execute_one(_RESERVE_SQL, parameters)
+    except DatabaseError:
+        # The guard fired (nothing was changed): say why.
+        if Reservation.objects.filter(request_id=request_id).exists():
+            raise _duplicate(request_id) from None
+        raise _token_refusal(token_id=token_id, user_id=user_id, now=now) from None
+    if reservations:
+        return
+    if not tokens:
+        raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
+    raise _balance_refusal()
+
+
+def _reserve_with_orm(
+    *,
+    token_id: int,
+    user_id: int,
+    request_id: str,
+    amount: int,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
     with transaction.atomic():
-        held_by_token = (
+        token = (
             Token.objects.filter(pk=token_id, user_id=user_id, is_enabled=True)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-            .filter(
-                Q(quota_remaining__isnull=True) | Q(quota_remaining__gte=F("reserved") + amount)
-            )
-            .update(reserved=F("reserved") + amount)
+            .values("quota_remaining")
+            .first()
         )
-        if not held_by_token:
-            _refuse_for_token(token_id=token_id, user_id=user_id, now=now)
+        if token is None:
+            raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
         held_by_account = Account.objects.filter(
             pk=user_id, balance__gte=F("reserved") + amount
         ).update(reserved=F("reserved") + amount)
         if not held_by_account:
-            raise UsageRefused(
-                "insufficient_quota",
-                "Your balance is too low for this request. Top up your account to continue.",
-            )
+            raise _balance_refusal()
+        token_amount = 0
+        if token["quota_remaining"] is not None:
+            token_amount = amount
+            held_by_token = Token.objects.filter(
+                pk=token_id, quota_remaining__gte=F("reserved") + amount
+            ).update(reserved=F("reserved") + amount)
+            if not held_by_token:
+                raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
         try:
             with transaction.atomic():
                 Reservation.objects.create(
@@ -94,23 +248,33 @@ def usage_reserve(
                     account_id=user_id,
                     token_id=token_id,
                     amount=amount,
-                    expires_at=now + timedelta(seconds=lease_seconds),
+                    token_amount=token_amount,
+                    expires_at=expires_at,
                 )
-        except IntegrityError as error:
-            raise UsageRefused(
-                "duplicate_request", f"The request id {request_id} was already used."
-            ) from error
+        except IntegrityError:
+            raise _duplicate(request_id) from None
 
 
-def _refuse_for_token(*, token_id: int, user_id: int, now: datetime) -> None:
+def _duplicate(request_id: str) -> UsageRefused:
+    return UsageRefused("duplicate_request", f"The request id {request_id} was already used.")
+
+
+def _balance_refusal() -> UsageRefused:
+    return UsageRefused(
+        "insufficient_quota",
+        "Your balance is too low for this request. Top up your account to continue.",
+    )
+
+
+def _token_refusal(*, token_id: int, user_id: int, now: datetime) -> UsageRefused:
     token = Token.objects.filter(pk=token_id, user_id=user_id).first()
     if token is None or not token.is_enabled:
-        raise UsageRefused("invalid_api_key", "This API token is disabled or was deleted.")
+        return UsageRefused("invalid_api_key", "This API token is disabled or was deleted.")
     if token.expires_at is not None and token.expires_at <= now:
-        raise UsageRefused("invalid_api_key", "This API token has expired.")
+        return UsageRefused("invalid_api_key", "This API token has expired.")
     if token.quota_remaining == 0 and token.reserved == 0:
-        raise UsageRefused("insufficient_quota", "This API token is query-only: its quota is 0.")
-    raise UsageRefused(
+        return UsageRefused("insufficient_quota", "This API token is query-only: its quota is 0.")
+    return UsageRefused(
         "insufficient_quota",
         "This API token's quota is too low for this request. Raise the token's quota "
         "or use another token.",
@@ -118,11 +282,12 @@ def _refuse_for_token(*, token_id: int, user_id: int, now: datetime) -> None:
 
 
 def _reservation_close(*, request_id: str, from_status: str, to_status: str) -> tuple | None:
-    """Move a reservation between statuses; return (account_id, token_id, amount) if won."""
+    """Move a reservation between statuses; return (account, token, amount, token amount)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Reservation._meta.db_table} SET status = %s "  # noqa: S608 (our table name)
-            "WHERE request_id = %s AND status = %s RETURNING account_id, token_id, amount",
+            f"UPDATE {_RESERVATION} SET status = %s "  # noqa: S608 (our table name)
+            "WHERE request_id = %s AND status = %s "
+            "RETURNING account_id, token_id, amount, token_amount",
             [to_status, request_id, from_status],
         )
         return cursor.fetchone()
@@ -135,6 +300,41 @@ def usage_settle(*, request_id: str, cost: int, log: RequestLogData) -> None:
     """
     if cost < 0:
         raise ValueError("A cost cannot be negative.")
+    now = timezone.now()
+    if _single_statement():
+        claimed, _logged = _execute_one(_SETTLE_SQL, _settle_parameters(request_id, cost, log, now))
+        if claimed:
+            return
+    _settle_with_orm(request_id=request_id, cost=cost, log=log, now=now)
+
+
+def _settle_parameters(request_id: str, cost: int, log: RequestLogData, now: datetime) -> dict:
+    return {
+        "request_id": request_id,
+        "cost": cost,
+        "now": now,
+        "created_at": log.created_at or now,
+        "token_name": log.token_name,
+        "model": log.model,
+        "channel_id": log.channel_id,
+        "prompt_tokens": log.prompt_tokens,
+        "completion_tokens": log.completion_tokens,
+        "cached_tokens": log.cached_tokens,
+        "model_ratio": log.model_ratio,
+        "completion_ratio": log.completion_ratio,
+        "group_ratio": log.group_ratio,
+        "price_per_call": log.price_per_call,
+        "client_ip": log.client_ip,
+        "status_code": log.status_code,
+        "error_code": log.error_code,
+        "latency_ms": log.latency_ms,
+        "first_token_ms": log.first_token_ms,
+        "is_stream": log.is_stream,
+        "usage_estimated": log.usage_estimated,
+    }
+
+
+def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: datetime) -> None:
     with transaction.atomic():
         claimed = _reservation_close(
             request_id=request_id,
@@ -154,79 +354,82 @@ def usage_settle(*, request_id: str, cost: int, log: RequestLogData) -> None:
             if Reservation.objects.filter(request_id=request_id).exists():
                 return  # Already settled: idempotent.
             raise ValueError(f"No reservation for request id {request_id}.")
-        user_id, token_id, held = claimed
-        hold = 0 if is_late else held
-        charged = (
-            cost
-            if cost <= hold
-            else _charge_over_hold(
-                user_id=user_id, token_id=token_id, hold=hold, cost=cost, request_id=request_id
+        user_id, token_id, held, token_held = claimed
+        hold, token_hold = (0, 0) if is_late else (held, token_held)
+        charged = cost
+        if cost > hold:
+            charged = _charge_over_hold(
+                user_id=user_id, token_id=token_id, hold=hold, token_hold=token_hold, cost=cost
             )
-        )
-        now = timezone.now()
+            if charged < cost:
+                logger.warning(
+                    "Request %s cost %d micro-USD, %d more than could be charged; "
+                    "the rest is forgiven.",
+                    request_id,
+                    cost,
+                    cost - charged,
+                )
         RequestLog.objects.create(
-            created_at=log.created_at or now,
             request_id=request_id,
             user_id=user_id,
             token_id=token_id,
-            token_name=log.token_name,
-            model=log.model,
-            channel_id=log.channel_id,
-            prompt_tokens=log.prompt_tokens,
-            completion_tokens=log.completion_tokens,
-            cached_tokens=log.cached_tokens,
-            cost=charged,
-            model_ratio=log.model_ratio,
-            completion_ratio=log.completion_ratio,
-            group_ratio=log.group_ratio,
-            price_per_call=log.price_per_call,
-            client_ip=log.client_ip,
-            status_code=log.status_code,
-            error_code=log.error_code,
-            latency_ms=log.latency_ms,
-            first_token_ms=log.first_token_ms,
-            is_stream=log.is_stream,
-            usage_estimated=log.usage_estimated,
+            **_log_fields(log, charged, now),
         )
-        if token_id is not None:
-            Token.objects.filter(pk=token_id).update(
-                reserved=F("reserved") - hold,
-                used=F("used") + charged,
-                request_count=F("request_count") + 1,
-                quota_remaining=Case(
-                    When(quota_remaining__isnull=True, then=None),
-                    default=F("quota_remaining") - charged,
-                ),
-                last_used_at=now,
-                last_used_ip=log.client_ip,
-            )
         Account.objects.filter(pk=user_id).update(
             balance=F("balance") - charged,
             reserved=F("reserved") - hold,
             used=F("used") + charged,
             request_count=F("request_count") + 1,
         )
+        if token_id is not None:
+            Token.objects.filter(pk=token_id).update(
+                reserved=F("reserved") - token_hold,
+                used=F("used") + charged,
+                request_count=F("request_count") + 1,
+                quota_remaining=Case(
+                    When(quota_remaining__isnull=True, then=None),
+                    default=Greatest(F("quota_remaining") - charged, F("reserved") - token_hold),
+                ),
+                last_used_at=now,
+                last_used_ip=log.client_ip,
+            )
+
+
+def _log_fields(log: RequestLogData, cost: int, now: datetime) -> dict:
+    return {
+        "created_at": log.created_at or now,
+        "token_name": log.token_name,
+        "model": log.model,
+        "channel_id": log.channel_id,
+        "prompt_tokens": log.prompt_tokens,
+        "completion_tokens": log.completion_tokens,
+        "cached_tokens": log.cached_tokens,
+        "cost": cost,
+        "model_ratio": log.model_ratio,
+        "completion_ratio": log.completion_ratio,
+        "group_ratio": log.group_ratio,
+        "price_per_call": log.price_per_call,
+        "client_ip": log.client_ip,
+        "status_code": log.status_code,
+        "error_code": log.error_code,
+        "latency_ms": log.latency_ms,
+        "first_token_ms": log.first_token_ms,
+        "is_stream": log.is_stream,
+        "usage_estimated": log.usage_estimated,
+    }
 
 
 def _charge_over_hold(
-    *, user_id: int, token_id: int | None, hold: int, cost: int, request_id: str
+    *, user_id: int, token_id: int | None, hold: int, token_hold: int, cost: int
 ) -> int:
-    """Return what may be charged when `cost` exceeds `hold` (locks token, then account)."""
-    allowed = cost
+    """Return what may be charged when `cost` exceeds `hold` (locks account, then token)."""
+    account = Account.objects.select_for_update().get(pk=user_id)
+    allowed = min(cost, hold + account.balance - account.reserved)
     if token_id is not None:
         token = Token.objects.select_for_update().filter(pk=token_id).first()
         if token is not None and token.quota_remaining is not None:
-            allowed = min(allowed, hold + token.quota_remaining - token.reserved)
-    account = Account.objects.select_for_update().get(pk=user_id)
-    allowed = max(0, min(allowed, hold + account.balance - account.reserved))
-    if allowed < cost:
-        logger.warning(
-            "Request %s cost %d micro-USD, %d more than could be charged; the rest is forgiven.",
-            request_id,
-            cost,
-            cost - allowed,
-        )
-    return allowed
+            allowed = min(allowed, token_hold + token.quota_remaining - token.reserved)
+    return max(0, allowed)
 
 
 def usage_release(*, request_id: str) -> None:
@@ -239,10 +442,10 @@ def usage_release(*, request_id: str) -> None:
         )
         if claimed is None:
             return  # Already settled or released, or never reserved.
-        user_id, token_id, hold = claimed
-        if token_id is not None:
-            Token.objects.filter(pk=token_id).update(reserved=F("reserved") - hold)
+        user_id, token_id, hold, token_hold = claimed
         Account.objects.filter(pk=user_id).update(reserved=F("reserved") - hold)
+        if token_id is not None and token_hold:
+            Token.objects.filter(pk=token_id).update(reserved=F("reserved") - token_hold)
 
 
 def reservation_release_expired(*, limit: int = 1000) -> int:

@@ -130,6 +130,9 @@ class Reservation(models.Model):
         "accounts.Token", null=True, on_delete=models.SET_NULL, related_name="reservations"
     )
     amount = models.BigIntegerField()
+    # What this reservation holds against the token's quota: the amount, or 0 when
+    # the token had no quota (unlimited tokens are not locked on reserve).
+    token_amount = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()

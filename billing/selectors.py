@@ -39,11 +39,11 @@ class Drift:
         )
 
 
-def _open_holds(field: str) -> dict[int, int]:
+def _open_holds(field: str, amount: str) -> dict[int, int]:
     rows = (
         Reservation.objects.filter(status=Reservation.Status.OPEN, **{f"{field}__isnull": False})
         .values(field)
-        .annotate(total=Sum("amount"))
+        .annotate(total=Sum(amount))
     )
     return {row[field]: row["total"] for row in rows}
 
@@ -53,7 +53,7 @@ def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
 
     For each account: balance = Σ ledger - Σ request costs after its last usage
     settlement entry; reserved = Σ open reservations. For each token: used = Σ
-    its request costs; reserved = Σ its open reservations.
+    its request costs; reserved = Σ what its open reservations hold on its quota.
     """
     drifts: list[Drift] = []
     accounts = Account.objects.order_by("pk")
@@ -61,8 +61,8 @@ def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
     if user_ids is not None:
         accounts = accounts.filter(pk__in=user_ids)
         tokens = tokens.filter(user_id__in=user_ids)
-    account_holds = _open_holds("account_id")
-    token_holds = _open_holds("token_id")
+    account_holds = _open_holds("account_id", "amount")
+    token_holds = _open_holds("token_id", "token_amount")
     for account in accounts.iterator():
         ledger = LedgerEntry.objects.filter(account=account).aggregate(
             total=Sum("amount"),

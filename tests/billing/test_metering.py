@@ -21,6 +21,14 @@ from tests.billing.helpers import LOG, books_snapshot, fund, make_token
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True, params=["single_statement", "orm"])
+def metering_path(request, monkeypatch):
+    """Run every test on PostgreSQL's one-statement path and on the portable ORM path."""
+    if request.param == "orm":
+        monkeypatch.setattr("billing.metering._single_statement", lambda: False)
+    return request.param
+
+
 @pytest.fixture
 def funded(user):
     fund(user, 1_000_000)
@@ -28,16 +36,49 @@ def funded(user):
     return user, token
 
 
-def test_reserve_holds_against_account_and_token(funded):
-    user, token = funded
+def test_reserve_holds_against_account_and_token_quota(user):
+    fund(user, 1_000_000)
+    token, _ = make_token(user, quota=500_000)
 
     usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=300_000)
 
     account = Account.objects.get(user=user)
     token.refresh_from_db()
     assert (account.balance, account.reserved) == (1_000_000, 300_000)
-    assert token.reserved == 300_000
-    assert Reservation.objects.get().status == Reservation.Status.OPEN
+    assert (token.quota_remaining, token.reserved) == (500_000, 300_000)
+    reservation = Reservation.objects.get()
+    assert (reservation.status, reservation.amount, reservation.token_amount) == (
+        "open",
+        300_000,
+        300_000,
+    )
+    assert books_drift() == []
+
+
+def test_an_unlimited_token_is_not_held_on_reserve_but_counts_usage(funded):
+    user, token = funded
+
+    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=300_000)
+    usage_settle(request_id="r1", cost=1_000, log=LOG)
+
+    token.refresh_from_db()
+    assert (token.quota_remaining, token.reserved, token.used) == (None, 0, 1_000)
+    assert Reservation.objects.get().token_amount == 0
+    assert books_drift() == []
+
+
+def test_a_quota_given_while_a_request_is_in_flight_never_goes_below_other_holds(user):
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=300_000)
+    Token.objects.filter(pk=token.pk).update(quota_remaining=100_000)
+    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r2", amount=60_000)
+
+    usage_settle(request_id="r1", cost=250_000, log=LOG)
+
+    token.refresh_from_db()
+    assert (token.quota_remaining, token.reserved, token.used) == (60_000, 60_000, 250_000)
+    assert Account.objects.get(user=user).balance == 750_000
     assert books_drift() == []
 
 
