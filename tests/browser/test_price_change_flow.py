@@ -90,3 +90,37 @@ def test_admin_edits_a_ratio_and_each_matching_subscriber_gets_one_email(
         anonymous.close()
     assert not PriceChangeSubscription.objects.get(pk=openai_fan.pk).is_active
     assert PriceChangeSubscription.objects.get(pk=everything.pk).is_active
+
+
+def test_pricing_page_filters_in_place_and_profile_subscribes(page, live_server):
+    load_demo_catalog()
+    user = UserFactory()
+
+    page.goto("/pricing")
+    table = page.locator("#pricing-table")
+    table.get_by_text("gpt-4o-mini").wait_for()
+    page.get_by_placeholder("Search models").fill("claude")
+    page.wait_for_function(
+        "() => !document.querySelector('#pricing-table').textContent.includes('gpt-4o-mini')"
+    )
+    assert "claude-opus-4-20250514" in table.text_content()
+    assert "q=claude" in page.url  # the filtered view has its own address
+    page.get_by_label("Show raw multipliers").check()
+    table.get_by_role("columnheader", name="Model ratio").wait_for()
+
+    # Subscribing from the profile swaps the card in place.
+    page.goto("/accounts/login/")
+    page.get_by_label("Email:").fill(user.email)
+    page.get_by_label("Password:").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
+    page.goto("/profile/")
+    card = page.locator("#price-change-emails")
+    card.get_by_label("Chosen vendors").check()
+    card.get_by_text("Vendors", exact=True).click()
+    card.get_by_label("Anthropic").check()
+    card.get_by_role("button", name="Subscribe").click()
+    card.get_by_text("On · Chosen vendors").wait_for()
+
+    subscription = PriceChangeSubscription.objects.get(user=user)
+    assert [vendor.name for vendor in subscription.vendors.all()] == ["anthropic"]
