@@ -1,8 +1,9 @@
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from announcements.models import Announcement
@@ -129,7 +130,11 @@ def test_price_lookup_answers_none_for_unknown_and_disabled_models(
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_async_price_lookup_matches_the_sync_one(catalog):
     enterprise = PricingGroup.objects.get(name="enterprise")
-    lookup = async_to_sync(selectors.amodel_price)
+
+    def lookup(**kwargs):
+        # A thread of its own: the browser tests leave an event loop running in this one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, selectors.amodel_price(**kwargs)).result()
 
     price = lookup(model_name="dall-e-3", pricing_group_id=enterprise.pk)
 
