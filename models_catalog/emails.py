@@ -6,7 +6,8 @@ One `PriceChangeEmail` row per (batch, subscription), unique in the database, so
 can run any number of times. A sender *claims* rows (pending → sending, with
 `claimed_at`), sends each message, and marks that row `sent` right after the SMTP server
 accepted it. A worker killed at any point loses no one: its claimed rows become claimable
-again after `PRICE_CHANGE_EMAIL_LEASE_SECONDS` and the resume task re-enqueues them. The
+again after `PRICE_CHANGE_EMAIL_LEASE_SECONDS` and the resume task re-enqueues them (and
+re-runs the fan-out of a closed batch whose `fanned_out_at` is still empty). The
 only message that can go out twice is one the server accepted before the row was marked:
 **at most one duplicate per send task running when a worker dies**, i.e. at most the
 worker's concurrency per killed worker.

@@ -153,6 +153,8 @@ class PriceChangeBatch(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     closes_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Set once every subscriber has an email row: until then the resume task fans out again.
+    fanned_out_at = models.DateTimeField(null=True, blank=True)
     announcement = models.OneToOneField(
         "announcements.Announcement",
         on_delete=models.SET_NULL,

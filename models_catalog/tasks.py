@@ -47,6 +47,9 @@ def price_change_batch_fan_out_task(batch_id: int) -> int:
     if batch is None:
         return 0
     emails.price_change_emails_create(batch=batch)
+    PriceChangeBatch.objects.filter(pk=batch_id, fanned_out_at__isnull=True).update(
+        fanned_out_at=timezone.now()
+    )
     chunks = emails.unsent_email_chunks(batch_id=batch_id)
     for chunk in chunks:
         price_change_emails_send_task.delay(chunk)
@@ -69,8 +72,20 @@ def price_change_emails_send_task(self, email_ids: list[int]) -> int:
 
 @shared_task
 def price_change_emails_resume_task(older_than_seconds: int = RESUME_AFTER_SECONDS) -> int:
-    """Re-enqueue emails left unsent by a lost task or a dead worker (beat, every 5 min)."""
+    """Re-enqueue fan-outs and emails left undone by a lost task or a dead worker.
+
+    Runs on beat every 5 minutes; work younger than `older_than_seconds` is left to the
+    task that is probably still queued for it.
+    """
     created_before = timezone.now() - timedelta(seconds=older_than_seconds)
+    # A batch closed by a worker that died before its fan-out ran has no rows yet.
+    stranded = PriceChangeBatch.objects.filter(
+        status=PriceChangeBatch.Status.CLOSED,
+        fanned_out_at__isnull=True,
+        closed_at__lt=created_before,
+    ).values_list("pk", flat=True)
+    for batch_id in list(stranded):
+        price_change_batch_fan_out_task.delay(batch_id)
     chunks = emails.unsent_email_chunks(created_before=created_before)
     for chunk in chunks:
         price_change_emails_send_task.delay(chunk)

@@ -220,6 +220,7 @@ def test_a_worker_that_died_mid_send_leaves_its_emails_claimable_after_the_lease
     batch = PriceChangeBatch.objects.get()
     services.price_change_batch_close(batch_id=batch.pk)
     emails.price_change_emails_create(batch=batch)
+    PriceChangeBatch.objects.update(fanned_out_at=timezone.now())
     row = PriceChangeEmail.objects.get()
     # A worker claimed the row, then died before sending.
     PriceChangeEmail.objects.filter(pk=row.pk).update(status="sending", claimed_at=timezone.now())
@@ -262,3 +263,23 @@ def test_a_forged_unsubscribe_link_is_refused(client, catalog, subscribe):
     assert response.status_code == 400
     subscription.refresh_from_db()
     assert subscription.is_active
+
+
+def test_a_batch_closed_by_a_worker_that_died_before_fan_out_is_fanned_out_later(
+    catalog, admin_user, subscribe
+):
+    subscriber = subscribe("all")
+    change_price(catalog["gpt-4o"], admin_user)
+    end_window()
+    batch = PriceChangeBatch.objects.get()
+    # The close task committed, then its worker died before enqueuing the fan-out.
+    services.price_change_batch_close(batch_id=batch.pk)
+    assert not PriceChangeEmail.objects.exists()
+
+    price_change_emails_resume_task(older_than_seconds=0)
+
+    assert recipients() == [subscriber.user.email]
+    batch.refresh_from_db()
+    assert batch.fanned_out_at is not None
+    price_change_emails_resume_task(older_than_seconds=0)
+    assert len(mail.outbox) == 1
