@@ -112,29 +112,10 @@ class FakeUpstream:
             )
             if "no-usage" in scenario:
                 body.pop("stream_options", None)
-        if route == "/chat/completions":
-            answer = (
-                mock.chat_completion_chunks(body, model=model)
-                if stream
-                else mock.chat_completion(body, model=model)
-            )
-        elif route == "/completions":
-            answer = (
-                mock.completion_chunks(body, model=model)
-                if stream
-                else mock.completion(body, model=model)
-            )
-        elif route == "/embeddings":
-            answer = mock.embeddings(body, model=model)
-        elif route == "/messages":
-            answer = (
-                mock.anthropic_message_events(body, model=model)
-                if stream
-                else mock.anthropic_message(body, model=model)
-            )
-        else:
+        if route not in mock.ANSWERS:
             await self._json(send, 404, {"error": {"message": "unknown route"}})
             return
+        answer = mock.answer(route, body, model=model, stream=stream)
         if isinstance(answer, bytes):
             await self._send(send, 200, b"application/json", answer)
             return

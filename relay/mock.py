@@ -250,3 +250,20 @@ def anthropic_message_events(body: dict[str, Any], *, model: str) -> list[bytes]
     )
     events.append(_sse({"type": "message_stop"}, "message_stop"))
     return events
+
+
+# Upstream path → (complete answer, streamed events); embeddings do not stream.
+ANSWERS = {
+    "/chat/completions": (chat_completion, chat_completion_chunks),
+    "/completions": (completion, completion_chunks),
+    "/embeddings": (embeddings, None),
+    "/messages": (anthropic_message, anthropic_message_events),
+}
+
+
+def answer(path: str, body: dict[str, Any], *, model: str, stream: bool) -> bytes | list[bytes]:
+    """Return the answer to a request for `path`: one body, or the events of a stream."""
+    complete, streamed = ANSWERS[path]
+    if stream and streamed is not None:
+        return streamed(body, model=model)
+    return complete(body, model=model)

@@ -99,35 +99,11 @@ async def _iterate(chunks: list[bytes]) -> AsyncIterator[bytes]:
 def _mock_answer(
     route: ChannelRoute, endpoint: Endpoint, body: dict[str, Any], model: str, stream: bool
 ) -> UpstreamAnswer:
-    if endpoint is EMBEDDINGS:
-        return UpstreamAnswer(
-            route, 200, b"application/json", body=mock.embeddings(body, model=model)
-        )
-    if endpoint is COMPLETIONS:
-        if stream:
-            chunks = mock.completion_chunks(body, model=model)
-            return UpstreamAnswer(
-                route, 200, b"text/event-stream", first_chunk=chunks[0], rest=_iterate(chunks[1:])
-            )
-        return UpstreamAnswer(
-            route, 200, b"application/json", body=mock.completion(body, model=model)
-        )
-    if endpoint is MESSAGES:
-        if stream:
-            chunks = mock.anthropic_message_events(body, model=model)
-            return UpstreamAnswer(
-                route, 200, b"text/event-stream", first_chunk=chunks[0], rest=_iterate(chunks[1:])
-            )
-        return UpstreamAnswer(
-            route, 200, b"application/json", body=mock.anthropic_message(body, model=model)
-        )
-    if stream:
-        chunks = mock.chat_completion_chunks(body, model=model)
-        return UpstreamAnswer(
-            route, 200, b"text/event-stream", first_chunk=chunks[0], rest=_iterate(chunks[1:])
-        )
+    answer = mock.answer(endpoint.upstream_path, body, model=model, stream=stream)
+    if isinstance(answer, bytes):
+        return UpstreamAnswer(route, 200, b"application/json", body=answer)
     return UpstreamAnswer(
-        route, 200, b"application/json", body=mock.chat_completion(body, model=model)
+        route, 200, b"text/event-stream", first_chunk=answer[0], rest=_iterate(answer[1:])
     )
 
 

@@ -76,12 +76,14 @@ def prepare(upstream_url: str) -> str:
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection sending the same POST again and again."""
+    """One keep-alive HTTP/1.1 connection sending the same request again and again."""
 
-    def __init__(self, host: str, port: int, path: str, key: str, body: bytes) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, key: str, body: bytes, method: str = "POST"
+    ) -> None:
         self.host, self.port = host, port
         self.request = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
@@ -105,14 +107,22 @@ class Connection:
         self.writer.close()
 
 
-async def drive(url: str, key: str, *, concurrency: int, requests: int) -> dict:
+async def drive(
+    url: str,
+    key: str,
+    *,
+    concurrency: int,
+    requests: int,
+    path: str = "/v1/chat/completions",
+    method: str = "POST",
+) -> dict:
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
     ).encode()
-    connections = [
-        Connection(host, int(port), "/v1/chat/completions", key, body) for _ in range(concurrency)
-    ]
+    if method == "GET":
+        body = b""
+    connections = [Connection(host, int(port), path, key, body, method) for _ in range(concurrency)]
     await asyncio.gather(*(connection.open() for connection in connections))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -159,6 +169,12 @@ def main() -> None:
     parser.add_argument("--settle", choices=["background", "inline"], default="background")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--serial-requests", type=int, default=1000)
+    parser.add_argument("--route-overhead", action="store_true")
+    parser.add_argument(
+        "--unmetered",
+        action="store_true",
+        help="diagnostic: serve bench/relay/unmetered.py (reserve and settle are no-ops)",
+    )
     arguments = parser.parse_args()
     if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
         raise SystemExit("Set DATABASE_URL (PostgreSQL) and REDIS_URL: the bench measures them.")
@@ -178,7 +194,9 @@ def main() -> None:
             python,
             "-m",
             "uvicorn",
-            "comet.asgi:application",
+            "unmetered:application" if arguments.unmetered else "comet.asgi:application",
+            "--app-dir",
+            str(ROOT / "bench" / "relay") if arguments.unmetered else str(ROOT),
             "--port",
             "9102",
             "--workers",
@@ -200,6 +218,18 @@ def main() -> None:
         wait_until_up(upstream_url)
         wait_until_up(relay_url)
         uvloop.install()
+        if arguments.route_overhead:
+            # The same trivial answer (an unknown route's 404) from Django's request cycle
+            # and from the lean relay app: what /v1/ would cost as a Django view.
+            for name, path in (("django 404", "/no-such-page"), ("relay 404", "/v1/no-such")):
+                asyncio.run(
+                    drive(relay_url, key, concurrency=1, requests=200, path=path, method="GET")
+                )
+                result = asyncio.run(
+                    drive(relay_url, key, concurrency=1, requests=2000, path=path, method="GET")
+                )
+                print(f"{name}: p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms")
+            return
         results = {}
         for name, url, token in (("direct", upstream_url, UPSTREAM_KEY), ("relay", relay_url, key)):
             asyncio.run(drive(url, token, concurrency=10, requests=300))  # warm-up
@@ -212,7 +242,8 @@ def main() -> None:
         direct, through = results["direct"], results["relay"]
         print(json.dumps(results, indent=2))
         print(
-            f"\nworkers={arguments.workers} settle={arguments.settle}\n"
+            f"\nworkers={arguments.workers} settle={arguments.settle}"
+            f"{' UNMETERED' if arguments.unmetered else ''}\n"
             f"c=1  overhead p50 {through['c1']['p50_ms'] - direct['c1']['p50_ms']:.2f} ms, "
             f"p99 {through['c1']['p99_ms'] - direct['c1']['p99_ms']:.2f} ms "
             f"(relay p50 {through['c1']['p50_ms']:.2f} / p99 {through['c1']['p99_ms']:.2f}; "

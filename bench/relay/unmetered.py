@@ -1,0 +1,28 @@
+"""Diagnostic only: the site's ASGI app with metering replaced by no-ops.
+
+`bench.py --unmetered` serves this to show what the relay costs apart from the
+reserve and settle transactions. Never deploy it: requests here are not billed.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comet.settings.local")
+
+# comet.asgi sets Django up; relay.app can only be imported after it.
+from comet.asgi import application
+
+import relay.app  # isort: skip
+
+
+async def _no_reserve(**kwargs) -> None:
+    return None
+
+
+async def _no_settle(**kwargs) -> None:
+    return None
+
+
+relay.app.ausage_reserve = _no_reserve  # type: ignore[assignment]
+relay.app.ausage_settle = _no_settle  # type: ignore[assignment]
+
+__all__ = ["application"]
