@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from . import selectors
 from .display import model_prices
+from .models import CatalogModel, Vendor
 
 
 def _usd(**kwargs):
@@ -75,9 +76,13 @@ class PricingView(APIView):
         auth=[],
     )
     def get(self, request: Request) -> Response:
-        entries = pricing_entries(
-            user=request.user,
-            vendor=request.query_params.get("vendor", ""),
-            kind=request.query_params.get("kind", ""),
-        )
+        vendor = request.query_params.get("vendor", "")
+        kind = request.query_params.get("kind", "")
+        if kind and kind not in CatalogModel.Kind.values:
+            raise serializers.ValidationError(
+                {"kind": f"Unknown kind. One of: {', '.join(CatalogModel.Kind.values)}."}
+            )
+        if vendor and not Vendor.objects.filter(name=vendor).exists():
+            raise serializers.ValidationError({"vendor": "No vendor has that name."})
+        entries = pricing_entries(user=request.user, vendor=vendor, kind=kind)
         return Response(PricingEntrySerializer(entries, many=True).data)

@@ -120,3 +120,28 @@ def test_model_page_query_count_does_not_grow_with_history(
         response = client.get(reverse("models_catalog:model_detail", args=["gpt-4o"]))
 
     assert response.content.decode().count("Step to") == 4
+
+
+def test_pricing_api_filters_and_refuses_unknown_filters(client, catalog):
+    entries = client.get("/api/v1/pricing", {"vendor": "anthropic", "kind": "chat"}).json()
+    assert {entry["vendor"] for entry in entries} == {"anthropic"}
+    assert len(entries) == 4
+
+    response = client.get("/api/v1/pricing", {"kind": "hologram"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "kind"
+    assert "Unknown kind" in response.json()["error"]["message"]
+    response = client.get("/api/v1/pricing", {"vendor": "acme"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "vendor"
+
+
+def test_pricing_api_prices_a_signed_in_user_by_their_group(client, catalog):
+    client.force_login(UserFactory(pricing_group=PricingGroup.objects.get(name="enterprise")))
+
+    entries = {entry["model"]: entry for entry in client.get("/api/v1/pricing").json()}
+
+    assert entries["gpt-4o"]["group"] == "enterprise"
+    assert entries["gpt-4o"]["group_ratio"] == 0.9
+    assert entries["gpt-4o"]["input_per_1m"] == 2.25
+    assert entries["dall-e-3"]["per_call"] == 0.036
