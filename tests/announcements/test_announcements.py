@@ -111,3 +111,15 @@ def test_home_card_query_count(user_client, django_assert_max_num_queries):
         response = user_client.get(reverse("console:home"))
 
     assert response.status_code == 200
+
+
+def test_list_query_count_does_not_grow_with_announcements(
+    user_client, django_assert_max_num_queries
+):
+    for number in range(15):
+        publish(f"Notice {number}")
+
+    with django_assert_max_num_queries(6):
+        response = user_client.get(reverse("announcements"))
+
+    assert response.content.decode().count("Notice ") == 15

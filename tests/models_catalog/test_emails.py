@@ -283,3 +283,25 @@ def test_a_batch_closed_by_a_worker_that_died_before_fan_out_is_fanned_out_later
     assert batch.fanned_out_at is not None
     price_change_emails_resume_task(older_than_seconds=0)
     assert len(mail.outbox) == 1
+
+
+def test_a_scheduled_change_is_emailed_before_it_takes_effect(catalog, admin_user, subscribe):
+    subscriber = subscribe("all")
+    at = timezone.now() + timedelta(hours=3)
+    services.price_change_record(
+        target=catalog["gpt-4o"],
+        new_prices={"model_ratio": Decimal(2)},
+        reason="Announced increase",
+        changed_by=admin_user,
+        source=PriceChange.Source.FORM,
+        effective_at=at,
+    )
+    end_window()
+
+    price_change_batches_close_task()
+
+    [message] = mail.outbox
+    assert message.to == [subscriber.user.email]
+    assert f"takes effect {at:%Y-%m-%d %H:%M} UTC" in message.body
+    catalog["gpt-4o"].refresh_from_db()
+    assert catalog["gpt-4o"].model_ratio == Decimal("1.25")  # not yet
