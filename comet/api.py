@@ -6,7 +6,8 @@ it too: `message` is for a person, `code` for a program, `param` names the field
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -63,6 +64,11 @@ def _first_validation_error(detail: Any, prefix: str = "") -> tuple[str | None, 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Render every DRF exception in the API's one error format."""
+    # Django's own 404 / 403 (get_object_or_404, get_object) speak the same format.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -1,0 +1,94 @@
+import pytest
+
+from accounts.models import Token
+from accounts.services import token_create
+from accounts.tokens import key_hash, token_authenticate
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_returns_the_key_once_and_list_never_does(user_client, user):
+    response = user_client.post(
+        "/api/tokens/",
+        {"name": "ci", "quota_remaining": "2.5", "allowed_models": ["gpt-4o"]},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    token = Token.objects.get()
+    assert key_hash(body["key"]) == token.key_hash
+    assert body["quota_remaining"] == "2.500000"
+    assert token.quota_remaining == 2_500_000
+    listed = user_client.get("/api/tokens/").json()
+    assert listed[0]["masked_key"] == f"sk-…{token.key_last4}"
+    assert "key" not in listed[0]
+    assert body["key"] not in str(listed)
+
+
+def test_update_can_disable_and_the_key_stops_working(
+    user_client, user, django_capture_on_commit_callbacks
+):
+    token, key = token_create(user=user, name="ci")
+    assert token_authenticate(key) is not None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = user_client.patch(
+            f"/api/tokens/{token.pk}/", {"is_enabled": False}, content_type="application/json"
+        )
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "disabled"
+    assert token_authenticate(key) is None
+
+
+def test_bad_input_is_a_400_in_the_api_error_shape(user_client, user):
+    response = user_client.post(
+        "/api/tokens/",
+        {"name": "ci", "allowed_networks": ["nope"]},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"].startswith("allowed_networks")
+    assert not Token.objects.exists()
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "put", "delete"])
+def test_another_users_token_is_404_in_the_api(user_client, method):
+    token, key = token_create(user=UserFactory(), name="theirs")
+
+    response = getattr(user_client, method)(
+        f"/api/tokens/{token.pk}/", {"name": "mine now"}, content_type="application/json"
+    )
+
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
+    token.refresh_from_db()
+    assert token.name == "theirs"
+    assert token_authenticate(key) is not None
+
+
+def test_delete_removes_the_token(user_client, user, django_capture_on_commit_callbacks):
+    token, key = token_create(user=user, name="ci")
+    assert token_authenticate(key) is not None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = user_client.delete(f"/api/tokens/{token.pk}/")
+
+    assert response.status_code == 204
+    assert not Token.objects.exists()
+    assert token_authenticate(key) is None
+
+
+def test_the_api_needs_a_session(client):
+    assert client.get("/api/tokens/").status_code in (401, 403)
+    assert client.get("/api/account/").status_code in (401, 403)
+
+
+def test_the_schema_documents_tokens_account_and_ledger(client):
+    schema = client.get("/api/schema/").content.decode()
+
+    for path in ("/api/tokens/", "/api/tokens/{id}/", "/api/account/", "/api/ledger/"):
+        assert path in schema
