@@ -14,7 +14,6 @@ import json
 import logging
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,6 +30,7 @@ from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_nam
 from . import upstream
 from .clientip import client_ip
 from .db import run_in_database_thread
+from .ids import unique_id
 from .limits import LimitOutcome, limiter
 from .memo import LocalMemo
 from .routing import candidate_routes, routing_table, routing_table_expire
@@ -366,7 +366,7 @@ class RelayApplication:
             else:
                 message = f"Too many requests per minute on this token (limit {token.rpm_limit})."
             raise RelayError(429, message, code="rate_limit_exceeded")
-        request_id = uuid.uuid4().hex
+        request_id = unique_id()
         outcome: Outcome | None = None
         try:
             amount = reservation_amount(

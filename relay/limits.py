@@ -11,13 +11,14 @@ Without REDIS_URL (the embedded default) the same rules hold in process memory.
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.commands.core import AsyncScript
+
+from .ids import unique_id
 
 WINDOW_MS = 60_000
 
@@ -131,7 +132,7 @@ class Limiter:
         self, *, token_id: int, concurrency_limit: int, rpm_limit: int | None
     ) -> tuple[LimitOutcome, Slot | None]:
         """Take a concurrency slot (and count the request in the RPM window) if both allow."""
-        member = uuid.uuid4().hex
+        member = unique_id()
         if not self.redis_url:
             outcome = self._acquire_locally(token_id, member, concurrency_limit, rpm_limit)
         else:

@@ -7,6 +7,7 @@ of the relay's own work. Holding the answer in memory for `RELAY_LOCAL_CACHE_SEC
 promise is "within 1 second".
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
@@ -22,16 +23,30 @@ class LocalMemo(Generic[T]):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._entries: dict[Hashable, tuple[float, T]] = {}
+        self._loading: dict[Hashable, asyncio.Future[T]] = {}
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
-        """Return the remembered result for `key`, or load and remember it."""
+        """Return the remembered result for `key`, or load and remember it.
+
+        Requests that miss together share one load: without that, every request
+        arriving while a slow lookup runs would start its own.
+        """
         if self.seconds <= 0:
             return await load()
-        now = time.monotonic()
         found = self._entries.get(key)
-        if found is not None and found[0] > now:
+        if found is not None and found[0] > time.monotonic():
             return found[1]
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(key, load))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _done: self._loading.pop(key, None))
+        # Shielded: one waiting request going away must not cancel the others' load.
+        return await asyncio.shield(loading)
+
+    async def _load(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         value = await load()
+        now = time.monotonic()
         if len(self._entries) >= MAX_ENTRIES:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
             if len(self._entries) >= MAX_ENTRIES:

@@ -264,3 +264,18 @@ def test_a_token_with_its_own_limit(relay_url, funded_user, catalog_model, fake_
     assert statuses.count(200) >= 2
     assert fake_upstream.app.stats.max_in_flight <= 2
     assert statuses.count(429) >= 1
+
+
+def test_ids_are_unique_and_differ_in_a_forked_child():
+    from relay.ids import unique_id
+
+    ids = {unique_id() for _ in range(1000)}
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(writer, unique_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    child_id = os.read(reader, 64).decode()
+    assert len(ids) == 1000
+    assert child_id[:16] != next(iter(ids))[:16]
