@@ -41,10 +41,11 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from psycopg.errors import DivisionByZero
 
 from accounts.models import Token
 from billing.models import Account, Reservation
@@ -201,7 +202,9 @@ def usage_reserve(
     }
     try:
         tokens, _accounts, reservations, _guard = _execute_one(_RESERVE_SQL, parameters)
-    except DatabaseError:
+    except DataError as error:
+        if not isinstance(error.__cause__, DivisionByZero):
+            raise
         # The guard fired (nothing was changed): say why.
         if Reservation.objects.filter(request_id=request_id).exists():
             raise _duplicate(request_id) from None
