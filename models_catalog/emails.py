@@ -24,6 +24,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.template.loader import render_to_string
@@ -269,6 +270,19 @@ def build_message(
     return message
 
 
+def _mark_sent(email_id: int) -> None:
+    # One small UPDATE per email, written by hand: at 10,000 emails the ORM's own cost
+    # per query shows, and marking each email alone is what bounds the duplicates.
+    now = timezone.now()
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {PriceChangeEmail._meta.db_table} "  # noqa: S608  (our table name)
+            "SET status = %s, sent_at = %s, updated_at = %s, attempts = attempts + 1 "
+            "WHERE id = %s",
+            [PriceChangeEmail.Status.SENT, now, now, email_id],
+        )
+
+
 def price_change_emails_send(*, email_ids: Iterable[int], now: datetime | None = None) -> int:
     """Claim and send the given emails; return how many were sent.
 
@@ -319,12 +333,7 @@ def price_change_emails_send(*, email_ids: Iterable[int], now: datetime | None =
                 rendered=rendered[key],
             ).send()
             # Marked right after the server accepted it: the window for a duplicate.
-            PriceChangeEmail.objects.filter(pk=email.pk).update(
-                status=PriceChangeEmail.Status.SENT,
-                sent_at=timezone.now(),
-                attempts=email.attempts + 1,
-                updated_at=timezone.now(),
-            )
+            _mark_sent(email.pk)
             sent += 1
     except (smtplib.SMTPException, OSError) as error:
         PriceChangeEmail.objects.filter(
