@@ -250,3 +250,17 @@ def test_model_admin_page_query_count(
         page = admin_client.get(change_url(model))
 
     assert page.content.decode().count("to 1.") >= 3
+
+
+def test_changelist_offers_the_reason_box_and_import_export(
+    admin_client, catalog, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(15):
+        response = admin_client.get(reverse("admin:models_catalog_catalogmodel_changelist"))
+
+    html = response.content.decode()
+    assert 'name="change_reason"' in html
+    assert 'name="form-0-model_ratio"' in html
+    assert reverse("admin:models_catalog_ratio_import") in html
+    assert reverse("admin:models_catalog_ratio_export") in html
+    assert admin_client.get(reverse("admin:models_catalog_ratio_import")).status_code == 200
