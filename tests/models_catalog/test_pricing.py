@@ -120,3 +120,16 @@ def test_cached_tokens_never_cost_more_than_uncached_ones(
     with_cache = cost(prompt, 0, model_ratio, cached_tokens=cached, cached_ratio=cached_ratio)
 
     assert 1 <= with_cache <= cost(prompt, 0, model_ratio)
+
+
+@given(
+    price_per_call=st.integers(min_value=1, max_value=10**9),  # up to $1,000 a call
+    group_ratio=ratios,
+)
+def test_call_cost_is_the_price_times_the_group_ratio_rounded_up(price_per_call, group_ratio):
+    result = call_cost(price_per_call=price_per_call, group_ratio=group_ratio)
+
+    exact = price_per_call * group_ratio
+    assert isinstance(result, int)
+    assert 1 <= result <= MAX_COST_MICRO
+    assert result - 1 < exact <= result or (exact < 1 and result == 1)
