@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +17,21 @@ from accounts.tokens import (
     networks_parse,
     token_cache_invalidate,
 )
+
+# A user save that changes only these fields cannot change what a token allows.
+_FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name"})
+
+
+def token_cache_forget_for_user(
+    sender: Any, instance: User, created: bool, update_fields: Any = None, **kwargs: Any
+) -> None:
+    """Forget the cached tokens of a user who changed (a post_save receiver)."""
+    if created or kwargs.get("raw"):
+        return
+    if update_fields is not None and set(update_fields) <= _FIELDS_TOKENS_IGNORE:
+        return
+    for hashed in Token.objects.filter(user=instance).values_list("key_hash", flat=True):
+        token_cache_invalidate(hashed)
 
 
 def _clean_models(models: Sequence[str]) -> list[str]:

@@ -277,3 +277,39 @@ def test_a_disabled_token_is_refused_by_another_process_within_a_second():
         watcher.wait()
     assert line.startswith("refused"), line
     assert float(line.split()[1]) - disabled_at < 1.0
+
+
+def test_a_changed_pricing_group_or_deactivation_reaches_cached_tokens(
+    user, django_capture_on_commit_callbacks
+):
+    from models_catalog.models import PricingGroup
+
+    _token, key = token_create(user=user, name="ci")
+    assert token_authenticate(key).pricing_group_id is None
+    group = PricingGroup.objects.create(name="vip", display_name="VIP", group_ratio="0.8")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        user.pricing_group = group
+        user.save()
+    assert token_authenticate(key).pricing_group_id == group.pk
+
+    with django_capture_on_commit_callbacks(execute=True):
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+    assert token_authenticate(key) is None
+
+
+def test_a_quota_below_what_requests_in_flight_hold_is_refused_and_changes_nothing(user):
+    from billing.metering import usage_reserve
+    from tests.billing.helpers import books_snapshot, fund
+
+    fund(user, 1_000_000)
+    token, _ = token_create(user=user, name="ci", quota_remaining=500_000)
+    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=300_000)
+    before = books_snapshot()
+
+    with pytest.raises(ValidationError, match="in flight"):
+        _edit(token, quota_remaining=200_000, name="renamed")
+
+    assert books_snapshot() == before
+    assert Token.objects.get(pk=token.pk).name == "ci"
