@@ -99,7 +99,7 @@ def pgbench_rate(clients: int, seconds: int) -> float:
 
 def _worker_process(arguments: tuple) -> tuple[int, int]:
     """Run `threads` loops of reserve + settle until `deadline`; return (billed, errors)."""
-    threads, token_id, user_id, start_at, deadline = arguments
+    threads, first_thread, pairs, start_at, deadline = arguments
     _setup_django()
     import threading
 
@@ -113,6 +113,8 @@ def _worker_process(arguments: tuple) -> tuple[int, int]:
     errors = [0] * threads
 
     def loop(index: int) -> None:
+        # Threads take the accounts in turn (all the same one with --accounts 1).
+        token_id, user_id = pairs[(first_thread + index) % len(pairs)]
         prefix = uuid.uuid4().hex[:12]
         number = 0
         # Open the connection before the clock starts.
@@ -141,7 +143,7 @@ def _worker_process(arguments: tuple) -> tuple[int, int]:
     return sum(counts), sum(errors)
 
 
-def metering_rate(concurrency: int, processes: int, seconds: int, token_id: int, user_id: int):
+def metering_rate(concurrency: int, processes: int, seconds: int, pairs: list[tuple[int, int]]):
     processes = min(processes, concurrency)
     shares = [
         concurrency // processes + (1 if index < concurrency % processes else 0)
@@ -153,7 +155,10 @@ def metering_rate(concurrency: int, processes: int, seconds: int, token_id: int,
     with context.Pool(processes) as pool:
         results = pool.map(
             _worker_process,
-            [(share, token_id, user_id, start_at, deadline) for share in shares],
+            [
+                (share, sum(shares[:number]), pairs, start_at, deadline)
+                for number, share in enumerate(shares)
+            ],
         )
     billed = sum(result[0] for result in results)
     errors = sum(result[1] for result in results)
@@ -165,6 +170,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 50])
     parser.add_argument("--processes", type=int, default=2, help="worker processes (cores)")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        help="spread the workers over this many accounts (1 = the hot-account case)",
+    )
     options = parser.parse_args()
     _setup_django()
 
@@ -175,12 +186,19 @@ def main() -> None:
     from billing.services import account_credit
     from logs.models import RequestLog
 
-    user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}@example.com")
     initial = 10**15
-    account_credit(user_id=user.pk, amount=initial, idempotency_key=f"bench:{user.pk}")
-    token, _key = token_create(user=user, name="bench")
+    pairs = []
+    for _ in range(options.accounts):
+        user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}@example.com")
+        account_credit(user_id=user.pk, amount=initial, idempotency_key=f"bench:{user.pk}")
+        token, _key = token_create(user=user, name="bench")
+        pairs.append((token.pk, user.pk))
+    user_ids = [user_id for _token_id, user_id in pairs]
 
-    print(f"PostgreSQL {_database()['NAME']}, {os.cpu_count()} CPUs, {options.seconds}s per run")
+    print(
+        f"PostgreSQL {_database()['NAME']}, {os.cpu_count()} CPUs, {options.seconds}s per run, "
+        f"{options.accounts} account(s)"
+    )
     print(
         f"{'concurrency':>11} {'pgbench UPDATE/s':>17} {'billed req/s':>13} "
         f"{'ratio':>6} {'refused':>8}"
@@ -188,20 +206,24 @@ def main() -> None:
     for concurrency in options.concurrency:
         pg_rate = pgbench_rate(concurrency, options.seconds)
         rate, _billed, errors = metering_rate(
-            concurrency, options.processes, options.seconds, token.pk, user.pk
+            concurrency, options.processes, options.seconds, pairs
         )
         print(
             f"{concurrency:>11} {pg_rate:>17.0f} {rate:>13.0f} {rate / pg_rate:>6.2f} {errors:>8}"
         )
 
-    account = Account.objects.get(pk=user.pk)
-    logged = RequestLog.objects.filter(user=user)
-    charged = logged.count() * COST
-    drift = books_drift(user_ids=[user.pk])
-    exact = account.balance == initial - charged and account.reserved == 0 and not drift
+    accounts = Account.objects.filter(pk__in=user_ids)
+    balance = sum(account.balance for account in accounts)
+    reserved = sum(account.reserved for account in accounts)
+    logged = RequestLog.objects.filter(user_id__in=user_ids).count()
+    charged = logged * COST
+    drift = books_drift(user_ids=user_ids)
+    expected = initial * len(user_ids) - charged
+    exact = balance == expected and reserved == 0 and not drift
     print(
-        f"books: {logged.count()} requests billed, balance {account.balance} = "
-        f"{initial} - {charged}: {'exact, zero drift' if exact else 'DRIFT ' + str(drift)}"
+        f"books: {logged} requests billed, balance {balance} = "
+        f"{initial * len(user_ids)} - {charged}: "
+        f"{'exact, zero drift' if exact else 'DRIFT ' + str(drift)}"
     )
     if not exact:
         sys.exit(1)
