@@ -39,6 +39,7 @@ from .services import channel_record_failure, channel_record_success
 from .usage import (
     StreamUsageReader,
     Usage,
+    estimate_answer_tokens,
     estimate_prompt_tokens,
     usage_from_anthropic,
     usage_from_openai,
@@ -554,16 +555,20 @@ class RelayApplication:
         usage: Usage | None = None
         try:
             payload = json.loads(answer.body)
-            if isinstance(payload, dict):
-                usage = (
-                    usage_from_anthropic(payload)
-                    if endpoint.anthropic_format
-                    else usage_from_openai(payload)
-                )
         except ValueError:
-            usage = None
+            payload = None
+        if isinstance(payload, dict):
+            usage = (
+                usage_from_anthropic(payload)
+                if endpoint.anthropic_format
+                else usage_from_openai(payload)
+            )
         if usage is None:
-            usage = Usage(prompt_tokens=estimate_prompt_tokens(body), is_estimated=True)
+            usage = Usage(
+                prompt_tokens=estimate_prompt_tokens(body),
+                completion_tokens=estimate_answer_tokens(payload) if endpoint.has_completion else 0,
+                is_estimated=True,
+            )
         headers = [
             (b"content-type", answer.content_type),
             (b"content-length", str(len(answer.body)).encode()),

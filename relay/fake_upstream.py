@@ -117,6 +117,8 @@ class FakeUpstream:
             return
         answer = mock.answer(route, body, model=model, stream=stream)
         if isinstance(answer, bytes):
+            if "no-usage" in scenario:
+                answer = json.dumps({**json.loads(answer), "usage": None}).encode()
             await self._send(send, 200, b"application/json", answer)
             return
         await send(

@@ -11,7 +11,7 @@ from .services import channel_reenable_after_probe
 
 
 def channel_probe(route: ChannelRoute) -> bool:
-    """Return True when the channel answers its model list (or is the local mock)."""
+    """Return True when the channel answers a request for its model list (or is the mock)."""
     if route.kind == "mock":
         return True
     if route.api_key is None:
@@ -27,7 +27,9 @@ def channel_probe(route: ChannelRoute) -> bool:
         )
     except httpx.HTTPError:
         return False
-    return response.status_code < 400
+    # Any answer but an error of the server, its rate limit or a refused key means the
+    # channel is back (some compatible servers have no /models and answer 404).
+    return response.status_code < 500 and response.status_code not in (401, 403, 429)
 
 
 def channels_probe_disabled() -> int:

@@ -1,8 +1,12 @@
 """Token counts: read from an upstream's answer, or estimated when it gave none."""
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+
+# An SSE event with some text in it: a content delta, a completion's text, a text_delta.
+TEXT_EVENT = re.compile(rb'"(?:content|text)":"[^"]')
 
 
 @dataclass(slots=True)
@@ -44,6 +48,19 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
     return max(1, sum(estimate_text_tokens(text) for text in texts))
 
 
+def estimate_answer_tokens(payload: Any) -> int:
+    """Return an estimate of the tokens of an answer that reported no usage."""
+    if not isinstance(payload, dict):
+        return 0
+    texts: list[str] = []
+    for choice in payload.get("choices") or []:
+        if isinstance(choice, dict):
+            texts.extend(_texts(choice.get("message") or {}))
+            texts.extend(_texts(choice.get("text") or ""))
+    texts.extend(_texts(payload.get("content") or []))  # Anthropic
+    return sum(estimate_text_tokens(text) for text in texts)
+
+
 def usage_from_openai(payload: dict[str, Any]) -> Usage | None:
     """Return the usage of an OpenAI-shaped answer (or final stream chunk), if it has one."""
     usage = payload.get("usage")
@@ -73,7 +90,7 @@ def usage_from_anthropic(payload: dict[str, Any]) -> Usage | None:
 class StreamUsageReader:
     """Watch SSE bytes going past for usage, without keeping any content.
 
-    Only `data:` lines that mention "usage" are parsed; every other event is
+    Only `data:` lines that mention "usage" are parsed; events carrying text are
     counted, which is the estimate of completion tokens when no usage arrives
     (OpenAI-compatible servers send about one token per event).
     """
@@ -98,7 +115,8 @@ class StreamUsageReader:
         if payload == b"[DONE]":
             return
         if b'"usage"' not in payload:
-            self.events += 1
+            if TEXT_EVENT.search(payload):
+                self.events += 1
             return
         try:
             parsed = json.loads(payload)
@@ -109,7 +127,8 @@ class StreamUsageReader:
         if self.anthropic:
             self._anthropic_usage(parsed)
         else:
-            self.events += 1 if parsed.get("choices") else 0
+            if TEXT_EVENT.search(payload):
+                self.events += 1
             found = usage_from_openai(parsed)
             if found is not None:
                 self.usage = found

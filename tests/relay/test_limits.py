@@ -107,7 +107,7 @@ def test_a_client_that_disconnects_mid_stream_is_charged_and_frees_its_slot(
     [log] = wait_for_logs(1)
     assert (log.status_code, log.error_code) == (499, "client_disconnected")
     assert log.usage_estimated is True
-    assert 3 <= log.completion_tokens < 20
+    assert 2 <= log.completion_tokens < 20  # the role event carries no text
     account = Account.objects.get(pk=funded_user.pk)
     assert account.balance == balance - log.cost
     assert log.cost > 0

@@ -1,0 +1,41 @@
+"""Usage from the upstream when it reports it; estimated, and flagged, when it does not."""
+
+import httpx
+import pytest
+
+from relay.mock import REPLY
+
+from .conftest import MODEL, make_channel, wait_for_logs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello please"}]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_missing_usage_is_estimated_and_flagged(
+    stream, relay_url, token_key, catalog_model, fake_upstream
+):
+    # Given an upstream that never reports usage
+    make_channel("silent", f"{fake_upstream.url}/no-usage/v1")
+
+    # When a request is answered
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json={**CHAT, "stream": stream},
+        headers={"authorization": f"Bearer {token_key}"},
+        timeout=10,
+    )
+
+    # Then the answer passes untouched, and the log row is billed on an estimate it admits to
+    assert response.status_code == 200
+    [log] = wait_for_logs(1)
+    assert log.usage_estimated is True
+    assert log.prompt_tokens == 4  # "Say hello please": 16 characters, about 4 tokens
+    if stream:
+        assert b'"usage"' not in response.content
+        assert log.completion_tokens == len(REPLY.split(" "))  # one per content event
+    else:
+        assert response.json()["usage"] is None
+        assert log.completion_tokens == (len(REPLY) + 3) // 4
+    assert log.cost == (log.prompt_tokens + 2 * log.completion_tokens) * 3
