@@ -38,8 +38,12 @@ def setup_django() -> None:
     django.setup()
 
 
-def prepare(upstream_url: str) -> str:
-    """Create the bench's user, token, model and channel; return the token's key."""
+def prepare(upstream_url: str, accounts: int = 1) -> str:
+    """Create the bench's users, tokens, model and channel; return the tokens' keys.
+
+    Several keys (comma-separated) belong to as many accounts: the load generator's
+    connections take turns, to show how metering scales off a single hot account.
+    """
     from decimal import Decimal
 
     from django.core.management import call_command
@@ -69,10 +73,13 @@ def prepare(upstream_url: str) -> str:
         api_key=UPSTREAM_KEY,
         served_models=[MODEL],
     )
-    user = UserFactory(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
-    account_credit(user_id=user.pk, amount=1_000_000_000, idempotency_key=f"bench:{user.pk}")
-    _token, key = token_create(user=user, name="bench", concurrency_limit=1000)
-    return key
+    keys = []
+    for _ in range(accounts):
+        user = UserFactory(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
+        account_credit(user_id=user.pk, amount=1_000_000_000, idempotency_key=f"bench:{user.pk}")
+        _token, key = token_create(user=user, name="bench", concurrency_limit=1000)
+        keys.append(key)
+    return ",".join(keys)
 
 
 class Connection:
@@ -122,7 +129,11 @@ async def drive(
     ).encode()
     if method == "GET":
         body = b""
-    connections = [Connection(host, int(port), path, key, body, method) for _ in range(concurrency)]
+    keys = key.split(",")
+    connections = [
+        Connection(host, int(port), path, keys[number % len(keys)], body, method)
+        for number in range(concurrency)
+    ]
     await asyncio.gather(*(connection.open() for connection in connections))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -170,6 +181,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--serial-requests", type=int, default=1000)
     parser.add_argument("--route-overhead", action="store_true")
+    parser.add_argument("--accounts", type=int, default=1, help="spread the load over N accounts")
     parser.add_argument(
         "--unmetered",
         action="store_true",
@@ -214,7 +226,7 @@ def main() -> None:
         env=environment,
     )
     try:
-        key = prepare(upstream_url)
+        key = prepare(upstream_url, arguments.accounts)
         wait_until_up(upstream_url)
         wait_until_up(relay_url)
         uvloop.install()
@@ -243,7 +255,7 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         print(
             f"\nworkers={arguments.workers} settle={arguments.settle}"
-            f"{' UNMETERED' if arguments.unmetered else ''}\n"
+            f"{' UNMETERED' if arguments.unmetered else ''} accounts={arguments.accounts}\n"
             f"c=1  overhead p50 {through['c1']['p50_ms'] - direct['c1']['p50_ms']:.2f} ms, "
             f"p99 {through['c1']['p99_ms'] - direct['c1']['p99_ms']:.2f} ms "
             f"(relay p50 {through['c1']['p50_ms']:.2f} / p99 {through['c1']['p99_ms']:.2f}; "
