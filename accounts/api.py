@@ -4,12 +4,13 @@ from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Token, User
 from accounts.services import token_create, token_delete, token_set_enabled, token_update
+from accounts.token_views import signed_in_recently
 from accounts.tokens import networks_parse
 from billing.api import UsdField
 from billing.selectors import token_list
@@ -92,6 +93,14 @@ def _service_arguments(data: dict[str, Any], token: Token | None = None) -> dict
     }
 
 
+class ReauthenticationNeeded(exceptions.PermissionDenied):
+    default_detail = (
+        "Creating a token needs a recent sign-in: sign in again (or re-enter your "
+        "password at /accounts/reauthenticate/) and retry."
+    )
+    default_code = "reauthentication_required"
+
+
 def _user(request: Request) -> User:
     return cast(User, request.user)
 
@@ -111,6 +120,9 @@ class TokenViewSet(
 
     @extend_schema(request=TokenSerializer, responses={201: TokenCreatedSerializer})
     def create(self, request: Request) -> Response:
+        """Create a token; the key is in this response only. Needs a recent sign-in."""
+        if not signed_in_recently(request):
+            raise ReauthenticationNeeded()
         serializer = TokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

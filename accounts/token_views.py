@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -19,11 +19,16 @@ from accounts.token_forms import TokenForm
 from billing.selectors import token_list as token_list_select
 
 
-def _require_recent_login(request: ConsoleRequest) -> None:
-    """Ask for the password again when the last sign-in is older than allauth's timeout."""
+def signed_in_recently(request: HttpRequest) -> bool:
+    """Return whether the last sign-in (or re-authentication) is within allauth's timeout."""
     records = get_authentication_records(request, request.user)
     last = max((record.get("at", 0) for record in records), default=0)
-    if time.time() - last > settings.ACCOUNT_REAUTHENTICATION_TIMEOUT:
+    return time.time() - last <= settings.ACCOUNT_REAUTHENTICATION_TIMEOUT
+
+
+def _require_recent_login(request: ConsoleRequest) -> None:
+    """Ask for the password again when the last sign-in is too old (allauth redirects)."""
+    if not signed_in_recently(request):
         raise ReauthenticationRequired()
 
 

@@ -1,4 +1,10 @@
+import time
+
 import pytest
+from allauth.account.internal.flows.login import (
+    _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+    AUTHENTICATION_METHODS_SESSION_KEY,
+)
 
 from accounts.models import Token
 from accounts.services import token_create
@@ -8,7 +14,23 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
+def _signed_in_now(client, user) -> None:
+    session = client.session
+    session[AUTHENTICATION_METHODS_SESSION_KEY] = [{"method": "password", "at": time.time()}]
+    session[_AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+    session.save()
+
+
+def test_create_needs_a_recent_sign_in_and_changes_nothing_without(user_client, user):
+    response = user_client.post("/api/tokens/", {"name": "ci"}, content_type="application/json")
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "reauthentication_required"
+    assert not Token.objects.exists()
+
+
 def test_create_returns_the_key_once_and_list_never_does(user_client, user):
+    _signed_in_now(user_client, user)
     response = user_client.post(
         "/api/tokens/",
         {"name": "ci", "quota_remaining": "2.5", "allowed_models": ["gpt-4o"]},
@@ -44,6 +66,7 @@ def test_update_can_disable_and_the_key_stops_working(
 
 
 def test_bad_input_is_a_400_in_the_api_error_shape(user_client, user):
+    _signed_in_now(user_client, user)
     response = user_client.post(
         "/api/tokens/",
         {"name": "ci", "allowed_networks": ["nope"]},
