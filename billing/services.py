@@ -2,8 +2,8 @@
 
 Every balance change other than per-request usage (see `billing.metering`) is
 one ledger entry written here, in the same transaction as a conditional UPDATE of
-the account row. Rows are locked in one order everywhere — token, then account —
-so two transactions never wait on each other in a cycle.
+the account row. Rows are locked in one order everywhere -- account, then token
+(see `billing.metering`) -- so two transactions never wait on each other in a cycle.
 """
 
 import uuid
