@@ -68,8 +68,9 @@ def token_create(
     prefix, last4 = key_display_parts(raw_key)
     limit = settings.COMET_TOKENS_PER_USER
     with transaction.atomic():
-        # Lock the owner so two concurrent creations cannot both pass the limit.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        # Lock the owner so two concurrent creations cannot both pass the limit
+        # (no_key: the request log's foreign-key checks on the user are not blocked).
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         if Token.objects.filter(user=user).count() >= limit:
             raise ValidationError(
                 f"You already have {limit} tokens, the most an account may have. "
