@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin
+from django.utils import timezone
 
 from .models import Channel
+from .routing import routing_table_expire
 from .services import channel_set_api_key
 
 
@@ -72,4 +74,13 @@ class ChannelAdmin(admin.ModelAdmin):
         api_key = form.cleaned_data.get("api_key")
         if api_key:
             channel_set_api_key(channel=obj, api_key=api_key, save=False)
+        if "status" in form.changed_data:
+            # Enabling by hand starts a clean count: otherwise the next failure would
+            # disable the channel again at once.
+            if obj.status == Channel.Status.ENABLED:
+                obj.consecutive_failures = 0
+                obj.disabled_at = None
+            else:
+                obj.disabled_at = timezone.now()
         super().save_model(request, obj, form, change)
+        routing_table_expire()

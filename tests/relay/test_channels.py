@@ -136,3 +136,39 @@ def test_model_name_mapping_sends_the_upstream_name(
 
     assert response.status_code == 200
     assert fake_upstream.app.stats.last_model == "upstream-name"
+
+
+@pytest.mark.django_db
+def test_enabling_an_auto_disabled_channel_in_the_admin_resets_its_failures(client):
+    client.force_login(StaffFactory())
+    channel = channel_create(
+        name="c",
+        kind="openai",
+        base_url="https://up.example/v1",
+        api_key=SECRET,
+        served_models=["m"],
+    )
+    Channel.objects.filter(pk=channel.pk).update(
+        status=Channel.Status.AUTO_DISABLED, consecutive_failures=7, total_failures=9
+    )
+
+    response = client.post(
+        reverse("admin:relay_channel_change", args=[channel.pk]),
+        {
+            "name": "c",
+            "kind": "openai",
+            "base_url": "https://up.example/v1",
+            "served_models": '["m"]',
+            "model_mapping": "{}",
+            "priority": 0,
+            "weight": 1,
+            "connect_timeout_seconds": 5,
+            "read_timeout_seconds": 300,
+            "status": "enabled",
+        },
+    )
+
+    assert response.status_code == 302
+    channel.refresh_from_db()
+    assert (channel.status, channel.consecutive_failures) == (Channel.Status.ENABLED, 0)
+    assert channel.total_failures == 9  # the history stays
