@@ -116,3 +116,12 @@ def test_the_ledger_is_read_only_in_the_admin(client, user):
     assert b'name="_save"' not in page.content
     assert delete.status_code == 403
     assert LedgerEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_home_page_query_count_is_pinned(user_client, user, django_assert_max_num_queries):
+    fund(user, 1_000_000)
+
+    with django_assert_max_num_queries(10):
+        response = user_client.get("/")
+
+    assert response.status_code == 200
