@@ -72,10 +72,3 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def upstream_model(self, model_name: str) -> str:
-        """Return the name the upstream knows `model_name` by."""
-        mapped = (
-            self.model_mapping.get(model_name) if isinstance(self.model_mapping, dict) else None
-        )
-        return str(mapped) if mapped else model_name

@@ -81,21 +81,6 @@ def channel_record_success(*, channel_id: int) -> None:
     Channel.objects.filter(pk=channel_id, consecutive_failures__gt=0).update(consecutive_failures=0)
 
 
-def channel_enable(*, channel: Channel) -> None:
-    """Put a channel back into rotation with a clean failure count."""
-    channel.status = Channel.Status.ENABLED
-    channel.consecutive_failures = 0
-    channel.disabled_at = None
-    channel.save(update_fields=["status", "consecutive_failures", "disabled_at", "updated_at"])
-
-
-def channel_disable(*, channel: Channel) -> None:
-    """Take a channel out of rotation until an admin enables it (probes skip it)."""
-    channel.status = Channel.Status.DISABLED
-    channel.disabled_at = timezone.now()
-    channel.save(update_fields=["status", "disabled_at", "updated_at"])
-
-
 def channel_reenable_after_probe(*, channel_id: int) -> bool:
     """Re-enable an auto-disabled channel whose probe succeeded; return True if it was."""
     return (

@@ -80,6 +80,17 @@ def test_completions_and_embeddings(relay_url, token_key, openai_channel):
     assert RequestLog.objects.filter(completion_tokens=0).count() == 1  # the embeddings
 
 
+def test_streaming_completions(relay_url, token_key, openai_channel):
+    stream = _client(relay_url, token_key).completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=4, stream=True
+    )
+    text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
+
+    assert text == "Hello from Comet's mock "
+    [log] = wait_for_logs(1)
+    assert (log.completion_tokens, log.is_stream, log.usage_estimated) == (4, True, False)
+
+
 def test_models_lists_what_the_token_may_use(relay_url, token_key, openai_channel):
     models = _client(relay_url, token_key).models.list()
 
