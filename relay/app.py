@@ -563,7 +563,8 @@ class RelayApplication:
                 if endpoint.anthropic_format
                 else usage_from_openai(payload)
             )
-        if usage is None:
+        # No counts at all (or zeros, e.g. a translated answer whose upstream gave none).
+        if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
             usage = Usage(
                 prompt_tokens=estimate_prompt_tokens(body),
                 completion_tokens=estimate_answer_tokens(payload) if endpoint.has_completion else 0,

@@ -39,3 +39,21 @@ def test_missing_usage_is_estimated_and_flagged(
         assert response.json()["usage"] is None
         assert log.completion_tokens == (len(REPLY) + 3) // 4
     assert log.cost == (log.prompt_tokens + 2 * log.completion_tokens) * 3
+
+
+def test_a_translated_message_without_upstream_usage_is_estimated(
+    relay_url, token_key, catalog_model, fake_upstream
+):
+    make_channel("silent", f"{fake_upstream.url}/no-usage/v1")
+
+    response = httpx.post(
+        f"{relay_url}/messages",
+        json={"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]},
+        headers={"x-api-key": token_key},
+        timeout=10,
+    )
+
+    assert response.status_code == 200
+    [log] = wait_for_logs(1)
+    assert log.usage_estimated is True
+    assert log.completion_tokens == (len(REPLY) + 3) // 4
