@@ -1,10 +1,21 @@
 import pytest
 from allauth.account.models import EmailAddress
+from django.contrib.contenttypes.models import ContentType
 
 from models_catalog.demo_catalog import load_demo_catalog
 from models_catalog.models import CatalogModel, PriceChangeSubscription, PricingGroup, Vendor
 from models_catalog.services import price_change_subscription_save
 from tests.factories import StaffFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_content_types():
+    """Forget content type ids cached while another test ran on a flushed database.
+
+    In random order, a test can run right after a transactional test's flush, create
+    content types and roll them back; a later admin log entry would cite the stale id.
+    """
+    ContentType.objects.clear_cache()
 
 
 @pytest.fixture
