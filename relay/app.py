@@ -410,9 +410,7 @@ class RelayApplication:
                     started=started,
                 )
                 if self.settle_in_background:
-                    task = asyncio.get_running_loop().create_task(settlement)
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+                    self._in_background(settlement)
                 else:
                     await settlement
         finally:
