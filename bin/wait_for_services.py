@@ -11,8 +11,10 @@ from urllib.parse import urlsplit
 
 def postgres_answers(url: str) -> bool:
     import psycopg
+    import psycopg.sql
 
     parts = urlsplit(url)
+    database = parts.path.lstrip("/") or "postgres"
     try:
         with psycopg.connect(
             host=parts.hostname or "127.0.0.1",
@@ -21,7 +23,16 @@ def postgres_answers(url: str) -> bool:
             password=parts.password,
             dbname="postgres",
             connect_timeout=2,
-        ):
+            autocommit=True,
+        ) as connection:
+            # `makemigrations --check` reads the migration history of this database.
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [database]
+            ).fetchone()
+            if not exists:
+                connection.execute(
+                    psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database))
+                )
             return True
     except psycopg.OperationalError:
         return False

@@ -1,6 +1,4 @@
 import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -11,13 +9,17 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    """Launch Chromium for one test.
+
+    Playwright's sync API keeps an event loop running in this thread while it is
+    open; closing it after each test lets later tests call asyncio.run().
+    """
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Debian's Chromium is not at {CHROMIUM}: run `make test` to install it.")
-    profile = tempfile.mkdtemp(prefix="comet-chromium-")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -34,7 +36,6 @@ def browser():
         )
         yield browser
         browser.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
