@@ -62,6 +62,15 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 MAX_RESERVED_PROMPT_TOKENS = 1_000_000
 
 
+# HTTP status of each reason the money core gives for refusing a reservation.
+REFUSAL_STATUS = {
+    "insufficient_quota": 402,
+    # The token was disabled, deleted or expired between authentication and reservation.
+    "invalid_api_key": 401,
+    "duplicate_request": 409,
+}
+
+
 class RelayError(Exception):
     """A refusal that becomes an OpenAI-shaped error response."""
 
@@ -381,7 +390,8 @@ class RelayApplication:
                     token_id=token.id, user_id=token.user_id, request_id=request_id, amount=amount
                 )
             except UsageRefused as refused:
-                raise RelayError(402, refused.message, code=refused.code) from None
+                status = REFUSAL_STATUS.get(refused.code, 402)
+                raise RelayError(status, refused.message, code=refused.code) from None
             try:
                 outcome = await self._forward(
                     scope,

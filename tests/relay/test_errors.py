@@ -7,7 +7,9 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from accounts.models import Token
 from accounts.services import token_create
+from accounts.tokens import token_authenticate
 from billing.models import Account
 from logs.models import RequestLog
 
@@ -198,3 +200,16 @@ def test_a_disabled_token_is_refused_within_one_second(
     second = httpx.post(f"{relay_url}/chat/completions", json=CHAT, headers=headers, timeout=10)
 
     assert (first.status_code, second.status_code) == (200, 401)
+
+
+def test_token_disabled_after_it_was_cached_is_refused_as_invalid_not_unpaid(refused, funded_user):
+    # Given a token whose enabled state sits in the shared cache ...
+    token, key = token_create(user=funded_user, name="revoked behind the cache")
+    assert token_authenticate(key) is not None
+    # ... when it is disabled without going through the service that clears the cache,
+    Token.objects.filter(pk=token.pk).update(is_enabled=False)
+
+    status, error = refused(json=CHAT, key=key)
+
+    # then the money core's own check refuses it, as a key problem, not a balance one.
+    assert (status, error["code"]) == (401, "invalid_api_key")
