@@ -9,11 +9,13 @@ the account row. Rows are locked in one order everywhere -- account, then token
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Sum
 
 from accounts.models import User
 from billing.models import Account, LedgerEntry
+from billing.money import usd_to_micro
 
 
 class LedgerError(Exception):
@@ -32,6 +34,15 @@ def account_create_for_new_user(sender: Any, instance: User, created: bool, **kw
     """Create the account of a user who was just created (a post_save receiver)."""
     if created and not kwargs.get("raw"):
         Account.objects.get_or_create(user=instance)
+        signup_credit = usd_to_micro(settings.COMET_SIGNUP_CREDIT_USD)
+        if signup_credit > 0:
+            account_credit(
+                user_id=instance.pk,
+                amount=signup_credit,
+                kind=LedgerEntry.Kind.BONUS,
+                idempotency_key=f"signup:{instance.pk}",
+                reason="Welcome credit",
+            )
 
 
 def _existing_entry(

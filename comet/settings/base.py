@@ -301,6 +301,8 @@ CELERY_BEAT_SCHEDULE["relay-probe-disabled-channels"] = {
 # --- Billing and API tokens -------------------------------------------------
 
 COMET_TOKENS_PER_USER = env.int("COMET_TOKENS_PER_USER", default=50)
+# USD credited (a "bonus" ledger entry) to every new account; 0 turns it off.
+COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="0")
 # A reservation never settled or released is released after this many seconds.
 COMET_RESERVATION_LEASE_SECONDS = env.int("COMET_RESERVATION_LEASE_SECONDS", default=900)
 CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {

@@ -26,6 +26,30 @@ def test_a_new_user_gets_an_empty_account():
     assert (account.balance, account.reserved, account.used, account.request_count) == (0, 0, 0, 0)
 
 
+def test_a_new_user_gets_the_configured_welcome_credit_once(settings):
+    settings.COMET_SIGNUP_CREDIT_USD = "5"
+
+    user = UserFactory()
+    user.save()  # Saving again is not creating again.
+
+    account = Account.objects.get(user=user)
+    entry = LedgerEntry.objects.get(account=account)
+    assert account.balance == 5_000_000
+    assert account.recharged == 0
+    assert (entry.kind, entry.amount, entry.idempotency_key) == (
+        LedgerEntry.Kind.BONUS,
+        5_000_000,
+        f"signup:{user.pk}",
+    )
+    assert books_drift() == []
+
+
+def test_no_welcome_credit_by_default():
+    user = UserFactory()
+
+    assert not LedgerEntry.objects.filter(account__user=user).exists()
+
+
 def test_credit_records_an_entry_with_the_balance_after(user):
     account_credit(user_id=user.pk, amount=5_000_000, idempotency_key="order:1")
     entry = account_credit(user_id=user.pk, amount=2_500_000, idempotency_key="order:2")
