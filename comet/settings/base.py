@@ -360,7 +360,12 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # httpx logs every upstream call of the relay at INFO: one line per request, for nothing.
-    "loggers": {"httpx": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        # uvicorn's access log prints query strings (`/user/quota?key=sk-...`): send
+        # it through the masking handler instead of uvicorn's own.
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 COMET_SITE_NAME = env("COMET_SITE_NAME", default="Comet")
