@@ -24,7 +24,7 @@ from tests.factories import DEFAULT_PASSWORD, StaffFactory, UserFactory
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
 
 

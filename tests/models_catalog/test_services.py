@@ -127,7 +127,7 @@ def test_price_lookup_answers_none_for_unknown_and_disabled_models(
     assert price.price_per_call is None
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_async_price_lookup_matches_the_sync_one(catalog):
     enterprise = PricingGroup.objects.get(name="enterprise")
 
