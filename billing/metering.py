@@ -315,29 +315,7 @@ def usage_settle(*, request_id: str, cost: int, log: RequestLogData) -> None:
 
 
 def _settle_parameters(request_id: str, cost: int, log: RequestLogData, now: datetime) -> dict:
-    return {
-        "request_id": request_id,
-        "cost": cost,
-        "now": now,
-        "created_at": log.created_at or now,
-        "token_name": log.token_name,
-        "model": log.model,
-        "channel_id": log.channel_id,
-        "prompt_tokens": log.prompt_tokens,
-        "completion_tokens": log.completion_tokens,
-        "cached_tokens": log.cached_tokens,
-        "model_ratio": log.model_ratio,
-        "completion_ratio": log.completion_ratio,
-        "group_ratio": log.group_ratio,
-        "price_per_call": log.price_per_call,
-        "client_ip": log.client_ip,
-        "status_code": log.status_code,
-        "error_code": log.error_code,
-        "latency_ms": log.latency_ms,
-        "first_token_ms": log.first_token_ms,
-        "is_stream": log.is_stream,
-        "usage_estimated": log.usage_estimated,
-    }
+    return {**_log_fields(log, cost, now), "request_id": request_id, "now": now}
 
 
 def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: datetime) -> None:
