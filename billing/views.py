@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -24,6 +26,28 @@ def billing_history(request: ConsoleRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+QUOTA_QUERY_WINDOW_SECONDS = 60
+
+
+def _quota_query_over_limit(request: HttpRequest) -> bool:
+    """Count this address's balance queries; say whether it went past the limit.
+
+    Every query counts, a bad key too, so the endpoint cannot be used to guess keys
+    quickly. The window opens at an address's first query and closes 60 s later.
+    """
+    limit = settings.COMET_QUOTA_QUERIES_PER_MINUTE
+    if not limit:
+        return False
+    key = f"quota-query:{request.META.get('REMOTE_ADDR', '')}"
+    cache.add(key, 0, timeout=QUOTA_QUERY_WINDOW_SECONDS)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # The window closed between add and incr.
+        cache.set(key, 1, timeout=QUOTA_QUERY_WINDOW_SECONDS)
+        count = 1
+    return count > limit
+
+
 def _bearer_key(request: HttpRequest) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -38,6 +62,14 @@ def user_quota(request: HttpRequest) -> JsonResponse:
 
     Works with any enabled, unexpired token of the account, query-only ones too.
     """
+    if _quota_query_over_limit(request):
+        response = error_response(
+            "Too many balance queries from this address; try again in a minute.",
+            status_code=429,
+            code="rate_limit_exceeded",
+        )
+        response["Retry-After"] = str(QUOTA_QUERY_WINDOW_SECONDS)
+        return response
     raw_key = _bearer_key(request)
     if not raw_key:
         return error_response(

@@ -301,6 +301,8 @@ CELERY_BEAT_SCHEDULE["relay-probe-disabled-channels"] = {
 # --- Billing and API tokens -------------------------------------------------
 
 COMET_TOKENS_PER_USER = env.int("COMET_TOKENS_PER_USER", default=50)
+# Balance queries (`/user/quota`) one client address may make per minute; 0 = no limit.
+COMET_QUOTA_QUERIES_PER_MINUTE = env.int("COMET_QUOTA_QUERIES_PER_MINUTE", default=60)
 # USD credited (a "bonus" ledger entry) to every new account; 0 turns it off.
 COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="0")
 # A reservation never settled or released is released after this many seconds.

@@ -98,3 +98,20 @@ def test_the_key_never_reaches_the_server_log(client, keys, caplog):
         masker.filter(record)
         assert unknown not in record.getMessage()
         assert keys["spender"] not in record.getMessage()
+
+
+def test_balance_queries_past_the_limit_are_refused_with_429(client, keys, settings):
+    settings.COMET_QUOTA_QUERIES_PER_MINUTE = 3
+    good = {"HTTP_AUTHORIZATION": f"Bearer {keys['query']}"}
+
+    # Bad keys count too: the endpoint is no fast way to guess keys.
+    assert client.get("/user/quota", {"key": "sk-wrong"}).status_code == 401
+    assert client.get("/user/quota", **good).status_code == 200
+    assert client.get("/user/quota", **good).status_code == 200
+    refused = client.get("/user/quota", **good)
+
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "60"
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    # Another address has its own allowance.
+    assert client.get("/user/quota", REMOTE_ADDR="198.51.100.7", **good).status_code == 200
