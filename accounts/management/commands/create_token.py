@@ -1,7 +1,7 @@
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.selectors import user_by_email
 from accounts.services import token_create
 from billing.money import AmountError, usd_to_micro
 
@@ -17,11 +17,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        User = get_user_model()
-        try:
-            user = User.objects.get(email__iexact=options["email"].strip())
-        except User.DoesNotExist as error:
-            raise CommandError(f"No user with the email {options['email']}.") from error
+        user = user_by_email(email=options["email"])
+        if user is None:
+            raise CommandError(f"No user with the email {options['email']}.")
         name = options["name"].strip()
         if not name or len(name) > 100:
             raise CommandError("The token name must be 1 to 100 characters.")

@@ -1,6 +1,6 @@
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.selectors import user_by_email
 from billing.money import AmountError, format_usd, usd_to_micro
 from billing.services import LedgerError, account_adjust
 
@@ -17,11 +17,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        User = get_user_model()
-        try:
-            user = User.objects.get(email__iexact=options["email"].strip())
-        except User.DoesNotExist as error:
-            raise CommandError(f"No user with the email {options['email']}.") from error
+        user = user_by_email(email=options["email"])
+        if user is None:
+            raise CommandError(f"No user with the email {options['email']}.")
         try:
             amount = usd_to_micro(options["usd"])
         except AmountError as error:
