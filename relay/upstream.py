@@ -182,13 +182,18 @@ class UpstreamClient:
             connect=route.connect_timeout_seconds,
             sock_read=route.read_timeout_seconds,
         )
+        data = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            response = await self.session().post(
-                route.base_url + path,
-                data=json.dumps(payload, separators=(",", ":")).encode(),
-                headers=headers,
-                timeout=timeout,
-            )
+            try:
+                response = await self.session().post(
+                    route.base_url + path, data=data, headers=headers, timeout=timeout
+                )
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # A pooled keep-alive connection the upstream had already closed: no
+                # answer came back, so send the request once more on a fresh connection.
+                response = await self.session().post(
+                    route.base_url + path, data=data, headers=headers, timeout=timeout
+                )
         except TimeoutError:
             raise AttemptFailed("timeout", is_retryable=True) from None
         except aiohttp.ClientError as error:
