@@ -27,7 +27,7 @@ from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
 
-from . import upstream
+from . import translate, upstream
 from .clientip import client_ip
 from .db import run_in_database_thread
 from .ids import unique_id
@@ -122,12 +122,16 @@ async def _send_json(send: Any, status: int, body: bytes, extra: list | None = N
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Any, error: RelayError) -> None:
-    body = error_body(
-        error.message, status_code=error.status_code, code=error.code, param=error.param
-    )
-    if error.status_code in (502, 503):
-        body["error"]["type"] = "upstream_error"
+async def send_error(send: Any, error: RelayError, *, anthropic_format: bool = False) -> None:
+    """Answer with `error` in OpenAI's shape, or Anthropic's for `/v1/messages` clients."""
+    if anthropic_format:
+        body = translate.anthropic_error(error.status_code, error.message)
+    else:
+        body = error_body(
+            error.message, status_code=error.status_code, code=error.code, param=error.param
+        )
+        if error.status_code in (502, 503):
+            body["error"]["type"] = "upstream_error"
     await _send_json(send, error.status_code, json.dumps(body).encode())
 
 
@@ -214,10 +218,12 @@ class RelayApplication:
             response_started = True
             await send(message)
 
+        # Anthropic's SDK reads errors in its own shape.
+        anthropic_format = CALLS.get(scope["path"].rstrip("/")) is upstream.MESSAGES
         try:
             await self._route(scope, receive, tracked_send)
         except RelayError as error:
-            await send_error(send, error)
+            await send_error(send, error, anthropic_format=anthropic_format)
         except ConnectionResetError:
             return
         except Exception as error:
@@ -232,7 +238,9 @@ class RelayApplication:
                 where.lineno,
             )
             await send_error(
-                send, RelayError(500, "The relay failed unexpectedly.", code="relay_error")
+                send,
+                RelayError(500, "The relay failed unexpectedly.", code="relay_error"),
+                anthropic_format=anthropic_format,
             )
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
@@ -493,10 +501,15 @@ class RelayApplication:
                 if failure.is_retryable:
                     self._record_failure(route, failure.reason)
                     continue
+                error_body_bytes = failure.body
+                if endpoint.anthropic_format and route.kind != "anthropic":
+                    error_body_bytes = translate.openai_error_to_anthropic(
+                        failure.status_code, failure.body
+                    )
                 await _send_json(
                     send,
                     failure.status_code,
-                    failure.body,
+                    error_body_bytes,
                     [(b"x-request-id", request_id.encode())],
                 )
                 return Outcome(
@@ -530,6 +543,7 @@ class RelayApplication:
                 f"Every channel for '{model}' failed; try again shortly.",
                 code="upstream_error",
             ),
+            anthropic_format=endpoint.anthropic_format,
         )
         return Outcome(status_code=502, error_code="upstream_error")
 

@@ -171,3 +171,46 @@ class ChatStreamToMessageEvents:
             },
         )
         return out + _event("message_stop", {"type": "message_stop"})
+
+
+# Anthropic's error `type` for each HTTP status the relay answers with.
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_error(status_code: int, message: str) -> dict[str, Any]:
+    """Return an error body in Anthropic's shape: `{"type": "error", "error": {type, message}}`."""
+    if status_code in ANTHROPIC_ERROR_TYPES:
+        kind = ANTHROPIC_ERROR_TYPES[status_code]
+    else:
+        kind = "invalid_request_error" if status_code < 500 else "api_error"
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def openai_error_to_anthropic(status_code: int, body: bytes) -> bytes:
+    """Rewrite an OpenAI-compatible upstream's error body for an Anthropic-format client."""
+    message = ""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            message = str(error.get("message") or "")
+        elif isinstance(error, str):
+            message = error
+    if not message:
+        message = f"The upstream refused the request (HTTP {status_code})."
+    return json.dumps(anthropic_error(status_code, message)).encode()

@@ -5,6 +5,11 @@ import json
 import httpx
 import pytest
 
+from accounts.services import token_create
+from billing.models import Account
+from logs.models import RequestLog
+from tests.factories import UserFactory
+
 from .conftest import MODEL, UPSTREAM_KEY, make_channel, wait_for_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,3 +82,94 @@ def test_streamed_message_events_and_usage(
     assert log.usage_estimated is False
     assert log.completion_tokens == delta["usage"]["output_tokens"] > 0
     assert log.prompt_tokens > 0
+
+
+def _anthropic_error(response: httpx.Response) -> dict:
+    body = response.json()
+    assert body["type"] == "error"
+    assert set(body["error"]) == {"type", "message"}
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def test_refusals_come_in_anthropic_error_shape(relay_url, token_key, catalog_model, funded_user):
+    balance = Account.objects.get(pk=funded_user.pk).balance
+
+    no_key = httpx.post(f"{relay_url}/messages", json=MESSAGE, timeout=10)
+    bad_key = httpx.post(
+        f"{relay_url}/messages", json=MESSAGE, headers={"x-api-key": "sk-nope"}, timeout=10
+    )
+    unknown_model = httpx.post(
+        f"{relay_url}/messages",
+        json={**MESSAGE, "model": "no-such-model"},
+        headers={"x-api-key": token_key},
+        timeout=10,
+    )
+    bad_json = httpx.post(
+        f"{relay_url}/messages",
+        content=b"{oops",
+        headers={"x-api-key": token_key, "content-type": "application/json"},
+        timeout=10,
+    )
+
+    assert (no_key.status_code, _anthropic_error(no_key)["type"]) == (401, "authentication_error")
+    assert (bad_key.status_code, _anthropic_error(bad_key)["type"]) == (401, "authentication_error")
+    assert (unknown_model.status_code, _anthropic_error(unknown_model)["type"]) == (
+        404,
+        "not_found_error",
+    )
+    assert (bad_json.status_code, _anthropic_error(bad_json)["type"]) == (
+        400,
+        "invalid_request_error",
+    )
+    account = Account.objects.get(pk=funded_user.pk)
+    assert (account.balance, account.reserved) == (balance, 0)
+    assert RequestLog.objects.count() == 0
+
+
+def test_insufficient_balance_is_a_billing_error(relay_url, catalog_model, fake_upstream):
+    make_channel("openai", f"{fake_upstream.url}/v1")
+    poor = UserFactory()
+    _token, key = token_create(user=poor, name="empty")
+
+    response = httpx.post(
+        f"{relay_url}/messages", json=MESSAGE, headers={"x-api-key": key}, timeout=10
+    )
+
+    assert (response.status_code, _anthropic_error(response)["type"]) == (402, "billing_error")
+    assert fake_upstream.app.stats.requests == 0
+
+
+def test_an_openai_channels_refusal_is_translated(
+    relay_url, token_key, catalog_model, fake_upstream
+):
+    make_channel("openai", f"{fake_upstream.url}/status-400/v1")
+
+    response = httpx.post(
+        f"{relay_url}/messages", json=MESSAGE, headers={"x-api-key": token_key}, timeout=10
+    )
+
+    assert response.status_code == 400
+    assert _anthropic_error(response) == {"type": "invalid_request_error", "message": "fake 400"}
+
+
+def test_every_channel_failing_is_an_api_error(relay_url, token_key, catalog_model, fake_upstream):
+    make_channel("anthropic", f"{fake_upstream.url}/status-500/v1", kind="anthropic")
+
+    response = httpx.post(
+        f"{relay_url}/messages", json=MESSAGE, headers={"x-api-key": token_key}, timeout=10
+    )
+
+    assert (response.status_code, _anthropic_error(response)["type"]) == (502, "api_error")
+
+
+def test_chat_completions_keep_openai_error_shape(relay_url, catalog_model):
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json={"model": MODEL, "messages": []},
+        headers={"authorization": "Bearer sk-nope"},
+        timeout=10,
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
