@@ -449,6 +449,22 @@ def reservation_release_expired(*, limit: int = 1000) -> int:
     return len(expired)
 
 
+def reservation_renew(*, request_id: str, lease_seconds: int | None = None) -> bool:
+    """Push back the lease of a request still in flight (a long stream); False if not open.
+
+    The relay renews while it streams, so a stream longer than one lease keeps its
+    hold and is not released under it by `reservation_release_expired`.
+    """
+    if lease_seconds is None:
+        lease_seconds = settings.COMET_RESERVATION_LEASE_SECONDS
+    expires_at = timezone.now() + timedelta(seconds=lease_seconds)
+    renewed = Reservation.objects.filter(
+        request_id=request_id, status=Reservation.Status.OPEN
+    ).update(expires_at=expires_at)
+    return renewed == 1
+
+
 ausage_reserve = sync_to_async(usage_reserve, thread_sensitive=False)
+areservation_renew = sync_to_async(reservation_renew, thread_sensitive=False)
 ausage_settle = sync_to_async(usage_settle, thread_sensitive=False)
 ausage_release = sync_to_async(usage_release, thread_sensitive=False)

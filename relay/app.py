@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.tokens import TokenInfo, atoken_authenticate
-from billing.metering import UsageRefused, ausage_reserve, ausage_settle
+from billing.metering import UsageRefused, areservation_renew, ausage_reserve, ausage_settle
 from comet.api import error_body
 from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
@@ -395,7 +395,11 @@ class RelayApplication:
             )
             try:
                 await ausage_reserve(
-                    token_id=token.id, user_id=token.user_id, request_id=request_id, amount=amount
+                    token_id=token.id,
+                    user_id=token.user_id,
+                    request_id=request_id,
+                    amount=amount,
+                    lease_seconds=settings.COMET_RESERVATION_LEASE_SECONDS,
                 )
             except UsageRefused as refused:
                 status = REFUSAL_STATUS.get(refused.code, 402)
@@ -650,8 +654,19 @@ class RelayApplication:
             while (await receive())["type"] != "http.disconnect":
                 continue
 
+        async def keep_hold() -> None:
+            # A stream may outlast the reservation's lease: renew it three times per lease.
+            lease_seconds = settings.COMET_RESERVATION_LEASE_SECONDS
+            while True:
+                await asyncio.sleep(lease_seconds / 3)
+                try:
+                    await areservation_renew(request_id=request_id, lease_seconds=lease_seconds)
+                except Exception as error:  # the next round tries again
+                    logger.warning("Request %s: lease renewal failed (%s)", request_id, error)
+
         pumping = asyncio.ensure_future(pump())
         watching = asyncio.ensure_future(disconnected())
+        renewing = asyncio.ensure_future(keep_hold())
         try:
             await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
             if not pumping.done():
@@ -664,7 +679,8 @@ class RelayApplication:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watching.cancel()
-            await asyncio.gather(pumping, watching, return_exceptions=True)
+            renewing.cancel()
+            await asyncio.gather(pumping, watching, renewing, return_exceptions=True)
             await answer.aclose()
         outcome.usage = reader.result(body)
         return outcome

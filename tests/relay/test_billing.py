@@ -6,10 +6,12 @@ from io import StringIO
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from accounts.services import token_create
-from billing.models import Account
+from billing.metering import reservation_release_expired
+from billing.models import Account, Reservation
 from billing.selectors import books_drift
 from billing.services import account_credit
 from models_catalog.models import CatalogModel, Vendor
@@ -108,3 +110,40 @@ def test_a_token_quota_caps_spending_like_a_balance(relay_url, catalog_model, fa
     assert log.cost == (log.prompt_tokens + 5 * 2) * 3
     assert Account.objects.get(pk=user.pk).balance == 10_000_000 - log.cost
     assert Decimal(log.model_ratio) == Decimal("1.5")
+
+
+def test_a_stream_longer_than_the_lease_keeps_its_hold(
+    relay_url, token_key, catalog_model, fake_upstream, funded_user, settings
+):
+    # Given reservations leased for 1 s and a stream of about 3 s
+    settings.COMET_RESERVATION_LEASE_SECONDS = 1
+    make_channel("slow", f"{fake_upstream.url}/chunk-delay-150/v1")
+    released = []
+
+    async def stream_while_sweeping() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=20) as client:
+            request = asyncio.ensure_future(
+                client.post(
+                    f"{relay_url}/chat/completions",
+                    json={"model": catalog_model.name, "stream": True, "messages": []},
+                    headers={"authorization": f"Bearer {token_key}"},
+                )
+            )
+            # When the lease sweeper runs all along
+            while not request.done():
+                await asyncio.sleep(0.2)
+                released.append(await sync_to_async(reservation_release_expired)())
+            return await request
+
+    response = asyncio.run(stream_while_sweeping())
+
+    # Then the request was never released under the stream, and was billed in full
+    assert response.status_code == 200
+    assert len(released) > 10
+    assert sum(released) == 0
+    [log] = wait_for_logs(1)
+    assert log.cost > 0
+    assert Reservation.objects.get(request_id=log.request_id).status == "settled"
+    account = Account.objects.get(pk=funded_user.pk)
+    assert (account.reserved, account.used) == (0, log.cost)
+    assert books_drift(user_ids=[funded_user.pk]) == []
