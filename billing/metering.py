@@ -82,7 +82,7 @@ WITH token AS (
       AND (expires_at IS NULL OR expires_at > %(now)s)
 ), account AS (
     UPDATE {_ACCOUNT} SET reserved = reserved + %(amount)s
-    WHERE user_id = %(user_id)s AND balance - reserved >= %(amount)s
+    WHERE user_id = %(user_id)s AND balance - reserved >= %(amount)s AND NOT is_frozen
       AND EXISTS (SELECT 1 FROM token)
     RETURNING user_id
 ), token_hold AS (
@@ -213,7 +213,7 @@ def usage_reserve(
         return
     if not tokens:
         raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
-    raise _balance_refusal()
+    raise _balance_refusal(user_id)
 
 
 def _reserve_with_orm(
@@ -235,10 +235,10 @@ def _reserve_with_orm(
         if token is None:
             raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
         held_by_account = Account.objects.filter(
-            pk=user_id, balance__gte=F("reserved") + amount
+            pk=user_id, balance__gte=F("reserved") + amount, is_frozen=False
         ).update(reserved=F("reserved") + amount)
         if not held_by_account:
-            raise _balance_refusal()
+            raise _balance_refusal(user_id)
         token_amount = 0
         if token["quota_remaining"] is not None:
             token_amount = amount
@@ -265,7 +265,13 @@ def _duplicate(request_id: str) -> UsageRefused:
     return UsageRefused("duplicate_request", f"The request id {request_id} was already used.")
 
 
-def _balance_refusal() -> UsageRefused:
+def _balance_refusal(user_id: int | None = None) -> UsageRefused:
+    if user_id is not None and Account.objects.filter(pk=user_id, is_frozen=True).exists():
+        return UsageRefused(
+            "account_frozen",
+            "A payment dispute froze this account: requests are refused until it is resolved. "
+            "Contact support.",
+        )
     return UsageRefused(
         "insufficient_quota",
         "Your balance is too low for this request. Top up your account to continue.",

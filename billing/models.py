@@ -3,6 +3,7 @@
 All amounts are integer micro-USD (1 USD = 1,000,000).
 """
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +17,9 @@ class Account(models.Model):
     `balance` only changes through `billing.services` (ledger entries) and
     `billing.metering` (usage), always by conditional UPDATEs, never by
     read-then-write in Python. `reserved` is the sum of open reservations; what a
-    user may still spend is `balance - reserved`.
+    user may still spend is `balance - reserved`. Only a refund or a lost payment
+    dispute may take the balance below what is reserved, even below zero: the
+    money was taken back, and reservations are then refused until a top-up.
     """
 
     user = models.OneToOneField(
@@ -27,6 +30,9 @@ class Account(models.Model):
     used = models.BigIntegerField(default=0)
     request_count = models.BigIntegerField(default=0)
     recharged = models.BigIntegerField(default=0)
+    # A payment dispute freezes the account: reservations are refused until it closes.
+    is_frozen = models.BooleanField(default=False)
+    frozen_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -35,10 +41,6 @@ class Account(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(reserved__gte=0), name="billing_account_reserved_nonneg"
-            ),
-            models.CheckConstraint(
-                condition=Q(balance__gte=F("reserved")),
-                name="billing_account_balance_covers_reserved",
             ),
             models.CheckConstraint(condition=Q(used__gte=0), name="billing_account_used_nonneg"),
         ]
@@ -93,9 +95,6 @@ class LedgerEntry(models.Model):
         indexes = [models.Index(fields=["account", "-id"], name="billing_ledger_account_recent")]
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="billing_ledger_amount_nonzero"),
-            models.CheckConstraint(
-                condition=Q(balance_after__gte=0), name="billing_ledger_balance_after_nonneg"
-            ),
         ]
 
     def __str__(self) -> str:
@@ -153,3 +152,252 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} holds {self.amount}"
+
+
+class RechargeSettings(models.Model):
+    """The one row of recharge settings admins edit (primary key 1).
+
+    Credit is bought in USD-equivalent units; `price_per_usd` is what $1 of credit
+    costs in the payment currency before any discount.
+    """
+
+    SINGLETON_PK = 1
+
+    currency = models.CharField(
+        max_length=3, default="usd", help_text="ISO code Stripe charges in, lower case."
+    )
+    price_per_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal("1"),
+        help_text="Price of $1 of credit in the payment currency, before discounts.",
+    )
+    min_credit_usd = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("5"))
+    max_credit_usd = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("10000"))
+    preset_amounts = models.CharField(
+        max_length=200,
+        default="10,20,50,100,500,1000",
+        help_text="Credit amounts in USD offered as buttons, separated by commas.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "recharge settings"
+        verbose_name_plural = "recharge settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(price_per_usd__gt=0), name="billing_recharge_price_pos"
+            ),
+            models.CheckConstraint(
+                condition=Q(min_credit_usd__gt=0) & Q(max_credit_usd__gte=F("min_credit_usd")),
+                name="billing_recharge_bounds_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Recharge settings"
+
+    @property
+    def presets(self) -> list[Decimal]:
+        values = []
+        for part in self.preset_amounts.split(","):
+            try:
+                values.append(Decimal(part.strip()))
+            except InvalidOperation:
+                continue
+        return [value for value in values if value.is_finite() and value > 0]
+
+
+class RechargeTier(models.Model):
+    """A discount reached by one top-up's amount, or by what a user recharged in all."""
+
+    class Kind(models.TextChoices):
+        SINGLE = "single", "Single top-up of at least"
+        LIFETIME = "lifetime", "Lifetime recharge of at least"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    threshold = models.BigIntegerField(help_text="Micro-USD of credit.")
+    discount_percent = models.DecimalField(max_digits=5, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "threshold"], name="billing_tier_unique"),
+            models.CheckConstraint(condition=Q(threshold__gt=0), name="billing_tier_threshold_pos"),
+            models.CheckConstraint(
+                condition=Q(discount_percent__gte=0) & Q(discount_percent__lt=100),
+                name="billing_tier_discount_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.threshold} micro-USD: {self.discount_percent}%"
+
+
+class UserDiscount(models.Model):
+    """A permanent discount agreed with one customer (enterprise)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recharge_discount"
+    )
+    discount_percent = models.DecimalField(max_digits=5, decimal_places=2)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(discount_percent__gte=0) & Q(discount_percent__lt=100),
+                name="billing_user_discount_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.discount_percent}% for {self.user_id}"
+
+
+class RechargeOrder(models.Model):
+    """One top-up by card: what was quoted, what Stripe reported, whether it was credited.
+
+    The credit itself is one ledger entry with the key `order:<number>`, so the
+    webhook, the return page, the sweeper and an admin can all try to credit and
+    exactly one entry results. `paid_at` is set only once a payment was verified
+    against this order (amount, currency, live/test mode).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending payment"
+        PAID = "paid", "Payment received, crediting"
+        CREDITED = "credited", "Credited"
+        FAILED = "failed", "Payment failed"
+        EXPIRED = "expired", "Expired"
+        NEEDS_ATTENTION = "needs_attention", "Needs attention"
+        REFUNDED = "refunded", "Refunded"
+        DISPUTED = "disputed", "Disputed"
+
+    class DiscountSource(models.TextChoices):
+        NONE = "", "None"
+        SINGLE = "single", "Top-up amount tier"
+        LIFETIME = "lifetime", "Lifetime recharge tier"
+        USER = "user", "Personal discount"
+
+    number = models.CharField(max_length=32, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="recharge_orders"
+    )
+    credit = models.BigIntegerField(help_text="Micro-USD of credit bought.")
+    currency = models.CharField(max_length=3)
+    price_per_usd = models.DecimalField(max_digits=12, decimal_places=4)
+    amount_minor = models.BigIntegerField(help_text="Charged, in the currency's minor unit.")
+    discount_percent = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal(0))
+    discount_source = models.CharField(
+        max_length=16, choices=DiscountSource.choices, default="", blank=True
+    )
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    livemode = models.BooleanField(default=False)
+    stripe_session_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    amount_refunded_minor = models.BigIntegerField(default=0)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    credited_at = models.DateTimeField(null=True, blank=True)
+    attention_notified_at = models.DateTimeField(null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="order"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("credit_order_manually", "Can credit a recharge order by hand")]
+        indexes = [
+            models.Index(
+                fields=["paid_at"],
+                condition=Q(credited_at__isnull=True, paid_at__isnull=False),
+                name="billing_order_uncredited",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(credit__gt=0), name="billing_order_credit_pos"),
+            models.CheckConstraint(
+                condition=Q(amount_minor__gt=0), name="billing_order_amount_pos"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_credited(self) -> bool:
+        return self.ledger_entry_id is not None
+
+
+class OrderEvent(models.Model):
+    """One line of an order's timeline: what happened, who did it. Append-only."""
+
+    order = models.ForeignKey(RechargeOrder, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=40)
+    message = models.TextField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.kind}"
+
+
+class StripeEvent(models.Model):
+    """Each Stripe event id once: a redelivered event is acknowledged and ignored."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    livemode = models.BooleanField(default=False)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class RedemptionCode(models.Model):
+    """A code worth some credit, minted by an admin, redeemed once by one user."""
+
+    code = models.CharField(max_length=64, unique=True)
+    credit = models.BigIntegerField(help_text="Micro-USD credited on redemption.")
+    batch = models.CharField(max_length=100, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    redeemed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="redeemed_codes",
+    )
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credit__gt=0), name="billing_code_credit_pos"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code

@@ -3,7 +3,7 @@
 Inside Comet every amount is an integer of micro-USD (1 USD = 1,000,000).
 """
 
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICRO_PER_USD = 1_000_000
 _SIX_PLACES = Decimal("0.000001")
@@ -54,3 +54,39 @@ def format_usd(micro: int) -> str:
 def ceil_micro(value: Decimal) -> int:
     """Return a Decimal amount of micro-USD rounded up to a whole micro-USD."""
     return int(value.to_integral_value(rounding=ROUND_CEILING))
+
+
+# Currencies Stripe charges in whole units (no minor unit): amounts are sent as is.
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
+    | {"xaf", "xof", "xpf"}
+)
+_CURRENCY_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cny": "¥", "krw": "₩"}
+
+
+def minor_exponent(currency: str) -> int:
+    """Return how many decimals the currency's minor unit has for Stripe (0 or 2)."""
+    return 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
+
+
+def charge_minor(
+    *, credit: int, price_per_usd: Decimal, discount_percent: Decimal, currency: str
+) -> int:
+    """Return what `credit` micro-USD costs, in the currency's minor unit (Stripe's amount).
+
+    The one rounding rule of a recharge: credit * price * (100 - discount) / 100,
+    rounded half up to a whole minor unit, computed in Decimal from exact values.
+    """
+    gross = Decimal(credit) / MICRO_PER_USD * price_per_usd
+    net = gross * (Decimal(100) - discount_percent) / Decimal(100)
+    minor = net * (Decimal(10) ** minor_exponent(currency))
+    return int(minor.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def format_minor(amount_minor: int, currency: str) -> str:
+    """Return a charge for display: `$95.00`, `¥1,500`, `95.00 CHF`."""
+    exponent = minor_exponent(currency)
+    value = Decimal(amount_minor).scaleb(-exponent)
+    text = f"{value:,.{exponent}f}"
+    symbol = _CURRENCY_SYMBOLS.get(currency.lower())
+    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"

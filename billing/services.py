@@ -67,13 +67,15 @@ def ledger_entry_record(
     idempotency_key: str,
     reason: str = "",
     created_by: User | None = None,
+    allow_negative: bool = False,
 ) -> LedgerEntry:
     """Apply a signed `amount` to a balance and record it; return the ledger entry.
 
     The same idempotency key again returns the first entry without changing
     anything; the same key with a different amount, kind or account raises
     IdempotencyConflict. A debit that would leave less than what open
-    reservations hold raises InsufficientBalance.
+    reservations hold raises InsufficientBalance, unless `allow_negative` (a
+    refund or a lost dispute: the money is gone whatever the balance says).
     """
     if not isinstance(amount, int) or amount == 0:
         raise ValueError("A ledger entry moves a non-zero whole number of micro-USD.")
@@ -90,7 +92,7 @@ def ledger_entry_record(
     try:
         with transaction.atomic():
             accounts = Account.objects.filter(pk=user_id)
-            if amount < 0:
+            if amount < 0 and not allow_negative:
                 accounts = accounts.filter(balance__gte=F("reserved") - amount)
             if not accounts.update(**changes):
                 if not Account.objects.filter(pk=user_id).exists():
@@ -150,6 +152,7 @@ def account_debit(
     kind: str = LedgerEntry.Kind.REFUND,
     reason: str = "",
     created_by: User | None = None,
+    allow_negative: bool = False,
 ) -> LedgerEntry:
     """Take `amount` (> 0) micro-USD from a balance, once per idempotency key."""
     if amount <= 0:
@@ -161,6 +164,7 @@ def account_debit(
         idempotency_key=idempotency_key,
         reason=reason,
         created_by=created_by,
+        allow_negative=allow_negative,
     )
 
 

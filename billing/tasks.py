@@ -1,9 +1,105 @@
+import logging
+
 from celery import shared_task
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
 
 from billing.metering import reservation_release_expired
+from billing.models import RechargeOrder
+from billing.money import format_minor, format_usd
+from billing.recharge import order_credit, orders_needing_notice, orders_sweep
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
 def reservation_release_expired_task() -> int:
     """Release reservations whose lease passed (a crashed relay never settled them)."""
     return reservation_release_expired()
+
+
+@shared_task(
+    autoretry_for=(Exception,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=8,
+)
+def order_credit_task(order_id: int) -> bool:
+    """Credit a paid order; a second run (or a run after another path credited) does nothing."""
+    return order_credit(order_id=order_id)
+
+
+@shared_task
+def recharge_orders_sweep_task() -> int:
+    """Re-enqueue paid-but-uncredited orders; tell admins about orders needing attention."""
+    order_ids = orders_sweep()
+    for order_id in order_ids:
+        order_credit_task.delay(order_id)
+    notice = orders_needing_notice()
+    if notice:
+        orders_attention_email_task.delay(notice)
+    return len(order_ids)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def orders_attention_email_task(order_ids: list[int]) -> None:
+    """Email everyone who may credit orders by hand about orders needing attention."""
+    recipients = [
+        user.email
+        for user in get_user_model().objects.with_perm(
+            "billing.credit_order_manually", include_superusers=True
+        )
+        if user.email and user.is_active
+    ]
+    if not recipients:
+        logger.warning("Orders need attention but nobody may credit them: %s", order_ids)
+        return
+    orders = RechargeOrder.objects.filter(pk__in=order_ids).select_related("user")
+    lines = [
+        f"{order.number}: {format_usd(order.credit)} for {order.user.email}, "
+        f"{format_minor(order.amount_minor, order.currency)}"
+        for order in orders
+    ]
+    admin_url = f"{settings.COMET_PUBLIC_URL}/admin/billing/rechargeorder/?attention=yes"
+    send_mail(
+        subject=f"[{settings.COMET_SITE_NAME}] {len(lines)} recharge order(s) need attention",
+        message="These orders were paid but are not credited, or their payment did not match:\n\n"
+        + "\n".join(lines)
+        + f"\n\nCredit them by hand after checking the payment: {admin_url}\n",
+        from_email=None,
+        recipient_list=recipients,
+    )
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def order_receipt_send_task(order_id: int) -> None:
+    """Email the receipt of a credited order, once (the claim is a conditional UPDATE)."""
+    claimed = RechargeOrder.objects.filter(
+        pk=order_id, ledger_entry__isnull=False, receipt_sent_at__isnull=True
+    ).update(receipt_sent_at=timezone.now())
+    if not claimed:
+        return
+    order = RechargeOrder.objects.select_related("user").get(pk=order_id)
+    context = {
+        "order": order,
+        "credit": format_usd(order.credit),
+        "charged": format_minor(order.amount_minor, order.currency),
+        "site_name": settings.COMET_SITE_NAME,
+        "public_url": settings.COMET_PUBLIC_URL,
+    }
+    try:
+        send_mail(
+            subject=f"[{settings.COMET_SITE_NAME}] Receipt for order {order.number}",
+            message=render_to_string("emails/recharge_receipt.txt", context),
+            from_email=None,
+            recipient_list=[order.user.email],
+        )
+    except Exception:
+        # Let the retry send it: give the claim back.
+        with transaction.atomic():
+            RechargeOrder.objects.filter(pk=order_id).update(receipt_sent_at=None)
+        raise

@@ -68,6 +68,8 @@ REFUSAL_STATUS = {
     # The token was disabled, deleted or expired between authentication and reservation.
     "invalid_api_key": 401,
     "duplicate_request": 409,
+    # A payment dispute froze the account (billing.recharge).
+    "account_frozen": 403,
 }
 
 

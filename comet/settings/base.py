@@ -313,6 +313,25 @@ CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {
     "options": {"expires": 25},
 }
 
+# --- Recharge (Stripe Checkout) ---------------------------------------------
+
+# Without both keys the recharge page says online payment is not configured.
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+# Points the `stripe` library at another host (the tests' fake Stripe API).
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+# Webhook signatures older than this many seconds are refused (replays).
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Seconds between a verified payment and its crediting task running.
+COMET_RECHARGE_HOLD_SECONDS = env.int("COMET_RECHARGE_HOLD_SECONDS", default=0)
+# A paid order still uncredited this long after payment needs attention (admins emailed).
+COMET_RECHARGE_ATTENTION_SECONDS = env.int("COMET_RECHARGE_ATTENTION_SECONDS", default=600)
+CELERY_BEAT_SCHEDULE["billing-sweep-recharge-orders"] = {
+    "task": "billing.tasks.recharge_orders_sweep_task",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+
 # --- Prices, announcements and price-change emails ---------------------------
 
 # Absolute links in emails (unsubscribe) start with this.

@@ -1,0 +1,42 @@
+from decimal import Decimal, InvalidOperation
+
+from django import forms
+
+from billing.models import RechargeSettings
+from billing.money import MICRO_PER_USD
+
+
+class RechargeAmountForm(forms.Form):
+    """A credit amount in USD: whole cents, between the admin's minimum and maximum."""
+
+    amount = forms.CharField(label="Amount of credit (USD)", max_length=20)
+
+    def __init__(self, *args: object, settings_row: RechargeSettings, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.settings_row = settings_row
+
+    def clean_amount(self) -> int:
+        text = self.cleaned_data["amount"].strip().lstrip("$").replace(",", "")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise forms.ValidationError("Enter an amount in dollars, like 25 or 25.50.") from None
+        if not value.is_finite():
+            raise forms.ValidationError("Enter an amount in dollars, like 25 or 25.50.")
+        if value <= 0:
+            raise forms.ValidationError("The amount must be more than zero.")
+        if value != value.quantize(Decimal("0.01")):
+            raise forms.ValidationError("Amounts are in whole cents: at most 2 decimals.")
+        minimum, maximum = self.settings_row.min_credit_usd, self.settings_row.max_credit_usd
+        if value < minimum:
+            raise forms.ValidationError(f"The smallest top-up is ${minimum:,.2f}.")
+        if value > maximum:
+            raise forms.ValidationError(f"The largest top-up is ${maximum:,.2f}.")
+        return int(value * MICRO_PER_USD)
+
+
+class RedeemForm(forms.Form):
+    code = forms.CharField(label="Redemption code", max_length=64)
+
+    def clean_code(self) -> str:
+        return self.cleaned_data["code"].strip().upper()

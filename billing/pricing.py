@@ -1,0 +1,116 @@
+"""What a recharge costs: the best discount a user reaches and the exact charge.
+
+The preview, the order and the amount Stripe is asked for all come from
+`recharge_quote`, so the three can never disagree.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from billing.models import RechargeOrder, RechargeSettings, RechargeTier, UserDiscount
+from billing.money import charge_minor, format_minor, format_usd
+
+Source = RechargeOrder.DiscountSource
+
+
+@dataclass(frozen=True)
+class RechargeQuote:
+    credit: int
+    currency: str
+    price_per_usd: Decimal
+    discount_percent: Decimal
+    discount_source: str
+    tier: RechargeTier | None
+    amount_minor: int
+    full_amount_minor: int
+    next_tier: RechargeTier | None
+
+    @property
+    def display(self) -> str:
+        return format_minor(self.amount_minor, self.currency)
+
+    @property
+    def full_display(self) -> str:
+        return format_minor(self.full_amount_minor, self.currency)
+
+    @property
+    def credit_display(self) -> str:
+        return format_usd(self.credit)
+
+    @property
+    def source_label(self) -> str:
+        return Source(self.discount_source).label if self.discount_source else ""
+
+
+def recharge_settings() -> RechargeSettings:
+    """Return the recharge settings row, created with defaults on first use."""
+    row, _ = RechargeSettings.objects.get_or_create(pk=RechargeSettings.SINGLETON_PK)
+    return row
+
+
+def recharge_quote(
+    *, user_id: int, credit: int, settings_row: RechargeSettings | None = None
+) -> RechargeQuote:
+    """Return the price of `credit` micro-USD for this user with the best discount they reach.
+
+    Candidates: the highest single-top-up tier at or below `credit`, the highest
+    lifetime tier at or below what the user recharged before, and the user's own
+    permanent discount. The largest percentage wins; on a tie the earlier of
+    single, lifetime, personal is named.
+    """
+    from billing.models import Account
+
+    row = settings_row or recharge_settings()
+    recharged = Account.objects.filter(pk=user_id).values_list("recharged", flat=True).first() or 0
+    tiers = list(RechargeTier.objects.order_by("threshold"))
+    single = [t for t in tiers if t.kind == RechargeTier.Kind.SINGLE and t.threshold <= credit]
+    lifetime = [
+        t for t in tiers if t.kind == RechargeTier.Kind.LIFETIME and t.threshold <= recharged
+    ]
+    candidates: list[tuple[Decimal, str, RechargeTier | None]] = [(Decimal(0), Source.NONE, None)]
+    if single:
+        best = max(single, key=lambda t: t.discount_percent)
+        candidates.append((best.discount_percent, Source.SINGLE, best))
+    if lifetime:
+        best = max(lifetime, key=lambda t: t.discount_percent)
+        candidates.append((best.discount_percent, Source.LIFETIME, best))
+    personal = UserDiscount.objects.filter(user_id=user_id).first()
+    if personal is not None:
+        candidates.append((personal.discount_percent, Source.USER, None))
+    percent, source, tier = candidates[0]
+    for candidate in candidates[1:]:
+        if candidate[0] > percent:
+            percent, source, tier = candidate
+    if percent == 0:
+        source, tier = Source.NONE, None
+    next_tier = next(
+        (
+            t
+            for t in tiers
+            if t.kind == RechargeTier.Kind.SINGLE
+            and t.threshold > credit
+            and t.discount_percent > percent
+        ),
+        None,
+    )
+    return RechargeQuote(
+        credit=credit,
+        currency=row.currency.lower(),
+        price_per_usd=row.price_per_usd,
+        discount_percent=percent,
+        discount_source=source,
+        tier=tier,
+        amount_minor=charge_minor(
+            credit=credit,
+            price_per_usd=row.price_per_usd,
+            discount_percent=percent,
+            currency=row.currency,
+        ),
+        full_amount_minor=charge_minor(
+            credit=credit,
+            price_per_usd=row.price_per_usd,
+            discount_percent=Decimal(0),
+            currency=row.currency,
+        ),
+        next_tier=next_tier,
+    )

@@ -1,0 +1,433 @@
+"""Recharge orders: create, mark paid, credit, refund, dispute; redemption codes.
+
+Every path that can credit an order (webhook, return page, sweeper, admin)
+ends in `order_credit`, which locks the order row and writes one ledger entry
+with the key `order:<number>`: whichever path gets there first credits, the
+others find the entry and change nothing. Refunds and lost disputes debit once
+per Stripe refund / dispute id. Locks: the order (or code) row, then the
+account row, in every path, so two transactions never wait on each other in a
+cycle. Nothing here calls Stripe or sends mail inside a transaction: emails go
+out through tasks enqueued on commit.
+"""
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from billing.models import (
+    Account,
+    LedgerEntry,
+    OrderEvent,
+    RechargeOrder,
+    RedemptionCode,
+)
+from billing.pricing import recharge_quote
+from billing.services import account_credit, account_debit
+from billing.stripe_api import livemode
+
+logger = logging.getLogger(__name__)
+
+Status = RechargeOrder.Status
+
+
+class RechargeError(Exception):
+    """A refused recharge operation; the message is for a person. Nothing was changed."""
+
+
+def _event(order: RechargeOrder, kind: str, message: str, actor: User | None = None) -> None:
+    OrderEvent.objects.create(order=order, kind=kind, message=message, actor=actor)
+
+
+def _enqueue_credit(order_id: int) -> None:
+    from billing.tasks import order_credit_task
+
+    transaction.on_commit(
+        lambda: order_credit_task.apply_async(
+            (order_id,), countdown=settings.COMET_RECHARGE_HOLD_SECONDS or None
+        )
+    )
+
+
+def order_create(*, user: User, credit: int) -> RechargeOrder:
+    """Record a pending order for `credit` micro-USD at today's price and best discount."""
+    quote = recharge_quote(user_id=user.pk, credit=credit)
+    now = timezone.now()
+    with transaction.atomic():
+        order = RechargeOrder.objects.create(
+            number=f"pending-{secrets.token_hex(8)}",
+            user=user,
+            credit=credit,
+            currency=quote.currency,
+            price_per_usd=quote.price_per_usd,
+            amount_minor=quote.amount_minor,
+            discount_percent=quote.discount_percent,
+            discount_source=quote.discount_source,
+            livemode=livemode(),
+        )
+        # The number is the row id, so it is unique and tells admins how old it is.
+        order.number = f"R-{now.year}-{order.pk:06d}"
+        order.save(update_fields=["number"])
+        discount = ""
+        if quote.discount_source:
+            discount = f", {quote.discount_percent}% off ({quote.source_label})"
+        _event(order, "created", f"Order for {quote.credit_display} at {quote.display}{discount}.")
+    return order
+
+
+def order_session_attach(*, order_id: int, session_id: str) -> None:
+    """Keep the Checkout Session id on the order (the same id again changes nothing)."""
+    with transaction.atomic():
+        order = RechargeOrder.objects.select_for_update().get(pk=order_id)
+        if order.stripe_session_id == session_id:
+            return
+        order.stripe_session_id = session_id
+        order.save(update_fields=["stripe_session_id", "updated_at"])
+        _event(order, "checkout", f"Checkout opened ({session_id}).")
+
+
+@dataclass(frozen=True)
+class Payment:
+    """What Stripe reports about a completed payment."""
+
+    amount_minor: int | None
+    currency: str
+    livemode: bool
+    payment_intent_id: str
+    source: str
+
+
+def order_mark_paid(*, order_id: int, payment: Payment) -> RechargeOrder:
+    """Record a successful payment once it matches the order; enqueue crediting on commit.
+
+    A payment whose amount, currency or live/test mode differs from the order is
+    not credited: the order needs attention. Success after a failure or an
+    expiry still counts (the money arrived); nothing moves a paid order back.
+    """
+    with transaction.atomic():
+        order = RechargeOrder.objects.select_for_update().get(pk=order_id)
+        if order.paid_at is not None:
+            return order
+        problems = []
+        if payment.amount_minor != order.amount_minor:
+            problems.append(f"amount {payment.amount_minor} ≠ {order.amount_minor}")
+        if payment.currency.lower() != order.currency:
+            problems.append(f"currency {payment.currency} ≠ {order.currency}")
+        if payment.livemode != order.livemode:
+            problems.append(f"live mode {payment.livemode} ≠ {order.livemode}")
+        if problems:
+            if order.status not in (Status.NEEDS_ATTENTION, Status.CREDITED):
+                order.status = Status.NEEDS_ATTENTION
+                if payment.payment_intent_id:
+                    order.stripe_payment_intent_id = payment.payment_intent_id
+                order.save(update_fields=["status", "stripe_payment_intent_id", "updated_at"])
+                _event(
+                    order,
+                    "mismatch",
+                    f"Payment reported by {payment.source} does not match the order "
+                    f"({'; '.join(problems)}): not credited.",
+                )
+                logger.warning("Order %s: payment mismatch: %s", order.number, problems)
+            return order
+        order.paid_at = timezone.now()
+        if order.is_credited:
+            order.status = Status.CREDITED
+        elif order.status not in (Status.REFUNDED, Status.DISPUTED):
+            order.status = Status.PAID
+        order.stripe_payment_intent_id = payment.payment_intent_id or order.stripe_payment_intent_id
+        order.save(update_fields=["paid_at", "status", "stripe_payment_intent_id", "updated_at"])
+        _event(order, "paid", f"Payment received (reported by {payment.source}).")
+        _enqueue_credit(order.pk)
+    return order
+
+
+def order_mark_unsuccessful(*, order_id: int, status: str, message: str) -> RechargeOrder:
+    """Mark a still-pending order failed or expired; any other status stays."""
+    assert status in (Status.FAILED, Status.EXPIRED)
+    with transaction.atomic():
+        order = RechargeOrder.objects.select_for_update().get(pk=order_id)
+        if order.status == Status.PENDING and order.paid_at is None:
+            order.status = status
+            order.save(update_fields=["status", "updated_at"])
+        _event(order, status, message)
+    return order
+
+
+def order_note(*, order_id: int, kind: str, message: str) -> None:
+    with transaction.atomic():
+        _event(RechargeOrder.objects.get(pk=order_id), kind, message)
+
+
+def order_credit(*, order_id: int, actor: User | None = None, reason: str = "") -> bool:
+    """Credit the order's balance once; return whether this call credited it.
+
+    Automatic paths (`actor` None) credit only a verified payment. An admin with
+    the permission may credit any uncredited order with a reason: the payment was
+    checked by hand. Either way the ledger key `order:<number>` lands once.
+    """
+    if actor is not None and not reason.strip():
+        raise RechargeError("Crediting an order by hand needs a reason.")
+    with transaction.atomic():
+        order = RechargeOrder.objects.select_for_update().filter(pk=order_id).first()
+        if order is None or order.ledger_entry_id is not None:
+            return False
+        if actor is None and order.paid_at is None:
+            return False
+        note = f"Order {order.number}"
+        if actor is not None:
+            note += f", credited by hand: {reason.strip()}"
+        entry = account_credit(
+            user_id=order.user_id,
+            amount=order.credit,
+            idempotency_key=f"order:{order.number}",
+            kind=LedgerEntry.Kind.RECHARGE,
+            reason=note,
+            created_by=actor,
+        )
+        order.ledger_entry = entry
+        order.credited_at = timezone.now()
+        if order.status not in (Status.REFUNDED, Status.DISPUTED):
+            order.status = Status.CREDITED
+        order.save(update_fields=["ledger_entry", "credited_at", "status", "updated_at"])
+        if actor is not None:
+            _event(order, "credited_by_hand", f"Credited by hand: {reason.strip()}", actor)
+        else:
+            _event(order, "credited", "Credited to the balance.")
+        from billing.tasks import order_receipt_send_task
+
+        transaction.on_commit(lambda: order_receipt_send_task.delay(order.pk))
+    return True
+
+
+def _order_for_charge(*, payment_intent_id: str, charge_id: str) -> RechargeOrder | None:
+    match = Q(pk__in=[])
+    if payment_intent_id:
+        match |= Q(stripe_payment_intent_id=payment_intent_id)
+    if charge_id:
+        match |= Q(stripe_charge_id=charge_id)
+    return RechargeOrder.objects.select_for_update().filter(match).order_by("pk").first()
+
+
+def _credit_share(order: RechargeOrder, amount_minor: int) -> int:
+    """Return the micro-USD of credit that `amount_minor` of the charge paid for."""
+    share = Decimal(order.credit) * amount_minor / order.amount_minor
+    return int(share.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    amount_minor: int
+    created: int
+
+
+def order_refunds_record(
+    *, payment_intent_id: str, charge_id: str, refunds: list[Refund]
+) -> RechargeOrder | None:
+    """Debit each refund of the order's charge once (key `refund:<id>`); may go negative.
+
+    Each refund debits the credit its share of the charge paid for. Shares are
+    computed on the running total (oldest refund first), so refunds adding up to
+    the whole charge take back exactly the whole credit.
+    """
+    with transaction.atomic():
+        order = _order_for_charge(payment_intent_id=payment_intent_id, charge_id=charge_id)
+        if order is None:
+            return None
+        if charge_id and not order.stripe_charge_id:
+            order.stripe_charge_id = charge_id
+        running = 0
+        for refund in sorted(refunds, key=lambda r: (r.created, r.id)):
+            before = _credit_share(order, running)
+            running += refund.amount_minor
+            debit = _credit_share(order, min(running, order.amount_minor)) - before
+            key = f"refund:{refund.id}"
+            if debit <= 0 or LedgerEntry.objects.filter(idempotency_key=key).exists():
+                continue
+            account_debit(
+                user_id=order.user_id,
+                amount=debit,
+                idempotency_key=key,
+                kind=LedgerEntry.Kind.REFUND,
+                reason=f"Refund {refund.id} of order {order.number}",
+                allow_negative=True,
+            )
+            _event(order, "refund", f"Refund {refund.id}: {refund.amount_minor} minor units.")
+        order.amount_refunded_minor = max(order.amount_refunded_minor, running)
+        if running >= order.amount_minor:
+            order.status = Status.REFUNDED
+        order.save(
+            update_fields=["stripe_charge_id", "amount_refunded_minor", "status", "updated_at"]
+        )
+    return order
+
+
+@dataclass(frozen=True)
+class Dispute:
+    id: str
+    amount_minor: int
+    status: str
+    payment_intent_id: str
+    charge_id: str
+
+
+def _account_freeze(*, user_id: int, frozen: bool, reason: str = "") -> None:
+    Account.objects.filter(pk=user_id).update(is_frozen=frozen, frozen_reason=reason)
+
+
+def order_dispute_open(*, dispute: Dispute) -> RechargeOrder | None:
+    """Freeze the account while the bank looks at a payment: its tokens stop spending."""
+    with transaction.atomic():
+        order = _order_for_charge(
+            payment_intent_id=dispute.payment_intent_id, charge_id=dispute.charge_id
+        )
+        if order is None:
+            return None
+        order.status = Status.DISPUTED
+        order.save(update_fields=["status", "updated_at"])
+        _account_freeze(
+            user_id=order.user_id,
+            frozen=True,
+            reason=f"Payment dispute {dispute.id} on order {order.number}",
+        )
+        _event(order, "dispute_opened", f"Dispute {dispute.id} opened: account frozen.")
+    return order
+
+
+def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
+    """Unfreeze the account; a lost dispute debits the disputed share once (`dispute:<id>`)."""
+    with transaction.atomic():
+        order = _order_for_charge(
+            payment_intent_id=dispute.payment_intent_id, charge_id=dispute.charge_id
+        )
+        if order is None:
+            return None
+        if dispute.status == "lost":
+            account_debit(
+                user_id=order.user_id,
+                amount=_credit_share(order, min(dispute.amount_minor, order.amount_minor)),
+                idempotency_key=f"dispute:{dispute.id}",
+                kind=LedgerEntry.Kind.DISPUTE,
+                reason=f"Lost payment dispute {dispute.id} on order {order.number}",
+                allow_negative=True,
+            )
+            order.status = Status.REFUNDED
+            order.save(update_fields=["status", "updated_at"])
+            _event(order, "dispute_lost", f"Dispute {dispute.id} lost: the payment was taken back.")
+        else:
+            order.status = Status.CREDITED if order.is_credited else Status.PAID
+            order.save(update_fields=["status", "updated_at"])
+            _event(order, "dispute_won", f"Dispute {dispute.id} closed ({dispute.status}).")
+        still_disputed = (
+            RechargeOrder.objects.filter(user_id=order.user_id, status=Status.DISPUTED)
+            .exclude(pk=order.pk)
+            .exists()
+        )
+        if not still_disputed:
+            _account_freeze(user_id=order.user_id, frozen=False)
+    return order
+
+
+def orders_sweep(*, now: datetime | None = None) -> list[int]:
+    """Return paid-but-uncredited orders to credit again; flag the late ones.
+
+    An order still uncredited `COMET_RECHARGE_ATTENTION_SECONDS` after payment
+    becomes "needs attention" (it is still credited automatically if a credit
+    gets through).
+    """
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.COMET_RECHARGE_HOLD_SECONDS + 30)
+    uncredited = RechargeOrder.objects.filter(
+        paid_at__isnull=False, ledger_entry__isnull=True, paid_at__lte=now - grace
+    )
+    order_ids = list(uncredited.order_by("paid_at").values_list("pk", flat=True)[:500])
+    late = uncredited.filter(
+        status=Status.PAID,
+        paid_at__lte=now - timedelta(seconds=settings.COMET_RECHARGE_ATTENTION_SECONDS),
+    )
+    for order_id in late.values_list("pk", flat=True):
+        with transaction.atomic():
+            order = RechargeOrder.objects.select_for_update().get(pk=order_id)
+            if order.status != Status.PAID or order.ledger_entry_id is not None:
+                continue
+            order.status = Status.NEEDS_ATTENTION
+            order.save(update_fields=["status", "updated_at"])
+            _event(order, "late", "Not credited within 10 minutes of payment: needs attention.")
+    return order_ids
+
+
+def orders_needing_notice() -> list[int]:
+    """Claim the orders needing attention that admins were not told about yet."""
+    claimed = []
+    for order_id in RechargeOrder.objects.filter(
+        status=Status.NEEDS_ATTENTION, attention_notified_at__isnull=True
+    ).values_list("pk", flat=True):
+        if RechargeOrder.objects.filter(pk=order_id, attention_notified_at__isnull=True).update(
+            attention_notified_at=timezone.now()
+        ):
+            claimed.append(order_id)
+    return claimed
+
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _new_code() -> str:
+    groups = ["".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(4)]
+    return "-".join(groups)
+
+
+def codes_mint(
+    *, count: int, credit: int, batch: str, expires_at: datetime | None, created_by: User | None
+) -> list[RedemptionCode]:
+    """Create `count` single-use codes worth `credit` micro-USD each, in one batch."""
+    if not 1 <= count <= 10_000:
+        raise RechargeError("Mint between 1 and 10,000 codes at a time.")
+    if credit <= 0:
+        raise RechargeError("A code is worth a positive amount.")
+    if not batch.strip():
+        raise RechargeError("Name the batch.")
+    with transaction.atomic():
+        return RedemptionCode.objects.bulk_create(
+            [
+                RedemptionCode(
+                    code=_new_code(),
+                    credit=credit,
+                    batch=batch.strip(),
+                    expires_at=expires_at,
+                    created_by=created_by,
+                )
+                for _ in range(count)
+            ]
+        )
+
+
+def code_redeem(*, user: User, code: str) -> RedemptionCode:
+    """Credit a code's value to the user once; a used, expired or unknown code is refused."""
+    code = code.strip().upper()
+    with transaction.atomic():
+        row = RedemptionCode.objects.select_for_update().filter(code=code).first()
+        if row is None:
+            raise RechargeError("This code does not exist. Check it and try again.")
+        if row.redeemed_at is not None:
+            raise RechargeError("This code was already redeemed.")
+        if row.expires_at is not None and row.expires_at <= timezone.now():
+            raise RechargeError("This code has expired.")
+        account_credit(
+            user_id=user.pk,
+            amount=row.credit,
+            idempotency_key=f"redeem:{row.code}",
+            kind=LedgerEntry.Kind.REDEMPTION,
+            reason=f"Redemption code from batch “{row.batch}”",
+        )
+        row.redeemed_by = user
+        row.redeemed_at = timezone.now()
+        row.save(update_fields=["redeemed_by", "redeemed_at"])
+    return row
