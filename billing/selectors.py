@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import Max, QuerySet, Sum
 
 from accounts.models import Token
-from billing.models import Account, LedgerEntry, Reservation
+from billing.models import Account, LedgerEntry, RechargeOrder, Reservation
 from logs.models import RequestLog
 
 
@@ -94,3 +94,8 @@ def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
         if token.quota_remaining is not None and token.quota_remaining < token.reserved:
             drifts.append(Drift(subject, "quota_remaining", token.quota_remaining, token.reserved))
     return drifts
+
+
+def order_list(*, user_id: int) -> QuerySet[RechargeOrder]:
+    """Return a user's recharge orders, newest first, all time."""
+    return RechargeOrder.objects.filter(user_id=user_id).order_by("-created_at", "-id")

@@ -3,8 +3,10 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -48,13 +50,20 @@ def recharge_orders_sweep_task() -> int:
 @shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
 def orders_attention_email_task(order_ids: list[int]) -> None:
     """Email everyone who may credit orders by hand about orders needing attention."""
-    recipients = [
-        user.email
-        for user in get_user_model().objects.with_perm(
-            "billing.credit_order_manually", include_superusers=True
+    permission = Q(codename="credit_order_manually", content_type__app_label="billing")
+    allowed = Permission.objects.filter(permission)
+    recipients = list(
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(
+            Q(is_superuser=True)
+            | Q(user_permissions__in=allowed)
+            | Q(groups__permissions__in=allowed)
         )
-        if user.email and user.is_active
-    ]
+        .exclude(email="")
+        .values_list("email", flat=True)
+        .distinct()
+    )
     if not recipients:
         logger.warning("Orders need attention but nobody may credit them: %s", order_ids)
         return

@@ -1,15 +1,40 @@
+from typing import Any
+
+import stripe
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.http import ConsoleRequest
 from accounts.tokens import key_is_well_formed, token_authenticate
-from billing.money import micro_to_json
-from billing.selectors import account_for_user, ledger_entry_list, token_list
+from billing.forms import RechargeAmountForm, RedeemForm
+from billing.models import RechargeOrder, RechargeTier
+from billing.money import format_usd, micro_to_json
+from billing.pricing import recharge_quote, recharge_settings
+from billing.recharge import (
+    Payment,
+    RechargeError,
+    code_redeem,
+    order_create,
+    order_mark_paid,
+    order_mark_unsuccessful,
+    order_session_attach,
+)
+from billing.selectors import account_for_user, ledger_entry_list, order_list, token_list
+from billing.stripe_api import (
+    PaymentUnavailable,
+    checkout_session_create,
+    checkout_session_retrieve,
+    payments_enabled,
+)
+from billing.webhooks import stripe_event_parse, stripe_event_process
 from comet.api import error_response
 
 LEDGER_PAGE_SIZE = 50
@@ -106,3 +131,184 @@ def user_quota(request: HttpRequest) -> JsonResponse:
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+# --- Recharge -----------------------------------------------------------------
+
+ORDER_PAGE_SIZE = 25
+ORDER_FINAL = {
+    RechargeOrder.Status.CREDITED,
+    RechargeOrder.Status.FAILED,
+    RechargeOrder.Status.EXPIRED,
+    RechargeOrder.Status.REFUNDED,
+}
+
+
+def _recharge_context(request: ConsoleRequest, **extra: Any) -> dict[str, Any]:
+    row = recharge_settings()
+    return {
+        "settings_row": row,
+        "payments_enabled": payments_enabled(),
+        "account": account_for_user(user_id=request.user.pk),
+        "recent_orders": order_list(user_id=request.user.pk)[:5],
+        "tiers": RechargeTier.objects.order_by("kind", "threshold"),
+        "redeem_form": RedeemForm(),
+        **extra,
+    }
+
+
+@login_required
+@require_GET
+def recharge_page(request: ConsoleRequest) -> HttpResponse:
+    """The recharge page: presets, a custom amount with a live price, redeem a code."""
+    row = recharge_settings()
+    initial = str(row.presets[0]) if row.presets else str(row.min_credit_usd)
+    form = RechargeAmountForm({"amount": initial}, settings_row=row)
+    quote = None
+    if form.is_valid():
+        quote = recharge_quote(
+            user_id=request.user.pk, credit=form.cleaned_data["amount"], settings_row=row
+        )
+    return render(
+        request, "billing/recharge.html", _recharge_context(request, form=form, quote=quote)
+    )
+
+
+@login_required
+@require_GET
+def recharge_preview(request: ConsoleRequest) -> HttpResponse:
+    """The price of an amount for this user (the htmx fragment under the amount field)."""
+    row = recharge_settings()
+    form = RechargeAmountForm(request.GET, settings_row=row)
+    quote = None
+    if form.is_valid():
+        quote = recharge_quote(
+            user_id=request.user.pk, credit=form.cleaned_data["amount"], settings_row=row
+        )
+    return render(request, "billing/_recharge_quote.html", {"form": form, "quote": quote})
+
+
+@login_required
+@require_POST
+def recharge_checkout(request: ConsoleRequest) -> HttpResponse:
+    """Create the order and send the browser to Stripe's Checkout for exactly its price."""
+    row = recharge_settings()
+    form = RechargeAmountForm(request.POST, settings_row=row)
+    if not payments_enabled():
+        messages.error(request, "Online payment is not configured. Redemption codes still work.")
+        return redirect("console:recharge")
+    if not form.is_valid():
+        context = _recharge_context(request, form=form, quote=None)
+        return render(request, "billing/recharge.html", context, status=400)
+    order = order_create(user=request.user, credit=form.cleaned_data["amount"])
+    order_url = request.build_absolute_uri(
+        reverse("billing:order", kwargs={"number": order.number})
+    )
+    try:
+        session = checkout_session_create(
+            order=order,
+            success_url=f"{order_url}?returned=1",
+            cancel_url=f"{order_url}?cancelled=1",
+            email=request.user.email,
+        )
+    except PaymentUnavailable as error:
+        order_mark_unsuccessful(
+            order_id=order.pk, status=RechargeOrder.Status.FAILED, message=str(error)
+        )
+        messages.error(request, str(error))
+        return redirect("console:recharge")
+    order_session_attach(order_id=order.pk, session_id=session.id)
+    return redirect(session.url, status=303) if session.url else redirect(order_url)
+
+
+def _order_ask_stripe(order: RechargeOrder) -> RechargeOrder:
+    """Ask Stripe about a pending order's session, so the return page can mark it paid."""
+    if order.paid_at is not None or not order.stripe_session_id or not payments_enabled():
+        return order
+    if order.status not in (RechargeOrder.Status.PENDING, RechargeOrder.Status.EXPIRED):
+        return order
+    try:
+        session = checkout_session_retrieve(order.stripe_session_id)
+    except PaymentUnavailable:
+        return order
+    if session.payment_status == "paid":
+        payment = Payment(
+            amount_minor=session.amount_total,
+            currency=session.currency,
+            livemode=session.livemode,
+            payment_intent_id=session.payment_intent,
+            source="return page",
+        )
+        return order_mark_paid(order_id=order.pk, payment=payment)
+    return order
+
+
+@login_required
+@require_GET
+def order_detail(request: ConsoleRequest, number: str) -> HttpResponse:
+    """One order with its timeline; htmx polls the status part until it is final."""
+    order = get_object_or_404(order_list(user_id=request.user.pk), number=number)
+    order = _order_ask_stripe(order)
+    context = {
+        "order": order,
+        "is_final": order.status in ORDER_FINAL,
+        "attention_after_minutes": settings.COMET_RECHARGE_ATTENTION_SECONDS // 60,
+    }
+    template = "billing/_order_status.html" if request.htmx else "billing/order_detail.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def order_history(request: ConsoleRequest) -> HttpResponse:
+    """Every order of the user, all time, newest first."""
+    paginator = Paginator(order_list(user_id=request.user.pk), ORDER_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    template = "billing/_orders_table.html" if request.htmx else "billing/orders.html"
+    return render(request, template, {"page": page})
+
+
+@login_required
+@require_POST
+def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
+    form = RedeemForm(request.POST)
+    if form.is_valid():
+        try:
+            code = code_redeem(user=request.user, code=form.cleaned_data["code"])
+        except RechargeError as error:
+            form.add_error("code", str(error))
+        else:
+            messages.success(request, f"Code redeemed: {format_usd(code.credit)} credited.")
+            return redirect("console:recharge")
+    row = recharge_settings()
+    amount_form = RechargeAmountForm(
+        {"amount": str(row.presets[0] if row.presets else row.min_credit_usd)}, settings_row=row
+    )
+    context = _recharge_context(request, form=amount_form, quote=None)
+    context["redeem_form"] = form
+    return render(request, "billing/recharge.html", context, status=400)
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's events: the signature is checked on the raw body before anything is read."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        return HttpResponse("Webhook not configured.", status=400, content_type="text/plain")
+    payload = request.body
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"),
+            request.headers.get("Stripe-Signature"),
+            secret,
+            tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except (stripe.SignatureVerificationError, UnicodeDecodeError):
+        return HttpResponse("Bad signature.", status=400, content_type="text/plain")
+    try:
+        event = stripe_event_parse(payload)
+    except ValueError as error:
+        return HttpResponse(str(error), status=400, content_type="text/plain")
+    stripe_event_process(event)
+    return HttpResponse("ok", content_type="text/plain")

@@ -117,15 +117,30 @@ HANDLED = {
 }
 
 
-def stripe_event_process(payload: bytes) -> bool:
+def stripe_event_parse(payload: bytes) -> dict[str, Any]:
+    """Return the event a verified body carries; ValueError if it is not shaped like one."""
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise ValueError("The body is not JSON.") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise ValueError("The body is not a Stripe event.")
+    if not isinstance(event.get("type"), str):
+        raise ValueError("The event has no type.")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise ValueError("The event carries no object.")
+    return event
+
+
+def stripe_event_process(event: dict[str, Any]) -> bool:
     """Handle one verified event; return False when its id was already stored.
 
     The stored event row and the changes it causes commit together: an event
     that failed half-way is not stored, and Stripe's redelivery tries again.
     """
-    event = json.loads(payload)
-    kind = str(event.get("type", ""))
-    obj = (event.get("data") or {}).get("object") or {}
+    kind = event["type"]
+    obj = event["data"]["object"]
     with transaction.atomic():
         stored, created = StripeEvent.objects.get_or_create(
             event_id=str(event["id"]),

@@ -18,11 +18,7 @@ admin.site.site_title = "Comet admin"
 console_patterns = (
     [
         path("", views.home, name="home"),
-        path(
-            "recharge/",
-            views.section_placeholder(template="console/recharge_placeholder.html"),
-            name="recharge",
-        ),
+        path("recharge/", billing_views.recharge_page, name="recharge"),
         path(
             "logs/",
             views.section_placeholder(template="console/logs_placeholder.html"),

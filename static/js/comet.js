@@ -31,6 +31,17 @@
     if (button) button.closest("dialog").close();
   });
 
+  // <button data-set-value="#input" data-value="25"> fills the input and lets htmx see it.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-set-value]");
+    if (!button) return;
+    var input = document.querySelector(button.getAttribute("data-set-value"));
+    if (!input) return;
+    input.value = button.getAttribute("data-value");
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+    input.focus();
+  });
+
   // <form data-confirm="..."> asks before submitting.
   document.addEventListener("submit", function (event) {
     var message = event.target.getAttribute("data-confirm");

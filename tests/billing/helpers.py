@@ -51,3 +51,18 @@ def books_snapshot() -> Books:
         ),
         logs=RequestLog.objects.count(),
     )
+
+
+def post_webhook(client, payload: bytes, header: str | None = "sign") -> int:
+    """POST a Stripe event to the webhook; `header="sign"` signs it with the test secret."""
+    from tests.billing.stripe_fake import sign
+
+    extra = {}
+    if header == "sign":
+        extra["HTTP_STRIPE_SIGNATURE"] = sign(payload)
+    elif header is not None:
+        extra["HTTP_STRIPE_SIGNATURE"] = header
+    response = client.post(
+        "/billing/stripe/webhook/", data=payload, content_type="application/json", **extra
+    )
+    return response.status_code
