@@ -1,13 +1,33 @@
+import csv
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from billing.models import Account, LedgerEntry, Reservation
-from billing.money import AmountError, format_usd, usd_to_micro
+from billing.models import (
+    Account,
+    LedgerEntry,
+    OrderEvent,
+    RechargeOrder,
+    RechargeSettings,
+    RechargeTier,
+    RedemptionCode,
+    Reservation,
+    StripeEvent,
+    UserDiscount,
+)
+from billing.money import AmountError, format_minor, format_usd, micro_to_usd, usd_to_micro
+from billing.pricing import recharge_settings
+from billing.recharge import RechargeError, codes_mint, order_credit
 from billing.services import LedgerError, account_adjust
 
 
@@ -126,3 +146,271 @@ class ReservationAdmin(ReadOnlyAdmin):
     list_display = ("request_id", "account", "token", "amount", "status", "expires_at")
     list_filter = ("status",)
     search_fields = ("request_id",)
+
+
+# --- Recharge -------------------------------------------------------------------
+
+
+@admin.register(RechargeSettings)
+class RechargeSettingsAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "currency", "price_per_usd", "min_credit_usd", "max_credit_usd")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not RechargeSettings.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        row = recharge_settings()
+        return HttpResponseRedirect(reverse("admin:billing_rechargesettings_change", args=[row.pk]))
+
+
+class RechargeTierForm(forms.ModelForm):
+    threshold_usd = forms.DecimalField(label="Threshold (USD)", min_value=Decimal("0.01"))
+
+    class Meta:
+        model = RechargeTier
+        fields = ("kind", "threshold_usd", "discount_percent")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["threshold_usd"].initial = micro_to_usd(self.instance.threshold)
+
+    def save(self, commit: bool = True) -> RechargeTier:
+        self.instance.threshold = usd_to_micro(self.cleaned_data["threshold_usd"])
+        return super().save(commit=commit)
+
+
+@admin.register(RechargeTier)
+class RechargeTierAdmin(admin.ModelAdmin):
+    form = RechargeTierForm
+    list_display = ("kind", "threshold_usd", "discount_percent")
+    list_filter = ("kind",)
+
+    @admin.display(description="Threshold", ordering="threshold")
+    def threshold_usd(self, tier: RechargeTier) -> str:
+        return format_usd(tier.threshold)
+
+
+@admin.register(UserDiscount)
+class UserDiscountAdmin(admin.ModelAdmin):
+    list_display = ("user", "discount_percent", "note", "updated_at")
+    search_fields = ("user__email", "note")
+    raw_id_fields = ("user",)
+    list_select_related = ("user",)
+
+
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Needs attention or paid but not credited")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(
+                Q(status=RechargeOrder.Status.NEEDS_ATTENTION)
+                | Q(paid_at__isnull=False, ledger_entry__isnull=True)
+            )
+        return queryset
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    fields = ("at", "kind", "message", "actor")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class CreditByHandForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required: how the payment was checked (kept on the order and the ledger).",
+    )
+
+
+@admin.register(RechargeOrder)
+class RechargeOrderAdmin(ReadOnlyAdmin):
+    list_display = (
+        "number",
+        "user",
+        "credit_usd",
+        "charged",
+        "discount_percent",
+        "discount_source",
+        "status",
+        "created_at",
+        "paid_at",
+        "credited_at",
+    )
+    list_filter = (NeedsAttentionFilter, "status", "discount_source", "currency", "livemode")
+    search_fields = (
+        "number",
+        "user__email",
+        "stripe_session_id",
+        "stripe_payment_intent_id",
+        "stripe_charge_id",
+    )
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in RechargeOrder._meta.fields]
+    inlines = [OrderEventInline]
+    actions = ["credit_by_hand"]
+
+    @admin.display(description="Credit", ordering="credit")
+    def credit_usd(self, order: RechargeOrder) -> str:
+        return format_usd(order.credit)
+
+    @admin.display(description="Charged", ordering="amount_minor")
+    def charged(self, order: RechargeOrder) -> str:
+        return format_minor(order.amount_minor, order.currency)
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.has_perm("billing.view_rechargeorder")
+
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.credit_order_manually")
+
+    @admin.action(description="Credit selected orders by hand", permissions=["credit"])
+    def credit_by_hand(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Ask for a reason, then credit each order once (already credited ones are skipped)."""
+        form = CreditByHandForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            credited: list[str] = []
+            skipped: list[str] = []
+            for order in queryset.order_by("pk"):
+                try:
+                    done = order_credit(
+                        order_id=order.pk,
+                        actor=request.user,  # type: ignore[arg-type]
+                        reason=form.cleaned_data["reason"],
+                    )
+                except RechargeError as error:
+                    self.message_user(request, f"{order.number}: {error}", messages.ERROR)
+                    continue
+                (credited if done else skipped).append(order.number)
+            if credited:
+                self.message_user(request, f"Credited: {', '.join(credited)}.", messages.SUCCESS)
+            if skipped:
+                self.message_user(
+                    request,
+                    f"Already credited, nothing changed: {', '.join(skipped)}.",
+                    messages.WARNING,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "orders": queryset,
+            "form": form,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "title": "Credit orders by hand",
+        }
+        return TemplateResponse(request, "admin/billing/rechargeorder/credit.html", context)
+
+
+class MintCodesForm(forms.Form):
+    count = forms.IntegerField(min_value=1, max_value=10_000)
+    credit_usd = forms.DecimalField(label="Worth (USD)", min_value=Decimal("0.01"))
+    batch = forms.CharField(max_length=100, help_text="A name to find and export them by.")
+    expires_at = forms.DateTimeField(
+        required=False, help_text="Optional, UTC, e.g. 2027-01-31 23:59."
+    )
+
+
+@admin.register(RedemptionCode)
+class RedemptionCodeAdmin(ReadOnlyAdmin):
+    list_display = (
+        "code",
+        "batch",
+        "credit_usd",
+        "expires_at",
+        "redeemed_by",
+        "redeemed_at",
+        "created_by",
+    )
+    list_filter = ("batch", ("redeemed_at", admin.EmptyFieldListFilter))
+    search_fields = ("code", "batch", "redeemed_by__email")
+    list_select_related = ("redeemed_by", "created_by")
+    actions = ["export_csv"]
+    change_list_template = "admin/billing/redemptioncode/change_list.html"
+
+    @admin.display(description="Worth", ordering="credit")
+    def credit_usd(self, code: RedemptionCode) -> str:
+        return format_usd(code.credit)
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.has_perm("billing.view_redemptioncode")
+
+    def get_urls(self):
+        return [
+            path(
+                "mint/",
+                self.admin_site.admin_view(self.mint_view),
+                name="billing_redemptioncode_mint",
+            ),
+            *super().get_urls(),
+        ]
+
+    def mint_view(self, request: HttpRequest) -> HttpResponse:
+        """Mint a batch of codes (needs the add permission of codes)."""
+        if not request.user.has_perm("billing.add_redemptioncode"):
+            raise PermissionDenied
+        form = MintCodesForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                codes = codes_mint(
+                    count=form.cleaned_data["count"],
+                    credit=usd_to_micro(form.cleaned_data["credit_usd"]),
+                    batch=form.cleaned_data["batch"],
+                    expires_at=form.cleaned_data["expires_at"],
+                    created_by=request.user,  # type: ignore[arg-type]
+                )
+            except (RechargeError, AmountError) as error:
+                form.add_error(None, str(error))
+            else:
+                self.message_user(
+                    request, f"Minted {len(codes)} codes in batch “{codes[0].batch}”."
+                )
+                changelist = reverse("admin:billing_redemptioncode_changelist")
+                return HttpResponseRedirect(f"{changelist}?batch={quote(codes[0].batch)}")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": "Mint redemption codes",
+        }
+        return TemplateResponse(request, "admin/billing/redemptioncode/mint.html", context)
+
+    @admin.action(description="Export selected codes as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="redemption-codes.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["code", "batch", "credit_usd", "expires_at", "redeemed_by", "redeemed_at"])
+        for code in queryset.select_related("redeemed_by").order_by("batch", "pk"):
+            writer.writerow(
+                [
+                    code.code,
+                    code.batch,
+                    micro_to_usd(code.credit),
+                    code.expires_at.isoformat() if code.expires_at else "",
+                    code.redeemed_by.email if code.redeemed_by else "",
+                    code.redeemed_at.isoformat() if code.redeemed_at else "",
+                ]
+            )
+        return response
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "livemode", "received_at", "processed_at")
+    list_filter = ("type", "livemode")
+    search_fields = ("event_id",)

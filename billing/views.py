@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -218,7 +218,10 @@ def recharge_checkout(request: ConsoleRequest) -> HttpResponse:
         messages.error(request, str(error))
         return redirect("console:recharge")
     order_session_attach(order_id=order.pk, session_id=session.id)
-    return redirect(session.url, status=303) if session.url else redirect(order_url)
+    # 303: the browser follows with a GET to Stripe's hosted page.
+    response = HttpResponseRedirect(session.url or order_url)
+    response.status_code = 303
+    return response
 
 
 def _order_ask_stripe(order: RechargeOrder) -> RechargeOrder:

@@ -383,6 +383,8 @@ LOGGING = {
     # httpx logs every upstream call of the relay at INFO: one line per request, for nothing.
     "loggers": {
         "httpx": {"level": "WARNING"},
+        # The stripe library logs every API call at INFO.
+        "stripe": {"level": "WARNING"},
         # uvicorn's access log prints query strings (`/user/quota?key=sk-...`): send
         # it through the masking handler instead of uvicorn's own.
         "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
