@@ -27,6 +27,10 @@ class User(AbstractBaseUser, PermissionsMixin):
         on_delete=models.PROTECT,
         related_name="users",
     )
+    # An email when one of the user's tokens is used from an IP address it never was.
+    notify_new_ip = models.BooleanField(
+        "email me when a token is used from a new IP address", default=False
+    )
 
     objects = UserManager()
 

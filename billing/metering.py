@@ -50,6 +50,8 @@ from psycopg.errors import DivisionByZero
 from accounts.models import Token
 from billing.models import Account, Reservation
 from logs.models import RequestLog, RequestLogData
+from logs.rollups import SETTLE_CTE, SETTLE_SELECT, rollups_record
+from logs.services import new_ip_notify
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +113,9 @@ SELECT
 
 # The log row hangs off `claimed` only, so it is written while the main query runs;
 # `account` and `token`, which nothing reads, run after it: the hot account row is
-# locked as late as possible. Every step matches exactly when `claimed` does.
+# locked as late as possible. Every step matches exactly when `claimed` does. The
+# rollup increments (`logs.rollups.SETTLE_CTE`) hang off `log`: same statement,
+# same commit.
 _SETTLE_SQL = f"""
 WITH claimed AS (
     UPDATE {_RESERVATION} SET status = 'settled'
@@ -146,9 +150,9 @@ WITH claimed AS (
         %(client_ip)s, %(status_code)s, %(error_code)s, %(latency_ms)s, %(first_token_ms)s,
         %(is_stream)s, %(usage_estimated)s
     FROM claimed
-    RETURNING id
-)
-SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM log)
+    RETURNING *
+){SETTLE_CTE}
+SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM log), {SETTLE_SELECT}
 """  # noqa: S608
 
 
@@ -314,8 +318,12 @@ def usage_settle(*, request_id: str, cost: int, log: RequestLogData) -> None:
         raise ValueError("A cost cannot be negative.")
     now = timezone.now()
     if _single_statement():
-        claimed, _logged = _execute_one(_SETTLE_SQL, _settle_parameters(request_id, cost, log, now))
+        claimed, _logged, is_new_ip, log_id = _execute_one(
+            _SETTLE_SQL, _settle_parameters(request_id, cost, log, now)
+        )
         if claimed:
+            if is_new_ip:
+                new_ip_notify(log_id=log_id)
             return
     _settle_with_orm(request_id=request_id, cost=cost, log=log, now=now)
 
@@ -359,12 +367,14 @@ def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: da
                     cost,
                     cost - charged,
                 )
-        RequestLog.objects.create(
+        row = RequestLog.objects.create(
             request_id=request_id,
             user_id=user_id,
             token_id=token_id,
             **_log_fields(log, charged, now),
         )
+        if rollups_record(log=row):
+            new_ip_notify(log_id=row.pk)
         Account.objects.filter(pk=user_id).update(
             balance=F("balance") - charged,
             reserved=F("reserved") - hold,

@@ -6,7 +6,7 @@ from django.db.models import Max, QuerySet, Sum
 
 from accounts.models import Token
 from billing.models import Account, LedgerEntry, RechargeOrder, Reservation
-from logs.models import RequestLog
+from logs.models import PrunedTokenUsage, RequestLog
 
 
 def account_for_user(*, user_id: int) -> Account:
@@ -53,7 +53,8 @@ def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
 
     For each account: balance = Σ ledger - Σ request costs after its last usage
     settlement entry; reserved = Σ open reservations. For each token: used = Σ
-    its request costs; reserved = Σ what its open reservations hold on its quota.
+    its request costs (those of rows retention deleted are in PrunedTokenUsage);
+    reserved = Σ what its open reservations hold on its quota.
     """
     drifts: list[Drift] = []
     accounts = Account.objects.order_by("pk")
@@ -85,6 +86,8 @@ def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
         .annotate(total=Sum("cost"))
         .values_list("token_id", "total")
     )
+    for token_id, pruned in PrunedTokenUsage.objects.values_list("token_id", "cost"):
+        token_used[token_id] = token_used.get(token_id, 0) + pruned
     for token in tokens.iterator():
         subject = f"token {token.pk} of user {token.user_id}"
         if token.used != token_used.get(token.pk, 0):

@@ -4,7 +4,16 @@ from django.db.models import Q
 
 from logs.data import RequestLogData
 
-__all__ = ["RequestLog", "RequestLogData"]
+__all__ = [
+    "ChannelHour",
+    "PrunedTokenUsage",
+    "RequestLog",
+    "RequestLogData",
+    "TokenIp",
+    "UsageDay",
+    "UsageHour",
+    "UsageMinute",
+]
 
 
 class RequestLog(models.Model):
@@ -15,9 +24,14 @@ class RequestLog(models.Model):
     last usage settlement entry. Rows are written by `billing.metering.usage_settle`
     in the same transaction that charges the cost, and never changed afterwards.
     Request and response content is never stored here.
+
+    Built for 100M rows: every console filter has an index that ends in
+    (-created_at, -id), so each page is one index range read in keyset order; on
+    PostgreSQL a BRIN index on created_at (migration 0003) serves time-range scans;
+    charts and totals read the rollup tables below. See logs/README.md.
     """
 
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()
     request_id = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="request_logs"
@@ -54,6 +68,30 @@ class RequestLog(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["user", "-created_at", "-id"], name="logs_requestlog_user_recent"),
+            models.Index(
+                fields=["user", "token", "-created_at", "-id"], name="logs_requestlog_user_token"
+            ),
+            models.Index(
+                fields=["user", "model", "-created_at", "-id"], name="logs_requestlog_user_model"
+            ),
+            models.Index(
+                fields=["user", "client_ip", "-created_at", "-id"], name="logs_requestlog_user_ip"
+            ),
+            models.Index(
+                fields=["user", "status_code", "-created_at", "-id"],
+                name="logs_requestlog_user_status",
+            ),
+            # Errors are rare: "status: error" reads this small index in page order.
+            models.Index(
+                fields=["user", "-created_at", "-id"],
+                condition=Q(status_code__gte=400),
+                name="logs_requestlog_user_errors",
+            ),
+            # The admin's view of everyone, newest first, and its channel filter.
+            models.Index(fields=["-created_at", "-id"], name="logs_requestlog_recent"),
+            models.Index(
+                fields=["channel_id", "-created_at", "-id"], name="logs_requestlog_channel"
+            ),
             models.Index(fields=["token", "id"], name="logs_requestlog_token"),
         ]
         constraints = [
@@ -62,3 +100,135 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {self.cost}"
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code >= 400
+
+
+class UsageBucket(models.Model):
+    """Requests, tokens and cost of one (user, token, model, status class) per time bucket.
+
+    Rows are upserted (`requests = requests + 1`, ...) in the same statement that
+    settles a request, so they always equal the aggregates of the raw rows; charts
+    and totals read them instead of scanning the log. `token_id` is a plain integer
+    (0 for none) so a deleted token neither breaks the key nor merges buckets.
+    """
+
+    user_id = models.BigIntegerField()
+    token_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200)
+    is_error = models.BooleanField(default=False)
+    bucket = models.DateTimeField()
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.model} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+def _bucket_index(table: str) -> list[models.Index]:
+    # Retention deletes old buckets in batches by time.
+    return [models.Index(fields=["bucket"], name=f"{table}_bucket")]
+
+
+def _bucket_key(table: str) -> list[models.BaseConstraint]:
+    # user_id, bucket first: every reader asks for one user's time range.
+    return [
+        models.UniqueConstraint(
+            fields=["user_id", "bucket", "token_id", "model", "is_error"], name=f"{table}_key"
+        )
+    ]
+
+
+class UsageMinute(UsageBucket):
+    """Per-minute usage: RPM / TPM charts and the edges of a filtered range's totals."""
+
+    class Meta:
+        constraints = _bucket_key("logs_usageminute")
+        indexes = _bucket_index("logs_usageminute")
+
+
+class UsageHour(UsageBucket):
+    """Per-hour usage: totals of long ranges."""
+
+    class Meta:
+        constraints = _bucket_key("logs_usagehour")
+        indexes = _bucket_index("logs_usagehour")
+
+
+class UsageDay(UsageBucket):
+    """Per-day (UTC) usage: spend by model and by token over 7 / 30 / 90 days."""
+
+    class Meta:
+        constraints = _bucket_key("logs_usageday")
+        indexes = _bucket_index("logs_usageday")
+
+
+class TokenIp(models.Model):
+    """Each IP address a token was used from, and the log row of its first use.
+
+    The console highlights the row whose id is `first_log_id` when the address is
+    new on a token that was used before (a leaked key shows up as one).
+    """
+
+    token_id = models.BigIntegerField()
+    client_ip = models.GenericIPAddressField()
+    first_log_id = models.BigIntegerField(unique=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    requests = models.BigIntegerField(default=0)
+    # False for a token's very first address: only later new addresses are news.
+    is_new_on_token = models.BooleanField(default=True)
+    # Set when the "new IP" email is claimed for sending, so it goes out once.
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["token_id", "client_ip"], name="logs_tokenip_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"token {self.token_id} from {self.client_ip}"
+
+
+class ChannelHour(models.Model):
+    """Attempts and failed attempts of one relay channel per hour (admin error rates).
+
+    A settled request counts one attempt on its channel; an attempt that failed and
+    made the relay move on counts one attempt and one failure.
+    """
+
+    channel_id = models.BigIntegerField()
+    bucket = models.DateTimeField()
+    requests = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel_id", "bucket"], name="logs_channelhour_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"channel {self.channel_id} {self.bucket:%Y-%m-%d %H:00}"
+
+
+class PrunedTokenUsage(models.Model):
+    """What a token spent in request log rows that retention deleted.
+
+    `Token.used` must still equal the token's request costs once old rows are gone,
+    so retention adds each deleted batch's costs here in the same transaction as the
+    DELETE; `billing.selectors.books_drift` counts both.
+    """
+
+    token_id = models.BigIntegerField(unique=True)
+    requests = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"token {self.token_id}: {self.cost} pruned"

@@ -5,6 +5,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from logs.rollups import channel_attempt_record
 from models_catalog.models import PricingGroup
 from models_catalog.selectors import enabled_model_names
 
@@ -62,6 +63,7 @@ def channel_record_failure(*, channel_id: int, error: str) -> bool:
     disable a channel once.
     """
     now = timezone.now()
+    channel_attempt_record(channel_id=channel_id, failed=True, at=now)
     Channel.objects.filter(pk=channel_id).update(
         consecutive_failures=F("consecutive_failures") + 1,
         total_failures=F("total_failures") + 1,

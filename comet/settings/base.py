@@ -332,6 +332,18 @@ CELERY_BEAT_SCHEDULE["billing-sweep-recharge-orders"] = {
     "options": {"expires": 55},
 }
 
+# --- Request logs -------------------------------------------------------------
+
+# Request log rows older than this many days are settled into the ledger and deleted
+# (charts keep their per-day rollups).
+LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=90)
+CELERY_BEAT_SCHEDULE["logs-retention"] = {
+    "task": "logs.tasks.log_retention_task",
+    # In the 1-5 AM maintenance window.
+    "schedule": crontab(hour=3, minute=30),
+    "options": {"expires": 60 * 60},
+}
+
 # --- Prices, announcements and price-change emails ---------------------------
 
 # Absolute links in emails (unsubscribe) start with this.

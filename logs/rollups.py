@@ -1,0 +1,241 @@
+"""The rollup tables: written as requests settle, rebuilt from raw rows on demand.
+
+`billing.metering.usage_settle` appends `SETTLE_CTE` to its single PostgreSQL
+statement, so a request's log row and every rollup increment commit together or
+not at all; its ORM path (SQLite, rare cases) calls `rollups_record` inside its
+transaction. Increments are `INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x`:
+two settles of the same bucket serialise on that one row and neither is lost.
+Every statement upserts minute, hour, day, token IP and channel rows in that order,
+so two settles never wait on each other in a cycle.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F, Min
+from django.utils import timezone
+
+from logs.models import ChannelHour, RequestLog, TokenIp, UsageDay, UsageHour, UsageMinute
+
+_LOG = RequestLog._meta.db_table
+_TOKEN_IP = TokenIp._meta.db_table
+_CHANNEL = ChannelHour._meta.db_table
+BUCKET_TABLES = {
+    "minute": UsageMinute._meta.db_table,
+    "hour": UsageHour._meta.db_table,
+    "day": UsageDay._meta.db_table,
+}
+_BUCKET_KEY = "(user_id, bucket, token_id, model, is_error)"
+_BUCKET_COLUMNS = (
+    "user_id, token_id, model, is_error, bucket, requests, prompt_tokens, completion_tokens, cost"
+)
+
+
+def _bucket_increment(table: str) -> str:
+    return (
+        f"ON CONFLICT {_BUCKET_KEY} DO UPDATE SET requests = {table}.requests + 1, "
+        f"prompt_tokens = {table}.prompt_tokens + EXCLUDED.prompt_tokens, "
+        f"completion_tokens = {table}.completion_tokens + EXCLUDED.completion_tokens, "
+        f"cost = {table}.cost + EXCLUDED.cost"
+    )
+
+
+def _cte_bucket(name: str, unit: str, table: str) -> str:
+    return f"""{name} AS (
+    INSERT INTO {table} ({_BUCKET_COLUMNS})
+    SELECT user_id, COALESCE(token_id, 0), model, status_code >= 400,
+        date_trunc('{unit}', created_at, 'UTC'), 1, prompt_tokens, completion_tokens, cost
+    FROM log
+    {_bucket_increment(table)}
+    RETURNING 1
+)"""  # noqa: S608 (our table names)
+
+
+# Appended after the `log` step (`INSERT ... RETURNING *`) of the settle statement.
+# `token_ip` reports whether the address is new on the token and how many the
+# token had before (the statement's snapshot does not see its own insert).
+SETTLE_CTE = f""",
+{_cte_bucket("minute_usage", "minute", BUCKET_TABLES["minute"])},
+{_cte_bucket("hour_usage", "hour", BUCKET_TABLES["hour"])},
+{_cte_bucket("day_usage", "day", BUCKET_TABLES["day"])},
+token_ip AS (
+    INSERT INTO {_TOKEN_IP}
+        (token_id, client_ip, first_log_id, first_seen, last_seen, requests, is_new_on_token)
+    SELECT log.token_id, log.client_ip, log.id, log.created_at, log.created_at, 1,
+        EXISTS (SELECT 1 FROM {_TOKEN_IP} known WHERE known.token_id = log.token_id)
+    FROM log WHERE log.token_id IS NOT NULL
+    ON CONFLICT (token_id, client_ip) DO UPDATE SET
+        last_seen = GREATEST({_TOKEN_IP}.last_seen, EXCLUDED.last_seen),
+        requests = {_TOKEN_IP}.requests + 1
+    RETURNING (xmax = 0) AND is_new_on_token AS is_new
+), channel_usage AS (
+    INSERT INTO {_CHANNEL} (channel_id, bucket, requests, failures)
+    SELECT channel_id, date_trunc('hour', created_at, 'UTC'), 1, 0
+    FROM log WHERE channel_id IS NOT NULL AND status_code < 500
+    ON CONFLICT (channel_id, bucket) DO UPDATE SET requests = {_CHANNEL}.requests + 1
+    RETURNING 1
+)"""  # noqa: S608 (table names come from our models)
+
+# What the settle statement selects after its own columns.
+SETTLE_SELECT = "(SELECT bool_or(is_new) FROM token_ip), (SELECT id FROM log)"
+
+
+def bucket_start(moment: datetime, unit: str) -> datetime:
+    """Return the start (UTC) of the minute, hour or day `moment` falls in."""
+    if unit == "minute":
+        return moment.replace(second=0, microsecond=0)
+    if unit == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    if unit == "day":
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    raise ValueError(f"Unknown bucket unit {unit!r}.")
+
+
+def rollups_record(*, log: RequestLog) -> bool:
+    """Add one settled row to every rollup; return True if its IP is new on its token.
+
+    The ORM path of `usage_settle` calls this inside its transaction; the SQL is the
+    same upsert as `SETTLE_CTE`, with buckets computed here (SQLite has no date_trunc).
+    """
+    created_at = log.created_at.astimezone(UTC)
+    with connection.cursor() as cursor:
+        for unit, table in BUCKET_TABLES.items():
+            cursor.execute(
+                f"INSERT INTO {table} ({_BUCKET_COLUMNS}) "  # noqa: S608
+                f"VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s) {_bucket_increment(table)}",
+                [
+                    log.user_id,
+                    log.token_id or 0,
+                    log.model,
+                    log.status_code >= 400,
+                    bucket_start(created_at, unit),
+                    log.prompt_tokens,
+                    log.completion_tokens,
+                    log.cost,
+                ],
+            )
+    if log.channel_id is not None and log.status_code < 500:
+        channel_attempt_record(channel_id=log.channel_id, failed=False, at=created_at)
+    if log.token_id is None:
+        return False
+    return _token_ip_record(log=log)
+
+
+def _token_ip_record(*, log: RequestLog) -> bool:
+    known = TokenIp.objects.filter(token_id=log.token_id)
+    is_new_on_token = known.exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_TOKEN_IP} (token_id, client_ip, first_log_id, first_seen, "  # noqa: S608
+            "last_seen, requests, is_new_on_token) VALUES (%s, %s, %s, %s, %s, 1, %s) "
+            f"ON CONFLICT (token_id, client_ip) DO NOTHING",
+            [log.token_id, log.client_ip, log.pk, log.created_at, log.created_at, is_new_on_token],
+        )
+        inserted = cursor.rowcount == 1
+    if not inserted:
+        TokenIp.objects.filter(token_id=log.token_id, client_ip=log.client_ip).update(
+            requests=F("requests") + 1, last_seen=log.created_at
+        )
+    return inserted and is_new_on_token
+
+
+def channel_attempt_record(*, channel_id: int, failed: bool, at: datetime | None = None) -> None:
+    """Count one attempt on a relay channel (and one failure if it failed) in its hour."""
+    bucket = bucket_start(at or timezone.now(), "hour")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_CHANNEL} (channel_id, bucket, requests, failures) "  # noqa: S608
+            "VALUES (%s, %s, 1, %s) ON CONFLICT (channel_id, bucket) DO UPDATE SET "
+            f"requests = {_CHANNEL}.requests + 1, "
+            f"failures = {_CHANNEL}.failures + EXCLUDED.failures",
+            [channel_id, bucket, 1 if failed else 0],
+        )
+
+
+def rollup_rebuild(*, since: datetime | None = None) -> int:
+    """Recompute every rollup from the raw rows created at or after `since`; return rows read.
+
+    `since` defaults to the start of the oldest raw row's day, or the next day when
+    retention already pruned part of it (older rollups stay: their raw rows are gone).
+    Settles wait while it runs: the rollup tables are locked for its transaction, so
+    a request settled meanwhile is counted once, after it.
+    """
+    oldest = RequestLog.objects.aggregate(oldest=Min("created_at"))["oldest"]
+    if oldest is None:
+        return 0
+    if since is None:
+        since = bucket_start(oldest.astimezone(UTC), "day")
+        pruned_before = UsageDay.objects.filter(bucket__lt=oldest).exists()
+        if pruned_before and since < oldest:
+            since += timedelta(days=1)
+    since = bucket_start(since.astimezone(UTC), "day")
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            return _rebuild_with_sql(since)
+        return _rebuild_with_orm(since)
+
+
+def _rebuild_with_sql(since: datetime) -> int:
+    tables = [*BUCKET_TABLES.values(), _TOKEN_IP, _CHANNEL]
+    with connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+        for table in BUCKET_TABLES.values():
+            cursor.execute(f"DELETE FROM {table} WHERE bucket >= %s", [since])  # noqa: S608
+        cursor.execute(
+            f"INSERT INTO {BUCKET_TABLES['minute']} ({_BUCKET_COLUMNS}) "  # noqa: S608
+            "SELECT user_id, COALESCE(token_id, 0), model, status_code >= 400, "
+            "date_trunc('minute', created_at, 'UTC'), count(*), sum(prompt_tokens), "
+            f"sum(completion_tokens), sum(cost) FROM {_LOG} WHERE created_at >= %s "
+            "GROUP BY 1, 2, 3, 4, 5",
+            [since],
+        )
+        for coarse, fine, unit in (("hour", "minute", "hour"), ("day", "hour", "day")):
+            cursor.execute(
+                f"INSERT INTO {BUCKET_TABLES[coarse]} ({_BUCKET_COLUMNS}) "  # noqa: S608
+                f"SELECT user_id, token_id, model, is_error, date_trunc('{unit}', bucket, 'UTC'), "
+                "sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost) "
+                f"FROM {BUCKET_TABLES[fine]} WHERE bucket >= %s GROUP BY 1, 2, 3, 4, 5",
+                [since],
+            )
+        cursor.execute(
+            f"INSERT INTO {_TOKEN_IP} (token_id, client_ip, first_log_id, first_seen, "  # noqa: S608
+            "last_seen, requests, is_new_on_token) "
+            "SELECT token_id, client_ip, min(id), min(created_at), max(created_at), count(*), "
+            "row_number() OVER (PARTITION BY token_id ORDER BY min(id)) > 1 "
+            f"FROM {_LOG} WHERE token_id IS NOT NULL AND created_at >= %s "
+            "GROUP BY token_id, client_ip ON CONFLICT (token_id, client_ip) DO NOTHING",
+            [since],
+        )
+        cursor.execute(
+            f"UPDATE {_CHANNEL} SET requests = failures WHERE bucket >= %s",  # noqa: S608
+            [since],
+        )
+        cursor.execute(
+            f"INSERT INTO {_CHANNEL} (channel_id, bucket, requests, failures) "  # noqa: S608
+            "SELECT channel_id, date_trunc('hour', created_at, 'UTC'), count(*), 0 "
+            f"FROM {_LOG} WHERE channel_id IS NOT NULL AND status_code < 500 "
+            "AND created_at >= %s GROUP BY 1, 2 ON CONFLICT (channel_id, bucket) "
+            f"DO UPDATE SET requests = {_CHANNEL}.requests + EXCLUDED.requests",
+            [since],
+        )
+        cursor.execute(f"SELECT count(*) FROM {_LOG} WHERE created_at >= %s", [since])  # noqa: S608
+        return cursor.fetchone()[0]
+
+
+def _rebuild_with_orm(since: datetime) -> int:
+    for model in (UsageMinute, UsageHour, UsageDay):
+        model.objects.filter(bucket__gte=since).delete()
+    ChannelHour.objects.filter(bucket__gte=since).update(requests=F("failures"))
+    rows = 0
+    for log in RequestLog.objects.filter(created_at__gte=since).order_by("id").iterator():
+        rows += 1
+        rollups_record(log=log)
+    return rows
+
+
+def rollup_prune(*, before: datetime) -> int:
+    """Delete minute and hour rollups and channel hours older than `before`; keep days."""
+    deleted = 0
+    for model in (UsageMinute, UsageHour, ChannelHour):
+        deleted += model.objects.filter(bucket__lt=before).delete()[0]
+    return deleted

@@ -1,0 +1,132 @@
+"""Writes of the request log outside the settle path: alerts, retention."""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from logs.models import PrunedTokenUsage, RequestLog, TokenIp
+from logs.rollups import bucket_start, rollup_prune
+
+logger = logging.getLogger(__name__)
+
+RETENTION_BATCH_SIZE = 5000
+
+
+def new_ip_notify(*, log_id: int) -> None:
+    """Queue the "new IP" email for a log row if its owner asked for these emails.
+
+    Called by the settle path when a token was used from an address it never was;
+    the task is enqueued after commit, never inside the settle's transaction.
+    """
+    from logs.tasks import new_ip_email_task
+
+    wants_email = RequestLog.objects.filter(pk=log_id, user__notify_new_ip=True).exists()
+    if wants_email:
+        transaction.on_commit(lambda: new_ip_email_task.delay(log_id))
+
+
+def new_ip_email_send(*, log_id: int) -> bool:
+    """Send the "new IP" email of a log row once; return False if nothing was sent."""
+    log = RequestLog.objects.select_related("user").filter(pk=log_id).first()
+    if log is None or not log.user.notify_new_ip:
+        return False
+    claimed = TokenIp.objects.filter(first_log_id=log_id, notified_at__isnull=True).update(
+        notified_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    context = {
+        "user": log.user,
+        "log": log,
+        "logs_url": f"{settings.COMET_PUBLIC_URL}/logs/?ip={log.client_ip}&range=30d",
+        "tokens_url": f"{settings.COMET_PUBLIC_URL}/tokens/",
+    }
+    send_mail(
+        subject=f"[{settings.COMET_SITE_NAME}] Token “{log.token_name}” used from a new IP "
+        f"address ({log.client_ip})",
+        message=render_to_string("emails/new_ip.txt", context),
+        from_email=None,
+        recipient_list=[log.user.email],
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    cutoff: datetime
+    settled_users: int
+    deleted_rows: int
+    deleted_rollups: int
+
+
+def log_retention_run(
+    *, now: datetime | None = None, batch_size: int = RETENTION_BATCH_SIZE
+) -> RetentionResult:
+    """Delete request log rows older than LOG_RETENTION_DAYS, keeping the books closed.
+
+    1. Rollups are written with each row as it settles, so nothing is pending there.
+    2. Each user's old rows are folded into one usage settlement ledger entry
+       (`billing.services.usage_settlement_record`), so balances still prove out.
+    3. Rows are deleted by id ranges of `batch_size`, each batch in its own short
+       transaction that also adds the batch's costs to `PrunedTokenUsage` (so each
+       token's `used` still proves out): no long lock, and a crash loses nothing.
+    4. Minute and hour rollups older than the cutoff go too; day rollups stay.
+    """
+    from billing.services import usage_settlement_record
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.LOG_RETENTION_DAYS)
+    old_rows = RequestLog.objects.filter(created_at__lt=cutoff)
+    bounds = old_rows.aggregate(first=Min("id"), last=Max("id"))
+    if bounds["last"] is None:
+        deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
+        return RetentionResult(cutoff, 0, 0, deleted_rollups)
+    settled = 0
+    per_user = old_rows.values("user_id").annotate(through=Max("id")).order_by("user_id")
+    for row in per_user:
+        usage_settlement_record(user_id=row["user_id"], through_log_id=row["through"])
+        settled += 1
+    deleted = 0
+    low = bounds["first"] - 1
+    while low < bounds["last"]:
+        high = min(low + batch_size, bounds["last"])
+        deleted += _delete_batch(low=low, high=high, cutoff=cutoff)
+        low = high
+    deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
+    logger.info("Log retention: %d rows older than %s deleted", deleted, cutoff.isoformat())
+    return RetentionResult(cutoff, settled, deleted, deleted_rollups)
+
+
+def _delete_batch(*, low: int, high: int, cutoff: datetime) -> int:
+    """Delete old rows with low < id <= high; add their costs to the tokens' pruned usage."""
+    table = RequestLog._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE id > %s AND id <= %s AND created_at < %s "  # noqa: S608
+            "RETURNING token_id, cost",
+            [low, high, cutoff],
+        )
+        rows = cursor.fetchall()
+        pruned: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for token_id, cost in rows:
+            if token_id is not None:
+                pruned[token_id][0] += 1
+                pruned[token_id][1] += cost
+        pruned_table = PrunedTokenUsage._meta.db_table
+        for token_id, (requests, cost) in sorted(pruned.items()):
+            cursor.execute(
+                f"INSERT INTO {pruned_table} (token_id, requests, cost) VALUES (%s, %s, %s) "  # noqa: S608
+                f"ON CONFLICT (token_id) DO UPDATE SET "
+                f"requests = {pruned_table}.requests + EXCLUDED.requests, "
+                f"cost = {pruned_table}.cost + EXCLUDED.cost",
+                [token_id, requests, cost],
+            )
+    return len(rows)
