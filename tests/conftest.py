@@ -12,6 +12,21 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _celery_join_flag_reset():
+    """Undo a flag that eager tasks run from several threads at once can leave set.
+
+    Celery marks "a task is running here, never block on a result" in a process-wide
+    flag that each eager call saves and restores; two threads interleaving (the
+    concurrent webhook tests) can restore it to "set", and a later test's
+    `.delay().get()` would then be refused.
+    """
+    yield
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()
