@@ -12,6 +12,21 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _celery_join_flag_reset():
+    """Undo a flag that eager tasks run from several threads at once can leave set.
+
+    Celery marks "a task is running here, never block on a result" in a process-wide
+    flag that each eager call saves and restores; two threads interleaving (the
+    concurrent webhook tests) can restore it to "set", and a later test's
+    `.delay().get()` would then be refused.
+    """
+    yield
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()
@@ -21,3 +36,27 @@ def user(db):
 def user_client(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture(scope="session")
+def _fake_stripe_server():
+    from tests.billing.stripe_fake import start_fake_stripe
+
+    fake, server = start_fake_stripe()
+    yield fake
+    server.shutdown()
+
+
+@pytest.fixture
+def fake_stripe(_fake_stripe_server, settings):
+    """The real `stripe` library pointed at a fake Stripe API on loopback, with test keys."""
+    from tests.billing.stripe_fake import SECRET_KEY, WEBHOOK_SECRET
+
+    fake = _fake_stripe_server
+    with fake.lock:
+        fake.requests.clear()
+    settings.STRIPE_SECRET_KEY = SECRET_KEY
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_API_BASE = fake.url
+    settings.COMET_RECHARGE_HOLD_SECONDS = 0
+    return fake

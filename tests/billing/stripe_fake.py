@@ -60,7 +60,7 @@ def _session_from_form(form: dict[str, str]) -> dict[str, Any]:
     return {
         "id": session_id,
         "object": "checkout.session",
-        "url": f"https://checkout.stripe.test/pay/{session_id}",
+        "url": f"https://checkout.stripe.com/c/pay/{session_id}",
         "status": "open",
         "payment_status": "unpaid",
         "amount_total": amount,

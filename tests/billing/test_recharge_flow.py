@@ -334,3 +334,17 @@ def test_admin_credit_racing_the_webhook_credits_once_in_fifty_rounds(fake_strip
         assert len(credits_of(order)) == 1
     assert balance_of(user) == rounds * USD
     assert LedgerEntry.objects.filter(kind="recharge").count() == rounds
+
+
+def test_order_pages_query_count_is_pinned(
+    fake_stripe, user_client, user, django_assert_max_num_queries
+):
+    orders = [new_order(user) for _ in range(30)]
+    user_client.get(reverse("console:recharge"))  # creates the settings row once
+    with django_assert_max_num_queries(8):
+        assert user_client.get(reverse("billing:orders")).status_code == 200
+    with django_assert_max_num_queries(12):
+        assert user_client.get(reverse("console:recharge")).status_code == 200
+    with django_assert_max_num_queries(10):
+        page = user_client.get(reverse("billing:order", args=[orders[0].number]))
+        assert page.status_code == 200

@@ -124,7 +124,7 @@ def test_charged_amount_equals_the_preview_at_below_and_above_every_boundary(
         assert order.amount_minor == expected.amount_minor
         assert order.discount_percent == expected.discount_percent
         assert order.credit == int(Decimal(amount) * USD)
-        assert response["Location"].startswith("https://checkout.stripe.test/pay/")
+        assert response["Location"].startswith("https://checkout.stripe.com/c/pay/")
         assert order.stripe_session_id in response["Location"]
     # Below 100 the personal 7.77% wins; from 100 the tiers do not beat it until 500.
     sources = dict(RechargeOrder.objects.values_list("credit", "discount_source"))
