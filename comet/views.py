@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from billing.selectors import account_for_user
+from logs.selectors import home_usage
 
 
 @require_GET
@@ -14,7 +15,12 @@ def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return render(request, "console/welcome.html")
     return render(
-        request, "console/home.html", {"account": account_for_user(user_id=request.user.pk)}
+        request,
+        "console/home.html",
+        {
+            "account": account_for_user(user_id=request.user.pk),
+            "usage": home_usage(user_id=request.user.pk),
+        },
     )
 
 
