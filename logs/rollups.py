@@ -165,8 +165,8 @@ def rollup_rebuild(*, since: datetime | None = None) -> int:
         return 0
     if since is None:
         since = bucket_start(oldest.astimezone(UTC), "day")
-        pruned_before = UsageDay.objects.filter(bucket__lt=oldest).exists()
-        if pruned_before and since < oldest:
+        # Day rollups older than every raw row: retention pruned part of the oldest day.
+        if since < oldest and UsageDay.objects.filter(bucket__lt=since).exists():
             since += timedelta(days=1)
     since = bucket_start(since.astimezone(UTC), "day")
     with transaction.atomic():
