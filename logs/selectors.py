@@ -200,16 +200,24 @@ def _rollup_filter(buckets: QuerySet, filters: LogFilters) -> QuerySet:
 
 
 def _raw_totals(filters: LogFilters) -> Totals:
-    ids = log_list(filters=filters).values("id")[: RAW_TOTALS_LIMIT + 1]
-    row = RequestLog.objects.filter(id__in=ids).aggregate(
+    row = _raw_sums(filters, RAW_TOTALS_LIMIT + 1)
+    if row["requests"] > RAW_TOTALS_LIMIT:
+        # More than a bounded read may count: the newest RAW_TOTALS_LIMIT rows' sums.
+        row = _raw_sums(filters, RAW_TOTALS_LIMIT)
+        return Totals(
+            row["requests"], row["prompt"] or 0, row["completion"] or 0, row["cost"] or 0, False
+        )
+    return Totals(row["requests"], row["prompt"] or 0, row["completion"] or 0, row["cost"] or 0)
+
+
+def _raw_sums(filters: LogFilters, limit: int) -> dict:
+    ids = log_list(filters=filters).values("id")[:limit]
+    return RequestLog.objects.filter(id__in=ids).aggregate(
         requests=Count("id"),
         prompt=Sum("prompt_tokens"),
         completion=Sum("completion_tokens"),
         cost=Sum("cost"),
     )
-    if row["requests"] > RAW_TOTALS_LIMIT:
-        return Totals(RAW_TOTALS_LIMIT, 0, 0, 0, is_exact=False)
-    return Totals(row["requests"], row["prompt"] or 0, row["completion"] or 0, row["cost"] or 0)
 
 
 # --- Chart series (rollups only) ----------------------------------------------------
