@@ -97,7 +97,7 @@ class LogFilterForm(forms.Form):
         label="IP address",
         error_messages={"invalid": "Enter a valid IPv4 or IPv6 address, like 203.0.113.7."},
     )
-    status = forms.CharField(required=False, max_length=5)
+    status = forms.CharField(required=False, max_length=20)
     cursor = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, user_id: int | None, **kwargs: Any) -> None:
