@@ -13,13 +13,21 @@ from django.utils import timezone
 
 from accounts.models import Token
 from logs.forms import Cursor, LogFilters
-from logs.models import ChannelHour, RequestLog, TokenIp, UsageDay, UsageHour, UsageMinute
+from logs.models import (
+    ChannelHour,
+    RequestLog,
+    TokenIp,
+    UsageDay,
+    UsageHour,
+    UsageIpHour,
+    UsageMinute,
+)
 from logs.rollups import bucket_start
 
 PAGE_SIZE = 50
-# Totals a rollup cannot answer (an IP, one status code, a channel) read at most this
+# Totals no rollup answers (an IP with other filters, a channel) read at most this
 # many raw rows, newest first, and say so when the range holds more.
-RAW_TOTALS_LIMIT = 100_000
+RAW_TOTALS_LIMIT = 20_000
 _UNITS = [
     ("day", timedelta(days=1)),
     ("hour", timedelta(hours=1)),
@@ -124,7 +132,9 @@ def _ceil(moment: datetime, step: timedelta, unit: str) -> datetime:
     return floor if floor == moment else floor + step
 
 
-def range_pieces(start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+def range_pieces(
+    start: datetime, end: datetime, units: list[tuple[str, timedelta]] = _UNITS
+) -> list[tuple[str, datetime, datetime]]:
     """Split [start, end) into whole days, hours and minutes, and raw edges.
 
     Returns (unit, from, to) pieces, unit "day" / "hour" / "minute" / "raw": the
@@ -136,10 +146,10 @@ def range_pieces(start: datetime, end: datetime) -> list[tuple[str, datetime, da
     def split(low: datetime, high: datetime, level: int) -> None:
         if low >= high:
             return
-        if level == len(_UNITS):
+        if level == len(units):
             pieces.append(("raw", low, high))
             return
-        unit, step = _UNITS[level]
+        unit, step = units[level]
         inner_low, inner_high = _ceil(low, step, unit), bucket_start(high, unit)
         if inner_low >= inner_high:
             split(low, high, level + 1)
@@ -152,29 +162,47 @@ def range_pieces(start: datetime, end: datetime) -> list[tuple[str, datetime, da
     return pieces
 
 
-def _rollups_can_answer(filters: LogFilters) -> bool:
-    return filters.client_ip is None and filters.status_code is None and filters.channel_id is None
+def _has_only(filters: LogFilters, *names: str) -> bool:
+    present = {
+        "token": filters.token_id is not None,
+        "model": bool(filters.model),
+        "ip": filters.client_ip is not None,
+        "status": bool(filters.status),
+        "channel": filters.channel_id is not None,
+    }
+    return not any(value for name, value in present.items() if name not in names)
 
 
 def log_totals(*, filters: LogFilters) -> Totals:
     """Return requests, tokens and cost of every row matching `filters`.
 
-    From the rollups (whole days, hours, minutes) plus the raw rows of the partial
-    minutes at both ends, when the filter is one the rollups are keyed by; from at
-    most RAW_TOTALS_LIMIT raw rows otherwise.
+    Token, model and status filters read the usage rollups (whole days, hours,
+    minutes) plus the raw rows of the partial minutes at both ends; an IP alone
+    reads the per-IP hours plus the raw rows of the partial hours; any other mix
+    reads at most RAW_TOTALS_LIMIT raw rows and says so when there are more.
     """
-    if not _rollups_can_answer(filters):
+    if _has_only(filters, "token", "model", "status"):
+        pieces = range_pieces(filters.start, filters.end)
+    elif _has_only(filters, "ip"):
+        pieces = range_pieces(filters.start, filters.end, units=[("hour", timedelta(hours=1))])
+    else:
         return _raw_totals(filters)
     sums = [0, 0, 0, 0]
-    for unit, low, high in range_pieces(filters.start, filters.end):
+    is_exact = True
+    for unit, low, high in pieces:
         if unit == "raw":
             piece = LogFilters(**{**filters.__dict__, "start": low, "end": high})
             part = _raw_totals(piece)
+            is_exact = is_exact and part.is_exact
             values = (part.requests, part.prompt_tokens, part.completion_tokens, part.cost)
         else:
-            buckets = _ROLLUPS[unit].objects.filter(bucket__gte=low, bucket__lt=high)
-            buckets = _rollup_filter(buckets, filters)
-            row = buckets.aggregate(
+            if filters.client_ip is not None:
+                buckets = UsageIpHour.objects.filter(client_ip=filters.client_ip)
+            else:
+                buckets = _rollup_filter(_ROLLUPS[unit].objects.all(), filters)
+            if filters.user_id is not None:
+                buckets = buckets.filter(user_id=filters.user_id)
+            row = buckets.filter(bucket__gte=low, bucket__lt=high).aggregate(
                 requests=Sum("requests"),
                 prompt=Sum("prompt_tokens"),
                 completion=Sum("completion_tokens"),
@@ -182,20 +210,20 @@ def log_totals(*, filters: LogFilters) -> Totals:
             )
             values = (row["requests"], row["prompt"], row["completion"], row["cost"])
         sums = [total + (value or 0) for total, value in zip(sums, values, strict=True)]
-    return Totals(*sums)
+    return Totals(*sums, is_exact=is_exact)
 
 
 def _rollup_filter(buckets: QuerySet, filters: LogFilters) -> QuerySet:
-    if filters.user_id is not None:
-        buckets = buckets.filter(user_id=filters.user_id)
     if filters.token_id is not None:
         buckets = buckets.filter(token_id=filters.token_id)
     if filters.model:
         buckets = buckets.filter(model=filters.model)
     if filters.status == "ok":
-        buckets = buckets.filter(is_error=False)
+        buckets = buckets.filter(status_code__lt=400)
     elif filters.status == "error":
-        buckets = buckets.filter(is_error=True)
+        buckets = buckets.filter(status_code__gte=400)
+    elif filters.status_code is not None:
+        buckets = buckets.filter(status_code=filters.status_code)
     return buckets
 
 

@@ -10,7 +10,14 @@ from django.db.models.functions import Trunc
 
 from accounts.models import Token, User
 from billing.metering import usage_reserve, usage_settle
-from logs.models import RequestLog, RequestLogData, UsageDay, UsageHour, UsageMinute
+from logs.models import (
+    RequestLog,
+    RequestLogData,
+    UsageDay,
+    UsageHour,
+    UsageIpHour,
+    UsageMinute,
+)
 from tests.billing.helpers import fund, make_token
 
 _numbers = itertools.count(1)
@@ -48,7 +55,7 @@ def settle(
 
 
 def raw_aggregates(unit: str) -> dict:
-    """Return {(user, token, model, is_error, bucket): (requests, prompt, completion, cost)}."""
+    """Return {(user, token, model, status code, bucket): (requests, prompt, completion, cost)}."""
     rows = (
         RequestLog.objects.annotate(bucket=Trunc("created_at", unit))
         .values("user_id", "token_id", "model", "status_code", "bucket")
@@ -65,7 +72,7 @@ def raw_aggregates(unit: str) -> dict:
             row["user_id"],
             row["token_id"] or 0,
             row["model"],
-            row["status_code"] >= 400,
+            row["status_code"],
             row["bucket"],
         )
         values = (row["requests"], row["prompt"], row["completion"], row["cost"])
@@ -77,11 +84,46 @@ def raw_aggregates(unit: str) -> dict:
 def rollup_aggregates(unit: str) -> dict:
     model = {"minute": UsageMinute, "hour": UsageHour, "day": UsageDay}[unit]
     return {
-        (row.user_id, row.token_id, row.model, row.is_error, row.bucket): (
+        (row.user_id, row.token_id, row.model, row.status_code, row.bucket): (
             row.requests,
             row.prompt_tokens,
             row.completion_tokens,
             row.cost,
         )
         for row in model.objects.all()
+    }
+
+
+def raw_ip_hours() -> dict:
+    """Return {(user, ip, hour): (requests, prompt, completion, cost)} from the raw rows."""
+    rows = (
+        RequestLog.objects.annotate(bucket=Trunc("created_at", "hour"))
+        .values("user_id", "client_ip", "bucket")
+        .annotate(
+            requests=Count("id"),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+            cost=Sum("cost"),
+        )
+    )
+    return {
+        (row["user_id"], row["client_ip"], row["bucket"]): (
+            row["requests"],
+            row["prompt"],
+            row["completion"],
+            row["cost"],
+        )
+        for row in rows
+    }
+
+
+def rollup_ip_hours() -> dict:
+    return {
+        (row.user_id, row.client_ip, row.bucket): (
+            row.requests,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.cost,
+        )
+        for row in UsageIpHour.objects.all()
     }

@@ -12,7 +12,7 @@ from django.db.models import Count, Sum
 
 from billing.metering import usage_release, usage_reserve, usage_settle
 from billing.selectors import books_drift
-from logs.models import ChannelHour, RequestLog, TokenIp, UsageDay, UsageMinute
+from logs.models import ChannelHour, RequestLog, TokenIp, UsageDay, UsageIpHour, UsageMinute
 from logs.rollups import rollup_rebuild
 from relay.services import channel_record_failure
 from tests.factories import UserFactory
@@ -20,7 +20,9 @@ from tests.logs.helpers import (
     BASE,
     funded_user_with_token,
     raw_aggregates,
+    raw_ip_hours,
     rollup_aggregates,
+    rollup_ip_hours,
     settle,
 )
 
@@ -47,14 +49,15 @@ def test_each_settle_adds_to_every_rollup(user, metering_path):
     # Then each unit's rollups equal the raw rows' aggregates
     for unit in UNITS:
         assert rollup_aggregates(unit) == raw_aggregates(unit)
-    minute = UsageMinute.objects.get(bucket=moment.replace(second=0), is_error=False)
+    assert rollup_ip_hours() == raw_ip_hours()
+    minute = UsageMinute.objects.get(bucket=moment.replace(second=0), status_code__lt=400)
     assert (minute.requests, minute.prompt_tokens, minute.completion_tokens, minute.cost) == (
         2,
         14,
         5,
         200,
     )
-    day = UsageDay.objects.get(is_error=True)
+    day = UsageDay.objects.get(status_code__gte=400)
     assert day.requests == 1
     assert day.cost == 0
 
@@ -71,6 +74,7 @@ def test_a_late_settle_and_a_refused_settle_keep_rollups_exact(user, metering_pa
     assert RequestLog.objects.count() == 1
     for unit in UNITS:
         assert rollup_aggregates(unit) == raw_aggregates(unit)
+    assert rollup_ip_hours() == raw_ip_hours()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -112,6 +116,7 @@ def test_rollups_equal_raw_aggregates_after_concurrent_settles():
     assert RequestLog.objects.count() == 240
     for unit in UNITS:
         assert rollup_aggregates(unit) == raw_aggregates(unit)
+    assert rollup_ip_hours() == raw_ip_hours()
     assert sum(TokenIp.objects.values_list("requests", flat=True)) == 240
     # Each channel counts its settled requests that were not upstream failures
     answered = RequestLog.objects.filter(status_code__lt=500).values("channel_id")
@@ -135,15 +140,18 @@ def test_rollup_rebuild_recomputes_what_settles_wrote(user):
             channel_id=3,
         )
     written = {unit: rollup_aggregates(unit) for unit in UNITS}
+    ip_hours = rollup_ip_hours()
     first_uses = set(TokenIp.objects.values_list("first_log_id", "is_new_on_token"))
     channel_hours = set(ChannelHour.objects.values_list("bucket", "requests"))
     # When a bucket is damaged and the rollups are rebuilt from the raw rows
     UsageMinute.objects.update(cost=0)
+    UsageIpHour.objects.all().delete()
     TokenIp.objects.all().delete()
     call_command("rollup_rebuild", stdout=open("/dev/null", "w"))  # noqa: SIM115
     # Then they are what the settles had written
     for unit in UNITS:
         assert rollup_aggregates(unit) == written[unit]
+    assert rollup_ip_hours() == ip_hours
     assert set(TokenIp.objects.values_list("first_log_id", "is_new_on_token")) == first_uses
     assert set(ChannelHour.objects.values_list("bucket", "requests")) == channel_hours
     assert rollup_rebuild(since=datetime.now(tz=UTC)) == 0

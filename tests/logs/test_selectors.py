@@ -147,7 +147,9 @@ def test_another_users_rows_never_appear(two_users_rows):
     assert not seen & set(RequestLog.objects.filter(user_id=other.pk).values_list("id", flat=True))
 
 
-@pytest.mark.parametrize("filter_name", ["none", "model", "token", "ok", "error", "ip", "code"])
+@pytest.mark.parametrize(
+    "filter_name", ["none", "model", "token", "ok", "error", "ip", "code", "ip_and_model"]
+)
 def test_totals_equal_the_sum_of_the_rows(two_users_rows, filter_name):
     owner, tokens, _other, now = two_users_rows
     arguments = {
@@ -158,6 +160,7 @@ def test_totals_equal_the_sum_of_the_rows(two_users_rows, filter_name):
         "error": {"status": "error"},
         "ip": {"client_ip": "198.51.100.20"},
         "code": {"status": "502"},
+        "ip_and_model": {"client_ip": "203.0.113.7", "model": "gpt-4o-mini"},
     }[filter_name]
     # A range that starts and ends inside minutes, hours and days: every kind of piece
     start = now - timedelta(days=2, hours=5, minutes=7, seconds=13)
@@ -181,12 +184,13 @@ def test_raw_totals_say_when_they_are_bounded(two_users_rows, monkeypatch):
         end=now + timedelta(seconds=1),
         user_id=owner.pk,
         client_ip="203.0.113.7",
+        model="gpt-4o-mini",
     )
     totals = log_totals(filters=filters)
     newest = list(
-        RequestLog.objects.filter(user_id=owner.pk, client_ip="203.0.113.7").order_by(
-            "-created_at", "-id"
-        )[:10]
+        RequestLog.objects.filter(
+            user_id=owner.pk, client_ip="203.0.113.7", model="gpt-4o-mini"
+        ).order_by("-created_at", "-id")[:10]
     )
     assert not totals.is_exact
     assert totals.requests == 10
