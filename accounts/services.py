@@ -1,4 +1,4 @@
-"""Writes to accounts: API tokens."""
+"""Writes to accounts: API tokens and the user's own settings."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,7 +19,7 @@ from accounts.tokens import (
 )
 
 # A user save that changes only these fields cannot change what a token allows.
-_FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name"})
+_FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name", "notify_new_ip"})
 
 
 def token_cache_forget_for_user(
@@ -152,3 +152,11 @@ def token_delete(*, token: Token) -> None:
     with transaction.atomic():
         token_cache_invalidate(token.key_hash)
         token.delete()
+
+
+def user_set_notify_new_ip(*, user: User, is_enabled: bool) -> User:
+    """Turn the "token used from a new IP address" email on or off."""
+    if user.notify_new_ip != is_enabled:
+        user.notify_new_ip = is_enabled
+        user.save(update_fields=["notify_new_ip"])
+    return user

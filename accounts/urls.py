@@ -6,4 +6,5 @@ app_name = "accounts"
 
 urlpatterns = [
     path("", views.profile, name="profile"),
+    path("new-ip-alerts/", views.new_ip_alerts, name="new-ip-alerts"),
 ]

@@ -8,6 +8,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from announcements import views as announcement_views
 from billing import views as billing_views
 from comet import health, views
+from logs import api as log_api
+from logs import views as log_views
 from models_catalog import views as catalog_views
 
 # The admin signs in through allauth: the same form, rate limits and second factor.
@@ -19,11 +21,7 @@ console_patterns = (
     [
         path("", views.home, name="home"),
         path("recharge/", billing_views.recharge_page, name="recharge"),
-        path(
-            "logs/",
-            views.section_placeholder(template="console/logs_placeholder.html"),
-            name="logs",
-        ),
+        path("logs/", log_views.logs_page, name="logs"),
     ],
     "console",
 )
@@ -36,7 +34,10 @@ urlpatterns = [
     path("announcements/", include("announcements.urls")),
     path("tokens/", include("accounts.token_urls")),
     path("billing/", include("billing.urls")),
+    path("logs/", include("logs.urls")),
     path("api/", include("accounts.api_urls")),
+    path("api/v1/logs", log_api.LogListView.as_view(), name="api-logs"),
+    path("api/v1/logs/export.csv", log_api.LogExportView.as_view(), name="api-logs-csv"),
     path("user/quota", billing_views.user_quota, name="user-quota"),
     path("user/quota/", billing_views.user_quota),
     path("accounts/", include("allauth.urls")),

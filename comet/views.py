@@ -1,11 +1,11 @@
-"""The console shell: the home page and the sections other apps fill in."""
+"""The console shell: the home page."""
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from billing.selectors import account_for_user
+from logs.selectors import home_usage
 
 
 @require_GET
@@ -14,15 +14,10 @@ def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return render(request, "console/welcome.html")
     return render(
-        request, "console/home.html", {"account": account_for_user(user_id=request.user.pk)}
+        request,
+        "console/home.html",
+        {
+            "account": account_for_user(user_id=request.user.pk),
+            "usage": home_usage(user_id=request.user.pk),
+        },
     )
-
-
-def section_placeholder(*, template: str, login: bool = True):
-    """Return a view that renders a console section whose app has not landed yet."""
-
-    @require_GET
-    def view(request: HttpRequest) -> HttpResponse:
-        return render(request, template)
-
-    return login_required(view) if login else view

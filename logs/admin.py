@@ -1,16 +1,28 @@
+from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
+from accounts.models import User
+from logs import selectors
+from logs.breakdown import cost_breakdown
+from logs.forms import AdminLogFilterForm
 from logs.models import RequestLog
 
 
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
+    """Every user's requests with the console's filters plus user and channel.
+
+    The stock change list counts and offsets over the whole table; this one reads
+    keyset pages through `logs.selectors` like the console, and shows each
+    channel's error rate from the ChannelHour rollup.
+    """
+
     list_display = ("created_at", "user", "token_name", "model", "cost", "status_code", "client_ip")
-    list_filter = ("status_code", "is_stream")
-    search_fields = ("request_id", "user__email", "model")
     list_select_related = ("user",)
-    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in RequestLog._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -20,3 +32,42 @@ class RequestLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        form = AdminLogFilterForm(request.GET or {"range": "24h"})
+        query = request.GET.copy()
+        query.pop("cursor", None)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Request logs",
+            "form": form,
+            "query": query.urlencode(),
+            "retention_days": settings.LOG_RETENTION_DAYS,
+            "channel_rates": selectors.channel_error_rates(hours=24),
+        }
+        status = 200
+        if form.is_valid():
+            filters = form.admin_filters()
+            page = selectors.log_page(
+                filters=filters, cursor=form.cleaned_data.get("cursor"), mark_new_ips=False
+            )
+            rows = list(page.rows)
+            users = {
+                user.pk: user
+                for user in User.objects.filter(pk__in={row.user_id for row in rows}).only("email")
+            }
+            context |= {
+                "page": page,
+                "rows": [(row, users.get(row.user_id), cost_breakdown(row)) for row in rows],
+                "totals": selectors.log_totals(filters=filters),
+                "filters": filters,
+            }
+        else:
+            context["errors"] = form.error_messages_list()
+            status = 400
+        return TemplateResponse(
+            request, "admin/logs/requestlog/change_list.html", context, status=status
+        )

@@ -144,14 +144,16 @@ def _rows(
 ) -> Iterator[tuple]:
     run = secrets.token_hex(4)
     span = (end - start).total_seconds()
-    step = span / max(count, 1)
     models = MODELS
     model_weights = [model.weight for model in models]
     codes = [code for code, _ in STATUSES]
     code_weights = [weight for _, weight in STATUSES]
     moment = 0.0
     for index in range(count):
-        moment = min(moment + rng.expovariate(1 / step), span)
+        # Poisson arrivals whose mean gap is what is left over the rows left: the last
+        # row lands near `end`.
+        mean_gap = max((span - moment) / (count - index), 1e-6)
+        moment = min(moment + rng.expovariate(1 / mean_gap), span)
         # Milliseconds, like many upstream clocks: some rows share a timestamp.
         created_at = start + timedelta(milliseconds=int(moment * 1000))
         tokenset = rng.choices(tokensets, weights)[0]

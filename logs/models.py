@@ -12,6 +12,7 @@ __all__ = [
     "TokenIp",
     "UsageDay",
     "UsageHour",
+    "UsageIpHour",
     "UsageMinute",
 ]
 
@@ -107,7 +108,7 @@ class RequestLog(models.Model):
 
 
 class UsageBucket(models.Model):
-    """Requests, tokens and cost of one (user, token, model, status class) per time bucket.
+    """Requests, tokens and cost of one (user, token, model, status code) per time bucket.
 
     Rows are upserted (`requests = requests + 1`, ...) in the same statement that
     settles a request, so they always equal the aggregates of the raw rows; charts
@@ -118,7 +119,7 @@ class UsageBucket(models.Model):
     user_id = models.BigIntegerField()
     token_id = models.BigIntegerField(default=0)
     model = models.CharField(max_length=200)
-    is_error = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(default=200)
     bucket = models.DateTimeField()
     requests = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
@@ -141,7 +142,7 @@ def _bucket_key(table: str) -> list[models.BaseConstraint]:
     # user_id, bucket first: every reader asks for one user's time range.
     return [
         models.UniqueConstraint(
-            fields=["user_id", "bucket", "token_id", "model", "is_error"], name=f"{table}_key"
+            fields=["user_id", "bucket", "token_id", "model", "status_code"], name=f"{table}_key"
         )
     ]
 
@@ -168,6 +169,33 @@ class UsageDay(UsageBucket):
     class Meta:
         constraints = _bucket_key("logs_usageday")
         indexes = _bucket_index("logs_usageday")
+
+
+class UsageIpHour(models.Model):
+    """Requests, tokens and cost of one user's requests from one IP address per hour.
+
+    Serves the totals of the IP filter (an address can carry millions of rows);
+    upserted in the settle statement like the other rollups.
+    """
+
+    user_id = models.BigIntegerField()
+    client_ip = models.GenericIPAddressField()
+    bucket = models.DateTimeField()
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "client_ip", "bucket"], name="logs_usageiphour_key"
+            ),
+        ]
+        indexes = _bucket_index("logs_usageiphour")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} from {self.client_ip} {self.bucket:%Y-%m-%d %H:00}"
 
 
 class TokenIp(models.Model):

@@ -5,7 +5,7 @@ statement, so a request's log row and every rollup increment commit together or
 not at all; its ORM path (SQLite, rare cases) calls `rollups_record` inside its
 transaction. Increments are `INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x`:
 two settles of the same bucket serialise on that one row and neither is lost.
-Every statement upserts minute, hour, day, token IP and channel rows in that order,
+Every statement upserts minute, hour, day, IP hour, token IP and channel rows in that order,
 so two settles never wait on each other in a cycle.
 """
 
@@ -15,19 +15,36 @@ from django.db import connection, transaction
 from django.db.models import F, Min
 from django.utils import timezone
 
-from logs.models import ChannelHour, RequestLog, TokenIp, UsageDay, UsageHour, UsageMinute
+from logs.models import (
+    ChannelHour,
+    RequestLog,
+    TokenIp,
+    UsageDay,
+    UsageHour,
+    UsageIpHour,
+    UsageMinute,
+)
 
 _LOG = RequestLog._meta.db_table
 _TOKEN_IP = TokenIp._meta.db_table
+_IP_HOUR = UsageIpHour._meta.db_table
+_IP_INCREMENT = (
+    f"ON CONFLICT (user_id, client_ip, bucket) DO UPDATE SET requests = {_IP_HOUR}.requests + 1, "
+    f"prompt_tokens = {_IP_HOUR}.prompt_tokens + EXCLUDED.prompt_tokens, "
+    f"completion_tokens = {_IP_HOUR}.completion_tokens + EXCLUDED.completion_tokens, "
+    f"cost = {_IP_HOUR}.cost + EXCLUDED.cost"
+)
+_IP_COLUMNS = "user_id, client_ip, bucket, requests, prompt_tokens, completion_tokens, cost"
 _CHANNEL = ChannelHour._meta.db_table
 BUCKET_TABLES = {
     "minute": UsageMinute._meta.db_table,
     "hour": UsageHour._meta.db_table,
     "day": UsageDay._meta.db_table,
 }
-_BUCKET_KEY = "(user_id, bucket, token_id, model, is_error)"
+_BUCKET_KEY = "(user_id, bucket, token_id, model, status_code)"
 _BUCKET_COLUMNS = (
-    "user_id, token_id, model, is_error, bucket, requests, prompt_tokens, completion_tokens, cost"
+    "user_id, token_id, model, status_code, bucket, requests, prompt_tokens, completion_tokens, "
+    "cost"
 )
 
 
@@ -43,7 +60,7 @@ def _bucket_increment(table: str) -> str:
 def _cte_bucket(name: str, unit: str, table: str) -> str:
     return f"""{name} AS (
     INSERT INTO {table} ({_BUCKET_COLUMNS})
-    SELECT user_id, COALESCE(token_id, 0), model, status_code >= 400,
+    SELECT user_id, COALESCE(token_id, 0), model, status_code,
         date_trunc('{unit}', created_at, 'UTC'), 1, prompt_tokens, completion_tokens, cost
     FROM log
     {_bucket_increment(table)}
@@ -58,7 +75,14 @@ SETTLE_CTE = f""",
 {_cte_bucket("minute_usage", "minute", BUCKET_TABLES["minute"])},
 {_cte_bucket("hour_usage", "hour", BUCKET_TABLES["hour"])},
 {_cte_bucket("day_usage", "day", BUCKET_TABLES["day"])},
-token_ip AS (
+ip_usage AS (
+    INSERT INTO {_IP_HOUR} ({_IP_COLUMNS})
+    SELECT user_id, client_ip, date_trunc('hour', created_at, 'UTC'), 1, prompt_tokens,
+        completion_tokens, cost
+    FROM log
+    {_IP_INCREMENT}
+    RETURNING 1
+), token_ip AS (
     INSERT INTO {_TOKEN_IP}
         (token_id, client_ip, first_log_id, first_seen, last_seen, requests, is_new_on_token)
     SELECT log.token_id, log.client_ip, log.id, log.created_at, log.created_at, 1,
@@ -107,13 +131,25 @@ def rollups_record(*, log: RequestLog) -> bool:
                     log.user_id,
                     log.token_id or 0,
                     log.model,
-                    log.status_code >= 400,
+                    log.status_code,
                     bucket_start(created_at, unit),
                     log.prompt_tokens,
                     log.completion_tokens,
                     log.cost,
                 ],
             )
+        cursor.execute(
+            f"INSERT INTO {_IP_HOUR} ({_IP_COLUMNS}) "  # noqa: S608
+            f"VALUES (%s, %s, %s, 1, %s, %s, %s) {_IP_INCREMENT}",
+            [
+                log.user_id,
+                log.client_ip,
+                bucket_start(created_at, "hour"),
+                log.prompt_tokens,
+                log.completion_tokens,
+                log.cost,
+            ],
+        )
     if log.channel_id is not None and log.status_code < 500:
         channel_attempt_record(channel_id=log.channel_id, failed=False, at=created_at)
     if log.token_id is None:
@@ -165,8 +201,8 @@ def rollup_rebuild(*, since: datetime | None = None) -> int:
         return 0
     if since is None:
         since = bucket_start(oldest.astimezone(UTC), "day")
-        pruned_before = UsageDay.objects.filter(bucket__lt=oldest).exists()
-        if pruned_before and since < oldest:
+        # Day rollups older than every raw row: retention pruned part of the oldest day.
+        if since < oldest and UsageDay.objects.filter(bucket__lt=since).exists():
             since += timedelta(days=1)
     since = bucket_start(since.astimezone(UTC), "day")
     with transaction.atomic():
@@ -176,14 +212,14 @@ def rollup_rebuild(*, since: datetime | None = None) -> int:
 
 
 def _rebuild_with_sql(since: datetime) -> int:
-    tables = [*BUCKET_TABLES.values(), _TOKEN_IP, _CHANNEL]
+    tables = [*BUCKET_TABLES.values(), _IP_HOUR, _TOKEN_IP, _CHANNEL]
     with connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
-        for table in BUCKET_TABLES.values():
+        for table in [*BUCKET_TABLES.values(), _IP_HOUR]:
             cursor.execute(f"DELETE FROM {table} WHERE bucket >= %s", [since])  # noqa: S608
         cursor.execute(
             f"INSERT INTO {BUCKET_TABLES['minute']} ({_BUCKET_COLUMNS}) "  # noqa: S608
-            "SELECT user_id, COALESCE(token_id, 0), model, status_code >= 400, "
+            "SELECT user_id, COALESCE(token_id, 0), model, status_code, "
             "date_trunc('minute', created_at, 'UTC'), count(*), sum(prompt_tokens), "
             f"sum(completion_tokens), sum(cost) FROM {_LOG} WHERE created_at >= %s "
             "GROUP BY 1, 2, 3, 4, 5",
@@ -192,11 +228,19 @@ def _rebuild_with_sql(since: datetime) -> int:
         for coarse, fine, unit in (("hour", "minute", "hour"), ("day", "hour", "day")):
             cursor.execute(
                 f"INSERT INTO {BUCKET_TABLES[coarse]} ({_BUCKET_COLUMNS}) "  # noqa: S608
-                f"SELECT user_id, token_id, model, is_error, date_trunc('{unit}', bucket, 'UTC'), "
+                "SELECT user_id, token_id, model, status_code, "
+                f"date_trunc('{unit}', bucket, 'UTC'), "
                 "sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost) "
                 f"FROM {BUCKET_TABLES[fine]} WHERE bucket >= %s GROUP BY 1, 2, 3, 4, 5",
                 [since],
             )
+        cursor.execute(
+            f"INSERT INTO {_IP_HOUR} ({_IP_COLUMNS}) "  # noqa: S608
+            "SELECT user_id, client_ip, date_trunc('hour', created_at, 'UTC'), count(*), "
+            "sum(prompt_tokens), sum(completion_tokens), sum(cost) "
+            f"FROM {_LOG} WHERE created_at >= %s GROUP BY 1, 2, 3",
+            [since],
+        )
         cursor.execute(
             f"INSERT INTO {_TOKEN_IP} (token_id, client_ip, first_log_id, first_seen, "  # noqa: S608
             "last_seen, requests, is_new_on_token) "
@@ -223,7 +267,7 @@ def _rebuild_with_sql(since: datetime) -> int:
 
 
 def _rebuild_with_orm(since: datetime) -> int:
-    for model in (UsageMinute, UsageHour, UsageDay):
+    for model in (UsageMinute, UsageHour, UsageDay, UsageIpHour):
         model.objects.filter(bucket__gte=since).delete()
     ChannelHour.objects.filter(bucket__gte=since).update(requests=F("failures"))
     rows = 0
@@ -233,9 +277,18 @@ def _rebuild_with_orm(since: datetime) -> int:
     return rows
 
 
-def rollup_prune(*, before: datetime) -> int:
-    """Delete minute and hour rollups and channel hours older than `before`; keep days."""
+def rollup_prune(*, before: datetime, batch_size: int = 5000) -> int:
+    """Delete minute and hour rollups and channel hours older than `before`; keep days.
+
+    In batches of `batch_size` rows, each its own short statement.
+    """
     deleted = 0
-    for model in (UsageMinute, UsageHour, ChannelHour):
-        deleted += model.objects.filter(bucket__lt=before).delete()[0]
+    for model in (UsageMinute, UsageHour, UsageIpHour, ChannelHour):
+        while True:
+            batch = list(
+                model.objects.filter(bucket__lt=before).values_list("pk", flat=True)[:batch_size]
+            )
+            if not batch:
+                break
+            deleted += model.objects.filter(pk__in=batch).delete()[0]
     return deleted

@@ -1,0 +1,398 @@
+"""Reads of the request log: filtered pages, totals, chart series, admin error rates.
+
+Pages are keyset pages over (-created_at, -id), each filter matching an index
+that ends in those columns: the first and the 10,000th page cost the same, and
+nothing counts the whole range. Totals and charts read the rollup tables.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
+
+from accounts.models import Token
+from logs.forms import Cursor, LogFilters
+from logs.models import (
+    ChannelHour,
+    RequestLog,
+    TokenIp,
+    UsageDay,
+    UsageHour,
+    UsageIpHour,
+    UsageMinute,
+)
+from logs.rollups import bucket_start
+
+PAGE_SIZE = 50
+# Totals no rollup answers (an IP with other filters, a channel) read at most this
+# many raw rows, newest first, and say so when the range holds more.
+RAW_TOTALS_LIMIT = 20_000
+_UNITS = [
+    ("day", timedelta(days=1)),
+    ("hour", timedelta(hours=1)),
+    ("minute", timedelta(minutes=1)),
+]
+_ROLLUPS = {"day": UsageDay, "hour": UsageHour, "minute": UsageMinute}
+
+
+def log_list(*, filters: LogFilters) -> QuerySet[RequestLog]:
+    """Return the rows matching `filters`, newest first (`user_id` None: every user)."""
+    rows = RequestLog.objects.filter(created_at__gte=filters.start, created_at__lt=filters.end)
+    if filters.user_id is not None:
+        rows = rows.filter(user_id=filters.user_id)
+    if filters.token_id is not None:
+        rows = rows.filter(token_id=filters.token_id)
+    if filters.model:
+        rows = rows.filter(model=filters.model)
+    if filters.client_ip:
+        rows = rows.filter(client_ip=filters.client_ip)
+    if filters.channel_id is not None:
+        rows = rows.filter(channel_id=filters.channel_id)
+    if filters.status == "ok":
+        rows = rows.filter(status_code__lt=400)
+    elif filters.status == "error":
+        rows = rows.filter(status_code__gte=400)
+    elif filters.status_code is not None:
+        rows = rows.filter(status_code=filters.status_code)
+    return rows.order_by("-created_at", "-id")
+
+
+def _after(rows: QuerySet[RequestLog], cursor: Cursor) -> QuerySet[RequestLog]:
+    # The first condition bounds the index range; the second breaks timestamp ties by id.
+    if cursor.direction == "older":
+        return rows.filter(created_at__lte=cursor.created_at).filter(
+            Q(created_at__lt=cursor.created_at) | Q(id__lt=cursor.id)
+        )
+    return rows.filter(created_at__gte=cursor.created_at).filter(
+        Q(created_at__gt=cursor.created_at) | Q(id__gt=cursor.id)
+    )
+
+
+@dataclass(frozen=True)
+class LogPage:
+    rows: list[RequestLog]
+    older: str | None  # signed cursor of the next (older) page
+    newer: str | None  # signed cursor of the previous (newer) page
+    new_ip_log_ids: frozenset[int]
+
+
+def log_page(
+    *,
+    filters: LogFilters,
+    cursor: Cursor | None = None,
+    size: int = PAGE_SIZE,
+    mark_new_ips: bool = True,
+) -> LogPage:
+    """Return one keyset page of rows (two queries: the rows, then their new IPs)."""
+    rows = log_list(filters=filters)
+    if cursor is not None:
+        rows = _after(rows, cursor)
+    newer_first = cursor is not None and cursor.direction == "newer"
+    if newer_first:
+        rows = rows.order_by("created_at", "id")
+    page = list(rows[: size + 1])
+    has_more = len(page) > size
+    page = page[:size]
+    if newer_first:
+        page.reverse()
+    older = newer = None
+    if page:
+        first, last = page[0], page[-1]
+        if has_more or newer_first:
+            older = Cursor(last.created_at, last.pk, "older").sign()
+        if cursor is not None and (has_more or not newer_first):
+            newer = Cursor(first.created_at, first.pk, "newer").sign()
+    new_ips: frozenset[int] = frozenset()
+    if mark_new_ips and page:
+        new_ips = frozenset(
+            TokenIp.objects.filter(
+                first_log_id__in=[row.pk for row in page], is_new_on_token=True
+            ).values_list("first_log_id", flat=True)
+        )
+    return LogPage(page, older, newer, new_ips)
+
+
+@dataclass(frozen=True)
+class Totals:
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: int
+    # False when the range held more matching rows than a raw read may count.
+    is_exact: bool = True
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _ceil(moment: datetime, step: timedelta, unit: str) -> datetime:
+    floor = bucket_start(moment, unit)
+    return floor if floor == moment else floor + step
+
+
+def range_pieces(
+    start: datetime, end: datetime, units: list[tuple[str, timedelta]] = _UNITS
+) -> list[tuple[str, datetime, datetime]]:
+    """Split [start, end) into whole days, hours and minutes, and raw edges.
+
+    Returns (unit, from, to) pieces, unit "day" / "hour" / "minute" / "raw": the
+    coarsest buckets that fit whole inside, then finer ones for what is left.
+    """
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    pieces: list[tuple[str, datetime, datetime]] = []
+
+    def split(low: datetime, high: datetime, level: int) -> None:
+        if low >= high:
+            return
+        if level == len(units):
+            pieces.append(("raw", low, high))
+            return
+        unit, step = units[level]
+        inner_low, inner_high = _ceil(low, step, unit), bucket_start(high, unit)
+        if inner_low >= inner_high:
+            split(low, high, level + 1)
+            return
+        split(low, inner_low, level + 1)
+        pieces.append((unit, inner_low, inner_high))
+        split(inner_high, high, level + 1)
+
+    split(start, end, 0)
+    return pieces
+
+
+def _has_only(filters: LogFilters, *names: str) -> bool:
+    present = {
+        "token": filters.token_id is not None,
+        "model": bool(filters.model),
+        "ip": filters.client_ip is not None,
+        "status": bool(filters.status),
+        "channel": filters.channel_id is not None,
+    }
+    return not any(value for name, value in present.items() if name not in names)
+
+
+def log_totals(*, filters: LogFilters) -> Totals:
+    """Return requests, tokens and cost of every row matching `filters`.
+
+    Token, model and status filters read the usage rollups (whole days, hours,
+    minutes) plus the raw rows of the partial minutes at both ends; an IP alone
+    reads the per-IP hours plus the raw rows of the partial hours; any other mix
+    reads at most RAW_TOTALS_LIMIT raw rows and says so when there are more.
+    """
+    if _has_only(filters, "token", "model", "status"):
+        pieces = range_pieces(filters.start, filters.end)
+    elif _has_only(filters, "ip"):
+        pieces = range_pieces(filters.start, filters.end, units=[("hour", timedelta(hours=1))])
+    else:
+        return _raw_totals(filters)
+    sums = [0, 0, 0, 0]
+    is_exact = True
+    for unit, low, high in pieces:
+        if unit == "raw":
+            piece = LogFilters(**{**filters.__dict__, "start": low, "end": high})
+            part = _raw_totals(piece)
+            is_exact = is_exact and part.is_exact
+            values = (part.requests, part.prompt_tokens, part.completion_tokens, part.cost)
+        else:
+            if filters.client_ip is not None:
+                buckets = UsageIpHour.objects.filter(client_ip=filters.client_ip)
+            else:
+                buckets = _rollup_filter(_ROLLUPS[unit].objects.all(), filters)
+            if filters.user_id is not None:
+                buckets = buckets.filter(user_id=filters.user_id)
+            row = buckets.filter(bucket__gte=low, bucket__lt=high).aggregate(
+                requests=Sum("requests"),
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                cost=Sum("cost"),
+            )
+            values = (row["requests"], row["prompt"], row["completion"], row["cost"])
+        sums = [total + (value or 0) for total, value in zip(sums, values, strict=True)]
+    return Totals(*sums, is_exact=is_exact)
+
+
+def _rollup_filter(buckets: QuerySet, filters: LogFilters) -> QuerySet:
+    if filters.token_id is not None:
+        buckets = buckets.filter(token_id=filters.token_id)
+    if filters.model:
+        buckets = buckets.filter(model=filters.model)
+    if filters.status == "ok":
+        buckets = buckets.filter(status_code__lt=400)
+    elif filters.status == "error":
+        buckets = buckets.filter(status_code__gte=400)
+    elif filters.status_code is not None:
+        buckets = buckets.filter(status_code=filters.status_code)
+    return buckets
+
+
+def _raw_totals(filters: LogFilters) -> Totals:
+    row = _raw_sums(filters, RAW_TOTALS_LIMIT + 1)
+    if row["requests"] > RAW_TOTALS_LIMIT:
+        # More than a bounded read may count: the newest RAW_TOTALS_LIMIT rows' sums.
+        row = _raw_sums(filters, RAW_TOTALS_LIMIT)
+        return Totals(
+            row["requests"], row["prompt"] or 0, row["completion"] or 0, row["cost"] or 0, False
+        )
+    return Totals(row["requests"], row["prompt"] or 0, row["completion"] or 0, row["cost"] or 0)
+
+
+def _raw_sums(filters: LogFilters, limit: int) -> dict:
+    ids = log_list(filters=filters).values("id")[:limit]
+    return RequestLog.objects.filter(id__in=ids).aggregate(
+        requests=Count("id"),
+        prompt=Sum("prompt_tokens"),
+        completion=Sum("completion_tokens"),
+        cost=Sum("cost"),
+    )
+
+
+# --- Chart series (rollups only) ----------------------------------------------------
+
+
+def usage_per_minute(*, user_id: int, minutes: int, now: datetime | None = None) -> dict:
+    """Return requests and tokens per minute over the last `minutes` minutes."""
+    now = bucket_start((now or timezone.now()).astimezone(UTC), "minute")
+    since = now - timedelta(minutes=minutes - 1)
+    rows = (
+        UsageMinute.objects.filter(user_id=user_id, bucket__gte=since)
+        .values("bucket")
+        .annotate(
+            requests=Sum("requests"),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+        )
+        .order_by()
+    )
+    by_minute = {row["bucket"]: row for row in rows}
+    labels, rpm, tpm = [], [], []
+    for index in range(minutes):
+        minute = since + timedelta(minutes=index)
+        row = by_minute.get(minute)
+        labels.append(minute.strftime("%H:%M") if minutes <= 60 else minute.strftime("%d %H:%M"))
+        rpm.append(row["requests"] if row else 0)
+        tpm.append((row["prompt"] + row["completion"]) if row else 0)
+    return {"labels": labels, "requests": rpm, "tokens": tpm}
+
+
+def usage_by_model_per_day(*, user_id: int, days: int, now: datetime | None = None) -> dict:
+    """Return spend (micro-USD) and requests per model per UTC day over the last `days` days."""
+    today = bucket_start((now or timezone.now()).astimezone(UTC), "day")
+    since = today - timedelta(days=days - 1)
+    rows = (
+        UsageDay.objects.filter(user_id=user_id, bucket__gte=since)
+        .values("bucket", "model")
+        .annotate(cost=Sum("cost"), requests=Sum("requests"))
+        .order_by()
+    )
+    day_labels = [(since + timedelta(days=index)) for index in range(days)]
+    index_of = {day: index for index, day in enumerate(day_labels)}
+    cost: dict[str, list[int]] = {}
+    requests: dict[str, list[int]] = {}
+    for row in rows:
+        position = index_of.get(row["bucket"])
+        if position is None:
+            continue
+        cost.setdefault(row["model"], [0] * days)[position] += row["cost"]
+        requests.setdefault(row["model"], [0] * days)[position] += row["requests"]
+    models = sorted(cost, key=lambda name: -sum(cost[name]))
+    return {
+        "labels": [day.strftime("%Y-%m-%d") for day in day_labels],
+        "models": models,
+        "cost": [cost[name] for name in models],
+        "requests": [requests[name] for name in models],
+    }
+
+
+def spend_by_token(*, user_id: int, days: int, now: datetime | None = None) -> list[dict]:
+    """Return each token's spend (micro-USD) and requests over the last `days` days."""
+    today = bucket_start((now or timezone.now()).astimezone(UTC), "day")
+    rows = list(
+        UsageDay.objects.filter(user_id=user_id, bucket__gte=today - timedelta(days=days - 1))
+        .values("token_id")
+        .annotate(cost=Sum("cost"), requests=Sum("requests"))
+        .order_by("-cost")
+    )
+    names = dict(
+        Token.objects.filter(pk__in=[row["token_id"] for row in rows]).values_list("id", "name")
+    )
+    return [
+        {
+            "token_id": row["token_id"],
+            "name": names.get(row["token_id"])
+            or ("No token" if not row["token_id"] else f"Deleted token #{row['token_id']}"),
+            "cost": row["cost"],
+            "requests": row["requests"],
+        }
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class HomeUsage:
+    spend_today: int
+    requests_today: int
+    rpm: int  # requests in the last whole minute
+    last_7_days: dict
+
+
+def home_usage(*, user_id: int, now: datetime | None = None) -> HomeUsage:
+    """Return the console home's figures: today's spend, RPM now, the last 7 days."""
+    now = (now or timezone.now()).astimezone(UTC)
+    week = usage_by_model_per_day(user_id=user_id, days=7, now=now)
+    per_day = [sum(values) for values in zip(*week["cost"], strict=True)] or [0] * 7
+    requests_per_day = [sum(values) for values in zip(*week["requests"], strict=True)] or [0] * 7
+    last_minute = bucket_start(now, "minute") - timedelta(minutes=1)
+    rpm = (
+        UsageMinute.objects.filter(user_id=user_id, bucket=last_minute).aggregate(
+            requests=Sum("requests")
+        )["requests"]
+        or 0
+    )
+    return HomeUsage(
+        spend_today=per_day[-1],
+        requests_today=requests_per_day[-1],
+        rpm=rpm,
+        last_7_days={"labels": week["labels"], "cost": per_day},
+    )
+
+
+@dataclass(frozen=True)
+class ChannelErrorRate:
+    channel_id: int
+    name: str
+    requests: int
+    failures: int
+
+    @property
+    def rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+def channel_error_rates(*, hours: int = 24, now: datetime | None = None) -> list[ChannelErrorRate]:
+    """Return each channel's attempts, failed attempts and error rate over the last hours."""
+    from relay.models import Channel
+
+    since = bucket_start((now or timezone.now()).astimezone(UTC), "hour") - timedelta(
+        hours=hours - 1
+    )
+    rows = list(
+        ChannelHour.objects.filter(bucket__gte=since)
+        .values("channel_id")
+        .annotate(requests=Sum("requests"), failures=Sum("failures"))
+        .order_by("channel_id")
+    )
+    names = dict(
+        Channel.objects.filter(pk__in=[row["channel_id"] for row in rows]).values_list("id", "name")
+    )
+    rates = [
+        ChannelErrorRate(
+            row["channel_id"],
+            names.get(row["channel_id"], f"Deleted channel #{row['channel_id']}"),
+            row["requests"],
+            row["failures"],
+        )
+        for row in rows
+    ]
+    return sorted(rates, key=lambda rate: -rate.rate)

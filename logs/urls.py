@@ -1,0 +1,13 @@
+from django.urls import path
+
+from logs import views
+
+app_name = "logs"
+
+urlpatterns = [
+    path("export.csv", views.logs_csv, name="csv"),
+    path("charts/usage-per-minute.json", views.chart_usage_per_minute, name="chart-per-minute"),
+    path("charts/by-model.json", views.chart_by_model, name="chart-by-model"),
+    path("charts/by-token.json", views.chart_by_token, name="chart-by-token"),
+    path("charts/home.json", views.chart_home, name="chart-home"),
+]

@@ -1,0 +1,82 @@
+// Usage charts: each <canvas data-chart-url data-chart-query> draws the JSON its URL
+// returns (rollup tables, never raw logs). Buttons with data-chart-target switch the
+// period. A file, not an inline script: the CSP forbids inline scripts.
+(function () {
+  "use strict";
+
+  var USD = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 4 });
+  var NUMBER = new Intl.NumberFormat("en-US");
+
+  function options(data) {
+    var money = data.unit === "cost";
+    var format = function (value) { return money ? USD.format(value) : NUMBER.format(value); };
+    var scales = {
+      x: { stacked: !!data.stacked, ticks: { maxTicksLimit: 12, autoSkip: true } },
+      y: { stacked: !!data.stacked, beginAtZero: true, ticks: { callback: format } }
+    };
+    var twoAxes = data.datasets.some(function (set) { return set.axis === "y1"; });
+    if (twoAxes) {
+      scales.y.title = { display: true, text: data.datasets[0].label };
+      scales.y1 = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
+                    title: { display: true, text: data.datasets[1].label } };
+    }
+    return {
+      animation: false,
+      responsive: true,
+      interaction: { mode: "index", intersect: false },
+      scales: scales,
+      plugins: {
+        legend: { display: data.datasets.length > 1 },
+        tooltip: { callbacks: { label: function (item) {
+          return item.dataset.label + ": " + format(item.parsed.y);
+        } } }
+      }
+    };
+  }
+
+  function draw(canvas, data) {
+    var old = window.Chart.getChart(canvas);
+    if (old) old.destroy();
+    var datasets = data.datasets.map(function (set) {
+      var copy = { label: set.label, data: set.data, pointRadius: 0, borderWidth: 1.5 };
+      if (set.axis) copy.yAxisID = set.axis;
+      return copy;
+    });
+    new window.Chart(canvas, {
+      type: data.kind === "bar" || data.stacked ? "bar" : "line",
+      data: { labels: data.labels, datasets: datasets },
+      options: options(data)
+    });
+    canvas.setAttribute("data-chart-ready", "true");
+  }
+
+  function load(canvas) {
+    var url = canvas.getAttribute("data-chart-url");
+    var query = canvas.getAttribute("data-chart-query") || "";
+    canvas.removeAttribute("data-chart-ready");
+    fetch(url + (query ? "?" + query : ""), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("chart " + url + " answered " + response.status);
+        return response.json();
+      })
+      .then(function (data) { draw(canvas, data); })
+      .catch(function (error) { canvas.replaceWith(document.createTextNode("This chart could not be loaded.")); console.warn(error); });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-chart-target]");
+    if (!button) return;
+    var canvas = document.getElementById(button.getAttribute("data-chart-target"));
+    if (!canvas) return;
+    canvas.setAttribute("data-chart-query", button.getAttribute("data-chart-query"));
+    button.parentElement.querySelectorAll("[data-chart-target]").forEach(function (other) {
+      other.setAttribute("aria-pressed", other === button ? "true" : "false");
+    });
+    load(canvas);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.Chart) return;
+    document.querySelectorAll("canvas[data-chart-url]").forEach(load);
+  });
+})();
