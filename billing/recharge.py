@@ -240,6 +240,9 @@ def order_refunds_record(
     with transaction.atomic():
         order = _order_for_charge(payment_intent_id=payment_intent_id, charge_id=charge_id)
         if order is None:
+            logger.warning(
+                "Refund of a charge with no known order (%s, %s)", charge_id, payment_intent_id
+            )
             return None
         if charge_id and not order.stripe_charge_id:
             order.stripe_charge_id = charge_id
