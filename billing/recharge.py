@@ -229,17 +229,26 @@ class Refund:
 
 
 def order_refunds_record(
-    *, payment_intent_id: str, charge_id: str, refunds: list[Refund]
+    *,
+    payment_intent_id: str,
+    charge_id: str,
+    refunds: list[Refund],
+    amount_refunded_minor: int = 0,
 ) -> RechargeOrder | None:
     """Debit each refund of the order's charge once (key `refund:<id>`); may go negative.
 
     Each refund debits the credit its share of the charge paid for. Shares are
     computed on the running total (oldest refund first), so refunds adding up to
-    the whole charge take back exactly the whole credit.
+    the whole charge take back exactly the whole credit. Stripe API versions that
+    do not list a charge's refunds in the event give only the charge's refunded
+    total: then the growth of that total is debited, keyed by the total.
     """
     with transaction.atomic():
         order = _order_for_charge(payment_intent_id=payment_intent_id, charge_id=charge_id)
         if order is None:
+            logger.warning(
+                "Refund of a charge with no known order (%s, %s)", charge_id, payment_intent_id
+            )
             return None
         if charge_id and not order.stripe_charge_id:
             order.stripe_charge_id = charge_id
@@ -260,6 +269,21 @@ def order_refunds_record(
                 allow_negative=True,
             )
             _event(order, "refund", f"Refund {refund.id}: {refund.amount_minor} minor units.")
+        if not refunds and amount_refunded_minor > order.amount_refunded_minor:
+            running = min(amount_refunded_minor, order.amount_minor)
+            debit = _credit_share(order, running) - _credit_share(
+                order, order.amount_refunded_minor
+            )
+            if debit > 0:
+                account_debit(
+                    user_id=order.user_id,
+                    amount=debit,
+                    idempotency_key=f"refund:{charge_id or payment_intent_id}:{running}",
+                    kind=LedgerEntry.Kind.REFUND,
+                    reason=f"Refund of order {order.number} (refunded in all: {running})",
+                    allow_negative=True,
+                )
+                _event(order, "refund", f"Refunded in all: {running} minor units.")
         order.amount_refunded_minor = max(order.amount_refunded_minor, running)
         if running >= order.amount_minor:
             order.status = Status.REFUNDED

@@ -275,7 +275,11 @@ def order_history(request: ConsoleRequest) -> HttpResponse:
 @require_POST
 def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
     form = RedeemForm(request.POST)
-    if form.is_valid():
+    if _redeem_attempts_over_limit(request.user.pk):
+        form.is_valid()
+        form.add_error(None, "Too many codes tried in the last hour; try again later.")
+        status = 429
+    elif form.is_valid():
         try:
             code = code_redeem(user=request.user, code=form.cleaned_data["code"])
         except RechargeError as error:
@@ -283,13 +287,37 @@ def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
         else:
             messages.success(request, f"Code redeemed: {format_usd(code.credit)} credited.")
             return redirect("console:recharge")
+        status = 400
+    else:
+        status = 400
     row = recharge_settings()
     amount_form = RechargeAmountForm(
         {"amount": str(row.presets[0] if row.presets else row.min_credit_usd)}, settings_row=row
     )
     context = _recharge_context(request, form=amount_form, quote=None)
     context["redeem_form"] = form
-    return render(request, "billing/recharge.html", context, status=400)
+    return render(request, "billing/recharge.html", context, status=status)
+
+
+REDEEM_WINDOW_SECONDS = 3600
+
+
+def _redeem_attempts_over_limit(user_id: int) -> bool:
+    """Count a user's redemption attempts in the hour; say whether they went past the limit.
+
+    Codes are random enough not to be guessed, but a limit keeps it so.
+    """
+    limit = settings.COMET_REDEEM_ATTEMPTS_PER_HOUR
+    if not limit:
+        return False
+    key = f"redeem-attempts:{user_id}"
+    cache.add(key, 0, timeout=REDEEM_WINDOW_SECONDS)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # The window closed between add and incr.
+        cache.set(key, 1, timeout=REDEEM_WINDOW_SECONDS)
+        count = 1
+    return count > limit
 
 
 @csrf_exempt

@@ -93,6 +93,7 @@ def _refund_event(charge: dict[str, Any]) -> None:
         payment_intent_id=_intent_id(charge.get("payment_intent")),
         charge_id=str(charge.get("id", "")),
         refunds=refunds,
+        amount_refunded_minor=int(charge.get("amount_refunded") or 0),
     )
 
 

@@ -326,6 +326,8 @@ STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", d
 COMET_RECHARGE_HOLD_SECONDS = env.int("COMET_RECHARGE_HOLD_SECONDS", default=0)
 # A paid order still uncredited this long after payment needs attention (admins emailed).
 COMET_RECHARGE_ATTENTION_SECONDS = env.int("COMET_RECHARGE_ATTENTION_SECONDS", default=600)
+# Redemption codes one user may try per hour (429 past it); 0 = no limit.
+COMET_REDEEM_ATTEMPTS_PER_HOUR = env.int("COMET_REDEEM_ATTEMPTS_PER_HOUR", default=20)
 CELERY_BEAT_SCHEDULE["billing-sweep-recharge-orders"] = {
     "task": "billing.tasks.recharge_orders_sweep_task",
     "schedule": 60.0,

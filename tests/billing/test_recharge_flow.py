@@ -348,3 +348,17 @@ def test_order_pages_query_count_is_pinned(
     with django_assert_max_num_queries(10):
         page = user_client.get(reverse("billing:order", args=[orders[0].number]))
         assert page.status_code == 200
+
+
+def test_redeeming_is_limited_per_user_per_hour(user_client, user, settings):
+    settings.COMET_REDEEM_ATTEMPTS_PER_HOUR = 3
+    [code] = codes_mint(count=1, credit=USD, batch="b", expires_at=None, created_by=None)
+    for _ in range(3):
+        wrong = user_client.post(reverse("billing:redeem"), {"code": "AAAA-BBBB-CCCC-DDDD"})
+        assert wrong.status_code == 400
+    before = books_snapshot()
+    limited = user_client.post(reverse("billing:redeem"), {"code": code.code})
+    assert limited.status_code == 429
+    assert "Too many codes" in limited.content.decode()
+    assert books_snapshot() == before
+    assert RedemptionCode.objects.get().redeemed_at is None

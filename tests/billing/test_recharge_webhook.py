@@ -349,3 +349,27 @@ def test_one_of_two_disputes_closing_keeps_the_account_frozen(
     won = event("charge.dispute.closed", dispute_object(second, dispute_id="dp_b", status="won"))
     assert post_webhook(client, won) == 200
     assert not Account.objects.get(pk=user.pk).is_frozen
+
+
+def test_refunds_without_a_refund_list_debit_the_growth_of_the_refunded_total(
+    fake_stripe, client, user, django_capture_on_commit_callbacks
+):
+    order = _paid_and_credited(client, user, django_capture_on_commit_callbacks)
+
+    def refunded_total(total):
+        charge = charge_object(order, [])
+        del charge["refunds"]  # newer API versions leave the list out of the event
+        charge["amount_refunded"] = total
+        return event("charge.refunded", charge)
+
+    first = refunded_total(250)
+    assert post_webhook(client, first) == 200
+    assert post_webhook(client, first) == 200
+    assert post_webhook(client, refunded_total(250)) == 200  # same total, another event id
+    assert balance_of(user) == USD_10 - 2_500_000
+    assert post_webhook(client, refunded_total(1000)) == 200
+    assert post_webhook(client, refunded_total(250)) == 200  # a late, older total
+    assert balance_of(user) == 0
+    order.refresh_from_db()
+    assert order.status == Status.REFUNDED
+    assert LedgerEntry.objects.filter(kind="refund").count() == 2

@@ -1,15 +1,19 @@
 """A real Celery worker on Redis SIGKILLed while crediting: every order credited exactly once.
 
-Each round enqueues a batch of credit tasks for paid orders, kills the worker as
-soon as the first credits land (so it dies with a task in flight, often inside
-its transaction), starts a new worker and runs the sweeper, as beat does every
-minute. The dead worker's unacknowledged task is not redelivered before the
-broker's visibility timeout; the sweeper is what recovers it.
+Each round enqueues a batch of credit tasks for paid orders and kills the worker
+while it credits. In even rounds the test holds the account row's lock, so the
+worker is provably inside its crediting transaction (the order row locked, the
+account UPDATE waiting) when it dies; in odd rounds it dies as soon as the first
+credits land, wherever it is. Then a new worker starts and the sweeper runs, as
+beat does every minute. The dead worker's unacknowledged task is not redelivered
+before the broker's visibility timeout; the sweeper is what recovers it.
 """
 
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from billing.models import Account, LedgerEntry, RechargeOrder
@@ -39,11 +43,42 @@ def _paid_orders(user, count):
     return orders
 
 
+def _lock_account(user_id):
+    """Hold the account row's lock in a transaction of our own, so crediting waits on it."""
+    blocker = psycopg.connect(**_connection_parameters())
+    blocker.execute("SELECT 1 FROM billing_account WHERE user_id = %s FOR UPDATE", [user_id])
+    return blocker
+
+
+def _connection_parameters():
+    settings_dict = connection.settings_dict
+    return {
+        "dbname": settings_dict["NAME"],
+        "user": settings_dict["USER"],
+        "host": settings_dict["HOST"],
+        "port": settings_dict["PORT"],
+        "password": settings_dict["PASSWORD"] or None,
+    }
+
+
+def _worker_waits_on_account():
+    """True once another backend waits for the account row inside its transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND state = 'active' "
+            "AND query LIKE %s",
+            ['UPDATE "billing_account"%'],
+        )
+        return cursor.fetchone()[0] > 0
+
+
 def test_killed_worker_mid_credit_credits_every_order_exactly_once(settings):
     sink = start_sink(SinkHandler())
     queue = unique_queue("comet_recharge_test")
     worker = Worker(queue=queue, smtp_port=sink.port, COMET_RECHARGE_HOLD_SECONDS="0")
     interrupted = 0
+    mid_transaction = 0
     try:
         for round_number in range(ROUNDS):
             user = UserFactory()
@@ -53,11 +88,21 @@ def test_killed_worker_mid_credit_credits_every_order_exactly_once(settings):
             def credited(ids=ids):
                 return RechargeOrder.objects.filter(pk__in=ids, ledger_entry__isnull=False).count()
 
+            holding_lock = round_number % 2 == 0
+            blocker = _lock_account(user.pk) if holding_lock else None
             for order_id in ids:
                 send("billing.tasks.order_credit_task", order_id, queue=queue)
-            assert wait_for(lambda credited=credited: credited() >= 1, timeout=60, interval=0.01)
+            if blocker is not None:
+                assert wait_for(_worker_waits_on_account, timeout=60, interval=0.01)
+            else:
+                assert wait_for(lambda c=credited: c() >= 1, timeout=60, interval=0.01)
             worker.kill()
             at_kill = credited()
+            if blocker is not None:
+                assert at_kill == 0
+                mid_transaction += 1
+                blocker.rollback()
+                blocker.close()
             interrupted += at_kill < ORDERS_PER_ROUND
 
             worker = Worker(queue=queue, smtp_port=sink.port, COMET_RECHARGE_HOLD_SECONDS="0")
@@ -75,6 +120,8 @@ def test_killed_worker_mid_credit_credits_every_order_exactly_once(settings):
     finally:
         worker.stop()
         sink.stop()
-    # The kill landed in the middle of a batch in (almost) every round.
+    # The kill landed in the middle of a batch in (almost) every round, and inside a
+    # crediting transaction in half of them.
     assert interrupted >= ROUNDS - 2
+    assert mid_transaction == ROUNDS // 2
     assert LedgerEntry.objects.filter(kind="recharge").count() == ROUNDS * ORDERS_PER_ROUND
