@@ -71,7 +71,7 @@ class LogTotalsSerializer(serializers.Serializer):
 
 
 class LogPageSerializer(serializers.Serializer):
-    data = LogRowSerializer(many=True)
+    data = LogRowSerializer(many=True)  # type: ignore[assignment]
     next_cursor = serializers.CharField(allow_null=True, help_text="Older rows; null at the end.")
     previous_cursor = serializers.CharField(allow_null=True, help_text="Newer rows.")
     totals = LogTotalsSerializer()

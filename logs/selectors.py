@@ -33,7 +33,11 @@ _UNITS = [
     ("hour", timedelta(hours=1)),
     ("minute", timedelta(minutes=1)),
 ]
-_ROLLUPS = {"day": UsageDay, "hour": UsageHour, "minute": UsageMinute}
+_ROLLUPS: dict[str, type[UsageDay] | type[UsageHour] | type[UsageMinute]] = {
+    "day": UsageDay,
+    "hour": UsageHour,
+    "minute": UsageMinute,
+}
 
 
 def log_list(*, filters: LogFilters) -> QuerySet[RequestLog]:
@@ -196,6 +200,7 @@ def log_totals(*, filters: LogFilters) -> Totals:
             is_exact = is_exact and part.is_exact
             values = (part.requests, part.prompt_tokens, part.completion_tokens, part.cost)
         else:
+            buckets: QuerySet
             if filters.client_ip is not None:
                 buckets = UsageIpHour.objects.filter(client_ip=filters.client_ip)
             else:
@@ -210,7 +215,8 @@ def log_totals(*, filters: LogFilters) -> Totals:
             )
             values = (row["requests"], row["prompt"], row["completion"], row["cost"])
         sums = [total + (value or 0) for total, value in zip(sums, values, strict=True)]
-    return Totals(*sums, is_exact=is_exact)
+    requests, prompt, completion, cost = sums
+    return Totals(requests, prompt, completion, cost, is_exact=is_exact)
 
 
 def _rollup_filter(buckets: QuerySet, filters: LogFilters) -> QuerySet:

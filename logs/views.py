@@ -59,7 +59,7 @@ def logs_page(request: ConsoleRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def logs_csv(request: ConsoleRequest) -> HttpResponse:
+def logs_csv(request: ConsoleRequest) -> HttpResponse | StreamingHttpResponse:
     """Stream the filtered range as CSV."""
     form = LogFilterForm(request.GET, user_id=request.user.pk)
     if not form.is_valid():
