@@ -111,6 +111,11 @@ def _scenarios(user) -> list[tuple[str, str, str]]:
             "filter: IP + model (7d, raw totals)",
             f"/logs/?range=7d&ip={busiest_ip.client_ip}&model=gpt-4o",
         ),
+        (
+            page,
+            "  its totals, loaded after the page",
+            f"/logs/totals/?range=7d&ip={busiest_ip.client_ip}&model=gpt-4o",
+        ),
         (page, "htmx results fragment (30d)", "/logs/?range=30d&htmx=1"),
         (page, "API /api/v1/logs (30d)", "/api/v1/logs?range=30d"),
         (page, "console home", "/"),
