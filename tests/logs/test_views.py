@@ -362,3 +362,12 @@ def test_totals_that_need_raw_rows_load_after_the_page(user_client, rows):
     assert totals.context["totals"].requests == expected.count() > 0
     assert totals.context["totals"].cost == sum(row.cost for row in expected)
     assert user_client.get(reverse("logs:totals"), {"ip": "x"}).status_code == 400
+
+
+def test_the_csv_api_accepts_text_csv_and_refuses_in_json(user_client, rows):
+    ok = user_client.get(reverse("api-logs-csv"), {"range": "1h"}, HTTP_ACCEPT="text/csv")
+    assert ok.status_code == 200
+    assert len(_csv(ok)) == 60
+    refused = user_client.get(reverse("api-logs-csv"), {"ip": "nope"}, HTTP_ACCEPT="text/csv")
+    assert refused.status_code == 400
+    assert b"Enter a valid IPv4 or IPv6 address" in refused.content
