@@ -9,6 +9,7 @@ from typing import cast
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -71,7 +72,7 @@ class LogTotalsSerializer(serializers.Serializer):
 
 
 class LogPageSerializer(serializers.Serializer):
-    data = LogRowSerializer(many=True)
+    data = LogRowSerializer(many=True)  # type: ignore[assignment]
     next_cursor = serializers.CharField(allow_null=True, help_text="Older rows; null at the end.")
     previous_cursor = serializers.CharField(allow_null=True, help_text="Newer rows.")
     totals = LogTotalsSerializer()
@@ -110,8 +111,25 @@ class LogListView(APIView):
         )
 
 
+class CsvRenderer(BaseRenderer):
+    """Lets `Accept: text/csv` through content negotiation.
+
+    The CSV itself is a streamed response that no renderer touches; this renders
+    only error bodies, in the API's JSON error format.
+    """
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return JSONRenderer().render(data)
+
+
 class LogExportView(APIView):
     """The signed-in user's request log of a filtered range as CSV, streamed."""
+
+    renderer_classes = [JSONRenderer, CsvRenderer]
 
     @extend_schema(
         parameters=FILTER_PARAMETERS,

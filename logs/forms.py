@@ -152,7 +152,7 @@ class LogFilterForm(forms.Form):
             ) from None
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if self.errors:
             return data
         retention = timedelta(days=settings.LOG_RETENTION_DAYS)

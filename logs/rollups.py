@@ -154,22 +154,22 @@ def rollups_record(*, log: RequestLog) -> bool:
         channel_attempt_record(channel_id=log.channel_id, failed=False, at=created_at)
     if log.token_id is None:
         return False
-    return _token_ip_record(log=log)
+    return _token_ip_record(log=log, token_id=log.token_id)
 
 
-def _token_ip_record(*, log: RequestLog) -> bool:
-    known = TokenIp.objects.filter(token_id=log.token_id)
+def _token_ip_record(*, log: RequestLog, token_id: int) -> bool:
+    known = TokenIp.objects.filter(token_id=token_id)
     is_new_on_token = known.exists()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_TOKEN_IP} (token_id, client_ip, first_log_id, first_seen, "  # noqa: S608
             "last_seen, requests, is_new_on_token) VALUES (%s, %s, %s, %s, %s, 1, %s) "
             f"ON CONFLICT (token_id, client_ip) DO NOTHING",
-            [log.token_id, log.client_ip, log.pk, log.created_at, log.created_at, is_new_on_token],
+            [token_id, log.client_ip, log.pk, log.created_at, log.created_at, is_new_on_token],
         )
         inserted = cursor.rowcount == 1
     if not inserted:
-        TokenIp.objects.filter(token_id=log.token_id, client_ip=log.client_ip).update(
+        TokenIp.objects.filter(token_id=token_id, client_ip=log.client_ip).update(
             requests=F("requests") + 1, last_seen=log.created_at
         )
     return inserted and is_new_on_token

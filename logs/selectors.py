@@ -8,7 +8,7 @@ nothing counts the whole range. Totals and charts read the rollup tables.
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Sum, Value
 from django.utils import timezone
 
 from accounts.models import Token
@@ -33,7 +33,11 @@ _UNITS = [
     ("hour", timedelta(hours=1)),
     ("minute", timedelta(minutes=1)),
 ]
-_ROLLUPS = {"day": UsageDay, "hour": UsageHour, "minute": UsageMinute}
+_ROLLUPS: dict[str, type[UsageDay] | type[UsageHour] | type[UsageMinute]] = {
+    "day": UsageDay,
+    "hour": UsageHour,
+    "minute": UsageMinute,
+}
 
 
 def log_list(*, filters: LogFilters) -> QuerySet[RequestLog]:
@@ -84,8 +88,14 @@ def log_page(
     size: int = PAGE_SIZE,
     mark_new_ips: bool = True,
 ) -> LogPage:
-    """Return one keyset page of rows (two queries: the rows, then their new IPs)."""
+    """Return one keyset page of rows, each marked if its IP is new on its token (one query)."""
     rows = log_list(filters=filters)
+    if mark_new_ips:
+        rows = rows.annotate(
+            is_new_ip=Exists(
+                TokenIp.objects.filter(first_log_id=OuterRef("id"), is_new_on_token=True)
+            )
+        )
     if cursor is not None:
         rows = _after(rows, cursor)
     newer_first = cursor is not None and cursor.direction == "newer"
@@ -103,13 +113,7 @@ def log_page(
             older = Cursor(last.created_at, last.pk, "older").sign()
         if cursor is not None and (has_more or not newer_first):
             newer = Cursor(first.created_at, first.pk, "newer").sign()
-    new_ips: frozenset[int] = frozenset()
-    if mark_new_ips and page:
-        new_ips = frozenset(
-            TokenIp.objects.filter(
-                first_log_id__in=[row.pk for row in page], is_new_on_token=True
-            ).values_list("first_log_id", flat=True)
-        )
+    new_ips = frozenset(row.pk for row in page if getattr(row, "is_new_ip", False))
     return LogPage(page, older, newer, new_ips)
 
 
@@ -173,13 +177,19 @@ def _has_only(filters: LogFilters, *names: str) -> bool:
     return not any(value for name, value in present.items() if name not in names)
 
 
+def totals_from_rollups(filters: LogFilters) -> bool:
+    """Say whether the rollups answer the totals of `filters` (else a bounded raw read)."""
+    return _has_only(filters, "token", "model", "status") or _has_only(filters, "ip")
+
+
 def log_totals(*, filters: LogFilters) -> Totals:
-    """Return requests, tokens and cost of every row matching `filters`.
+    """Return requests, tokens and cost of every row matching `filters`, in one query.
 
     Token, model and status filters read the usage rollups (whole days, hours,
     minutes) plus the raw rows of the partial minutes at both ends; an IP alone
-    reads the per-IP hours plus the raw rows of the partial hours; any other mix
-    reads at most RAW_TOTALS_LIMIT raw rows and says so when there are more.
+    reads the per-IP hours plus the raw rows of the partial hours: the pieces are
+    summed by one UNION ALL. Any other mix reads at most RAW_TOTALS_LIMIT raw rows
+    and says so when there are more.
     """
     if _has_only(filters, "token", "model", "status"):
         pieces = range_pieces(filters.start, filters.end)
@@ -187,30 +197,58 @@ def log_totals(*, filters: LogFilters) -> Totals:
         pieces = range_pieces(filters.start, filters.end, units=[("hour", timedelta(hours=1))])
     else:
         return _raw_totals(filters)
-    sums = [0, 0, 0, 0]
-    is_exact = True
+    parts = []
     for unit, low, high in pieces:
         if unit == "raw":
             piece = LogFilters(**{**filters.__dict__, "start": low, "end": high})
-            part = _raw_totals(piece)
-            is_exact = is_exact and part.is_exact
-            values = (part.requests, part.prompt_tokens, part.completion_tokens, part.cost)
+            ids = log_list(filters=piece).values("id")[: RAW_TOTALS_LIMIT + 1]
+            parts.append(
+                _summed(
+                    RequestLog.objects.filter(id__in=ids),
+                    requests=Count("id"),
+                    prompt=Sum("prompt_tokens"),
+                    completion=Sum("completion_tokens"),
+                    cost=Sum("cost"),
+                )
+            )
+            continue
+        buckets: QuerySet
+        if filters.client_ip is not None:
+            buckets = UsageIpHour.objects.filter(client_ip=filters.client_ip)
         else:
-            if filters.client_ip is not None:
-                buckets = UsageIpHour.objects.filter(client_ip=filters.client_ip)
-            else:
-                buckets = _rollup_filter(_ROLLUPS[unit].objects.all(), filters)
-            if filters.user_id is not None:
-                buckets = buckets.filter(user_id=filters.user_id)
-            row = buckets.filter(bucket__gte=low, bucket__lt=high).aggregate(
+            buckets = _rollup_filter(_ROLLUPS[unit].objects.all(), filters)
+        if filters.user_id is not None:
+            buckets = buckets.filter(user_id=filters.user_id)
+        parts.append(
+            _summed(
+                buckets.filter(bucket__gte=low, bucket__lt=high),
                 requests=Sum("requests"),
                 prompt=Sum("prompt_tokens"),
                 completion=Sum("completion_tokens"),
                 cost=Sum("cost"),
             )
-            values = (row["requests"], row["prompt"], row["completion"], row["cost"])
-        sums = [total + (value or 0) for total, value in zip(sums, values, strict=True)]
-    return Totals(*sums, is_exact=is_exact)
+        )
+    rows = list(parts[0].union(*parts[1:], all=True)) if parts else []
+    sums = [sum(row[index] or 0 for row in rows) for index in range(1, 5)]
+    if any(unit == "raw" for unit, _, _ in pieces) and any(
+        row[0] == "raw" and (row[1] or 0) > RAW_TOTALS_LIMIT for row in rows
+    ):
+        # A partial minute or hour held more rows than a bounded read counts.
+        return _raw_totals(filters)
+    requests, prompt, completion, cost = sums
+    return Totals(requests, prompt, completion, cost)
+
+
+def _summed(queryset: QuerySet, **sums) -> QuerySet:
+    """Return one row (kind, requests, prompt, completion, cost) of `queryset`'s sums."""
+    kind = "raw" if queryset.model is RequestLog else "rollup"
+    return (
+        queryset.order_by()
+        .annotate(kind=Value(kind, output_field=CharField()))
+        .values("kind")
+        .annotate(**sums)
+        .values_list("kind", "requests", "prompt", "completion", "cost")
+    )
 
 
 def _rollup_filter(buckets: QuerySet, filters: LogFilters) -> QuerySet:

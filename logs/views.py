@@ -19,12 +19,19 @@ CHART_DAYS = (7, 30, 90)
 
 
 def log_context(form: LogFilterForm, filters: LogFilters) -> dict:
-    """Return the rows, cursors, breakdowns and totals the results fragment shows."""
+    """Return the rows, cursors, breakdowns and totals the results fragment shows.
+
+    Totals the rollups answer come with the page; a filter mix that needs a bounded
+    raw read gets its totals from `logs_totals` after the page has shown.
+    """
     page = selectors.log_page(filters=filters, cursor=form.cleaned_data.get("cursor"))
+    totals = None
+    if selectors.totals_from_rollups(filters):
+        totals = selectors.log_totals(filters=filters)
     return {
         "page": page,
         "rows": [(row, cost_breakdown(row), row.pk in page.new_ip_log_ids) for row in page.rows],
-        "totals": selectors.log_totals(filters=filters),
+        "totals": totals,
         "filters": filters,
     }
 
@@ -59,7 +66,23 @@ def logs_page(request: ConsoleRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def logs_csv(request: ConsoleRequest) -> HttpResponse:
+def logs_totals(request: ConsoleRequest) -> HttpResponse:
+    """Render the totals of the filtered range (loaded after the page when they are slow)."""
+    form = LogFilterForm(request.GET, user_id=request.user.pk)
+    if not form.is_valid():
+        return render(
+            request,
+            "logs/_results.html",
+            {"errors": form.error_messages_list()},
+            status=400,
+        )
+    totals = selectors.log_totals(filters=form.filters())
+    return render(request, "logs/_totals.html", {"totals": totals})
+
+
+@login_required
+@require_GET
+def logs_csv(request: ConsoleRequest) -> HttpResponse | StreamingHttpResponse:
     """Stream the filtered range as CSV."""
     form = LogFilterForm(request.GET, user_id=request.user.pk)
     if not form.is_valid():

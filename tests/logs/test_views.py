@@ -195,7 +195,7 @@ def test_anonymous_visitors_get_nothing(client, rows):
 
 
 def _pinned_range() -> tuple[dict, datetime]:
-    """Return a fixed custom range whose totals read five rollup pieces, and a moment in it.
+    """Return a fixed custom range whose totals sum five rollup pieces, and a moment in it.
 
     From 10:17 three days ago to 15:43 yesterday: minutes, hours, one whole day,
     hours, minutes; both ends on whole minutes, so no raw edge.
@@ -218,16 +218,16 @@ def test_query_count_is_pinned_for_first_and_deep_pages(
     query, moment = _pinned_range()
     for index in range(120):
         settle(token, created_at=moment + timedelta(seconds=index * 20))
-    # session, user, the token choices, the page's rows, their new IPs, and the five
-    # rollup pieces of the totals
-    with django_assert_num_queries(10):
+    # session, user, the token choices, the page's rows (with their new-IP marks),
+    # and the totals (five rollup pieces in one UNION ALL)
+    with django_assert_num_queries(5):
         first = user_client.get(reverse("console:logs"), query)
     assert len(first.context["page"].rows) == 50
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(5):
         deep = user_client.get(
             reverse("console:logs"), {**query, "cursor": first.context["page"].older}
         )
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(5):
         user_client.get(reverse("console:logs"), {**query, "cursor": deep.context["page"].older})
     assert first.context["totals"].requests == 120
 
@@ -236,11 +236,11 @@ def test_query_count_does_not_grow_with_rows(user, user_client, django_assert_nu
     token = funded_user_with_token(user)
     query, moment = _pinned_range()
     settle(token, created_at=moment)
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(5):
         user_client.get(reverse("console:logs"), query)
     for index in range(40):
         settle(token, created_at=moment + timedelta(minutes=1 + index))
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(5):
         response = user_client.get(reverse("console:logs"), query)
     assert len(response.context["page"].rows) == 41
 
@@ -345,3 +345,29 @@ def test_fixed_range_reads_whole_buckets(user, user_client):
         {"range": "custom", "start": (moment - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")},
     )
     assert response.context["totals"].cost == 42
+
+
+def test_totals_that_need_raw_rows_load_after_the_page(user_client, rows):
+    # IP and model together: no rollup answers, the page asks for its totals after
+    query = {"range": "1h", "ip": "198.51.100.1", "model": "gpt-4o"}
+    page = user_client.get(reverse("console:logs"), query)
+    assert page.status_code == 200
+    assert page.context["totals"] is None
+    assert 'hx-get="/logs/totals/?' in page.content.decode()
+    totals = user_client.get(reverse("logs:totals"), query)
+    assert totals.status_code == 200
+    expected = RequestLog.objects.filter(
+        user=rows[0].user, client_ip="198.51.100.1", model="gpt-4o"
+    )
+    assert totals.context["totals"].requests == expected.count() > 0
+    assert totals.context["totals"].cost == sum(row.cost for row in expected)
+    assert user_client.get(reverse("logs:totals"), {"ip": "x"}).status_code == 400
+
+
+def test_the_csv_api_accepts_text_csv_and_refuses_in_json(user_client, rows):
+    ok = user_client.get(reverse("api-logs-csv"), {"range": "1h"}, HTTP_ACCEPT="text/csv")
+    assert ok.status_code == 200
+    assert len(_csv(ok)) == 60
+    refused = user_client.get(reverse("api-logs-csv"), {"ip": "nope"}, HTTP_ACCEPT="text/csv")
+    assert refused.status_code == 400
+    assert b"Enter a valid IPv4 or IPv6 address" in refused.content
