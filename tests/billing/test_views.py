@@ -22,6 +22,25 @@ def test_home_shows_balance_used_and_request_count(user_client, user):
     assert reverse("billing:history") in html
 
 
+def test_home_warns_when_a_dispute_froze_the_account_or_a_refund_made_it_negative(
+    user_client, user
+):
+    fund(user, 1_000_000)
+    assert 'id="home-frozen"' not in user_client.get("/").content.decode()
+    assert 'id="home-negative"' not in user_client.get("/").content.decode()
+
+    Account.objects.filter(pk=user.pk).update(is_frozen=True)
+    html = user_client.get("/").content.decode()
+    assert 'id="home-frozen"' in html
+    assert "payment dispute" in html
+
+    Account.objects.filter(pk=user.pk).update(is_frozen=False, balance=-250_000)
+    html = user_client.get("/").content.decode()
+    assert 'id="home-frozen"' not in html
+    assert 'id="home-negative"' in html
+    assert reverse("console:recharge") in html
+
+
 def test_billing_history_lists_only_the_users_entries(
     user_client, user, django_assert_max_num_queries
 ):
