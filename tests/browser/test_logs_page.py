@@ -63,7 +63,9 @@ def test_filter_the_logs_page_and_see_the_charts(logs_page):
     page.wait_for_url(re.compile(r"model=deepseek-chat"))
     expect(rows).to_have_count(4)
     expect(page.locator("#log-totals dd").first).to_have_text("4")
-    # The cost breakdown opens under its row
+    # The cost breakdown opens under its row. The filter's change and submit events
+    # each send a request: let both answers land before opening a row.
+    page.wait_for_load_state("networkidle")
     page.locator(".cost-breakdown summary").first.click()
     page.get_by_text(re.compile(r"micro-USD")).first.wait_for()
     # A bad filter answers a message in place, not an error page
