@@ -174,13 +174,19 @@ class UsageDay(UsageBucket):
 class UsageIpHour(models.Model):
     """Requests, tokens and cost of one user's requests from one IP address per hour.
 
-    Serves the totals of the IP filter (an address can carry millions of rows);
-    upserted in the settle statement like the other rollups.
+    Keyed like the other buckets plus the address (user, IP, hour, token, model,
+    status code), so the totals of an IP filter combined with token, model or status
+    read these rows too (an address can carry millions of rows). The key starts with
+    (user_id, client_ip, bucket): every reader asks for one address's time range.
+    Upserted in the settle statement like the other rollups.
     """
 
     user_id = models.BigIntegerField()
     client_ip = models.GenericIPAddressField()
     bucket = models.DateTimeField()
+    token_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200)
+    status_code = models.PositiveSmallIntegerField(default=200)
     requests = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
@@ -189,13 +195,14 @@ class UsageIpHour(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["user_id", "client_ip", "bucket"], name="logs_usageiphour_key"
+                fields=["user_id", "client_ip", "bucket", "token_id", "model", "status_code"],
+                name="logs_usageiphour_key",
             ),
         ]
         indexes = _bucket_index("logs_usageiphour")
 
     def __str__(self) -> str:
-        return f"{self.user_id} from {self.client_ip} {self.bucket:%Y-%m-%d %H:00}"
+        return f"{self.user_id} from {self.client_ip} {self.model} {self.bucket:%Y-%m-%d %H:00}"
 
 
 class TokenIp(models.Model):

@@ -28,13 +28,17 @@ from logs.models import (
 _LOG = RequestLog._meta.db_table
 _TOKEN_IP = TokenIp._meta.db_table
 _IP_HOUR = UsageIpHour._meta.db_table
+_IP_KEY = "(user_id, client_ip, bucket, token_id, model, status_code)"
 _IP_INCREMENT = (
-    f"ON CONFLICT (user_id, client_ip, bucket) DO UPDATE SET requests = {_IP_HOUR}.requests + 1, "
+    f"ON CONFLICT {_IP_KEY} DO UPDATE SET requests = {_IP_HOUR}.requests + 1, "
     f"prompt_tokens = {_IP_HOUR}.prompt_tokens + EXCLUDED.prompt_tokens, "
     f"completion_tokens = {_IP_HOUR}.completion_tokens + EXCLUDED.completion_tokens, "
     f"cost = {_IP_HOUR}.cost + EXCLUDED.cost"
 )
-_IP_COLUMNS = "user_id, client_ip, bucket, requests, prompt_tokens, completion_tokens, cost"
+_IP_COLUMNS = (
+    "user_id, client_ip, bucket, token_id, model, status_code, requests, prompt_tokens, "
+    "completion_tokens, cost"
+)
 _CHANNEL = ChannelHour._meta.db_table
 BUCKET_TABLES = {
     "minute": UsageMinute._meta.db_table,
@@ -77,8 +81,8 @@ SETTLE_CTE = f""",
 {_cte_bucket("day_usage", "day", BUCKET_TABLES["day"])},
 ip_usage AS (
     INSERT INTO {_IP_HOUR} ({_IP_COLUMNS})
-    SELECT user_id, client_ip, date_trunc('hour', created_at, 'UTC'), 1, prompt_tokens,
-        completion_tokens, cost
+    SELECT user_id, client_ip, date_trunc('hour', created_at, 'UTC'), COALESCE(token_id, 0),
+        model, status_code, 1, prompt_tokens, completion_tokens, cost
     FROM log
     {_IP_INCREMENT}
     RETURNING 1
@@ -140,11 +144,14 @@ def rollups_record(*, log: RequestLog) -> bool:
             )
         cursor.execute(
             f"INSERT INTO {_IP_HOUR} ({_IP_COLUMNS}) "  # noqa: S608
-            f"VALUES (%s, %s, %s, 1, %s, %s, %s) {_IP_INCREMENT}",
+            f"VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s, %s) {_IP_INCREMENT}",
             [
                 log.user_id,
                 log.client_ip,
                 bucket_start(created_at, "hour"),
+                log.token_id or 0,
+                log.model,
+                log.status_code,
                 log.prompt_tokens,
                 log.completion_tokens,
                 log.cost,
@@ -236,9 +243,10 @@ def _rebuild_with_sql(since: datetime) -> int:
             )
         cursor.execute(
             f"INSERT INTO {_IP_HOUR} ({_IP_COLUMNS}) "  # noqa: S608
-            "SELECT user_id, client_ip, date_trunc('hour', created_at, 'UTC'), count(*), "
-            "sum(prompt_tokens), sum(completion_tokens), sum(cost) "
-            f"FROM {_LOG} WHERE created_at >= %s GROUP BY 1, 2, 3",
+            "SELECT user_id, client_ip, date_trunc('hour', created_at, 'UTC'), "
+            "COALESCE(token_id, 0), model, status_code, count(*), sum(prompt_tokens), "
+            f"sum(completion_tokens), sum(cost) FROM {_LOG} WHERE created_at >= %s "
+            "GROUP BY 1, 2, 3, 4, 5, 6",
             [since],
         )
         cursor.execute(

@@ -26,8 +26,8 @@ from logs.models import (
 from logs.rollups import bucket_start
 
 PAGE_SIZE = 50
-# Totals no rollup answers (an IP with other filters, a channel) read at most this
-# many raw rows, newest first, and say so when the range holds more.
+# Totals no rollup answers (the admin's channel filter) read at most this many raw
+# rows, newest first, and say so when the range holds more.
 RAW_TOTALS_LIMIT = 20_000
 _UNITS = [
     ("day", timedelta(days=1)),
@@ -167,37 +167,30 @@ def range_pieces(
     return pieces
 
 
-def _has_only(filters: LogFilters, *names: str) -> bool:
-    present = {
-        "token": filters.token_id is not None,
-        "model": bool(filters.model),
-        "ip": filters.client_ip is not None,
-        "status": bool(filters.status),
-        "channel": filters.channel_id is not None,
-    }
-    return not any(value for name, value in present.items() if name not in names)
-
-
 def totals_from_rollups(filters: LogFilters) -> bool:
-    """Say whether the rollups answer the totals of `filters` (else a bounded raw read)."""
-    return _has_only(filters, "token", "model", "status") or _has_only(filters, "ip")
+    """Say whether the rollups answer the totals of `filters` (else a bounded raw read).
+
+    Every console filter mix does; only the admin's channel filter has no rollup.
+    """
+    return filters.channel_id is None
 
 
 def log_totals(*, filters: LogFilters) -> Totals:
     """Return requests, tokens and cost of every row matching `filters`, in one query.
 
-    Token, model and status filters read the usage rollups (whole days, hours,
-    minutes) plus the raw rows of the partial minutes at both ends; an IP alone
-    reads the per-IP hours plus the raw rows of the partial hours: the pieces are
-    summed by one UNION ALL. Any other mix reads at most RAW_TOTALS_LIMIT raw rows
-    and says so when there are more.
+    Without an IP, token, model and status filters read the usage rollups (whole
+    days, hours, minutes) plus the raw rows of the partial minutes at both ends;
+    with an IP (alone or with token, model, status) they read the per-IP hours plus
+    the raw rows of the partial hours: the pieces are summed by one UNION ALL. A
+    channel filter reads at most RAW_TOTALS_LIMIT raw rows and says so when there
+    are more.
     """
-    if _has_only(filters, "token", "model", "status"):
-        pieces = range_pieces(filters.start, filters.end)
-    elif _has_only(filters, "ip"):
-        pieces = range_pieces(filters.start, filters.end, units=[("hour", timedelta(hours=1))])
-    else:
+    if not totals_from_rollups(filters):
         return _raw_totals(filters)
+    if filters.client_ip is None:
+        pieces = range_pieces(filters.start, filters.end)
+    else:
+        pieces = range_pieces(filters.start, filters.end, units=[("hour", timedelta(hours=1))])
     parts = []
     for unit, low, high in pieces:
         if unit == "raw":
@@ -217,7 +210,8 @@ def log_totals(*, filters: LogFilters) -> Totals:
         if filters.client_ip is not None:
             buckets = UsageIpHour.objects.filter(client_ip=filters.client_ip)
         else:
-            buckets = _rollup_filter(_ROLLUPS[unit].objects.all(), filters)
+            buckets = _ROLLUPS[unit].objects.all()
+        buckets = _rollup_filter(buckets, filters)
         if filters.user_id is not None:
             buckets = buckets.filter(user_id=filters.user_id)
         parts.append(

@@ -21,8 +21,9 @@ CHART_DAYS = (7, 30, 90)
 def log_context(form: LogFilterForm, filters: LogFilters) -> dict:
     """Return the rows, cursors, breakdowns and totals the results fragment shows.
 
-    Totals the rollups answer come with the page; a filter mix that needs a bounded
-    raw read gets its totals from `logs_totals` after the page has shown.
+    Totals the rollups answer (every console filter mix) come with the page; one
+    that needs a bounded raw read gets its totals from `logs_totals` after the page
+    has shown.
     """
     page = selectors.log_page(filters=filters, cursor=form.cleaned_data.get("cursor"))
     totals = None

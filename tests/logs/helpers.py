@@ -95,10 +95,13 @@ def rollup_aggregates(unit: str) -> dict:
 
 
 def raw_ip_hours() -> dict:
-    """Return {(user, ip, hour): (requests, prompt, completion, cost)} from the raw rows."""
+    """Return {(user, ip, hour, token, model, status code): (requests, prompt, completion, cost)}.
+
+    Computed from the raw rows, for comparison with `UsageIpHour`.
+    """
     rows = (
         RequestLog.objects.annotate(bucket=Trunc("created_at", "hour"))
-        .values("user_id", "client_ip", "bucket")
+        .values("user_id", "client_ip", "bucket", "token_id", "model", "status_code")
         .annotate(
             requests=Count("id"),
             prompt=Sum("prompt_tokens"),
@@ -106,20 +109,25 @@ def raw_ip_hours() -> dict:
             cost=Sum("cost"),
         )
     )
-    return {
-        (row["user_id"], row["client_ip"], row["bucket"]): (
-            row["requests"],
-            row["prompt"],
-            row["completion"],
-            row["cost"],
+    totals: dict = {}
+    for row in rows:
+        key = (
+            row["user_id"],
+            row["client_ip"],
+            row["bucket"],
+            row["token_id"] or 0,
+            row["model"],
+            row["status_code"],
         )
-        for row in rows
-    }
+        values = (row["requests"], row["prompt"], row["completion"], row["cost"])
+        previous = totals.get(key, (0, 0, 0, 0))
+        totals[key] = tuple(a + b for a, b in zip(previous, values, strict=True))
+    return totals
 
 
 def rollup_ip_hours() -> dict:
     return {
-        (row.user_id, row.client_ip, row.bucket): (
+        (row.user_id, row.client_ip, row.bucket, row.token_id, row.model, row.status_code): (
             row.requests,
             row.prompt_tokens,
             row.completion_tokens,

@@ -9,11 +9,25 @@ from django.utils import timezone
 
 from billing.models import Account, LedgerEntry
 from billing.selectors import books_drift
-from logs.models import PrunedTokenUsage, RequestLog, UsageDay, UsageHour, UsageMinute
+from logs.models import (
+    PrunedTokenUsage,
+    RequestLog,
+    UsageDay,
+    UsageHour,
+    UsageIpHour,
+    UsageMinute,
+)
 from logs.services import log_retention_run
 from logs.tasks import log_retention_task
 from tests.factories import UserFactory
-from tests.logs.helpers import funded_user_with_token, raw_aggregates, rollup_aggregates, settle
+from tests.logs.helpers import (
+    funded_user_with_token,
+    raw_aggregates,
+    raw_ip_hours,
+    rollup_aggregates,
+    rollup_ip_hours,
+    settle,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -75,8 +89,14 @@ def test_retention_deletes_exactly_the_old_rows_and_the_books_still_close(aged_r
     assert not UsageMinute.objects.filter(bucket__lt=cutoff - timedelta(hours=1)).exists()
     assert not UsageHour.objects.filter(bucket__lt=cutoff - timedelta(hours=1)).exists()
     assert UsageDay.objects.filter(bucket__lt=cutoff - timedelta(days=1)).exists()
+    assert not UsageIpHour.objects.filter(bucket__lt=cutoff - timedelta(hours=1)).exists()
     # What remains still matches its rollups
     assert rollup_aggregates("minute") == raw_aggregates("minute")
+    kept_ip_hours = {key: value for key, value in rollup_ip_hours().items() if key[2] >= cutoff}
+    assert kept_ip_hours == {
+        key: value for key, value in raw_ip_hours().items() if key[2] >= cutoff
+    }
+    assert kept_ip_hours
 
 
 def test_running_retention_twice_changes_nothing_more(aged_rows):

@@ -177,24 +177,159 @@ def test_totals_equal_the_sum_of_the_rows(two_users_rows, filter_name):
 
 
 def test_raw_totals_say_when_they_are_bounded(two_users_rows, monkeypatch):
-    owner, _tokens, _other, now = two_users_rows
+    # The admin's channel filter has no rollup: a bounded read of the newest rows
+    owner, tokens, _other, now = two_users_rows
+    for index in range(14):
+        settle(
+            tokens[0],
+            cost=20 + index,
+            created_at=now - timedelta(minutes=index),
+            channel_id=4,
+        )
     monkeypatch.setattr("logs.selectors.RAW_TOTALS_LIMIT", 10)
     filters = LogFilters(
         start=now - timedelta(days=5),
         end=now + timedelta(seconds=1),
         user_id=owner.pk,
-        client_ip="203.0.113.7",
-        model="gpt-4o-mini",
+        channel_id=4,
     )
     totals = log_totals(filters=filters)
     newest = list(
-        RequestLog.objects.filter(
-            user_id=owner.pk, client_ip="203.0.113.7", model="gpt-4o-mini"
-        ).order_by("-created_at", "-id")[:10]
+        RequestLog.objects.filter(user_id=owner.pk, channel_id=4).order_by("-created_at", "-id")[
+            :10
+        ]
     )
     assert not totals.is_exact
     assert totals.requests == 10
     assert totals.cost == sum(row.cost for row in newest)
+
+
+HOUR = datetime(2026, 11, 20, 6, tzinfo=UTC)
+# Offsets inside each hour: on the hour (a bucket boundary), on minute boundaries,
+# mid-minute, and the last microsecond of the hour.
+OFFSETS = (
+    timedelta(0),
+    timedelta(microseconds=1),
+    timedelta(minutes=17),
+    timedelta(minutes=29, seconds=31, microseconds=250_000),
+    timedelta(minutes=45),
+    timedelta(minutes=59, seconds=59, microseconds=999_999),
+)
+
+
+@pytest.fixture
+def ip_rows():
+    """Rows of one user over 10 hours at every kind of boundary; a stranger on the same IP."""
+    rng = random.Random(23)
+    owner, other = UserFactory(), UserFactory()
+    tokens = [funded_user_with_token(owner, name="a"), funded_user_with_token(owner, name="b")]
+    stranger = funded_user_with_token(other, name="other")
+    for hour in range(10):
+        for offset in OFFSETS:
+            for _ in range(2):
+                status = rng.choice(STATUSES)
+                settle(
+                    rng.choice(tokens),
+                    cost=0 if status >= 400 else rng.randint(1, 5000),
+                    created_at=HOUR + timedelta(hours=hour) + offset,
+                    model=rng.choice(MODELS),
+                    client_ip=rng.choice(IPS[:2]),
+                    status_code=status,
+                    prompt_tokens=rng.randint(0, 900),
+                    completion_tokens=rng.randint(0, 400),
+                )
+        settle(stranger, cost=9, created_at=HOUR + timedelta(hours=hour), client_ip=IPS[0])
+    return owner, tokens
+
+
+# (start, end) as offsets from HOUR: both ends inside hours (mid-minute); both ends
+# exactly on hours that hold rows (the start row counts, the end row does not); both
+# ends on a row's timestamp inside an hour; one partial hour only.
+IP_RANGES = (
+    (timedelta(hours=1, minutes=12, seconds=7), timedelta(hours=8, minutes=31, seconds=3)),
+    (timedelta(hours=2), timedelta(hours=7)),
+    (timedelta(hours=1, minutes=17), timedelta(hours=8, minutes=45)),
+    (timedelta(hours=3, minutes=17), timedelta(hours=3, minutes=59, seconds=59)),
+    (timedelta(hours=3), timedelta(hours=3, minutes=59, seconds=59, microseconds=999_999)),
+)
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        "ip+token",
+        "ip+model",
+        "ip+ok",
+        "ip+error",
+        "ip+429",
+        "ip+token+model+ok",
+        "ip+token+model+200",
+    ],
+)
+def test_ip_mixed_totals_are_exact_from_the_ip_hours(ip_rows, mix, monkeypatch):
+    owner, tokens = ip_rows
+    ip, token, model = IPS[1], tokens[1], MODELS[0]
+    arguments: dict = {"client_ip": ip}
+    checks = [lambda row: row.client_ip == ip]
+    if "token" in mix:
+        arguments["token_id"] = token.pk
+        checks.append(lambda row: row.token_id == token.pk)
+    if "model" in mix:
+        arguments["model"] = model
+        checks.append(lambda row: row.model == model)
+    status = mix.rsplit("+", 1)[1]
+    if status in ("ok", "error", "429", "200"):
+        arguments["status"] = status
+        checks.append(
+            {
+                "ok": lambda row: row.status_code < 400,
+                "error": lambda row: row.status_code >= 400,
+                "429": lambda row: row.status_code == 429,
+                "200": lambda row: row.status_code == 200,
+            }[status]
+        )
+
+    def no_raw_totals(filters):
+        raise AssertionError("answered by the bounded raw read")
+
+    # The rollups answer: the bounded raw read is never used
+    monkeypatch.setattr("logs.selectors._raw_totals", no_raw_totals)
+    rows = list(RequestLog.objects.filter(user_id=owner.pk))
+    for low, high in IP_RANGES:
+        start, end = HOUR + low, HOUR + high
+        expected = [
+            row
+            for row in rows
+            if start <= row.created_at < end and all(check(row) for check in checks)
+        ]
+        filters = LogFilters(start=start, end=end, user_id=owner.pk, **arguments)
+        totals = log_totals(filters=filters)
+        assert totals.is_exact
+        assert totals.requests == len(expected), (low, high)
+        assert totals.prompt_tokens == sum(row.prompt_tokens for row in expected)
+        assert totals.completion_tokens == sum(row.completion_tokens for row in expected)
+        assert totals.cost == sum(row.cost for row in expected)
+    # Over the widest range the mix selects some rows of the IP, not all of them
+    widest = LogFilters(start=HOUR, end=HOUR + timedelta(hours=10), user_id=owner.pk, **arguments)
+    every_ip_row = [row for row in rows if row.client_ip == ip]
+    assert 0 < log_totals(filters=widest).requests < len(every_ip_row)
+    # Rows exactly on the range's hour boundaries are in the data
+    assert any(row.created_at == HOUR + IP_RANGES[1][0] for row in rows)
+    assert any(row.created_at == HOUR + IP_RANGES[1][1] for row in rows)
+
+
+def test_ip_totals_without_a_user_sum_every_users_rows(ip_rows):
+    # The admin's view (no user): the stranger's rows on the same IP count too
+    filters = LogFilters(
+        start=HOUR + timedelta(minutes=30), end=HOUR + timedelta(hours=9), client_ip=IPS[0]
+    )
+    expected = RequestLog.objects.filter(
+        client_ip=IPS[0], created_at__gte=filters.start, created_at__lt=filters.end
+    )
+    totals = log_totals(filters=filters)
+    assert totals.requests == expected.count()
+    assert totals.cost == sum(expected.values_list("cost", flat=True))
+    assert expected.exclude(user_id=ip_rows[0].pk).exists()
 
 
 def test_range_pieces_tile_the_range_with_the_coarsest_buckets():

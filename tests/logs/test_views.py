@@ -233,6 +233,23 @@ def test_query_count_is_pinned_for_first_and_deep_pages(
     assert first.context["totals"].requests == 120
 
 
+def test_query_count_is_pinned_for_an_ip_mixed_filter(user, user_client, django_assert_num_queries):
+    token = funded_user_with_token(user)
+    query, moment = _pinned_range()
+    for index in range(60):
+        settle(
+            token,
+            created_at=moment + timedelta(seconds=index * 20),
+            client_ip=("198.51.100.1", "192.0.2.9")[index % 2],
+        )
+    # IP + model + status: the same 8 as without an IP (the totals read IP hours and
+    # the two partial hours' raw rows in the one UNION ALL)
+    mixed = {**query, "ip": "198.51.100.1", "model": "gpt-4o-mini", "status": "ok"}
+    with django_assert_num_queries(8):
+        response = user_client.get(reverse("console:logs"), mixed)
+    assert response.context["totals"].requests == 30
+
+
 def test_query_count_does_not_grow_with_rows(user, user_client, django_assert_num_queries):
     token = funded_user_with_token(user)
     query, moment = _pinned_range()
@@ -348,20 +365,23 @@ def test_fixed_range_reads_whole_buckets(user, user_client):
     assert response.context["totals"].cost == 42
 
 
-def test_totals_that_need_raw_rows_load_after_the_page(user_client, rows):
-    # IP and model together: no rollup answers, the page asks for its totals after
+def test_ip_and_model_totals_come_exact_with_the_page(user_client, rows):
+    # IP and model together: the IP hours answer, so the totals come with the page
     query = {"range": "1h", "ip": "198.51.100.1", "model": "gpt-4o"}
     page = user_client.get(reverse("console:logs"), query)
     assert page.status_code == 200
-    assert page.context["totals"] is None
-    assert 'hx-get="/logs/totals/?' in page.content.decode()
-    totals = user_client.get(reverse("logs:totals"), query)
-    assert totals.status_code == 200
     expected = RequestLog.objects.filter(
         user=rows[0].user, client_ip="198.51.100.1", model="gpt-4o"
     )
-    assert totals.context["totals"].requests == expected.count() > 0
-    assert totals.context["totals"].cost == sum(row.cost for row in expected)
+    totals = page.context["totals"]
+    assert totals.is_exact
+    assert totals.requests == expected.count() > 0
+    assert totals.cost == sum(row.cost for row in expected)
+    assert 'hx-get="/logs/totals/?' not in page.content.decode()
+    # The totals alone answer the same
+    alone = user_client.get(reverse("logs:totals"), query)
+    assert alone.status_code == 200
+    assert alone.context["totals"] == totals
     assert user_client.get(reverse("logs:totals"), {"ip": "x"}).status_code == 400
 
 
