@@ -108,13 +108,31 @@ def _scenarios(user) -> list[tuple[str, str, str]]:
         ),
         (
             page,
-            "filter: IP + model (7d, raw totals)",
+            "filter: IP + model (7d)",
             f"/logs/?range=7d&ip={busiest_ip.client_ip}&model=gpt-4o",
         ),
         (
             page,
-            "  its totals, loaded after the page",
+            "  its totals alone (/logs/totals/)",
             f"/logs/totals/?range=7d&ip={busiest_ip.client_ip}&model=gpt-4o",
+        ),
+        (
+            page,
+            "filter: IP + model (30d)",
+            f"/logs/?range=30d&ip={busiest_ip.client_ip}&model=gpt-4o",
+        ),
+        (
+            page,
+            "filter: IP + token + model + ok (30d)",
+            f"/logs/?range=30d&ip={busiest_ip.client_ip}&token={token.pk}&model=gpt-4o&status=ok",
+        ),
+        (
+            page,
+            "filter: IP + status error (custom 7 days)",
+            f"/logs/?range=custom&ip={busiest_ip.client_ip}&status=error&start="
+            + _days_ago(9)
+            + "&end="
+            + _days_ago(2),
         ),
         (page, "htmx results fragment (30d)", "/logs/?range=30d&htmx=1"),
         (page, "API /api/v1/logs (30d)", "/api/v1/logs?range=30d"),
@@ -147,7 +165,7 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run_pages(runs: int, warmup: int) -> None:
+def run_pages(runs: int, warmup: int, only: list[str]) -> None:
     user, client = _setup()
     from logs.models import RequestLog
 
@@ -157,6 +175,8 @@ def run_pages(runs: int, warmup: int) -> None:
     print("| kind | what | p50 ms | p95 ms | max ms | target |")
     print("|---|---|---|---|---|---|")
     for kind, name, url in _scenarios(user):
+        if only and not any(part in name for part in only):
+            continue
         headers = {"HTTP_HX_REQUEST": "true"} if "htmx=1" in url else {}
         url = url.replace("&htmx=1", "")
         for _ in range(warmup):
@@ -227,11 +247,18 @@ def main() -> None:
     parser.add_argument("--csv", action="store_true", help="also stream a CSV export")
     parser.add_argument("--csv-rows", type=int, default=1_000_000)
     parser.add_argument("--csv-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the rows whose name contains TEXT (repeatable)",
+    )
     arguments = parser.parse_args()
     if arguments.csv_only:
         run_csv(arguments.csv_rows)
         return
-    run_pages(arguments.runs, arguments.warmup)
+    run_pages(arguments.runs, arguments.warmup, arguments.only)
     if arguments.csv:
         print()
         # A child process of its own, so its peak RSS is the export's alone.

@@ -37,6 +37,8 @@ def _recompute(apps, schema_editor, *, by_token_model_status: bool) -> None:
                 f"prompt_tokens, completion_tokens, cost) SELECT user_id, client_ip, {_HOUR}, "
                 f"{_SUMS} FROM logs_requestlog GROUP BY 1, 2, 3"
             )
+        # Fresh statistics, so the first totals after the migration plan an index read.
+        schema_editor.execute("ANALYZE logs_usageiphour")
         return
     RequestLog = apps.get_model("logs", "RequestLog")
     UsageIpHour = apps.get_model("logs", "UsageIpHour")
