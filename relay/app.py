@@ -22,10 +22,10 @@ from django.conf import settings
 
 from accounts.tokens import TokenInfo, atoken_authenticate
 from billing.metering import (
+    ReservePool,
     Settlement,
     UsageRefused,
     areservation_renew,
-    ausage_reserve,
     ausage_settle,
 )
 from comet.api import error_body
@@ -205,6 +205,8 @@ class RelayApplication:
         # client's latency; shutdown waits for every pending settlement. Those are
         # written in batches (relay.settler).
         self.settle_in_background = settle_in_background
+        # Reservations run on the event loop's own connections (no thread hop).
+        self.reserver = ReservePool(settings.RELAY_RESERVE_CONNECTIONS)
         self.settler = SettleBatcher(
             batch_size=settings.RELAY_SETTLE_BATCH_SIZE,
             wait_seconds=settings.RELAY_SETTLE_BATCH_WAIT_MS / 1000,
@@ -272,6 +274,7 @@ class RelayApplication:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.settler.aclose()
+        await self.reserver.aclose()
         await self.upstream.aclose()
         await limiter().aclose()
 
@@ -409,7 +412,7 @@ class RelayApplication:
                 has_completion=endpoint.has_completion,
             )
             try:
-                await ausage_reserve(
+                await self.reserver.reserve(
                     token_id=token.id,
                     user_id=token.user_id,
                     request_id=request_id,

@@ -6,12 +6,14 @@ settlements and settles them with `billing.metering.usage_settle_many`, ONE
 statement and commit on a database thread, while the next ones queue up. Under load
 a batch holds every request that finished while the previous one ran, so the hot
 account row is written once per batch instead of once per request; alone, a request
-is settled at once. `RELAY_SETTLE_BATCH_WAIT_MS` (0 by default) makes a batch wait
-that long for company first.
+is settled after `RELAY_SETTLE_BATCH_WAIT_MS` (20 by default), the time a batch
+waits for company first: one request at a time, the settle statement then runs once
+per few requests instead of after each, so it rarely holds the account row when the
+next reservation needs it.
 
-A batch lost with its process (a crash before its commit) charges nothing: its
-reservations stay open until their lease ends and `reservation_release_expired`
-frees them, as for any settlement that never arrived.
+A batch lost with its process (a crash in its wait or before its commit) charges
+nothing: its reservations stay open until their lease ends and
+`reservation_release_expired` frees them, as for any settlement that never arrived.
 """
 
 import asyncio

@@ -15,7 +15,7 @@ import relay.app  # isort: skip
 import relay.settler  # isort: skip
 
 
-async def _no_reserve(**kwargs) -> None:
+async def _no_reserve(self, **kwargs) -> None:
     return None
 
 
@@ -27,7 +27,7 @@ def _no_settle_many(settlements: list) -> list:
     return [None] * len(settlements)
 
 
-relay.app.ausage_reserve = _no_reserve  # type: ignore[assignment]
+relay.app.ReservePool.reserve = _no_reserve  # type: ignore[method-assign]
 relay.app.ausage_settle = _no_settle  # type: ignore[assignment]
 relay.settler.usage_settle_many = _no_settle_many  # type: ignore[assignment]
 
