@@ -7,6 +7,11 @@
   used / request count on the account and the token and writes the request log
   row, all atomically; it is idempotent per request id.
 - `usage_release` frees the hold of a request that failed.
+- `usage_settle_many` settles a batch as `usage_settle` would each request, in one
+  statement on PostgreSQL (the relay settles this way, `relay/settler.py`);
+  `usage_settle` is a batch of one.
+- `ReservePool` runs `usage_reserve`'s statement from an event loop on its own
+  connections (the relay's reservations, on every request's critical path).
 
 A reservation is closed exactly once: its status changes open -> settled or
 open -> released by a conditional UPDATE, which only one caller can win.
@@ -348,21 +353,19 @@ class _LoopConnections:
 
     async def execute(self, sql: str, parameters: dict) -> tuple | None:
         async with self._free:
-            connection_ = self._idle.pop() if self._idle else await self._connect()
+            borrowed = self._idle.pop() if self._idle else await self._connect()
             try:
-                async with connection_.cursor() as cursor:
+                async with borrowed.cursor() as cursor:
                     await cursor.execute(sql, parameters, prepare=True)
                     return await cursor.fetchone()
             finally:
                 # A statement that failed leaves an autocommit connection idle and
                 # usable; one cut off (cancelled, network) is closed.
-                if (
-                    not connection_.closed
-                    and connection_.info.transaction_status == TransactionStatus.IDLE
-                ):
-                    self._idle.append(connection_)
+                is_idle = borrowed.info.transaction_status == TransactionStatus.IDLE
+                if not borrowed.closed and is_idle:
+                    self._idle.append(borrowed)
                 else:
-                    await connection_.close()
+                    await borrowed.close()
 
     async def _connect(self) -> psycopg.AsyncConnection:
         parameters = connection.get_connection_params()
