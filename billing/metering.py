@@ -7,6 +7,11 @@
   used / request count on the account and the token and writes the request log
   row, all atomically; it is idempotent per request id.
 - `usage_release` frees the hold of a request that failed.
+- `usage_settle_many` settles a batch as `usage_settle` would each request, in one
+  statement on PostgreSQL (the relay settles this way, `relay/settler.py`);
+  `usage_settle` is a batch of one.
+- `ReservePool` runs `usage_reserve`'s statement from an event loop on its own
+  connections (the relay's reservations, on every request's critical path).
 
 A reservation is closed exactly once: its status changes open -> settled or
 open -> released by a conditional UPDATE, which only one caller can win.
@@ -36,16 +41,21 @@ Locks: account row, then token row, in every path (see `billing.services`), so
 two transactions never wait on each other in a cycle.
 """
 
+import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from psycopg.errors import DivisionByZero
+from psycopg.pq import TransactionStatus
 
 from accounts.models import Token
 from billing.models import Account, Reservation
@@ -111,31 +121,74 @@ SELECT
               AND (SELECT count(*) FROM reservation) = 0 THEN 0 ELSE 1 END)
 """  # noqa: S608
 
-# The log row hangs off `claimed` only, so it is written while the main query runs;
-# `account` and `token`, which nothing reads, run after it: the hot account row is
-# locked as late as possible. Every step matches exactly when `claimed` does. The
-# rollup increments (`logs.rollups.SETTLE_CTE`) hang off `log`: same statement,
-# same commit.
+# Settle a batch of requests (one for `usage_settle`) in ONE statement. `input` is
+# the batch, one row per request id (the caller drops repeats). Only reservations
+# still open whose hold covers the cost are claimed here; the others are left to the
+# ORM path. Locks are taken in one order by every batch: the claimed reservations
+# by id, then their accounts by id, then their tokens by id (`ORDER BY ... FOR
+# UPDATE`, and each UPDATE touches only rows already locked that way), so two
+# batches never wait on each other in a cycle. Each account and each token is
+# updated once with the batch's sums: the hot account row is written once per batch.
+# The log rows hang off `claimed` only, so they are written while the main query
+# runs; `account` and `token`, which nothing reads, run after it: the account rows
+# are locked as late as possible. The rollup increments (`logs.rollups.SETTLE_CTE`)
+# hang off `log`: same statement, same commit.
 _SETTLE_SQL = f"""
-WITH claimed AS (
-    UPDATE {_RESERVATION} SET status = 'settled'
-    WHERE request_id = %(request_id)s AND status = 'open' AND amount >= %(cost)s
-    RETURNING account_id, token_id, amount, token_amount
+WITH input AS (
+    SELECT * FROM unnest(
+        %(request_id)s::varchar[], %(cost)s::bigint[], %(created_at)s::timestamptz[],
+        %(token_name)s::varchar[], %(model)s::varchar[], %(channel_id)s::bigint[],
+        %(prompt_tokens)s::integer[], %(completion_tokens)s::integer[],
+        %(cached_tokens)s::integer[], %(model_ratio)s::numeric[], %(completion_ratio)s::numeric[],
+        %(group_ratio)s::numeric[], %(price_per_call)s::bigint[], %(client_ip)s::inet[],
+        %(status_code)s::integer[], %(error_code)s::varchar[], %(latency_ms)s::integer[],
+        %(first_token_ms)s::integer[], %(is_stream)s::boolean[], %(usage_estimated)s::boolean[]
+    ) WITH ORDINALITY AS i(
+        request_id, cost, created_at, token_name, model, channel_id, prompt_tokens,
+        completion_tokens, cached_tokens, model_ratio, completion_ratio, group_ratio,
+        price_per_call, client_ip, status_code, error_code, latency_ms, first_token_ms,
+        is_stream, usage_estimated, ord
+    )
+), claimable AS (
+    SELECT r.id FROM {_RESERVATION} r JOIN input ON input.request_id = r.request_id
+    WHERE r.status = 'open' AND r.amount >= input.cost
+    ORDER BY r.id FOR UPDATE OF r
+), claimed AS (
+    UPDATE {_RESERVATION} AS r SET status = 'settled'
+    FROM input
+    WHERE r.id IN (SELECT id FROM claimable) AND input.request_id = r.request_id
+      AND r.status = 'open' AND r.amount >= input.cost
+    RETURNING r.account_id, r.token_id, r.amount, r.token_amount, input.*
+), account_locked AS (
+    SELECT a.user_id FROM {_ACCOUNT} a WHERE a.user_id IN (SELECT account_id FROM claimed)
+    ORDER BY a.user_id FOR UPDATE
+), account_sums AS (
+    SELECT account_id, sum(cost) AS cost, sum(amount) AS amount, count(*) AS requests
+    FROM claimed GROUP BY account_id
 ), account AS (
     UPDATE {_ACCOUNT} AS a
-    SET balance = a.balance - %(cost)s, reserved = a.reserved - claimed.amount,
-        used = a.used + %(cost)s, request_count = a.request_count + 1
-    FROM claimed WHERE a.user_id = claimed.account_id
+    SET balance = a.balance - s.cost, reserved = a.reserved - s.amount,
+        used = a.used + s.cost, request_count = a.request_count + s.requests
+    FROM account_sums s
+    WHERE a.user_id = s.account_id AND a.user_id IN (SELECT user_id FROM account_locked)
     RETURNING a.user_id
+), token_locked AS (
+    SELECT t.id FROM {_TOKEN} t WHERE t.id IN (SELECT token_id FROM claimed)
+      AND (SELECT count(*) FROM account) > 0
+    ORDER BY t.id FOR UPDATE
+), token_sums AS (
+    SELECT token_id, sum(cost) AS cost, sum(token_amount) AS token_amount,
+        count(*) AS requests, (array_agg(client_ip ORDER BY ord DESC))[1] AS client_ip
+    FROM claimed WHERE token_id IS NOT NULL GROUP BY token_id
 ), token AS (
     UPDATE {_TOKEN} AS t
-    SET reserved = t.reserved - claimed.token_amount, used = t.used + %(cost)s,
-        request_count = t.request_count + 1,
+    SET reserved = t.reserved - s.token_amount, used = t.used + s.cost,
+        request_count = t.request_count + s.requests,
         -- GREATEST skips NULLs: an unlimited token (NULL) must stay unlimited.
         quota_remaining = CASE WHEN t.quota_remaining IS NULL THEN NULL ELSE
-            GREATEST(t.quota_remaining - %(cost)s, t.reserved - claimed.token_amount) END,
-        last_used_at = %(now)s, last_used_ip = %(client_ip)s
-    FROM claimed WHERE t.id = claimed.token_id AND EXISTS (SELECT 1 FROM account)
+            GREATEST(t.quota_remaining - s.cost, t.reserved - s.token_amount) END,
+        last_used_at = %(now)s, last_used_ip = s.client_ip
+    FROM token_sums s WHERE t.id = s.token_id AND t.id IN (SELECT id FROM token_locked)
     RETURNING t.id
 ), log AS (
     INSERT INTO {_LOG} (
@@ -144,15 +197,14 @@ WITH claimed AS (
         group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
         first_token_ms, is_stream, usage_estimated
     )
-    SELECT %(created_at)s, %(request_id)s, claimed.account_id, claimed.token_id, %(token_name)s,
-        %(model)s, %(channel_id)s, %(prompt_tokens)s, %(completion_tokens)s, %(cached_tokens)s,
-        %(cost)s, %(model_ratio)s, %(completion_ratio)s, %(group_ratio)s, %(price_per_call)s,
-        %(client_ip)s, %(status_code)s, %(error_code)s, %(latency_ms)s, %(first_token_ms)s,
-        %(is_stream)s, %(usage_estimated)s
-    FROM claimed
+    SELECT created_at, request_id, account_id, token_id, token_name, model, channel_id,
+        prompt_tokens, completion_tokens, cached_tokens, cost, model_ratio, completion_ratio,
+        group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
+        first_token_ms, is_stream, usage_estimated
+    FROM claimed ORDER BY ord
     RETURNING *
 ){SETTLE_CTE}
-SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM log), {SETTLE_SELECT}
+SELECT (SELECT array_agg(request_id) FROM claimed), {SETTLE_SELECT}
 """  # noqa: S608
 
 
@@ -218,6 +270,113 @@ def usage_reserve(
     if not tokens:
         raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
     raise _balance_refusal(user_id)
+
+
+# How the pool's connections show in pg_stat_activity.
+RESERVE_APPLICATION_NAME = "comet relay reservations"
+
+
+class ReservePool:
+    """Reserve from an event loop on its own PostgreSQL connections: no thread hop.
+
+    The reservation is on every relay request's critical path. Each event loop gets
+    up to `size` psycopg async connections (autocommit), on which the reserve
+    statement is prepared, so a reservation is one round trip with no planning and
+    no handover to a database thread. Anything but a clean success -- a refusal, the
+    guard, a lost connection -- is redone by `usage_reserve` on a database thread,
+    which says why: a refusal changes nothing, so doing it again is safe. (If a
+    connection drops after the server committed a reservation, the retry is refused
+    as a duplicate request id and the hold is freed when its lease ends.) `size` 0,
+    or a database other than PostgreSQL, always uses `usage_reserve`.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
+
+    async def reserve(
+        self,
+        *,
+        token_id: int,
+        user_id: int,
+        request_id: str,
+        amount: int,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        """`usage_reserve`, awaitable: hold `amount` or raise UsageRefused."""
+
+        async def on_a_thread() -> None:
+            await ausage_reserve(
+                token_id=token_id,
+                user_id=user_id,
+                request_id=request_id,
+                amount=amount,
+                lease_seconds=lease_seconds,
+            )
+
+        if self.size <= 0 or amount <= 0 or not _single_statement():
+            await on_a_thread()
+            return
+        now = timezone.now()
+        parameters = {
+            "token_id": token_id,
+            "user_id": user_id,
+            "request_id": request_id,
+            "amount": amount,
+            "now": now,
+            "expires_at": now + timedelta(seconds=lease_seconds),
+        }
+        loop = asyncio.get_running_loop()
+        connections = self._loops.get(loop)
+        if connections is None:
+            connections = self._loops[loop] = _LoopConnections(self.size)
+        try:
+            row = await connections.execute(_RESERVE_SQL, parameters)
+        except (psycopg.Error, OSError):
+            row = None
+        if row is None or not row[2]:
+            await on_a_thread()
+
+    async def aclose(self) -> None:
+        """Close this event loop's connections (at server shutdown)."""
+        connections = self._loops.pop(asyncio.get_running_loop(), None)
+        if connections is not None:
+            await connections.aclose()
+
+
+class _LoopConnections:
+    """Up to `size` async connections of one event loop, lent one statement at a time."""
+
+    def __init__(self, size: int) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._idle: list[psycopg.AsyncConnection] = []
+
+    async def execute(self, sql: str, parameters: dict) -> tuple | None:
+        async with self._free:
+            borrowed = self._idle.pop() if self._idle else await self._connect()
+            try:
+                async with borrowed.cursor() as cursor:
+                    await cursor.execute(sql, parameters, prepare=True)
+                    return await cursor.fetchone()
+            finally:
+                # A statement that failed leaves an autocommit connection idle and
+                # usable; one cut off (cancelled, network) is closed.
+                is_idle = borrowed.info.transaction_status == TransactionStatus.IDLE
+                if not borrowed.closed and is_idle:
+                    self._idle.append(borrowed)
+                else:
+                    await borrowed.close()
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        parameters = connection.get_connection_params()
+        for name in ("cursor_factory", "prepare_threshold"):
+            parameters.pop(name, None)
+        parameters.setdefault("application_name", RESERVE_APPLICATION_NAME)
+        return await psycopg.AsyncConnection.connect(**parameters, autocommit=True)
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
 
 
 def _reserve_with_orm(
@@ -309,27 +468,101 @@ def _reservation_close(*, request_id: str, from_status: str, to_status: str) -> 
         return cursor.fetchone()
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One request to settle: its id, its actual cost, the facts of its log row."""
+
+    request_id: str
+    cost: int
+    log: RequestLogData
+
+
 def usage_settle(*, request_id: str, cost: int, log: RequestLogData) -> None:
     """Charge a request's actual cost, free the rest of its hold and write its log row.
 
     Idempotent: a request id that was already settled changes nothing.
     """
-    if cost < 0:
-        raise ValueError("A cost cannot be negative.")
+    error = usage_settle_many([Settlement(request_id=request_id, cost=cost, log=log)])[0]
+    if error is not None:
+        raise error
+
+
+def usage_settle_many(settlements: Sequence[Settlement]) -> list[Exception | None]:
+    """Settle many requests, as `usage_settle` would each; return each one's error or None.
+
+    On PostgreSQL the common ones (open, cost within the hold) are settled in ONE
+    statement and commit: each account and token row is written once for the whole
+    batch. The others (cost over the hold, released before the settle came, already
+    settled, unknown) go through the ORM path one by one, with the same policy as
+    `usage_settle`. A request id repeated in the batch is settled once. If the batch
+    statement fails, each request is tried on its own, so one bad row loses no other.
+    """
+    errors: list[Exception | None] = [None] * len(settlements)
     now = timezone.now()
-    if _single_statement():
-        claimed, _logged, is_new_ip, log_id = _execute_one(
-            _SETTLE_SQL, _settle_parameters(request_id, cost, log, now)
-        )
-        if claimed:
-            if is_new_ip:
-                new_ip_notify(log_id=log_id)
-            return
-    _settle_with_orm(request_id=request_id, cost=cost, log=log, now=now)
+    first_index: dict[str, int] = {}
+    unique: list[int] = []
+    for index, settlement in enumerate(settlements):
+        if settlement.cost < 0:
+            errors[index] = ValueError("A cost cannot be negative.")
+        elif settlement.request_id not in first_index:
+            first_index[settlement.request_id] = index
+            unique.append(index)
+    rest = unique
+    if unique and _single_statement():
+        try:
+            rest = _settle_batch([settlements[index] for index in unique], unique, now)
+        except DatabaseError as error:
+            rest = []
+            if len(unique) == 1:
+                errors[unique[0]] = error
+            else:
+                logger.exception(
+                    "A batch of %d settlements failed; retrying one by one", len(unique)
+                )
+                for index in unique:
+                    errors[index] = _settle_alone(settlements[index])
+    for index in rest:
+        settlement = settlements[index]
+        try:
+            _settle_with_orm(
+                request_id=settlement.request_id, cost=settlement.cost, log=settlement.log, now=now
+            )
+        except (ValueError, DatabaseError) as error:
+            errors[index] = error
+    for index, settlement in enumerate(settlements):
+        first = first_index.get(settlement.request_id)
+        if first is not None and first != index:
+            errors[index] = errors[first]
+    return errors
 
 
-def _settle_parameters(request_id: str, cost: int, log: RequestLogData, now: datetime) -> dict:
-    return {**_log_fields(log, cost, now), "request_id": request_id, "now": now}
+def _settle_batch(batch: list[Settlement], indexes: list[int], now: datetime) -> list[int]:
+    """Run the batch statement; return the indexes it left to the ORM path."""
+    claimed, new_ip_log_ids = _execute_one(_SETTLE_SQL, _settle_parameters(batch, now))
+    for log_id in new_ip_log_ids or ():
+        new_ip_notify(log_id=log_id)
+    settled = set(claimed or ())
+    return [
+        index for index, item in zip(indexes, batch, strict=True) if item.request_id not in settled
+    ]
+
+
+def _settle_alone(settlement: Settlement) -> Exception | None:
+    try:
+        usage_settle(request_id=settlement.request_id, cost=settlement.cost, log=settlement.log)
+    except (ValueError, DatabaseError) as error:
+        return error
+    return None
+
+
+def _settle_parameters(settlements: Sequence[Settlement], now: datetime) -> dict:
+    columns: dict[str, list] = {"request_id": []}
+    for settlement in settlements:
+        columns["request_id"].append(settlement.request_id)
+        # The log fields include the cost.
+        for name, value in _log_fields(settlement.log, settlement.cost, now).items():
+            columns.setdefault(name, []).append(value)
+    return {**columns, "now": now}
 
 
 def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: datetime) -> None:
@@ -483,4 +716,5 @@ def reservation_renew(*, request_id: str, lease_seconds: int | None = None) -> b
 ausage_reserve = sync_to_async(usage_reserve, thread_sensitive=False)
 areservation_renew = sync_to_async(reservation_renew, thread_sensitive=False)
 ausage_settle = sync_to_async(usage_settle, thread_sensitive=False)
+ausage_settle_many = sync_to_async(usage_settle_many, thread_sensitive=False)
 ausage_release = sync_to_async(usage_release, thread_sensitive=False)

@@ -1,12 +1,13 @@
 """The rollup tables: written as requests settle, rebuilt from raw rows on demand.
 
-`billing.metering.usage_settle` appends `SETTLE_CTE` to its single PostgreSQL
-statement, so a request's log row and every rollup increment commit together or
-not at all; its ORM path (SQLite, rare cases) calls `rollups_record` inside its
-transaction. Increments are `INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x`:
-two settles of the same bucket serialise on that one row and neither is lost.
-Every statement upserts minute, hour, day, IP hour, token IP and channel rows in that order,
-so two settles never wait on each other in a cycle.
+`billing.metering.usage_settle_many` (and `usage_settle`, a batch of one) appends
+`SETTLE_CTE` to its single PostgreSQL statement, so a batch's log rows and every
+rollup increment commit together or not at all; its ORM path (SQLite, rare cases)
+calls `rollups_record` inside its transaction. Increments are
+`INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x`: two settles of the same
+bucket serialise on that one row and neither is lost. Every statement upserts minute,
+hour, day, IP hour, token IP and channel rows in that order, each in key order, so two
+settles never wait on each other in a cycle.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,8 @@ _TOKEN_IP = TokenIp._meta.db_table
 _IP_HOUR = UsageIpHour._meta.db_table
 _IP_KEY = "(user_id, client_ip, bucket, token_id, model, status_code)"
 _IP_INCREMENT = (
-    f"ON CONFLICT {_IP_KEY} DO UPDATE SET requests = {_IP_HOUR}.requests + 1, "
+    f"ON CONFLICT {_IP_KEY} DO UPDATE SET "
+    f"requests = {_IP_HOUR}.requests + EXCLUDED.requests, "
     f"prompt_tokens = {_IP_HOUR}.prompt_tokens + EXCLUDED.prompt_tokens, "
     f"completion_tokens = {_IP_HOUR}.completion_tokens + EXCLUDED.completion_tokens, "
     f"cost = {_IP_HOUR}.cost + EXCLUDED.cost"
@@ -54,7 +56,7 @@ _BUCKET_COLUMNS = (
 
 def _bucket_increment(table: str) -> str:
     return (
-        f"ON CONFLICT {_BUCKET_KEY} DO UPDATE SET requests = {table}.requests + 1, "
+        f"ON CONFLICT {_BUCKET_KEY} DO UPDATE SET requests = {table}.requests + EXCLUDED.requests, "
         f"prompt_tokens = {table}.prompt_tokens + EXCLUDED.prompt_tokens, "
         f"completion_tokens = {table}.completion_tokens + EXCLUDED.completion_tokens, "
         f"cost = {table}.cost + EXCLUDED.cost"
@@ -65,16 +67,21 @@ def _cte_bucket(name: str, unit: str, table: str) -> str:
     return f"""{name} AS (
     INSERT INTO {table} ({_BUCKET_COLUMNS})
     SELECT user_id, COALESCE(token_id, 0), model, status_code,
-        date_trunc('{unit}', created_at, 'UTC'), 1, prompt_tokens, completion_tokens, cost
-    FROM log
+        date_trunc('{unit}', created_at, 'UTC'), count(*), sum(prompt_tokens),
+        sum(completion_tokens), sum(cost)
+    FROM log GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
     {_bucket_increment(table)}
     RETURNING 1
 )"""  # noqa: S608 (our table names)
 
 
-# Appended after the `log` step (`INSERT ... RETURNING *`) of the settle statement.
-# `token_ip` reports whether the address is new on the token and how many the
-# token had before (the statement's snapshot does not see its own insert).
+# Appended after the `log` step (`INSERT ... RETURNING *`) of the settle statement,
+# which writes one row per request of a batch (`billing.metering.usage_settle_many`).
+# Each step sums the batch per rollup row, since one INSERT ... ON CONFLICT may not
+# touch a row twice, and upserts the sums in key order, so two batches lock shared
+# rows in the same order. `token_ip` reports the addresses new on their token (the
+# statement's snapshot does not see its own inserts: an address is new when the
+# token had one before, or when an earlier address of the same batch came first).
 SETTLE_CTE = f""",
 {_cte_bucket("minute_usage", "minute", BUCKET_TABLES["minute"])},
 {_cte_bucket("hour_usage", "hour", BUCKET_TABLES["hour"])},
@@ -82,30 +89,36 @@ SETTLE_CTE = f""",
 ip_usage AS (
     INSERT INTO {_IP_HOUR} ({_IP_COLUMNS})
     SELECT user_id, client_ip, date_trunc('hour', created_at, 'UTC'), COALESCE(token_id, 0),
-        model, status_code, 1, prompt_tokens, completion_tokens, cost
-    FROM log
+        model, status_code, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost)
+    FROM log GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
     {_IP_INCREMENT}
     RETURNING 1
 ), token_ip AS (
     INSERT INTO {_TOKEN_IP}
         (token_id, client_ip, first_log_id, first_seen, last_seen, requests, is_new_on_token)
-    SELECT log.token_id, log.client_ip, log.id, log.created_at, log.created_at, 1,
+    SELECT log.token_id, log.client_ip, min(log.id), min(log.created_at), max(log.created_at),
+        count(*),
         EXISTS (SELECT 1 FROM {_TOKEN_IP} known WHERE known.token_id = log.token_id)
+        OR row_number() OVER (PARTITION BY log.token_id ORDER BY min(log.id)) > 1
     FROM log WHERE log.token_id IS NOT NULL
+    GROUP BY log.token_id, log.client_ip ORDER BY log.token_id, log.client_ip
     ON CONFLICT (token_id, client_ip) DO UPDATE SET
         last_seen = GREATEST({_TOKEN_IP}.last_seen, EXCLUDED.last_seen),
-        requests = {_TOKEN_IP}.requests + 1
-    RETURNING (xmax = 0) AND is_new_on_token AS is_new
+        requests = {_TOKEN_IP}.requests + EXCLUDED.requests
+    RETURNING first_log_id, (xmax = 0) AND is_new_on_token AS is_new
 ), channel_usage AS (
     INSERT INTO {_CHANNEL} (channel_id, bucket, requests, failures)
-    SELECT channel_id, date_trunc('hour', created_at, 'UTC'), 1, 0
+    SELECT channel_id, date_trunc('hour', created_at, 'UTC'), count(*), 0
     FROM log WHERE channel_id IS NOT NULL AND status_code < 500
-    ON CONFLICT (channel_id, bucket) DO UPDATE SET requests = {_CHANNEL}.requests + 1
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (channel_id, bucket) DO UPDATE SET
+        requests = {_CHANNEL}.requests + EXCLUDED.requests
     RETURNING 1
 )"""  # noqa: S608 (table names come from our models)
 
-# What the settle statement selects after its own columns.
-SETTLE_SELECT = "(SELECT bool_or(is_new) FROM token_ip), (SELECT id FROM log)"
+# What the settle statement selects after its own columns: the log rows whose
+# address is new on their token (for the "new IP" email).
+SETTLE_SELECT = "(SELECT array_agg(first_log_id) FROM token_ip WHERE is_new)"
 
 
 def bucket_start(moment: datetime, unit: str) -> datetime:

@@ -21,7 +21,13 @@ from typing import Any
 from django.conf import settings
 
 from accounts.tokens import TokenInfo, atoken_authenticate
-from billing.metering import UsageRefused, areservation_renew, ausage_reserve, ausage_settle
+from billing.metering import (
+    ReservePool,
+    Settlement,
+    UsageRefused,
+    areservation_renew,
+    ausage_settle,
+)
 from comet.api import error_body
 from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
@@ -36,6 +42,7 @@ from .memo import LocalMemo
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
 from .services import channel_record_failure, channel_record_success
+from .settler import SettleBatcher
 from .usage import (
     StreamUsageReader,
     Usage,
@@ -195,8 +202,15 @@ class RelayApplication:
 
     def __init__(self, *, settle_in_background: bool = True) -> None:
         # Settling after the response is sent keeps the database write off the
-        # client's latency; shutdown waits for every pending settlement.
+        # client's latency; shutdown waits for every pending settlement. Those are
+        # written in batches (relay.settler).
         self.settle_in_background = settle_in_background
+        # Reservations run on the event loop's own connections (no thread hop).
+        self.reserver = ReservePool(settings.RELAY_RESERVE_CONNECTIONS)
+        self.settler = SettleBatcher(
+            batch_size=settings.RELAY_SETTLE_BATCH_SIZE,
+            wait_seconds=settings.RELAY_SETTLE_BATCH_WAIT_MS / 1000,
+        )
         self.upstream = upstream.UpstreamClient()
         self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
         self.prices: LocalMemo[ModelPrice | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
@@ -205,7 +219,7 @@ class RelayApplication:
     @property
     def pending_work(self) -> int:
         """Return how many settlements and failure counts are still running."""
-        return len(self._background)
+        return len(self._background) + self.settler.pending
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -259,6 +273,8 @@ class RelayApplication:
         """Finish pending settlements and close this loop's connections."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.settler.aclose()
+        await self.reserver.aclose()
         await self.upstream.aclose()
         await limiter().aclose()
 
@@ -396,7 +412,7 @@ class RelayApplication:
                 has_completion=endpoint.has_completion,
             )
             try:
-                await ausage_reserve(
+                await self.reserver.reserve(
                     token_id=token.id,
                     user_id=token.user_id,
                     request_id=request_id,
@@ -423,7 +439,7 @@ class RelayApplication:
             finally:
                 await limiter().release(slot)
                 slot = None
-                settlement = self._settle(
+                settlement = self._settlement(
                     request_id=request_id,
                     token=token,
                     model=model,
@@ -434,14 +450,14 @@ class RelayApplication:
                     started=started,
                 )
                 if self.settle_in_background:
-                    self._in_background(settlement)
+                    self.settler.submit(settlement)
                 else:
-                    await settlement
+                    await self._settle_now(settlement)
         finally:
             if slot is not None:
                 await limiter().release(slot)
 
-    async def _settle(
+    def _settlement(
         self,
         *,
         request_id: str,
@@ -452,7 +468,7 @@ class RelayApplication:
         address: str,
         stream: bool,
         started: float,
-    ) -> None:
+    ) -> Settlement:
         cost = 0
         if outcome.is_answered:
             cost = actual_cost(usage=outcome.usage, price=price)
@@ -475,11 +491,16 @@ class RelayApplication:
             is_stream=stream,
             usage_estimated=outcome.usage.is_estimated,
         )
+        return Settlement(request_id=request_id, cost=cost, log=log)
+
+    async def _settle_now(self, settlement: Settlement) -> None:
         try:
-            await ausage_settle(request_id=request_id, cost=cost, log=log)
+            await ausage_settle(
+                request_id=settlement.request_id, cost=settlement.cost, log=settlement.log
+            )
         except Exception:
             # The reservation's lease still bounds what this request holds.
-            logger.exception("Settling request %s failed", request_id)
+            logger.exception("Settling request %s failed", settlement.request_id)
 
     async def _forward(
         self,

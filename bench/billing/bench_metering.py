@@ -99,13 +99,13 @@ def pgbench_rate(clients: int, seconds: int) -> float:
 
 def _worker_process(arguments: tuple) -> tuple[int, int]:
     """Run `threads` loops of reserve + settle until `deadline`; return (billed, errors)."""
-    threads, first_thread, pairs, start_at, deadline = arguments
+    threads, first_thread, pairs, start_at, deadline, settle_batch = arguments
     _setup_django()
     import threading
 
     from django.db import connection
 
-    from billing.metering import UsageRefused, usage_reserve, usage_settle
+    from billing.metering import Settlement, UsageRefused, usage_reserve, usage_settle_many
     from logs.models import RequestLogData
 
     log = RequestLogData(model="bench-model", client_ip="198.51.100.1", token_name="bench")  # noqa: S106
@@ -121,6 +121,7 @@ def _worker_process(arguments: tuple) -> tuple[int, int]:
         connection.ensure_connection()
         while time.time() < start_at:
             time.sleep(0.001)
+        reserved: list[str] = []
         while time.time() < deadline:
             request_id = f"{prefix}-{number}"
             number += 1
@@ -131,8 +132,18 @@ def _worker_process(arguments: tuple) -> tuple[int, int]:
             except UsageRefused:
                 errors[index] += 1
                 continue
-            usage_settle(request_id=request_id, cost=COST, log=log)
-            counts[index] += 1
+            reserved.append(request_id)
+            if len(reserved) < settle_batch:
+                continue
+            # usage_settle is usage_settle_many of one; the relay settles in batches.
+            failed = usage_settle_many(
+                [Settlement(request_id=done, cost=COST, log=log) for done in reserved]
+            )
+            counts[index] += failed.count(None)
+            errors[index] += len(failed) - failed.count(None)
+            reserved.clear()
+        # The last partial batch is settled after the clock, so the books close; not counted.
+        usage_settle_many([Settlement(request_id=done, cost=COST, log=log) for done in reserved])
         connection.close()
 
     workers = [threading.Thread(target=loop, args=(index,)) for index in range(threads)]
@@ -143,7 +154,13 @@ def _worker_process(arguments: tuple) -> tuple[int, int]:
     return sum(counts), sum(errors)
 
 
-def metering_rate(concurrency: int, processes: int, seconds: int, pairs: list[tuple[int, int]]):
+def metering_rate(
+    concurrency: int,
+    processes: int,
+    seconds: int,
+    pairs: list[tuple[int, int]],
+    settle_batch: int = 1,
+):
     processes = min(processes, concurrency)
     shares = [
         concurrency // processes + (1 if index < concurrency % processes else 0)
@@ -156,7 +173,7 @@ def metering_rate(concurrency: int, processes: int, seconds: int, pairs: list[tu
         results = pool.map(
             _worker_process,
             [
-                (share, sum(shares[:number]), pairs, start_at, deadline)
+                (share, sum(shares[:number]), pairs, start_at, deadline, settle_batch)
                 for number, share in enumerate(shares)
             ],
         )
@@ -175,6 +192,12 @@ def main() -> None:
         type=int,
         default=1,
         help="spread the workers over this many accounts (1 = the hot-account case)",
+    )
+    parser.add_argument(
+        "--settle-batch",
+        type=int,
+        default=1,
+        help="each worker settles its requests this many at a time (usage_settle_many)",
     )
     options = parser.parse_args()
     _setup_django()
@@ -206,7 +229,7 @@ def main() -> None:
     for concurrency in options.concurrency:
         pg_rate = pgbench_rate(concurrency, options.seconds)
         rate, _billed, errors = metering_rate(
-            concurrency, options.processes, options.seconds, pairs
+            concurrency, options.processes, options.seconds, pairs, options.settle_batch
         )
         print(
             f"{concurrency:>11} {pg_rate:>17.0f} {rate:>13.0f} {rate / pg_rate:>6.2f} {errors:>8}"

@@ -54,7 +54,7 @@ def main() -> None:
         channel_id=1,
     )
     with_rollups = metering._SETTLE_SQL
-    without = with_rollups.replace(SETTLE_CTE, "").replace(f", {SETTLE_SELECT}", ", NULL, NULL")
+    without = with_rollups.replace(SETTLE_CTE, "").replace(f", {SETTLE_SELECT}", ", NULL")
     assert without != with_rollups
 
     def block(sql: str) -> float:

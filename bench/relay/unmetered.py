@@ -12,9 +12,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comet.settings.local")
 from comet.asgi import application
 
 import relay.app  # isort: skip
+import relay.settler  # isort: skip
 
 
-async def _no_reserve(**kwargs) -> None:
+async def _no_reserve(self, **kwargs) -> None:
     return None
 
 
@@ -22,7 +23,12 @@ async def _no_settle(**kwargs) -> None:
     return None
 
 
-relay.app.ausage_reserve = _no_reserve  # type: ignore[assignment]
+def _no_settle_many(settlements: list) -> list:
+    return [None] * len(settlements)
+
+
+relay.app.ReservePool.reserve = _no_reserve  # type: ignore[method-assign]
 relay.app.ausage_settle = _no_settle  # type: ignore[assignment]
+relay.settler.usage_settle_many = _no_settle_many  # type: ignore[assignment]
 
 __all__ = ["application"]

@@ -289,6 +289,13 @@ RELAY_CHANNEL_FAILURE_THRESHOLD = env.int("RELAY_CHANNEL_FAILURE_THRESHOLD", def
 # Settle (the database write of cost + log row) after the response is sent, off the
 # client's latency; shutdown waits for pending settlements. bench/relay compares both.
 RELAY_SETTLE_AFTER_RESPONSE = env.bool("RELAY_SETTLE_AFTER_RESPONSE", default=True)
+# Settlements after the response are written in batches of at most this many (one
+# statement each, relay.settler); a batch waits this long for company first.
+RELAY_SETTLE_BATCH_SIZE = env.int("RELAY_SETTLE_BATCH_SIZE", default=200)
+RELAY_SETTLE_BATCH_WAIT_MS = env.float("RELAY_SETTLE_BATCH_WAIT_MS", default=20)
+# PostgreSQL connections per relay process for reservations, on its event loop
+# (billing.metering.ReservePool); 0 reserves on the database threads instead.
+RELAY_RESERVE_CONNECTIONS = env.int("RELAY_RESERVE_CONNECTIONS", default=4)
 # Tokens and prices stay this long in each relay process's memory (revocation is
 # promised within 1 s); 0 turns the memory off.
 RELAY_LOCAL_CACHE_SECONDS = env.float("RELAY_LOCAL_CACHE_SECONDS", default=0.5)

@@ -6,7 +6,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from accounts.models import Token
-from billing.metering import UsageRefused, usage_release, usage_reserve, usage_settle
+from billing.metering import (
+    Settlement,
+    UsageRefused,
+    usage_release,
+    usage_reserve,
+    usage_settle,
+    usage_settle_many,
+)
 from billing.models import Account, LedgerEntry, Reservation
 from billing.selectors import books_drift
 from billing.services import IdempotencyConflict, InsufficientBalance, account_credit, account_debit
@@ -123,6 +130,56 @@ class MoneyMachine(RuleBasedStateMachine):
             self.quota -= charged
         self.closed.add(request_id)
         assert RequestLog.objects.get(request_id=request_id).cost == charged
+
+    def _charge(self, request_id: str, cost: int) -> int:
+        """Close an open request in the model; return what settling `cost` charges."""
+        self.open.pop(request_id)
+        charged = min(cost, self._free())
+        token_free = self._token_free()
+        if token_free is not None:
+            charged = min(charged, token_free)
+        self.balance -= charged
+        self.used += charged
+        if self.quota is not None:
+            self.quota -= charged
+        self.closed.add(request_id)
+        return charged
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data())
+    def settle_many(self, data):
+        chosen = data.draw(
+            st.lists(st.sampled_from(sorted(self.open)), min_size=1, max_size=6, unique=True)
+        )
+        fractions = st.one_of(st.floats(min_value=0, max_value=1), st.sampled_from([1.5, 4, 50]))
+        costs = {
+            request_id: int(self.open[request_id] * data.draw(fractions)) for request_id in chosen
+        }
+        settled = [
+            request_id
+            for request_id in sorted(self.closed)
+            if RequestLog.objects.filter(request_id=request_id).exists()
+        ][:2]
+        batch = [
+            Settlement(request_id=request_id, cost=costs[request_id], log=LOG)
+            for request_id in chosen
+        ]
+        # Already settled (nothing changes), and a repeat within the batch (the first counts).
+        batch += [Settlement(request_id=request_id, cost=1, log=LOG) for request_id in settled]
+        batch.append(Settlement(request_id=chosen[0], cost=costs[chosen[0]] + 7, log=LOG))
+
+        assert usage_settle_many(batch) == [None] * len(batch)
+
+        # The batch statement settles those within their hold; those over it follow in order.
+        within = [request_id for request_id in chosen if costs[request_id] <= self.open[request_id]]
+        over = [request_id for request_id in chosen if request_id not in within]
+        charged = {
+            request_id: self._charge(request_id, costs[request_id]) for request_id in within + over
+        }
+        logged = dict(
+            RequestLog.objects.filter(request_id__in=chosen).values_list("request_id", "cost")
+        )
+        assert logged == charged
 
     @precondition(lambda self: self.open)
     @rule(data=st.data())
