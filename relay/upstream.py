@@ -108,6 +108,9 @@ def _mock_answer(
     )
 
 
+UPSTREAM_KEEPALIVE_SECONDS = 4.0
+
+
 class UpstreamClient:
     """Send attempts to channels over one pooled aiohttp session per event loop.
 
@@ -123,7 +126,14 @@ class UpstreamClient:
         session = self._sessions.get(loop)
         if session is None:
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(
+                    limit=1000,
+                    ttl_dns_cache=300,
+                    # Idle connections are dropped before common servers drop them
+                    # (uvicorn after 5 s): reusing one the upstream already closed
+                    # fails, and after a quiet spell a burst would find many.
+                    keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS,
+                ),
                 # Bytes pass through as the upstream sent them: never decompressed here.
                 auto_decompress=False,
                 headers={"accept-encoding": "identity"},
