@@ -30,13 +30,6 @@ _LOG = RequestLog._meta.db_table
 _TOKEN_IP = TokenIp._meta.db_table
 _IP_HOUR = UsageIpHour._meta.db_table
 _IP_KEY = "(user_id, client_ip, bucket, token_id, model, status_code)"
-_IP_INCREMENT = (
-    f"ON CONFLICT {_IP_KEY} DO UPDATE SET "
-    f"requests = {_IP_HOUR}.requests + EXCLUDED.requests, "
-    f"prompt_tokens = {_IP_HOUR}.prompt_tokens + EXCLUDED.prompt_tokens, "
-    f"completion_tokens = {_IP_HOUR}.completion_tokens + EXCLUDED.completion_tokens, "
-    f"cost = {_IP_HOUR}.cost + EXCLUDED.cost"
-)
 _IP_COLUMNS = (
     "user_id, client_ip, bucket, token_id, model, status_code, requests, prompt_tokens, "
     "completion_tokens, cost"
@@ -54,13 +47,16 @@ _BUCKET_COLUMNS = (
 )
 
 
-def _bucket_increment(table: str) -> str:
+def _bucket_increment(table: str, key: str = _BUCKET_KEY) -> str:
     return (
-        f"ON CONFLICT {_BUCKET_KEY} DO UPDATE SET requests = {table}.requests + EXCLUDED.requests, "
+        f"ON CONFLICT {key} DO UPDATE SET requests = {table}.requests + EXCLUDED.requests, "
         f"prompt_tokens = {table}.prompt_tokens + EXCLUDED.prompt_tokens, "
         f"completion_tokens = {table}.completion_tokens + EXCLUDED.completion_tokens, "
         f"cost = {table}.cost + EXCLUDED.cost"
     )
+
+
+_IP_INCREMENT = _bucket_increment(_IP_HOUR, _IP_KEY)
 
 
 def _cte_bucket(name: str, unit: str, table: str) -> str:

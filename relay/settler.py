@@ -1,15 +1,15 @@
 """Settle the relay's requests in batches, after their responses are sent.
 
 Each request hands its settlement to this process's batcher and returns. One task
-per event loop drains the queue: it takes up to `RELAY_SETTLE_BATCH_SIZE` waiting
-settlements and settles them with `billing.metering.usage_settle_many`, ONE
-statement and commit on a database thread, while the next ones queue up. Under load
-a batch holds every request that finished while the previous one ran, so the hot
-account row is written once per batch instead of once per request; alone, a request
-is settled after `RELAY_SETTLE_BATCH_WAIT_MS` (20 by default), the time a batch
-waits for company first: one request at a time, the settle statement then runs once
-per few requests instead of after each, so it rarely holds the account row when the
-next reservation needs it.
+(on the event loop serving the relay; uvicorn runs one per process) drains the queue:
+it takes up to `RELAY_SETTLE_BATCH_SIZE` waiting settlements and settles them with
+`billing.metering.usage_settle_many`, ONE statement and commit on a database thread,
+while the next ones queue up. Under load a batch holds every request that finished
+while the previous one ran, so the hot account row is written once per batch instead
+of once per request; alone, a request is settled after `RELAY_SETTLE_BATCH_WAIT_MS`
+(20 by default), the time a batch waits for company first: one request at a time,
+the settle statement then runs once per few requests instead of after each, so it
+rarely holds the account row when the next reservation needs it.
 
 A batch lost with its process (a crash in its wait or before its commit) charges
 nothing: its reservations stay open until their lease ends and
