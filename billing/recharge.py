@@ -252,6 +252,22 @@ def order_refunds_record(
             return None
         if charge_id and not order.stripe_charge_id:
             order.stripe_charge_id = charge_id
+        if not _credit_given(order):
+            # A payment that never matched its order was not credited: its refund
+            # gives the money back and takes nothing from the balance.
+            refunded = max(
+                order.amount_refunded_minor,
+                amount_refunded_minor,
+                sum(refund.amount_minor for refund in refunds),
+            )
+            order.amount_refunded_minor = min(refunded, order.amount_minor)
+            if order.amount_refunded_minor >= order.amount_minor:
+                order.status = Status.REFUNDED
+            order.save(
+                update_fields=["stripe_charge_id", "amount_refunded_minor", "status", "updated_at"]
+            )
+            _event(order, "refund", "Refunded before any credit: nothing taken from the balance.")
+            return order
         running = 0
         for refund in sorted(refunds, key=lambda r: (r.created, r.id)):
             before = _credit_share(order, running)
@@ -302,6 +318,11 @@ class Dispute:
     charge_id: str
 
 
+def _credit_given(order: RechargeOrder) -> bool:
+    """Say whether the order was credited, or will be (its payment was verified)."""
+    return order.is_credited or order.paid_at is not None
+
+
 def _account_freeze(*, user_id: int, frozen: bool, reason: str = "") -> None:
     Account.objects.filter(pk=user_id).update(is_frozen=frozen, frozen_reason=reason)
 
@@ -333,7 +354,7 @@ def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
         )
         if order is None:
             return None
-        if dispute.status == "lost":
+        if dispute.status == "lost" and _credit_given(order):
             account_debit(
                 user_id=order.user_id,
                 amount=_credit_share(order, min(dispute.amount_minor, order.amount_minor)),
@@ -345,10 +366,17 @@ def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
             order.status = Status.REFUNDED
             order.save(update_fields=["status", "updated_at"])
             _event(order, "dispute_lost", f"Dispute {dispute.id} lost: the payment was taken back.")
+        elif dispute.status == "lost":
+            order.status = Status.REFUNDED
+            order.save(update_fields=["status", "updated_at"])
+            _event(order, "dispute_lost", f"Dispute {dispute.id} lost before any credit.")
         else:
             order.status = Status.CREDITED if order.is_credited else Status.PAID
             order.save(update_fields=["status", "updated_at"])
             _event(order, "dispute_won", f"Dispute {dispute.id} closed ({dispute.status}).")
+        # The account row is locked before other disputes are looked at, so a
+        # dispute opening at the same moment (it updates that row) is seen.
+        Account.objects.select_for_update().filter(pk=order.user_id).first()
         still_disputed = (
             RechargeOrder.objects.filter(user_id=order.user_id, status=Status.DISPUTED)
             .exclude(pk=order.pk)

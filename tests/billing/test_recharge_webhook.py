@@ -373,3 +373,28 @@ def test_refunds_without_a_refund_list_debit_the_growth_of_the_refunded_total(
     order.refresh_from_db()
     assert order.status == Status.REFUNDED
     assert LedgerEntry.objects.filter(kind="refund").count() == 2
+
+
+def test_refunding_or_losing_a_dispute_on_a_payment_never_credited_takes_nothing(
+    fake_stripe, client, user, django_capture_on_commit_callbacks
+):
+    # Given a payment that did not match its order (flagged, never credited)
+    order = new_order(user)
+    fund(user, 2_000_000)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(client, completed(order, amount_total=999)) == 200
+    before = books_snapshot()
+
+    # When the merchant refunds it, and a dispute on it is lost
+    refund = event("charge.refunded", charge_object(order, [("re_x", order.amount_minor)]))
+    assert post_webhook(client, refund) == 200
+    lost = event("charge.dispute.closed", dispute_object(order, dispute_id="dp_x", status="lost"))
+    assert post_webhook(client, lost) == 200
+
+    # Then nothing was taken from the balance, and the order says why
+    assert books_snapshot() == before
+    assert balance_of(user) == 2_000_000
+    assert not LedgerEntry.objects.filter(kind__in=["refund", "dispute"]).exists()
+    order.refresh_from_db()
+    assert order.status == Status.REFUNDED
+    assert order.events.filter(message__contains="before any credit").count() == 2
