@@ -411,7 +411,10 @@ def orders_sweep(*, now: datetime | None = None) -> list[int]:
                 continue
             order.status = Status.NEEDS_ATTENTION
             order.save(update_fields=["status", "updated_at"])
-            _event(order, "late", "Not credited within 10 minutes of payment: needs attention.")
+            minutes = settings.COMET_RECHARGE_ATTENTION_SECONDS // 60
+            _event(
+                order, "late", f"Not credited within {minutes} minutes of payment: needs attention."
+            )
     return order_ids
 
 

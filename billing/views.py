@@ -153,6 +153,7 @@ def _recharge_context(request: ConsoleRequest, **extra: Any) -> dict[str, Any]:
         "recent_orders": order_list(user_id=request.user.pk)[:5],
         "tiers": RechargeTier.objects.order_by("kind", "threshold"),
         "redeem_form": RedeemForm(),
+        "attention_after_minutes": settings.COMET_RECHARGE_ATTENTION_SECONDS // 60,
         **extra,
     }
 
@@ -224,11 +225,18 @@ def recharge_checkout(request: ConsoleRequest) -> HttpResponse:
     return response
 
 
+# The order page polls every 2 s; Stripe is asked about one order at most this often
+# (an abandoned checkout stays pending for a day, and its tab may stay open).
+STRIPE_ASK_INTERVAL_SECONDS = 10
+
+
 def _order_ask_stripe(order: RechargeOrder) -> RechargeOrder:
     """Ask Stripe about a pending order's session, so the return page can mark it paid."""
     if order.paid_at is not None or not order.stripe_session_id or not payments_enabled():
         return order
     if order.status not in (RechargeOrder.Status.PENDING, RechargeOrder.Status.EXPIRED):
+        return order
+    if not cache.add(f"billing:order-asked:{order.pk}", 1, STRIPE_ASK_INTERVAL_SECONDS):
         return order
     try:
         session = checkout_session_retrieve(order.stripe_session_id)

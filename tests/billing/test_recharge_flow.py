@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -65,6 +66,11 @@ def test_return_page_asks_stripe_marks_paid_and_follows_to_credited(
     assert "Waiting for the payment" in page.content.decode()
     assert 'hx-trigger="every 2s"' in page.content.decode()
     fake_stripe.pay(order.stripe_session_id)
+    # Stripe is asked at most every STRIPE_ASK_INTERVAL_SECONDS per order: a poll
+    # right away does not ask again; one after the interval (its mark gone) does.
+    poll = user_client.get(reverse("billing:order", args=[order.number]), HTTP_HX_REQUEST="true")
+    assert "Waiting for the payment" in poll.content.decode()
+    cache.delete(f"billing:order-asked:{order.pk}")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         poll = user_client.get(
             reverse("billing:order", args=[order.number]), HTTP_HX_REQUEST="true"
