@@ -107,17 +107,6 @@ def _dispute(dispute: dict[str, Any]) -> Dispute:
     )
 
 
-HANDLED = {
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-    "charge.refunded",
-    "charge.dispute.created",
-    "charge.dispute.closed",
-}
-
-
 def stripe_event_parse(payload: bytes) -> dict[str, Any]:
     """Return the event a verified body carries; ValueError if it is not shaped like one."""
     try:

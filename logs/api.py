@@ -66,8 +66,9 @@ class LogTotalsSerializer(serializers.Serializer):
     completion_tokens = serializers.IntegerField()
     cost = UsdField()
     is_exact = serializers.BooleanField(
-        help_text="False when the filter needs raw rows and the range held more than "
-        "the newest 100,000 counted."
+        help_text="False when the figures are lower bounds: a filter no rollup answers "
+        "(admins' channel filter), or a partial minute or hour at an edge of the range, "
+        f"held more than the {selectors.RAW_TOTALS_LIMIT:,} matching rows a raw read counts."
     )
 
 

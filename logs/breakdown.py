@@ -7,7 +7,6 @@ against the formula of `models_catalog.pricing` (DESIGN.md, "Pricing formula").
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from billing.money import format_usd
 from logs.models import RequestLog
 from models_catalog.pricing import MICRO_USD_PER_TOKEN_AT_RATIO_ONE, call_cost, request_cost
 
@@ -22,14 +21,9 @@ class CostBreakdown:
     charged: int
     note: str = ""
 
-    @property
-    def charged_usd(self) -> str:
-        return format_usd(self.charged)
-
 
 def _number(value: Decimal) -> str:
-    text = f"{value.normalize():f}"
-    return text
+    return f"{value.normalize():f}"
 
 
 def cost_breakdown(log: RequestLog) -> CostBreakdown:

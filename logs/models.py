@@ -102,10 +102,6 @@ class RequestLog(models.Model):
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {self.cost}"
 
-    @property
-    def is_error(self) -> bool:
-        return self.status_code >= 400
-
 
 class UsageBucket(models.Model):
     """Requests, tokens and cost of one (user, token, model, status code) per time bucket.

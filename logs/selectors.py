@@ -127,10 +127,6 @@ class Totals:
     # False when the range held more matching rows than a raw read may count.
     is_exact: bool = True
 
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 def _ceil(moment: datetime, step: timedelta, unit: str) -> datetime:
     floor = bucket_start(moment, unit)

@@ -49,13 +49,19 @@ def new_ip_email_send(*, log_id: int) -> bool:
         "logs_url": f"{settings.COMET_PUBLIC_URL}/logs/?ip={log.client_ip}&range=30d",
         "tokens_url": f"{settings.COMET_PUBLIC_URL}/tokens/",
     }
-    send_mail(
-        subject=f"[{settings.COMET_SITE_NAME}] Token “{log.token_name}” used from a new IP "
-        f"address ({log.client_ip})",
-        message=render_to_string("emails/new_ip.txt", context),
-        from_email=None,
-        recipient_list=[log.user.email],
-    )
+    try:
+        send_mail(
+            subject=f"[{settings.COMET_SITE_NAME}] Token “{log.token_name}” used from a new IP "
+            f"address ({log.client_ip})",
+            message=render_to_string("emails/new_ip.txt", context),
+            from_email=None,
+            recipient_list=[log.user.email],
+        )
+    except OSError:
+        # Unclaim, so a retry of the task sends it (the claim is not held in a
+        # transaction: no mail server is waited on with a row locked).
+        TokenIp.objects.filter(first_log_id=log_id).update(notified_at=None)
+        raise
     return True
 
 

@@ -47,9 +47,7 @@ def _query_without_cursor(request: ConsoleRequest) -> str:
 @require_GET
 def logs_page(request: ConsoleRequest) -> HttpResponse:
     """List the user's requests with filters, totals and charts (results only for htmx)."""
-    form = LogFilterForm(request.GET or None, user_id=request.user.pk)
-    if not request.GET:
-        form = LogFilterForm({"range": "24h"}, user_id=request.user.pk)
+    form = LogFilterForm(request.GET or {"range": "24h"}, user_id=request.user.pk)
     context: dict = {
         "form": form,
         "query": _query_without_cursor(request),

@@ -205,3 +205,25 @@ def test_a_failed_channel_attempt_counts_in_its_hour():
     channel_record_failure(channel_id=channel.pk, error="timeout")
     hour = ChannelHour.objects.get(channel_id=channel.pk)
     assert (hour.requests, hour.failures) == (2, 2)
+
+
+@pytest.mark.django_db
+def test_a_new_ip_email_that_fails_to_send_is_sent_by_the_retry(user, settings):
+    from logs.services import new_ip_email_send
+
+    user.notify_new_ip = True
+    user.save(update_fields=["notify_new_ip"])
+    token = funded_user_with_token(user)
+    settle(token, client_ip="203.0.113.7")
+    new = RequestLog.objects.get(request_id=settle(token, client_ip="198.51.100.99"))
+    # The mail server refuses the connection: the error reaches Celery's retry...
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+    with pytest.raises(ConnectionRefusedError):
+        new_ip_email_send(log_id=new.pk)
+    assert TokenIp.objects.get(first_log_id=new.pk).notified_at is None
+    # ...and the retry, with the server back, sends it once
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert new_ip_email_send(log_id=new.pk) is True
+    assert new_ip_email_send(log_id=new.pk) is False
+    assert len(mail.outbox) == 1
