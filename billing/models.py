@@ -145,8 +145,9 @@ class Reservation(models.Model):
             ),
         ]
         constraints = [
+            # A credit grant (billing.grants) spent to the last micro-USD holds 0.
             models.CheckConstraint(
-                condition=Q(amount__gt=0), name="billing_reservation_amount_pos"
+                condition=Q(amount__gte=0), name="billing_reservation_amount_nonneg"
             ),
         ]
 

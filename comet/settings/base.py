@@ -314,6 +314,16 @@ COMET_QUOTA_QUERIES_PER_MINUTE = env.int("COMET_QUOTA_QUERIES_PER_MINUTE", defau
 COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="0")
 # A reservation never settled or released is released after this many seconds.
 COMET_RESERVATION_LEASE_SECONDS = env.int("COMET_RESERVATION_LEASE_SECONDS", default=900)
+# Credit grants (billing.grants): each relay process holds a block of an account's
+# money and admits requests against it in memory. A grant holds at most this much
+# (micro-USD), takes new requests for at most this long, and is written back every
+# COMET_GRANT_FLUSH_MS; requests wait when this many settled ones are unwritten. A
+# grant not renewed for COMET_GRANT_LEASE_SECONDS (its process died) is released.
+COMET_GRANT_MAX_MICRO_USD = env.int("COMET_GRANT_MAX_MICRO_USD", default=10_000_000)
+COMET_GRANT_MAX_AGE_SECONDS = env.float("COMET_GRANT_MAX_AGE_SECONDS", default=1.0)
+COMET_GRANT_FLUSH_MS = env.float("COMET_GRANT_FLUSH_MS", default=20)
+COMET_GRANT_MAX_PENDING = env.int("COMET_GRANT_MAX_PENDING", default=5000)
+COMET_GRANT_LEASE_SECONDS = env.int("COMET_GRANT_LEASE_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {
     "task": "billing.tasks.reservation_release_expired_task",
     "schedule": 30.0,

@@ -1,0 +1,774 @@
+"""Credit grants: admit requests in memory against money held in PostgreSQL in bulk.
+
+`usage_reserve` writes the hot account row once per request, and a row takes at most
+about as many committed changes per second as `pgbench` reaches on it. A busy account
+needs more, so a relay process takes its money in **grants** instead, the way a
+telephone switch asks the charging system for a block of credit and spends it call by
+call:
+
+- A grant is an open `Reservation` (request id `grant:<hex>`) holding a block of the
+  account's balance, and of the token's quota when it has one, taken by one small
+  transaction (`grant_take`: account row, then token row, locked in that order).
+- `CreditMeter.reserve` holds a request's upper-bound cost against the process's
+  grant for that token: a few dictionary operations under a lock, no database. When
+  the grant cannot cover it, ONE caller takes a new grant (big enough for about a
+  second of this token's spending, at most `COMET_GRANT_MAX_MICRO_USD` and a quarter
+  of what the account has free) and the others wait for it.
+- `CreditMeter.settle` frees the rest of the hold into the grant and queues the
+  request's log row; `release` gives the whole hold back.
+- A flusher thread writes what was spent every `COMET_GRANT_FLUSH_MS`: ONE statement
+  per batch inserts the log rows (and rollups) and moves each request's cost out of
+  its grant into the account's and the token's used money (`balance`, `reserved`,
+  `used`, request counts). The hot row is written once per batch, not per request.
+- A grant takes new holds for at most `COMET_GRANT_MAX_AGE_SECONDS` (1 s). Then it is
+  retired and, once its last request settled and was written, returned: the unused
+  part goes back to the account. So every second each busy token's next grant checks
+  again that the token is enabled and not expired and that the account is not frozen:
+  a change of these is seen within about a second, as the token cache promises.
+
+The books stay exact at every commit: a grant's `amount` is what it still holds, so
+`Account.reserved` = Σ open reservations and balance = Σ ledger - Σ request costs hold
+as `reconcile` checks them. A grant never lets a request spend money it does not hold,
+so no balance goes below zero through usage.
+
+Limits, by design:
+- Near the end of a balance, a request can be refused while another relay process
+  still holds the last few requests' worth of it in its grant; that grant is returned
+  within about `COMET_GRANT_MAX_AGE_SECONDS`. One process alone refuses exactly when
+  the balance cannot cover the request (it returns its own retired grants and asks
+  again before refusing).
+- A process that dies loses the requests it settled but had not written yet (at most
+  one flush interval, or `COMET_GRANT_MAX_PENDING` requests): they are not charged.
+  Its grants stay held until their lease (`COMET_GRANT_LEASE_SECONDS`, renewed while
+  the process lives) ends and `reservation_release_expired` returns them.
+- A request whose actual cost exceeds its hold is charged as far as its hold plus its
+  grant's unused part cover, and the rest is forgiven and logged, as in `metering`.
+"""
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Case, F, Q, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from accounts.models import Token
+from billing.metering import (
+    UsageRefused,
+    _balance_refusal,
+    _duplicate,
+    _execute_one,
+    _log_fields,
+    _token_refusal,
+)
+from billing.models import Account, Reservation
+from logs.models import RequestLog, RequestLogData
+from logs.rollups import SETTLE_CTE, SETTLE_SELECT, rollups_record
+from logs.services import new_ip_notify
+
+logger = logging.getLogger(__name__)
+
+GRANT_PREFIX = "grant:"
+
+_ACCOUNT = Account._meta.db_table
+_TOKEN = Token._meta.db_table
+_RESERVATION = Reservation._meta.db_table
+_LOG = RequestLog._meta.db_table
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSettlement:
+    """One request spent from a grant: written to the books by `grant_settle_many`."""
+
+    grant_id: int
+    request_id: str
+    cost: int
+    log: RequestLogData
+
+
+def grant_take(
+    *,
+    token_id: int,
+    user_id: int,
+    minimum: int,
+    desired: int,
+    lease_seconds: int,
+    grant_id: int | None = None,
+) -> tuple[int, int]:
+    """Hold between `minimum` and `desired` micro-USD in a grant; return (its id, amount).
+
+    Takes as much of `desired` as the account's free balance (and the token's free
+    quota) allows, but never more than a quarter of it unless `minimum` needs more.
+    With `grant_id`, the amount is added to that grant if it is still open (a new
+    one is made otherwise). Raises UsageRefused, as `usage_reserve` would, when not
+    even `minimum` is free or the token is disabled, expired or gone; a refusal
+    changes nothing. Locks: account, token, then the grant (as `usage_reserve`).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        account = (
+            Account.objects.select_for_update()
+            .filter(pk=user_id)
+            .values("balance", "reserved", "is_frozen")
+            .first()
+        )
+        if account is None or account["is_frozen"]:
+            raise _balance_refusal(user_id)
+        token = (
+            Token.objects.select_for_update()
+            .filter(pk=token_id, user_id=user_id, is_enabled=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .values("quota_remaining", "reserved")
+            .first()
+        )
+        if token is None:
+            raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
+        account_free = account["balance"] - account["reserved"]
+        if account_free < minimum:
+            raise _balance_refusal(user_id)
+        free = account_free
+        quota = token["quota_remaining"]
+        on_quota = quota is not None
+        if quota is not None:
+            free = min(free, quota - token["reserved"])
+            if free < minimum:
+                raise _token_refusal(token_id=token_id, user_id=user_id, now=now)
+        amount = max(minimum, min(desired, free // 4))
+        Account.objects.filter(pk=user_id).update(reserved=F("reserved") + amount)
+        if on_quota:
+            Token.objects.filter(pk=token_id).update(reserved=F("reserved") + amount)
+        expires_at = now + timedelta(seconds=lease_seconds)
+        if grant_id is not None:
+            # A grant holds all of its amount on the token's quota, or none of it.
+            same_kind = Q(token_amount=F("amount")) if on_quota else Q(token_amount=0)
+            extended = (
+                Reservation.objects.filter(
+                    pk=grant_id, token_id=token_id, status=Reservation.Status.OPEN
+                )
+                .filter(same_kind)
+                .update(
+                    amount=F("amount") + amount,
+                    token_amount=F("token_amount") + (amount if on_quota else 0),
+                    expires_at=expires_at,
+                )
+            )
+            if extended:
+                return grant_id, amount
+        grant = Reservation.objects.create(
+            request_id=f"{GRANT_PREFIX}{uuid.uuid4().hex}",
+            account_id=user_id,
+            token_id=token_id,
+            amount=amount,
+            token_amount=amount if on_quota else 0,
+            expires_at=expires_at,
+        )
+    return grant.pk, amount
+
+
+def grant_return(*, grant_id: int) -> int:
+    """Close a grant and free what it still holds; return that amount (0 if closed)."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_RESERVATION} SET status = %s "  # noqa: S608 (our table name)
+                "WHERE id = %s AND status = %s "
+                "RETURNING account_id, token_id, amount, token_amount",
+                [Reservation.Status.RELEASED, grant_id, Reservation.Status.OPEN],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return 0  # Its lease ended first: reservation_release_expired freed it.
+        user_id, token_id, amount, token_amount = row
+        Account.objects.filter(pk=user_id).update(reserved=F("reserved") - amount)
+        if token_id is not None and token_amount:
+            Token.objects.filter(pk=token_id).update(reserved=F("reserved") - token_amount)
+    return amount
+
+
+def grant_renew(*, grant_ids: Sequence[int], lease_seconds: int) -> None:
+    """Push back the lease of grants still in use."""
+    Reservation.objects.filter(pk__in=list(grant_ids), status=Reservation.Status.OPEN).update(
+        expires_at=timezone.now() + timedelta(seconds=lease_seconds)
+    )
+
+
+# Spend a batch of requests from their grants in ONE statement. Lock order as in
+# `metering._SETTLE_SQL`: the grants by id, then their accounts by id, then their
+# tokens by id. A request id already logged is skipped (ON CONFLICT): settling twice
+# charges once. Requests of a grant that is no longer open (its lease ended) are left
+# to `_settle_late`. Each grant, account and token row is written once per batch.
+_GRANT_SETTLE_SQL = f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        %(grant_id)s::bigint[], %(request_id)s::varchar[], %(cost)s::bigint[],
+        %(created_at)s::timestamptz[], %(token_name)s::varchar[], %(model)s::varchar[],
+        %(channel_id)s::bigint[], %(prompt_tokens)s::integer[], %(completion_tokens)s::integer[],
+        %(cached_tokens)s::integer[], %(model_ratio)s::numeric[], %(completion_ratio)s::numeric[],
+        %(group_ratio)s::numeric[], %(price_per_call)s::bigint[], %(client_ip)s::inet[],
+        %(status_code)s::integer[], %(error_code)s::varchar[], %(latency_ms)s::integer[],
+        %(first_token_ms)s::integer[], %(is_stream)s::boolean[], %(usage_estimated)s::boolean[]
+    ) WITH ORDINALITY AS i(
+        grant_id, request_id, cost, created_at, token_name, model, channel_id, prompt_tokens,
+        completion_tokens, cached_tokens, model_ratio, completion_ratio, group_ratio,
+        price_per_call, client_ip, status_code, error_code, latency_ms, first_token_ms,
+        is_stream, usage_estimated, ord
+    )
+), grants AS (
+    SELECT r.id, r.account_id, r.token_id, r.token_amount > 0 AS on_quota
+    FROM {_RESERVATION} r
+    WHERE r.id IN (SELECT grant_id FROM input) AND r.status = 'open'
+    ORDER BY r.id FOR UPDATE OF r
+), log AS (
+    INSERT INTO {_LOG} (
+        created_at, request_id, user_id, token_id, token_name, model, channel_id,
+        prompt_tokens, completion_tokens, cached_tokens, cost, model_ratio, completion_ratio,
+        group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
+        first_token_ms, is_stream, usage_estimated
+    )
+    SELECT i.created_at, i.request_id, g.account_id, g.token_id, i.token_name, i.model,
+        i.channel_id, i.prompt_tokens, i.completion_tokens, i.cached_tokens, i.cost,
+        i.model_ratio, i.completion_ratio, i.group_ratio, i.price_per_call, i.client_ip,
+        i.status_code, i.error_code, i.latency_ms, i.first_token_ms, i.is_stream,
+        i.usage_estimated
+    FROM input i JOIN grants g ON g.id = i.grant_id ORDER BY i.ord
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING *
+), spent AS (
+    SELECT i.grant_id, g.account_id, g.token_id, g.on_quota, log.cost, log.client_ip, i.ord
+    FROM log JOIN input i ON i.request_id = log.request_id JOIN grants g ON g.id = i.grant_id
+), grant_sums AS (
+    SELECT grant_id, sum(cost) AS cost FROM spent GROUP BY grant_id
+), grant_spent AS (
+    UPDATE {_RESERVATION} AS r
+    SET amount = r.amount - s.cost,
+        token_amount = CASE WHEN r.token_amount > 0 THEN r.token_amount - s.cost ELSE 0 END,
+        expires_at = %(expires_at)s
+    FROM grant_sums s WHERE r.id = s.grant_id
+    RETURNING r.id
+), account_locked AS (
+    SELECT a.user_id FROM {_ACCOUNT} a
+    WHERE a.user_id IN (SELECT account_id FROM spent) AND (SELECT count(*) FROM grant_spent) > 0
+    ORDER BY a.user_id FOR UPDATE
+), account_sums AS (
+    SELECT account_id, sum(cost) AS cost, count(*) AS requests FROM spent GROUP BY account_id
+), account AS (
+    UPDATE {_ACCOUNT} AS a
+    SET balance = a.balance - s.cost, reserved = a.reserved - s.cost,
+        used = a.used + s.cost, request_count = a.request_count + s.requests
+    FROM account_sums s
+    WHERE a.user_id = s.account_id AND a.user_id IN (SELECT user_id FROM account_locked)
+    RETURNING a.user_id
+), token_locked AS (
+    SELECT t.id FROM {_TOKEN} t WHERE t.id IN (SELECT token_id FROM spent)
+      AND (SELECT count(*) FROM account) > 0
+    ORDER BY t.id FOR UPDATE
+), token_sums AS (
+    SELECT token_id, sum(cost) AS cost,
+        sum(CASE WHEN on_quota THEN cost ELSE 0 END) AS token_cost, count(*) AS requests,
+        (array_agg(client_ip ORDER BY ord DESC))[1] AS client_ip
+    FROM spent WHERE token_id IS NOT NULL GROUP BY token_id
+), token AS (
+    UPDATE {_TOKEN} AS t
+    SET reserved = t.reserved - s.token_cost, used = t.used + s.cost,
+        request_count = t.request_count + s.requests,
+        quota_remaining = CASE WHEN t.quota_remaining IS NULL THEN NULL ELSE
+            GREATEST(t.quota_remaining - s.cost, t.reserved - s.token_cost) END,
+        last_used_at = %(now)s, last_used_ip = s.client_ip
+    FROM token_sums s WHERE t.id = s.token_id AND t.id IN (SELECT id FROM token_locked)
+    RETURNING t.id
+){SETTLE_CTE}
+SELECT (SELECT array_agg(id) FROM grants), {SETTLE_SELECT}
+"""  # noqa: S608
+
+
+def grant_settle_many(settlements: Sequence[GrantSettlement], *, lease_seconds: int) -> None:
+    """Write requests spent from grants: log rows, rollups, grant, account and token sums.
+
+    ONE statement on PostgreSQL. A request id already logged changes nothing. A
+    request whose grant was closed under it (the lease ended while the process was
+    stalled) is charged from the account's free balance as far as it covers it.
+    """
+    unique: dict[str, GrantSettlement] = {}
+    for settlement in settlements:
+        if settlement.cost < 0:
+            raise ValueError("A cost cannot be negative.")
+        unique.setdefault(settlement.request_id, settlement)
+    batch = list(unique.values())
+    if not batch:
+        return
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        for settlement in batch:
+            _settle_with_orm(settlement, now=now)
+        return
+    columns: dict[str, list] = {"grant_id": [], "request_id": []}
+    for settlement in batch:
+        columns["grant_id"].append(settlement.grant_id)
+        columns["request_id"].append(settlement.request_id)
+        for name, value in _log_fields(settlement.log, settlement.cost, now).items():
+            columns.setdefault(name, []).append(value)
+    parameters = {**columns, "now": now, "expires_at": now + timedelta(seconds=lease_seconds)}
+    open_grants, new_ip_log_ids = _execute_one(_GRANT_SETTLE_SQL, parameters)
+    for log_id in new_ip_log_ids or ():
+        new_ip_notify(log_id=log_id)
+    open_grants = set(open_grants or ())
+    for settlement in batch:
+        if settlement.grant_id not in open_grants:
+            _settle_late(settlement, now=now)
+
+
+def _settle_with_orm(settlement: GrantSettlement, *, now: datetime) -> None:
+    """`grant_settle_many` for one request, with the ORM (SQLite, the embedded default)."""
+    with transaction.atomic():
+        grant = (
+            Reservation.objects.select_for_update()
+            .filter(pk=settlement.grant_id, status=Reservation.Status.OPEN)
+            .first()
+        )
+        if grant is None:
+            _settle_late(settlement, now=now)
+            return
+        if RequestLog.objects.filter(request_id=settlement.request_id).exists():
+            return
+        cost = settlement.cost
+        row = RequestLog.objects.create(
+            request_id=settlement.request_id,
+            user_id=grant.account_id,
+            token_id=grant.token_id,
+            **_log_fields(settlement.log, cost, now),
+        )
+        if rollups_record(log=row):
+            new_ip_notify(log_id=row.pk)
+        on_quota = grant.token_amount > 0
+        Reservation.objects.filter(pk=grant.pk).update(
+            amount=F("amount") - cost,
+            token_amount=F("token_amount") - cost if on_quota else 0,
+        )
+        Account.objects.filter(pk=grant.account_id).update(
+            balance=F("balance") - cost,
+            reserved=F("reserved") - cost,
+            used=F("used") + cost,
+            request_count=F("request_count") + 1,
+        )
+        if grant.token_id is not None:
+            _token_spend(grant.token_id, cost, cost if on_quota else 0, settlement.log, now)
+
+
+def _token_spend(token_id: int, cost: int, token_cost: int, log: RequestLogData, now) -> None:
+    Token.objects.filter(pk=token_id).update(
+        reserved=F("reserved") - token_cost,
+        used=F("used") + cost,
+        request_count=F("request_count") + 1,
+        quota_remaining=Case(
+            When(quota_remaining__isnull=True, then=None),
+            default=Greatest(F("quota_remaining") - cost, F("reserved") - token_cost),
+        ),
+        last_used_at=now,
+        last_used_ip=log.client_ip,
+    )
+
+
+def _settle_late(settlement: GrantSettlement, *, now: datetime) -> None:
+    """Charge a request whose grant was freed before it was written: from what is free."""
+    with transaction.atomic():
+        grant = Reservation.objects.filter(pk=settlement.grant_id).first()
+        if grant is None or RequestLog.objects.filter(request_id=settlement.request_id).exists():
+            return
+        account = Account.objects.select_for_update().get(pk=grant.account_id)
+        charged = min(settlement.cost, max(0, account.balance - account.reserved))
+        token = None
+        if grant.token_id is not None:
+            token = Token.objects.select_for_update().filter(pk=grant.token_id).first()
+            if token is not None and token.quota_remaining is not None:
+                charged = min(charged, max(0, token.quota_remaining - token.reserved))
+        if charged < settlement.cost:
+            logger.warning(
+                "Request %s cost %d micro-USD, %d more than could be charged; "
+                "the rest is forgiven.",
+                settlement.request_id,
+                settlement.cost,
+                settlement.cost - charged,
+            )
+        row = RequestLog.objects.create(
+            request_id=settlement.request_id,
+            user_id=grant.account_id,
+            token_id=token.pk if token is not None else None,
+            **_log_fields(settlement.log, charged, now),
+        )
+        if rollups_record(log=row):
+            new_ip_notify(log_id=row.pk)
+        Account.objects.filter(pk=grant.account_id).update(
+            balance=F("balance") - charged,
+            used=F("used") + charged,
+            request_count=F("request_count") + 1,
+        )
+        if token is not None:
+            _token_spend(token.pk, charged, 0, settlement.log, now)
+
+
+@dataclass(eq=False, slots=True)
+class _Grant:
+    id: int
+    user_id: int
+    token_id: int
+    available: int
+    taken_at: float
+    holds: int = 0
+    retired: bool = False
+
+
+@dataclass(slots=True)
+class _Hold:
+    grant: _Grant
+    amount: int
+
+
+@dataclass(slots=True)
+class _TokenState:
+    """Per token: who is taking its next grant, and how big grants should be."""
+
+    taking: threading.Lock = field(default_factory=threading.Lock)
+    spent: int = 0  # spent from the current grant, to size the next one
+
+
+class CreditMeter:
+    """Reserve, settle and release requests against this process's grants; thread-safe.
+
+    One per process (`credit_meter()`). `reserve` raises UsageRefused exactly as
+    `usage_reserve` does; `settle` and `release` never touch the database: the
+    flusher thread writes settled requests every `flush_seconds` (or sooner when
+    `max_pending` wait), and `reserve` waits while that many are unwritten.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_grant: int | None = None,
+        max_age_seconds: float | None = None,
+        lease_seconds: int | None = None,
+        flush_seconds: float | None = None,
+        max_pending: int | None = None,
+    ) -> None:
+        self.max_grant = max_grant or settings.COMET_GRANT_MAX_MICRO_USD
+        self.max_age = (
+            settings.COMET_GRANT_MAX_AGE_SECONDS if max_age_seconds is None else max_age_seconds
+        )
+        self.lease_seconds = lease_seconds or settings.COMET_GRANT_LEASE_SECONDS
+        self.flush_seconds = (
+            settings.COMET_GRANT_FLUSH_MS / 1000 if flush_seconds is None else flush_seconds
+        )
+        self.max_pending = max_pending or settings.COMET_GRANT_MAX_PENDING
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._current: dict[int, _Grant] = {}  # token id -> the grant taking new holds
+        self._grants: dict[int, _Grant] = {}  # grant id -> every grant not yet returned
+        self._holds: dict[str, _Hold] = {}
+        self._tokens: dict[int, _TokenState] = {}
+        self._pending: list[GrantSettlement] = []
+        self._flusher: threading.Thread | None = None
+        self._closed = False
+        self._renewed_at = time.monotonic()
+
+    # --- the request path ---------------------------------------------------
+
+    def reserve(self, *, token_id: int, user_id: int, request_id: str, amount: int) -> None:
+        """Hold `amount` for one request, or raise UsageRefused and change nothing."""
+        if amount <= 0:
+            raise ValueError("A reservation holds a positive amount.")
+        with self._lock:
+            while len(self._pending) >= self.max_pending and not self._closed:
+                self._wake.set()
+                self._room.wait(timeout=1)
+            if self._hold_from_grant(token_id, user_id, request_id, amount):
+                return
+            state = self._tokens.setdefault(token_id, _TokenState())
+        with state.taking:
+            with self._lock:
+                if self._hold_from_grant(token_id, user_id, request_id, amount):
+                    return
+            self._take_and_hold(state, token_id, user_id, request_id, amount)
+
+    def try_reserve(self, *, token_id: int, user_id: int, request_id: str, amount: int) -> bool:
+        """Hold `amount` from a current grant if one covers it; False when a grant is needed."""
+        if amount <= 0:
+            raise ValueError("A reservation holds a positive amount.")
+        with self._lock:
+            if len(self._pending) >= self.max_pending:
+                return False
+            return self._hold_from_grant(token_id, user_id, request_id, amount)
+
+    def settle(self, *, request_id: str, cost: int, log: RequestLogData) -> bool:
+        """Charge a held request's actual cost; False if it holds nothing (settled, unknown)."""
+        if cost < 0:
+            raise ValueError("A cost cannot be negative.")
+        with self._lock:
+            hold = self._holds.pop(request_id, None)
+            if hold is None:
+                return False
+            grant = hold.grant
+            charged = cost
+            if cost > hold.amount:
+                charged = hold.amount + min(cost - hold.amount, grant.available)
+                grant.available -= charged - hold.amount
+                if charged < cost:
+                    logger.warning(
+                        "Request %s cost %d micro-USD, %d more than its grant held; "
+                        "the rest is forgiven.",
+                        request_id,
+                        cost,
+                        cost - charged,
+                    )
+            else:
+                grant.available += hold.amount - cost
+            grant.holds -= 1
+            state = self._tokens.get(grant.token_id)
+            if state is not None:
+                state.spent += charged
+            self._pending.append(
+                GrantSettlement(grant_id=grant.id, request_id=request_id, cost=charged, log=log)
+            )
+            self._start_flusher()
+            return True
+
+    def release(self, *, request_id: str) -> None:
+        """Give a failed request's hold back to its grant."""
+        with self._lock:
+            hold = self._holds.pop(request_id, None)
+            if hold is not None:
+                hold.grant.available += hold.amount
+                hold.grant.holds -= 1
+
+    @property
+    def pending(self) -> int:
+        """Return how many settled requests are not written yet."""
+        return len(self._pending)
+
+    # --- grants -----------------------------------------------------------------
+
+    def _hold_from_grant(self, token_id: int, user_id: int, request_id: str, amount: int) -> bool:
+        if request_id in self._holds:
+            raise _duplicate(request_id)
+        grant = self._current.get(token_id)
+        if grant is None or grant.user_id != user_id:
+            return False
+        if time.monotonic() - grant.taken_at >= self.max_age:
+            self._retire(grant)
+            return False
+        if grant.available < amount:
+            return False
+        grant.available -= amount
+        grant.holds += 1
+        self._holds[request_id] = _Hold(grant, amount)
+        return True
+
+    def _retire(self, grant: _Grant) -> None:
+        grant.retired = True
+        if self._current.get(grant.token_id) is grant:
+            del self._current[grant.token_id]
+        self._wake.set()
+
+    def _take_and_hold(
+        self, state: _TokenState, token_id: int, user_id: int, request_id: str, amount: int
+    ) -> None:
+        """Add to this token's grant (or take one) and hold `amount` from it; or refuse."""
+        with self._lock:
+            current = self._current.get(token_id)
+            if current is not None and current.user_id != user_id:
+                self._retire(current)
+                current = None
+            # Size for about one max-age of this token's recent spending.
+            desired = min(self.max_grant, max(64 * amount, 2 * state.spent))
+            state.spent = 0
+        try:
+            # The flusher must not write this grant while we lock account, token, grant.
+            with self._flushing:
+                grant_id, granted = grant_take(
+                    token_id=token_id,
+                    user_id=user_id,
+                    minimum=amount,
+                    desired=desired,
+                    lease_seconds=self.lease_seconds,
+                    grant_id=current.id if current is not None else None,
+                )
+        except UsageRefused as refusal:
+            if refusal.code != "insufficient_quota":
+                raise
+            self._hold_from_retired(token_id, user_id, request_id, amount, refusal)
+            return
+        with self._lock:
+            grant = self._grants.get(grant_id)
+            if grant is None:
+                if current is not None:
+                    self._retire(current)  # it was closed under us: a new one was made
+                grant = self._grants[grant_id] = _Grant(
+                    id=grant_id,
+                    user_id=user_id,
+                    token_id=token_id,
+                    available=0,
+                    taken_at=time.monotonic(),
+                )
+                self._current[token_id] = grant
+            grant.available += granted
+            if request_id in self._holds:
+                raise _duplicate(request_id)
+            grant.available -= amount
+            grant.holds += 1
+            self._holds[request_id] = _Hold(grant, amount)
+            self._start_flusher()
+
+    def _hold_from_retired(
+        self, token_id: int, user_id: int, request_id: str, amount: int, refusal: UsageRefused
+    ) -> None:
+        """The account is short: use what our retired grants still hold, or refuse.
+
+        The token and account were checked valid by the refusing `grant_take`, so an
+        old grant may serve. Retired grants nothing holds any more are written and
+        returned first, and the take tried again.
+        """
+        with self._lock:
+            for grant in self._grants.values():
+                if (
+                    grant.retired
+                    and grant.token_id == token_id
+                    and grant.user_id == user_id
+                    and grant.available >= amount
+                ):
+                    grant.available -= amount
+                    grant.holds += 1
+                    self._holds[request_id] = _Hold(grant, amount)
+                    return
+            returnable = any(
+                grant.retired and grant.token_id == token_id and grant.holds == 0
+                for grant in self._grants.values()
+            )
+        if not returnable:
+            raise refusal
+        self.flush()
+        grant_id, granted = grant_take(
+            token_id=token_id,
+            user_id=user_id,
+            minimum=amount,
+            desired=amount,
+            lease_seconds=self.lease_seconds,
+        )
+        with self._lock:
+            grant = self._grants[grant_id] = _Grant(
+                id=grant_id,
+                user_id=user_id,
+                token_id=token_id,
+                available=granted - amount,
+                taken_at=time.monotonic(),
+                holds=1,
+            )
+            self._retire(grant)
+            self._holds[request_id] = _Hold(grant, amount)
+
+    # --- writing ----------------------------------------------------------------
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None and not self._closed:
+            self._flusher = threading.Thread(
+                target=self._run_flusher, name="comet-credit-meter", daemon=True
+            )
+            self._flusher.start()
+
+    def _run_flusher(self) -> None:
+        try:
+            while not self._closed:
+                self._wake.wait(self.flush_seconds)
+                self._wake.clear()
+                try:
+                    self.flush()
+                except Exception:
+                    # What was not written stays queued for the next round.
+                    logger.exception("Writing settled requests failed; retrying")
+                    time.sleep(self.flush_seconds or 0.01)
+        finally:
+            connection.close()
+
+    def flush(self) -> None:
+        """Write every settled request, then return the retired grants nothing holds."""
+        with self._flushing:
+            now = time.monotonic()
+            with self._lock:
+                batch = self._pending
+                self._pending = []
+                for grant in list(self._current.values()):
+                    if now - grant.taken_at >= self.max_age:
+                        self._retire(grant)
+                returnable = [g for g in self._grants.values() if g.retired and g.holds == 0]
+                live = [g.id for g in self._grants.values() if g not in returnable]
+            written = 0
+            try:
+                while written < len(batch):
+                    chunk = batch[written : written + settings.RELAY_SETTLE_BATCH_SIZE]
+                    self._write(chunk)
+                    written += len(chunk)
+            except DatabaseError:
+                with self._lock:
+                    # Not written (the database is unreachable): back to the front of
+                    # the queue, in order, for the next round.
+                    self._pending[:0] = batch[written:]
+                    self._room.notify_all()
+                raise
+            with self._lock:
+                self._room.notify_all()
+            for grant in returnable:
+                grant_return(grant_id=grant.id)
+                with self._lock:
+                    self._grants.pop(grant.id, None)
+            if live and now - self._renewed_at >= self.lease_seconds / 3:
+                grant_renew(grant_ids=live, lease_seconds=self.lease_seconds)
+                self._renewed_at = now
+
+    def _write(self, chunk: list[GrantSettlement]) -> None:
+        try:
+            grant_settle_many(chunk, lease_seconds=self.lease_seconds)
+        except (OperationalError, InterfaceError):
+            raise
+        except DatabaseError:
+            # A row the database refuses must not hold up the others: one by one, and
+            # the ones refused alone are logged and dropped (not charged).
+            logger.exception("Writing %d settled requests failed; one by one", len(chunk))
+            for settlement in chunk:
+                try:
+                    grant_settle_many([settlement], lease_seconds=self.lease_seconds)
+                except (OperationalError, InterfaceError):
+                    raise
+                except DatabaseError:
+                    logger.exception("Request %s could not be written", settlement.request_id)
+
+    def close(self) -> None:
+        """Write everything and return every grant nothing holds (at shutdown)."""
+        with self._lock:
+            for grant in list(self._current.values()):
+                self._retire(grant)
+            self._closed = True
+            self._room.notify_all()
+        self._wake.set()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join()
+            self._flusher = None
+        self.flush()
+
+
+_meter: CreditMeter | None = None
+_meter_lock = threading.Lock()
+
+
+def credit_meter() -> CreditMeter:
+    """Return this process's meter."""
+    global _meter
+    with _meter_lock:
+        if _meter is None or _meter._closed:
+            _meter = CreditMeter()
+        return _meter
