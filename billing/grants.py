@@ -77,6 +77,10 @@ logger = logging.getLogger(__name__)
 
 GRANT_PREFIX = "grant:"
 
+# How long a "balance too low" answer is reused for requests at least as big (a
+# top-up made meanwhile is seen after at most this long).
+REFUSAL_MEMORY_SECONDS = 0.1
+
 _ACCOUNT = Account._meta.db_table
 _TOKEN = Token._meta.db_table
 _RESERVATION = Reservation._meta.db_table
@@ -436,6 +440,11 @@ class _TokenState:
 
     taking: threading.Lock = field(default_factory=threading.Lock)
     spent: int = 0  # spent from the current grant, to size the next one
+    # The last "balance too low": requests as big are refused without asking again
+    # until `refused_until` (or until this process returns a grant).
+    refusal: UsageRefused | None = None
+    refused_amount: int = 0
+    refused_until: float = 0.0
 
 
 class CreditMeter:
@@ -491,11 +500,22 @@ class CreditMeter:
             if self._hold_from_grant(token_id, user_id, request_id, amount):
                 return
             state = self._tokens.setdefault(token_id, _TokenState())
+            if (
+                state.refusal is not None
+                and amount >= state.refused_amount
+                and time.monotonic() < state.refused_until
+            ):
+                raise UsageRefused(state.refusal.code, state.refusal.message)
         with state.taking:
-            with self._lock:
-                if self._hold_from_grant(token_id, user_id, request_id, amount):
-                    return
-            self._take_and_hold(state, token_id, user_id, request_id, amount)
+            try:
+                self._take_and_hold(state, token_id, user_id, request_id, amount)
+            except UsageRefused as refusal:
+                if refusal.code == "insufficient_quota":
+                    with self._lock:
+                        state.refusal = refusal
+                        state.refused_amount = amount
+                        state.refused_until = time.monotonic() + REFUSAL_MEMORY_SECONDS
+                raise
 
     def try_reserve(self, *, token_id: int, user_id: int, request_id: str, amount: int) -> bool:
         """Hold `amount` from a current grant if one covers it; False when a grant is needed."""
@@ -579,51 +599,55 @@ class CreditMeter:
     def _take_and_hold(
         self, state: _TokenState, token_id: int, user_id: int, request_id: str, amount: int
     ) -> None:
-        """Add to this token's grant (or take one) and hold `amount` from it; or refuse."""
-        with self._lock:
-            current = self._current.get(token_id)
-            if current is not None and current.user_id != user_id:
-                self._retire(current)
-                current = None
-            # Size for about one max-age of this token's recent spending.
-            desired = min(self.max_grant, max(64 * amount, 2 * state.spent))
-            state.spent = 0
-        try:
-            # The flusher must not write this grant while we lock account, token, grant.
-            with self._flushing:
-                grant_id, granted = grant_take(
-                    token_id=token_id,
-                    user_id=user_id,
-                    minimum=amount,
-                    desired=desired,
-                    lease_seconds=self.lease_seconds,
-                    grant_id=current.id if current is not None else None,
-                )
-        except UsageRefused as refusal:
-            if refusal.code != "insufficient_quota":
-                raise
-            self._hold_from_retired(token_id, user_id, request_id, amount, refusal)
-            return
-        with self._lock:
-            grant = self._grants.get(grant_id)
-            if grant is None:
-                if current is not None:
-                    self._retire(current)  # it was closed under us: a new one was made
-                grant = self._grants[grant_id] = _Grant(
-                    id=grant_id,
-                    user_id=user_id,
-                    token_id=token_id,
-                    available=0,
-                    taken_at=time.monotonic(),
-                )
-                self._current[token_id] = grant
-            grant.available += granted
-            if request_id in self._holds:
-                raise _duplicate(request_id)
-            grant.available -= amount
-            grant.holds += 1
-            self._holds[request_id] = _Hold(grant, amount)
-            self._start_flusher()
+        """Add to this token's grant (or take one) and hold `amount` from it; or refuse.
+
+        Only what the grant lacks is asked for at the least, so one process refuses
+        exactly when its grant and the account's free money together fall short.
+        """
+        while True:
+            with self._lock:
+                if self._hold_from_grant(token_id, user_id, request_id, amount):
+                    return
+                current = self._current.get(token_id)
+                if current is not None and current.user_id != user_id:
+                    self._retire(current)
+                    current = None
+                shortfall = amount - (current.available if current is not None else 0)
+                # Size for about one max-age of this token's recent spending.
+                desired = min(self.max_grant, max(64 * amount, 2 * state.spent))
+                state.spent = 0
+            try:
+                # The flusher must not write this grant while we lock account, token, grant.
+                with self._flushing:
+                    grant_id, granted = grant_take(
+                        token_id=token_id,
+                        user_id=user_id,
+                        minimum=shortfall,
+                        desired=max(desired, shortfall),
+                        lease_seconds=self.lease_seconds,
+                        grant_id=current.id if current is not None else None,
+                    )
+            except UsageRefused as refusal:
+                if refusal.code != "insufficient_quota":
+                    raise
+                self._hold_from_retired(token_id, user_id, request_id, amount, refusal)
+                return
+            with self._lock:
+                grant = self._grants.get(grant_id)
+                if grant is None:
+                    if current is not None:
+                        self._retire(current)  # it was closed under us: a new one was made
+                    grant = self._grants[grant_id] = _Grant(
+                        id=grant_id,
+                        user_id=user_id,
+                        token_id=token_id,
+                        available=0,
+                        taken_at=time.monotonic(),
+                    )
+                    self._current[token_id] = grant
+                grant.available += granted
+                self._start_flusher()
+            # Other requests may have used the new money first: then ask again.
 
     def _hold_from_retired(
         self, token_id: int, user_id: int, request_id: str, amount: int, refusal: UsageRefused
@@ -726,6 +750,9 @@ class CreditMeter:
                 grant_return(grant_id=grant.id)
                 with self._lock:
                     self._grants.pop(grant.id, None)
+                    state = self._tokens.get(grant.token_id)
+                    if state is not None:
+                        state.refusal = None  # money came back: ask again
             if live and now - self._renewed_at >= self.lease_seconds / 3:
                 grant_renew(grant_ids=live, lease_seconds=self.lease_seconds)
                 self._renewed_at = now

@@ -1,6 +1,11 @@
 """Helpers shared by the billing and token tests: fund accounts, snapshot the books."""
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from django.db import connection
 
 from accounts.models import Token, User
 from accounts.services import token_create
@@ -66,3 +71,31 @@ def post_webhook(client, payload: bytes, header: str | None = "sign") -> int:
         "/billing/stripe/webhook/", data=payload, content_type="application/json", **extra
     )
     return response.status_code
+
+
+DATABASE_THREADS = 24
+
+
+def close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:
+    """Run one close on every worker thread (a barrier makes each take exactly one)."""
+    barrier = threading.Barrier(threads)
+
+    def close() -> None:
+        barrier.wait(timeout=30)
+        connection.close()
+
+    for future in [executor.submit(close) for _ in range(threads)]:
+        future.result()
+
+
+def run_with_threads(coroutine_factory, threads: int = DATABASE_THREADS):
+    """Run a coroutine on a new loop whose default executor is `threads` real threads."""
+    executor = ThreadPoolExecutor(max_workers=threads)
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(executor)
+    try:
+        return loop.run_until_complete(coroutine_factory())
+    finally:
+        close_thread_connections(executor, threads)
+        loop.close()
+        executor.shutdown()

@@ -27,36 +27,10 @@ from billing.metering import (
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
 from logs.models import RequestLog
-from tests.billing.helpers import LOG, fund, make_token
+from tests.billing.helpers import LOG, fund, make_token, run_with_threads
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-DATABASE_THREADS = 24
-
-
-def _close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:
-    """Run one close on every worker thread (a barrier makes each take exactly one)."""
-    barrier = threading.Barrier(threads)
-
-    def close() -> None:
-        barrier.wait(timeout=30)
-        connection.close()
-
-    for future in [executor.submit(close) for _ in range(threads)]:
-        future.result()
-
-
-def _run_with_threads(coroutine_factory, threads: int = DATABASE_THREADS):
-    executor = ThreadPoolExecutor(max_workers=threads)
-    loop = asyncio.new_event_loop()
-    loop.set_default_executor(executor)
-    try:
-        return loop.run_until_complete(coroutine_factory())
-    finally:
-        _close_thread_connections(executor, threads)
-        loop.close()
-        executor.shutdown()
 
 
 def test_200_workers_spend_one_account_to_exactly_92_micro_usd():
@@ -99,7 +73,7 @@ def test_200_workers_spend_one_account_to_exactly_92_micro_usd():
     watcher = threading.Thread(target=watch_balance)
     watcher.start()
     try:
-        results = _run_with_threads(all_workers)
+        results = run_with_threads(all_workers)
     finally:
         stop.set()
         watcher.join()

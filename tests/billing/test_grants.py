@@ -1,0 +1,368 @@
+"""Credit grants (billing.grants) against PostgreSQL: exact books under real threads."""
+
+import asyncio
+import random
+import threading
+import time
+from datetime import timedelta
+from functools import partial
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from billing.grants import (
+    GRANT_PREFIX,
+    CreditMeter,
+    GrantSettlement,
+    _settle_with_orm,
+    grant_settle_many,
+    grant_take,
+)
+from billing.metering import UsageRefused, reservation_release_expired
+from billing.models import Account, Reservation
+from billing.selectors import books_drift
+from logs.models import RequestLog
+from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _meter(**options) -> CreditMeter:
+    # Long grants unless a test asks otherwise: aging is tested on its own.
+    options.setdefault("max_age_seconds", 60)
+    return CreditMeter(**options)
+
+
+def _account(user) -> tuple[int, int, int, int]:
+    return (
+        Account.objects.filter(pk=user.pk)
+        .values_list("balance", "reserved", "used", "request_count")
+        .get()
+    )
+
+
+def _run_threads(count: int, target) -> None:
+    def run(number: int) -> None:
+        try:
+            target(number)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.slow
+def test_200_threads_spend_one_account_to_exactly_92_through_one_meter():
+    # Given an account holding $10, one unlimited token and this process's meter
+    user = UserFactory()
+    fund(user, 10_000_000)
+    token, _ = make_token(user)
+    meter = _meter()
+    counts = [[0, 0] for _ in range(200)]
+    codes: set[str] = set()
+    lowest_seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            lowest_seen.append(
+                Account.objects.filter(pk=user.pk).values_list("balance", "reserved").get()
+            )
+            stop.wait(0.02)
+        connection.close()
+
+    async def worker(number: int) -> None:
+        loop = asyncio.get_running_loop()
+        for attempt in range(100):
+            request_id = f"g{number}-{attempt}"
+            hold = {"token_id": token.pk, "user_id": user.pk, "request_id": request_id}
+            try:
+                # As the relay does: in memory when the grant covers it, else on a thread.
+                if not meter.try_reserve(**hold, amount=1_237):
+                    await loop.run_in_executor(None, partial(meter.reserve, **hold, amount=1_237))
+            except UsageRefused as refusal:
+                codes.add(refusal.code)
+                counts[number][1] += 1
+                continue
+            assert meter.settle(request_id=request_id, cost=1_237, log=LOG)
+            counts[number][0] += 1
+
+    async def all_workers() -> None:
+        await asyncio.gather(*(worker(number) for number in range(200)))
+
+    # When 200 workers each try 100 reserve + settle of 1,237 micro-USD
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run_with_threads(all_workers)
+        meter.close()
+    finally:
+        stop.set()
+        watcher.join()
+
+    # Then exactly 8,084 succeed, the rest are refused, and 92 micro-USD are left
+    assert sum(count[0] for count in counts) == 8_084
+    assert sum(count[1] for count in counts) == 20_000 - 8_084
+    assert codes == {"insufficient_quota"}
+    assert _account(user) == (92, 0, 8_084 * 1_237, 8_084)
+    assert RequestLog.objects.filter(user=user).count() == 8_084
+    assert not Reservation.objects.filter(status=Reservation.Status.OPEN).exists()
+    assert all(balance >= reserved >= 0 for balance, reserved in lowest_seen)
+    assert books_drift() == []
+    call_command("reconcile")
+
+
+@pytest.mark.slow
+def test_two_meters_never_overspend_and_close_with_exact_books():
+    # Given one account and two meters, as two relay processes would have
+    user = UserFactory()
+    fund(user, 3_000_000)
+    token, _ = make_token(user, quota=2_500_000)
+    meters = [_meter(), _meter()]
+    generator = random.Random(7)
+    costs = [[generator.randint(0, 5_000) for _ in range(300)] for _ in range(16)]
+    charged = [0] * 16
+
+    def worker(number: int) -> None:
+        meter = meters[number % 2]
+        for attempt, cost in enumerate(costs[number]):
+            request_id = f"m{number}-{attempt}"
+            try:
+                meter.reserve(
+                    token_id=token.pk, user_id=user.pk, request_id=request_id, amount=5_000
+                )
+            except UsageRefused:
+                continue
+            if attempt % 10 == 0:
+                meter.release(request_id=request_id)
+                continue
+            meter.settle(request_id=request_id, cost=cost, log=LOG)
+            charged[number] += cost
+
+    # When 16 threads spend through both until the token's quota runs out
+    _run_threads(16, worker)
+    for meter in meters:
+        meter.close()
+
+    # Then everything charged is in the books, and no more than the quota was spent
+    balance, reserved, used, requests = _account(user)
+    assert used == sum(charged) == 3_000_000 - balance
+    assert used <= 2_500_000
+    assert reserved == 0
+    assert requests == RequestLog.objects.filter(user=user).count()
+    token.refresh_from_db()
+    assert (token.used, token.reserved, token.quota_remaining) == (used, 0, 2_500_000 - used)
+    # and nothing is stuck in a grant: once both closed, the rest can be spent to 0
+    rest = token.quota_remaining
+    last = _meter()
+    last.reserve(token_id=token.pk, user_id=user.pk, request_id="rest", amount=rest)
+    last.settle(request_id="rest", cost=rest, log=LOG)
+    last.close()
+    token.refresh_from_db()
+    assert (token.used, token.quota_remaining) == (2_500_000, 0)
+    assert not Reservation.objects.filter(status=Reservation.Status.OPEN).exists()
+    assert books_drift() == []
+
+
+def test_a_refused_reservation_changes_nothing():
+    # Given accounts short of money, frozen, and tokens disabled or expired
+    user = UserFactory()
+    fund(user, 1_000)
+    token, _ = make_token(user)
+    frozen = UserFactory()
+    fund(frozen, 1_000_000)
+    frozen_token, _ = make_token(frozen)
+    Account.objects.filter(pk=frozen.pk).update(is_frozen=True)
+    rich = UserFactory()
+    fund(rich, 1_000_000)
+    disabled, _ = make_token(rich, name="off")
+    disabled.is_enabled = False
+    disabled.save()
+    expired, _ = make_token(rich, name="old")
+    expired.expires_at = timezone.now() - timedelta(seconds=1)
+    expired.save()
+    query_only, _ = make_token(rich, quota=0, name="query")
+    before = books_snapshot()
+    meter = _meter()
+
+    cases = [
+        (token, user, 1_001, "insufficient_quota"),
+        (frozen_token, frozen, 10, "account_frozen"),
+        (disabled, rich, 10, "invalid_api_key"),
+        (expired, rich, 10, "invalid_api_key"),
+        (query_only, rich, 10, "insufficient_quota"),
+        (token, rich, 10, "invalid_api_key"),  # another user's token
+    ]
+    for refused_token, owner, amount, code in cases:
+        with pytest.raises(UsageRefused) as refusal:
+            meter.reserve(
+                token_id=refused_token.pk, user_id=owner.pk, request_id="r-1", amount=amount
+            )
+        assert refusal.value.code == code
+
+    # Then balances, quotas, the ledger and the reservations are as they were
+    meter.close()
+    assert books_snapshot() == before
+
+
+def test_a_disabled_token_is_refused_once_its_grant_ages():
+    # Given a token spending through a meter whose grants last 50 ms
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    meter = _meter(max_age_seconds=0.05)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="a", amount=100)
+    meter.settle(request_id="a", cost=100, log=LOG)
+
+    # When the token is disabled
+    token.is_enabled = False
+    token.save()
+    time.sleep(0.06)
+
+    # Then the next request asks for a new grant and is refused
+    with pytest.raises(UsageRefused) as refusal:
+        meter.reserve(token_id=token.pk, user_id=user.pk, request_id="b", amount=100)
+    assert refusal.value.code == "invalid_api_key"
+    meter.close()
+    assert _account(user) == (1_000_000 - 100, 0, 100, 1)
+    assert books_drift() == []
+
+
+def test_duplicate_request_ids_and_double_settles_charge_once():
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    meter = _meter()
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="same", amount=1_000)
+    with pytest.raises(UsageRefused) as refusal:
+        meter.reserve(token_id=token.pk, user_id=user.pk, request_id="same", amount=1_000)
+    assert refusal.value.code == "duplicate_request"
+
+    assert meter.settle(request_id="same", cost=400, log=LOG)
+    assert not meter.settle(request_id="same", cost=400, log=LOG)
+    meter.release(request_id="same")  # too late: nothing happens
+    meter.flush()
+    # A settlement written twice (a retried flush) is charged once.
+    grant_id = Reservation.objects.get(request_id__startswith=GRANT_PREFIX).pk
+    grant_settle_many(
+        [GrantSettlement(grant_id=grant_id, request_id="same", cost=400, log=LOG)],
+        lease_seconds=60,
+    )
+    meter.close()
+    assert _account(user) == (1_000_000 - 400, 0, 400, 1)
+    assert books_drift() == []
+
+
+def test_a_cost_over_the_hold_takes_from_the_grant_and_the_rest_is_forgiven():
+    user = UserFactory()
+    fund(user, 100_000)
+    token, _ = make_token(user)
+    meter = _meter(max_grant=2_000)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="over", amount=1_000)
+    # The grant holds 2,000: the hold of 1,000 and 1,000 unused.
+    assert meter.settle(request_id="over", cost=1_500, log=LOG)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="way-over", amount=100)
+    assert meter.settle(request_id="way-over", cost=10_000, log=LOG)
+    meter.close()
+    # 1,500, then the hold of 100 plus the 400 left in the grant.
+    assert _account(user) == (100_000 - 2_000, 0, 2_000, 2)
+    assert list(RequestLog.objects.order_by("id").values_list("cost", flat=True)) == [1_500, 500]
+    assert books_drift() == []
+
+
+def test_a_dead_process_loses_only_what_it_had_not_written_and_its_grant_is_freed():
+    # Given a meter that wrote one request and had another settled but unwritten
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    meter = _meter(flush_seconds=3600)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="written", amount=1_000)
+    meter.settle(request_id="written", cost=700, log=LOG)
+    meter.flush()
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="lost", amount=1_000)
+    meter.settle(request_id="lost", cost=700, log=LOG)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="in-flight", amount=1_000)
+    assert Account.objects.get(pk=user.pk).reserved > 0
+
+    # When its process dies (the meter is dropped) and the grant's lease ends
+    del meter
+    Reservation.objects.filter(request_id__startswith=GRANT_PREFIX).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert reservation_release_expired() == 1
+
+    # Then only the written request was charged, nothing stays held, the books agree
+    assert _account(user) == (1_000_000 - 700, 0, 700, 1)
+    assert books_drift() == []
+
+
+def test_a_request_written_after_its_grant_was_freed_is_charged_from_the_free_balance():
+    user = UserFactory()
+    fund(user, 10_000)
+    token, _ = make_token(user)
+    grant_id, granted = grant_take(
+        token_id=token.pk, user_id=user.pk, minimum=1_000, desired=1_000, lease_seconds=60
+    )
+    assert granted == 1_000
+    Reservation.objects.filter(pk=grant_id).update(expires_at=timezone.now())
+    reservation_release_expired()
+
+    grant_settle_many(
+        [
+            GrantSettlement(grant_id=grant_id, request_id="late-1", cost=6_000, log=LOG),
+            GrantSettlement(grant_id=grant_id, request_id="late-2", cost=6_000, log=LOG),
+        ],
+        lease_seconds=60,
+    )
+    # The second is charged the 4,000 that was left, and the rest forgiven.
+    assert _account(user) == (0, 0, 10_000, 2)
+    assert books_drift() == []
+
+
+def test_grants_take_at_most_a_quarter_of_what_is_free_unless_a_request_needs_more():
+    user = UserFactory()
+    fund(user, 100_000)
+    token, _ = make_token(user, quota=60_000)
+    _grant, granted = grant_take(
+        token_id=token.pk, user_id=user.pk, minimum=10, desired=1_000_000, lease_seconds=60
+    )
+    assert granted == 15_000  # a quarter of the token's 60,000
+    _grant, granted = grant_take(
+        token_id=token.pk, user_id=user.pk, minimum=40_000, desired=10, lease_seconds=60
+    )
+    assert granted == 40_000
+    with pytest.raises(UsageRefused):
+        grant_take(token_id=token.pk, user_id=user.pk, minimum=5_001, desired=1, lease_seconds=60)
+    token.refresh_from_db()
+    assert token.reserved == 55_000
+    assert Account.objects.get(pk=user.pk).reserved == 55_000
+    assert books_drift() == []
+
+
+def test_the_orm_path_writes_the_same_books():
+    # The embedded default (SQLite) writes grants one request at a time with the ORM.
+    user = UserFactory()
+    fund(user, 10_000)
+    token, _ = make_token(user, quota=8_000)
+    grant_id, _granted = grant_take(
+        token_id=token.pk, user_id=user.pk, minimum=4_000, desired=4_000, lease_seconds=60
+    )
+    now = timezone.now()
+    _settle_with_orm(
+        GrantSettlement(grant_id=grant_id, request_id="orm-1", cost=1_500, log=LOG), now=now
+    )
+    _settle_with_orm(
+        GrantSettlement(grant_id=grant_id, request_id="orm-1", cost=1_500, log=LOG), now=now
+    )
+    assert Reservation.objects.get(pk=grant_id).amount == 2_500
+    assert _account(user) == (8_500, 2_500, 1_500, 1)
+    token.refresh_from_db()
+    assert (token.used, token.reserved, token.quota_remaining) == (1_500, 2_500, 6_500)
+    assert books_drift() == []
