@@ -97,6 +97,60 @@ def pgbench_rate(clients: int, seconds: int) -> float:
     return float(match.group(1))
 
 
+def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
+    """Like `_worker_process`, through this process's credit meter (billing.grants).
+
+    Returns (billed, errors, when the last of them was written): the meter writes
+    settled requests in the background, so the clock stops when `close` has written
+    them all and returned the grants, not at the deadline.
+    """
+    threads, first_thread, pairs, start_at, deadline, _settle_batch = arguments
+    _setup_django()
+    import threading
+
+    from django.db import connection
+
+    from billing.grants import CreditMeter
+    from billing.metering import UsageRefused
+    from logs.models import RequestLogData
+
+    log = RequestLogData(model="bench-model", client_ip="198.51.100.1", token_name="bench")  # noqa: S106
+    meter = CreditMeter()
+    counts = [0] * threads
+    errors = [0] * threads
+
+    def loop(index: int) -> None:
+        token_id, user_id = pairs[(first_thread + index) % len(pairs)]
+        prefix = uuid.uuid4().hex[:12]
+        number = 0
+        connection.ensure_connection()
+        while time.time() < start_at:
+            time.sleep(0.001)
+        while time.time() < deadline:
+            request_id = f"{prefix}-{number}"
+            number += 1
+            try:
+                meter.reserve(
+                    token_id=token_id, user_id=user_id, request_id=request_id, amount=HOLD
+                )
+            except UsageRefused:
+                errors[index] += 1
+                continue
+            meter.settle(request_id=request_id, cost=COST, log=log)
+            counts[index] += 1
+        connection.close()
+
+    workers = [threading.Thread(target=loop, args=(index,)) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    meter.close()
+    written_at = time.time()
+    connection.close()
+    return sum(counts), sum(errors), written_at
+
+
 def _worker_process(arguments: tuple) -> tuple[int, int]:
     """Run `threads` loops of reserve + settle until `deadline`; return (billed, errors)."""
     threads, first_thread, pairs, start_at, deadline, settle_batch = arguments
@@ -160,6 +214,7 @@ def metering_rate(
     seconds: int,
     pairs: list[tuple[int, int]],
     settle_batch: int = 1,
+    grants: bool = False,
 ):
     processes = min(processes, concurrency)
     shares = [
@@ -171,7 +226,7 @@ def metering_rate(
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         results = pool.map(
-            _worker_process,
+            _grant_worker_process if grants else _worker_process,
             [
                 (share, sum(shares[:number]), pairs, start_at, deadline, settle_batch)
                 for number, share in enumerate(shares)
@@ -179,6 +234,9 @@ def metering_rate(
         )
     billed = sum(result[0] for result in results)
     errors = sum(result[1] for result in results)
+    if grants:
+        # Until the last request was written, not just served.
+        seconds = max(result[2] for result in results) - start_at
     return billed / seconds, billed, errors
 
 
@@ -198,6 +256,11 @@ def main() -> None:
         type=int,
         default=1,
         help="each worker settles its requests this many at a time (usage_settle_many)",
+    )
+    parser.add_argument(
+        "--grants",
+        action="store_true",
+        help="reserve and settle through credit grants (billing.grants), as the relay does",
     )
     options = parser.parse_args()
     _setup_django()
@@ -229,7 +292,12 @@ def main() -> None:
     for concurrency in options.concurrency:
         pg_rate = pgbench_rate(concurrency, options.seconds)
         rate, _billed, errors = metering_rate(
-            concurrency, options.processes, options.seconds, pairs, options.settle_batch
+            concurrency,
+            options.processes,
+            options.seconds,
+            pairs,
+            options.settle_batch,
+            options.grants,
         )
         print(
             f"{concurrency:>11} {pg_rate:>17.0f} {rate:>13.0f} {rate / pg_rate:>6.2f} {errors:>8}"
