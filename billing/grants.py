@@ -774,6 +774,13 @@ class CreditMeter:
                 except DatabaseError:
                     logger.exception("Request %s could not be written", settlement.request_id)
 
+    def return_all(self) -> None:
+        """Write everything and give back every grant no request holds part of now."""
+        with self._lock:
+            for grant in list(self._current.values()):
+                self._retire(grant)
+        self.flush()
+
     def close(self) -> None:
         """Write everything and return every grant nothing holds (at shutdown)."""
         with self._lock:

@@ -10,6 +10,7 @@ status codes leave this module.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -19,8 +20,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from accounts.tokens import TokenInfo, atoken_authenticate
+from billing.grants import CreditMeter
 from billing.metering import (
     ReservePool,
     Settlement,
@@ -200,11 +203,21 @@ def actual_cost(*, usage: Usage, price: ModelPrice) -> int:
 class RelayApplication:
     """The ASGI callable for `/v1/`."""
 
-    def __init__(self, *, settle_in_background: bool = True) -> None:
+    def __init__(
+        self, *, settle_in_background: bool = True, credit_grants: bool | None = None
+    ) -> None:
         # Settling after the response is sent keeps the database write off the
         # client's latency; shutdown waits for every pending settlement. Those are
         # written in batches (relay.settler).
         self.settle_in_background = settle_in_background
+        # With credit grants (billing.grants, PostgreSQL only) requests are reserved
+        # and settled in this process's memory against money held in bulk, and
+        # written in batches by the meter: the account row is not written per request.
+        self.meter: CreditMeter | None = None
+        if credit_grants is None:
+            credit_grants = settings.RELAY_CREDIT_GRANTS
+        if credit_grants and connection.vendor == "postgresql":
+            self.meter = CreditMeter()
         # Reservations run on the event loop's own connections (no thread hop).
         self.reserver = ReservePool(settings.RELAY_RESERVE_CONNECTIONS)
         self.settler = SettleBatcher(
@@ -219,7 +232,8 @@ class RelayApplication:
     @property
     def pending_work(self) -> int:
         """Return how many settlements and failure counts are still running."""
-        return len(self._background) + self.settler.pending
+        meter = self.meter.pending if self.meter is not None else 0
+        return len(self._background) + self.settler.pending + meter
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -274,6 +288,10 @@ class RelayApplication:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.settler.aclose()
+        if self.meter is not None:
+            # Write what was settled and give the grants back before the process ends.
+            await run_in_database_thread(self.meter.close)
+            self.meter = CreditMeter()
         await self.reserver.aclose()
         await self.upstream.aclose()
         await limiter().aclose()
@@ -412,13 +430,7 @@ class RelayApplication:
                 has_completion=endpoint.has_completion,
             )
             try:
-                await self.reserver.reserve(
-                    token_id=token.id,
-                    user_id=token.user_id,
-                    request_id=request_id,
-                    amount=amount,
-                    lease_seconds=settings.COMET_RESERVATION_LEASE_SECONDS,
-                )
+                await self._reserve(token=token, request_id=request_id, amount=amount)
             except UsageRefused as refused:
                 status = REFUSAL_STATUS.get(refused.code, 402)
                 raise RelayError(status, refused.message, code=refused.code) from None
@@ -449,13 +461,42 @@ class RelayApplication:
                     stream=stream,
                     started=started,
                 )
-                if self.settle_in_background:
+                if self.meter is not None:
+                    self.meter.settle(
+                        request_id=request_id, cost=settlement.cost, log=settlement.log
+                    )
+                elif self.settle_in_background:
                     self.settler.submit(settlement)
                 else:
                     await self._settle_now(settlement)
         finally:
             if slot is not None:
                 await limiter().release(slot)
+
+    async def _reserve(self, *, token: TokenInfo, request_id: str, amount: int) -> None:
+        """Hold `amount` for the request, or raise UsageRefused."""
+        token_id, user_id = token.id, token.user_id
+        if self.meter is None:
+            await self.reserver.reserve(
+                token_id=token_id,
+                user_id=user_id,
+                request_id=request_id,
+                amount=amount,
+                lease_seconds=settings.COMET_RESERVATION_LEASE_SECONDS,
+            )
+        elif not self.meter.try_reserve(
+            token_id=token_id, user_id=user_id, request_id=request_id, amount=amount
+        ):
+            # The grant is short (or the writer is behind): on a thread, which may wait.
+            await run_in_database_thread(
+                functools.partial(
+                    self.meter.reserve,
+                    token_id=token_id,
+                    user_id=user_id,
+                    request_id=request_id,
+                    amount=amount,
+                )
+            )
 
     def _settlement(
         self,
@@ -679,6 +720,8 @@ class RelayApplication:
 
         async def keep_hold() -> None:
             # A stream may outlast the reservation's lease: renew it three times per lease.
+            if self.meter is not None:
+                return  # a grant's meter renews its lease while a request holds part of it
             lease_seconds = settings.COMET_RESERVATION_LEASE_SECONDS
             while True:
                 await asyncio.sleep(lease_seconds / 3)

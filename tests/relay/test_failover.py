@@ -61,7 +61,7 @@ def test_a_failing_first_channel_is_answered_by_the_second(
 
 
 def test_every_channel_failing_is_a_502_without_charge(
-    relay_url, token_key, catalog_model, fake_upstream, funded_user
+    relay_url, token_key, catalog_model, fake_upstream, funded_user, return_grants
 ):
     from billing.models import Account
 
@@ -75,6 +75,7 @@ def test_every_channel_failing_is_a_502_without_charge(
     assert response.json()["error"]["code"] == "upstream_error"
     [log] = wait_for_logs(1)
     assert (log.status_code, log.cost, log.error_code) == (502, 0, "upstream_error")
+    return_grants()
     account = Account.objects.get(pk=funded_user.pk)
     assert (account.balance, account.reserved) == (balance, 0)
 

@@ -40,7 +40,7 @@ def _wait_until(condition, timeout=10.0):
 
 @pytest.mark.slow
 def test_500_parallel_requests_never_exceed_100_in_flight(
-    relay_url, token_key, catalog_model, fake_upstream, funded_user
+    relay_url, token_key, catalog_model, fake_upstream, funded_user, return_grants
 ):
     # Given a token with the default limit of 100, and an upstream that takes 500 ms
     make_channel("slow", f"{fake_upstream.url}/delay-500/v1")
@@ -76,11 +76,12 @@ def test_500_parallel_requests_never_exceed_100_in_flight(
     # And every slot and every hold came back
     assert _slots(token.pk) == 0
     assert len(wait_for_logs(statuses.count(200), timeout=20)) == statuses.count(200)
+    return_grants()
     _wait_until(lambda: Account.objects.get(pk=funded_user.pk).reserved == 0)
 
 
 def test_a_client_that_disconnects_mid_stream_is_charged_and_frees_its_slot(
-    relay_url, token_key, catalog_model, fake_upstream, funded_user
+    relay_url, token_key, catalog_model, fake_upstream, funded_user, return_grants
 ):
     make_channel("dribbles", f"{fake_upstream.url}/chunk-delay-100/v1")
     token = Token.objects.get(user=funded_user)
@@ -108,6 +109,7 @@ def test_a_client_that_disconnects_mid_stream_is_charged_and_frees_its_slot(
     assert (log.status_code, log.error_code) == (499, "client_disconnected")
     assert log.usage_estimated is True
     assert 2 <= log.completion_tokens < 20  # the role event carries no text
+    return_grants()
     account = Account.objects.get(pk=funded_user.pk)
     assert account.balance == balance - log.cost
     assert log.cost > 0

@@ -18,7 +18,7 @@ def _client(relay_url, key):
 
 
 def test_chat_completion_is_answered_billed_and_logged(
-    relay_url, token_key, openai_channel, fake_upstream, funded_user
+    relay_url, token_key, openai_channel, fake_upstream, funded_user, return_grants
 ):
     # Given a funded token and an OpenAI-compatible channel
     balance_before = Account.objects.get(pk=funded_user.pk).balance
@@ -43,6 +43,7 @@ def test_chat_completion_is_answered_billed_and_logged(
     assert log.is_stream is False
     assert log.usage_estimated is False
     assert log.channel_id == openai_channel.pk
+    return_grants()
     account = Account.objects.get(pk=funded_user.pk)
     assert account.balance == balance_before - expected
     assert account.reserved == 0
