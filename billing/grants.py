@@ -464,6 +464,7 @@ class CreditMeter:
         lease_seconds: int | None = None,
         flush_seconds: float | None = None,
         max_pending: int | None = None,
+        background: bool = True,
     ) -> None:
         self.max_grant = max_grant or settings.COMET_GRANT_MAX_MICRO_USD
         self.max_age = (
@@ -474,6 +475,9 @@ class CreditMeter:
             settings.COMET_GRANT_FLUSH_MS / 1000 if flush_seconds is None else flush_seconds
         )
         self.max_pending = max_pending or settings.COMET_GRANT_MAX_PENDING
+        # Without the background writer nothing is written until `flush` is called.
+        self.background = background
+        self.refusal_memory_seconds = REFUSAL_MEMORY_SECONDS
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._flushing = threading.Lock()
@@ -494,7 +498,7 @@ class CreditMeter:
         if amount <= 0:
             raise ValueError("A reservation holds a positive amount.")
         with self._lock:
-            while len(self._pending) >= self.max_pending and not self._closed:
+            while len(self._pending) >= self.max_pending and self._flusher is not None:
                 self._wake.set()
                 self._room.wait(timeout=1)
             if self._hold_from_grant(token_id, user_id, request_id, amount):
@@ -514,7 +518,7 @@ class CreditMeter:
                     with self._lock:
                         state.refusal = refusal
                         state.refused_amount = amount
-                        state.refused_until = time.monotonic() + REFUSAL_MEMORY_SECONDS
+                        state.refused_until = time.monotonic() + self.refusal_memory_seconds
                 raise
 
     def try_reserve(self, *, token_id: int, user_id: int, request_id: str, amount: int) -> bool:
@@ -699,7 +703,7 @@ class CreditMeter:
     # --- writing ----------------------------------------------------------------
 
     def _start_flusher(self) -> None:
-        if self._flusher is None and not self._closed:
+        if self._flusher is None and not self._closed and self.background:
             self._flusher = threading.Thread(
                 target=self._run_flusher, name="comet-credit-meter", daemon=True
             )

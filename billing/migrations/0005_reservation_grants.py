@@ -4,19 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_user_notify_new_ip'),
-        ('billing', '0004_recharge'),
+        ("accounts", "0004_user_notify_new_ip"),
+        ("billing", "0004_recharge"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='reservation',
-            name='billing_reservation_amount_pos',
+            model_name="reservation",
+            name="billing_reservation_amount_pos",
         ),
         migrations.AddConstraint(
-            model_name='reservation',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gte', 0)), name='billing_reservation_amount_nonneg'),
+            model_name="reservation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gte", 0)), name="billing_reservation_amount_nonneg"
+            ),
         ),
     ]
