@@ -11,7 +11,12 @@
   statement on PostgreSQL (the relay settles this way, `relay/settler.py`);
   `usage_settle` is a batch of one.
 - `ReservePool` runs `usage_reserve`'s statement from an event loop on its own
-  connections (the relay's reservations, on every request's critical path).
+  connections (the relay's reservations when credit grants are off).
+
+The relay, on PostgreSQL, reserves and settles through `billing.grants` instead:
+in memory, against blocks of money held as reservations here, written back in
+batches, because one hot account row cannot take a committed change per request
+at the rates a busy account needs (bench/billing/README.md).
 
 A reservation is closed exactly once: its status changes open -> settled or
 open -> released by a conditional UPDATE, which only one caller can win.
