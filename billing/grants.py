@@ -211,13 +211,13 @@ def grant_renew(*, grant_ids: Sequence[int], lease_seconds: int) -> None:
 _GRANT_SETTLE_SQL = f"""
 WITH input AS (
     SELECT * FROM unnest(
-        %(grant_id)s::bigint[], %(request_id)s::varchar[], %(cost)s::bigint[],
-        %(created_at)s::timestamptz[], %(token_name)s::varchar[], %(model)s::varchar[],
-        %(channel_id)s::bigint[], %(prompt_tokens)s::integer[], %(completion_tokens)s::integer[],
-        %(cached_tokens)s::integer[], %(model_ratio)s::numeric[], %(completion_ratio)s::numeric[],
-        %(group_ratio)s::numeric[], %(price_per_call)s::bigint[], %(client_ip)s::inet[],
-        %(status_code)s::integer[], %(error_code)s::varchar[], %(latency_ms)s::integer[],
-        %(first_token_ms)s::integer[], %(is_stream)s::boolean[], %(usage_estimated)s::boolean[]
+        %(grant_id)b::bigint[], %(request_id)b::varchar[], %(cost)b::bigint[],
+        %(created_at)b::timestamptz[], %(token_name)b::varchar[], %(model)b::varchar[],
+        %(channel_id)b::bigint[], %(prompt_tokens)b::integer[], %(completion_tokens)b::integer[],
+        %(cached_tokens)b::integer[], %(model_ratio)b::numeric[], %(completion_ratio)b::numeric[],
+        %(group_ratio)b::numeric[], %(price_per_call)b::bigint[], %(client_ip)b::inet[],
+        %(status_code)b::integer[], %(error_code)b::varchar[], %(latency_ms)b::integer[],
+        %(first_token_ms)b::integer[], %(is_stream)b::boolean[], %(usage_estimated)b::boolean[]
     ) WITH ORDINALITY AS i(
         grant_id, request_id, cost, created_at, token_name, model, channel_id, prompt_tokens,
         completion_tokens, cached_tokens, model_ratio, completion_ratio, group_ratio,

@@ -4,7 +4,8 @@ import asyncio
 import random
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 
 import pytest
@@ -23,7 +24,7 @@ from billing.grants import (
 from billing.metering import UsageRefused, reservation_release_expired
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
-from logs.models import RequestLog
+from logs.models import RequestLog, RequestLogData
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
 from tests.factories import UserFactory
 
@@ -366,3 +367,57 @@ def test_the_orm_path_writes_the_same_books():
     token.refresh_from_db()
     assert (token.used, token.reserved, token.quota_remaining) == (1_500, 2_500, 6_500)
     assert books_drift() == []
+
+
+def test_the_written_log_row_carries_every_fact_of_the_request():
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user, name="ci")
+    facts = RequestLogData(
+        model="claude-x",
+        client_ip="2001:db8::7",
+        status_code=499,
+        token_name="ci",
+        prompt_tokens=12,
+        completion_tokens=34,
+        cached_tokens=5,
+        model_ratio=Decimal("1.25"),
+        completion_ratio=Decimal("4"),
+        group_ratio=Decimal("0.9"),
+        price_per_call=None,
+        error_code="client_disconnected",
+        latency_ms=812,
+        first_token_ms=None,
+        is_stream=True,
+        usage_estimated=True,
+        created_at=datetime(2026, 12, 1, 8, 30, tzinfo=UTC),
+    )
+    meter = _meter()
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="facts", amount=900)
+    meter.settle(request_id="facts", cost=777, log=facts)
+    meter.close()
+
+    row = RequestLog.objects.get(request_id="facts")
+    assert (row.user_id, row.token_id, row.cost, row.channel_id) == (user.pk, token.pk, 777, None)
+    for name in (
+        "model",
+        "status_code",
+        "token_name",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "model_ratio",
+        "completion_ratio",
+        "group_ratio",
+        "price_per_call",
+        "error_code",
+        "latency_ms",
+        "first_token_ms",
+        "is_stream",
+        "usage_estimated",
+        "created_at",
+    ):
+        assert getattr(row, name) == getattr(facts, name), name
+    assert str(row.client_ip) == "2001:db8::7"
+    token.refresh_from_db()
+    assert str(token.last_used_ip) == "2001:db8::7"
