@@ -38,6 +38,32 @@ def setup_django() -> None:
     django.setup()
 
 
+BENCH_USERS: list[int] = []
+
+
+def books_check(requests: int) -> bool:
+    """After the relay stopped: every request logged and charged, nothing held, no drift."""
+    from django.db.models import Sum
+
+    from billing.models import Account
+    from billing.selectors import books_drift
+    from logs.models import RequestLog
+
+    logs = RequestLog.objects.filter(user_id__in=BENCH_USERS)
+    logged, charged = logs.count(), logs.aggregate(total=Sum("cost"))["total"] or 0
+    accounts = Account.objects.filter(pk__in=BENCH_USERS)
+    balance = sum(account.balance for account in accounts)
+    reserved = sum(account.reserved for account in accounts)
+    initial = 1_000_000_000 * len(BENCH_USERS)
+    drift = books_drift(user_ids=BENCH_USERS)
+    exact = logged == requests and balance == initial - charged and reserved == 0 and not drift
+    print(
+        f"books: {logged} of {requests} requests logged, balance {balance} = {initial} - "
+        f"{charged}, {reserved} held: {'exact, zero drift' if exact else f'DRIFT {drift}'}"
+    )
+    return exact
+
+
 def prepare(upstream_url: str, accounts: int = 1) -> str:
     """Create the bench's users, tokens, model and channel; return the tokens' keys.
 
@@ -76,6 +102,7 @@ def prepare(upstream_url: str, accounts: int = 1) -> str:
     keys = []
     for _ in range(accounts):
         user = UserFactory(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
+        BENCH_USERS.append(user.pk)
         account_credit(user_id=user.pk, amount=1_000_000_000, idempotency_key=f"bench:{user.pk}")
         _token, key = token_create(user=user, name="bench", concurrency_limit=1000)
         keys.append(key)
@@ -265,10 +292,15 @@ def main() -> None:
             f"p50 {direct['c50']['p50_ms']:.2f} ms, p99 {direct['c50']['p99_ms']:.2f} ms"
         )
     finally:
+        # SIGTERM: the relay writes what it settled and returns its grants on the way out.
         relay.terminate()
         upstream.terminate()
         relay.wait()
         upstream.wait()
+    if not arguments.unmetered and not arguments.route_overhead:
+        sent = 300 + arguments.serial_requests + arguments.requests
+        if not books_check(sent):
+            sys.exit(1)
 
 
 if __name__ == "__main__":
