@@ -80,6 +80,9 @@ GRANT_PREFIX = "grant:"
 # How long a "balance too low" answer is reused for requests at least as big (a
 # top-up made meanwhile is seen after at most this long).
 REFUSAL_MEMORY_SECONDS = 0.1
+# A request waits at most this long for the writer to catch up (the database down or
+# far behind), then is refused with "billing_unavailable" (the relay answers 503).
+BACKLOG_WAIT_SECONDS = 5.0
 
 _ACCOUNT = Account._meta.db_table
 _TOKEN = Token._meta.db_table
@@ -478,6 +481,8 @@ class CreditMeter:
         # Without the background writer nothing is written until `flush` is called.
         self.background = background
         self.refusal_memory_seconds = REFUSAL_MEMORY_SECONDS
+        # How long `reserve` waits for the writer to catch up before refusing.
+        self.backlog_wait_seconds = BACKLOG_WAIT_SECONDS
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._flushing = threading.Lock()
@@ -498,9 +503,17 @@ class CreditMeter:
         if amount <= 0:
             raise ValueError("A reservation holds a positive amount.")
         with self._lock:
+            give_up_at = time.monotonic() + self.backlog_wait_seconds
             while len(self._pending) >= self.max_pending and self._flusher is not None:
                 self._wake.set()
-                self._room.wait(timeout=1)
+                left = give_up_at - time.monotonic()
+                if left <= 0:
+                    # The database is down or far behind: say so rather than pile up.
+                    raise UsageRefused(
+                        "billing_unavailable",
+                        "Usage cannot be recorded right now. Retry in a few seconds.",
+                    )
+                self._room.wait(timeout=left)
             if self._hold_from_grant(token_id, user_id, request_id, amount):
                 return
             state = self._tokens.setdefault(token_id, _TokenState())

@@ -80,6 +80,8 @@ REFUSAL_STATUS = {
     "duplicate_request": 409,
     # A payment dispute froze the account (billing.recharge).
     "account_frozen": 403,
+    # The credit meter cannot write usage (database down or far behind): retry later.
+    "billing_unavailable": 503,
 }
 
 

@@ -421,3 +421,33 @@ def test_the_written_log_row_carries_every_fact_of_the_request():
     assert str(row.client_ip) == "2001:db8::7"
     token.refresh_from_db()
     assert str(token.last_used_ip) == "2001:db8::7"
+
+
+def test_requests_are_refused_not_piled_up_when_the_writer_cannot_keep_up():
+    # Given a meter whose writer is stuck (its lock held here) with a full queue
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    meter = _meter(max_pending=2)
+    meter.backlog_wait_seconds = 0.2
+    for number in range(2):
+        meter.reserve(token_id=token.pk, user_id=user.pk, request_id=f"q{number}", amount=10)
+    with meter._flushing:
+        for number in range(2):
+            meter.settle(request_id=f"q{number}", cost=10, log=LOG)
+
+        # When another request comes, it waits a moment and is refused with a reason
+        with pytest.raises(UsageRefused) as refusal:
+            meter.reserve(token_id=token.pk, user_id=user.pk, request_id="q-late", amount=10)
+        assert refusal.value.code == "billing_unavailable"
+        assert not meter.try_reserve(
+            token_id=token.pk, user_id=user.pk, request_id="q-late", amount=10
+        )
+
+    # Then once the writer runs again, the queued requests are charged and new ones pass
+    meter.flush()
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="q-next", amount=10)
+    meter.settle(request_id="q-next", cost=10, log=LOG)
+    meter.close()
+    assert _account(user) == (1_000_000 - 30, 0, 30, 3)
+    assert books_drift() == []
