@@ -109,6 +109,8 @@ def _mock_answer(
 
 
 UPSTREAM_KEEPALIVE_SECONDS = 4.0
+# Times a request is sent again when its connection was closed before any answer.
+CONNECTION_RETRIES = 2
 
 
 class UpstreamClient:
@@ -194,16 +196,18 @@ class UpstreamClient:
         )
         data = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            try:
-                response = await self.session().post(
-                    route.base_url + path, data=data, headers=headers, timeout=timeout
-                )
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                # A pooled keep-alive connection the upstream had already closed: no
-                # answer came back, so send the request once more on a fresh connection.
-                response = await self.session().post(
-                    route.base_url + path, data=data, headers=headers, timeout=timeout
-                )
+            for tries_left in range(CONNECTION_RETRIES, -1, -1):
+                try:
+                    response = await self.session().post(
+                        route.base_url + path, data=data, headers=headers, timeout=timeout
+                    )
+                    break
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                    # A pooled keep-alive connection the upstream had already closed
+                    # (the pool may hold several after a burst): no answer came back,
+                    # so send the request again.
+                    if not tries_left:
+                        raise
         except TimeoutError:
             raise AttemptFailed("timeout", is_retryable=True) from None
         except aiohttp.ClientError as error:
