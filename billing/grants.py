@@ -55,18 +55,21 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Case, F, Q, When
-from django.db.models.functions import Greatest
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Token
 from billing.metering import (
+    Settlement,
     UsageRefused,
     _balance_refusal,
     _duplicate,
     _execute_one,
     _log_fields,
     _token_refusal,
+    charge_over_hold,
+    settle_parameters,
+    token_charge,
 )
 from billing.models import Account, Reservation
 from logs.models import RequestLog, RequestLogData
@@ -91,13 +94,10 @@ _LOG = RequestLog._meta.db_table
 
 
 @dataclass(frozen=True, slots=True)
-class GrantSettlement:
+class GrantSettlement(Settlement):
     """One request spent from a grant: written to the books by `grant_settle_many`."""
 
     grant_id: int
-    request_id: str
-    cost: int
-    log: RequestLogData
 
 
 def grant_take(
@@ -315,13 +315,11 @@ def grant_settle_many(settlements: Sequence[GrantSettlement], *, lease_seconds: 
         for settlement in batch:
             _settle_with_orm(settlement, now=now)
         return
-    columns: dict[str, list] = {"grant_id": [], "request_id": []}
-    for settlement in batch:
-        columns["grant_id"].append(settlement.grant_id)
-        columns["request_id"].append(settlement.request_id)
-        for name, value in _log_fields(settlement.log, settlement.cost, now).items():
-            columns.setdefault(name, []).append(value)
-    parameters = {**columns, "now": now, "expires_at": now + timedelta(seconds=lease_seconds)}
+    parameters = {
+        **settle_parameters(batch, now),
+        "grant_id": [settlement.grant_id for settlement in batch],
+        "expires_at": now + timedelta(seconds=lease_seconds),
+    }
     open_grants, new_ip_log_ids = _execute_one(_GRANT_SETTLE_SQL, parameters)
     for log_id in new_ip_log_ids or ():
         new_ip_notify(log_id=log_id)
@@ -365,21 +363,13 @@ def _settle_with_orm(settlement: GrantSettlement, *, now: datetime) -> None:
             request_count=F("request_count") + 1,
         )
         if grant.token_id is not None:
-            _token_spend(grant.token_id, cost, cost if on_quota else 0, settlement.log, now)
-
-
-def _token_spend(token_id: int, cost: int, token_cost: int, log: RequestLogData, now) -> None:
-    Token.objects.filter(pk=token_id).update(
-        reserved=F("reserved") - token_cost,
-        used=F("used") + cost,
-        request_count=F("request_count") + 1,
-        quota_remaining=Case(
-            When(quota_remaining__isnull=True, then=None),
-            default=Greatest(F("quota_remaining") - cost, F("reserved") - token_cost),
-        ),
-        last_used_at=now,
-        last_used_ip=log.client_ip,
-    )
+            token_charge(
+                token_id=grant.token_id,
+                charged=cost,
+                token_hold=cost if on_quota else 0,
+                log=settlement.log,
+                now=now,
+            )
 
 
 def _settle_late(settlement: GrantSettlement, *, now: datetime) -> None:
@@ -388,13 +378,14 @@ def _settle_late(settlement: GrantSettlement, *, now: datetime) -> None:
         grant = Reservation.objects.filter(pk=settlement.grant_id).first()
         if grant is None or RequestLog.objects.filter(request_id=settlement.request_id).exists():
             return
-        account = Account.objects.select_for_update().get(pk=grant.account_id)
-        charged = min(settlement.cost, max(0, account.balance - account.reserved))
-        token = None
-        if grant.token_id is not None:
-            token = Token.objects.select_for_update().filter(pk=grant.token_id).first()
-            if token is not None and token.quota_remaining is not None:
-                charged = min(charged, max(0, token.quota_remaining - token.reserved))
+        # Locks the account, then the token; nothing is held for it any more.
+        charged = charge_over_hold(
+            user_id=grant.account_id,
+            token_id=grant.token_id,
+            hold=0,
+            token_hold=0,
+            cost=settlement.cost,
+        )
         if charged < settlement.cost:
             logger.warning(
                 "Request %s cost %d micro-USD, %d more than could be charged; "
@@ -406,7 +397,7 @@ def _settle_late(settlement: GrantSettlement, *, now: datetime) -> None:
         row = RequestLog.objects.create(
             request_id=settlement.request_id,
             user_id=grant.account_id,
-            token_id=token.pk if token is not None else None,
+            token_id=grant.token_id,
             **_log_fields(settlement.log, charged, now),
         )
         if rollups_record(log=row):
@@ -416,8 +407,10 @@ def _settle_late(settlement: GrantSettlement, *, now: datetime) -> None:
             used=F("used") + charged,
             request_count=F("request_count") + 1,
         )
-        if token is not None:
-            _token_spend(token.pk, charged, 0, settlement.log, now)
+        if grant.token_id is not None:
+            token_charge(
+                token_id=grant.token_id, charged=charged, token_hold=0, log=settlement.log, now=now
+            )
 
 
 @dataclass(eq=False, slots=True)
@@ -453,7 +446,7 @@ class _TokenState:
 class CreditMeter:
     """Reserve, settle and release requests against this process's grants; thread-safe.
 
-    One per process (`credit_meter()`). `reserve` raises UsageRefused exactly as
+    One per process (the relay's). `reserve` raises UsageRefused exactly as
     `usage_reserve` does; `settle` and `release` never touch the database: the
     flusher thread writes settled requests every `flush_seconds` (or sooner when
     `max_pending` wait), and `reserve` waits while that many are unwritten.
@@ -810,16 +803,3 @@ class CreditMeter:
             self._flusher.join()
             self._flusher = None
         self.flush()
-
-
-_meter: CreditMeter | None = None
-_meter_lock = threading.Lock()
-
-
-def credit_meter() -> CreditMeter:
-    """Return this process's meter."""
-    global _meter
-    with _meter_lock:
-        if _meter is None or _meter._closed:
-            _meter = CreditMeter()
-        return _meter

@@ -543,7 +543,7 @@ def usage_settle_many(settlements: Sequence[Settlement]) -> list[Exception | Non
 
 def _settle_batch(batch: list[Settlement], indexes: list[int], now: datetime) -> list[int]:
     """Run the batch statement; return the indexes it left to the ORM path."""
-    claimed, new_ip_log_ids = _execute_one(_SETTLE_SQL, _settle_parameters(batch, now))
+    claimed, new_ip_log_ids = _execute_one(_SETTLE_SQL, settle_parameters(batch, now))
     for log_id in new_ip_log_ids or ():
         new_ip_notify(log_id=log_id)
     settled = set(claimed or ())
@@ -560,7 +560,7 @@ def _settle_alone(settlement: Settlement) -> Exception | None:
     return None
 
 
-def _settle_parameters(settlements: Sequence[Settlement], now: datetime) -> dict:
+def settle_parameters(settlements: Sequence[Settlement], now: datetime) -> dict:
     columns: dict[str, list] = {"request_id": []}
     for settlement in settlements:
         columns["request_id"].append(settlement.request_id)
@@ -594,7 +594,7 @@ def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: da
         hold, token_hold = (0, 0) if is_late else (held, token_held)
         charged = cost
         if cost > hold:
-            charged = _charge_over_hold(
+            charged = charge_over_hold(
                 user_id=user_id, token_id=token_id, hold=hold, token_hold=token_hold, cost=cost
             )
             if charged < cost:
@@ -620,17 +620,28 @@ def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: da
             request_count=F("request_count") + 1,
         )
         if token_id is not None:
-            Token.objects.filter(pk=token_id).update(
-                reserved=F("reserved") - token_hold,
-                used=F("used") + charged,
-                request_count=F("request_count") + 1,
-                quota_remaining=Case(
-                    When(quota_remaining__isnull=True, then=None),
-                    default=Greatest(F("quota_remaining") - charged, F("reserved") - token_hold),
-                ),
-                last_used_at=now,
-                last_used_ip=log.client_ip,
+            token_charge(
+                token_id=token_id, charged=charged, token_hold=token_hold, log=log, now=now
             )
+
+
+def token_charge(
+    *, token_id: int, charged: int, token_hold: int, log: RequestLogData, now: datetime
+) -> None:
+    """Charge one request to its token: free `token_hold` of its quota, spend `charged`."""
+    Token.objects.filter(pk=token_id).update(
+        reserved=F("reserved") - token_hold,
+        used=F("used") + charged,
+        request_count=F("request_count") + 1,
+        # An unlimited token (NULL) stays unlimited; a quota never drops below what
+        # other requests hold.
+        quota_remaining=Case(
+            When(quota_remaining__isnull=True, then=None),
+            default=Greatest(F("quota_remaining") - charged, F("reserved") - token_hold),
+        ),
+        last_used_at=now,
+        last_used_ip=log.client_ip,
+    )
 
 
 def _log_fields(log: RequestLogData, cost: int, now: datetime) -> dict:
@@ -657,7 +668,7 @@ def _log_fields(log: RequestLogData, cost: int, now: datetime) -> dict:
     }
 
 
-def _charge_over_hold(
+def charge_over_hold(
     *, user_id: int, token_id: int | None, hold: int, token_hold: int, cost: int
 ) -> int:
     """Return what may be charged when `cost` exceeds `hold` (locks account, then token)."""

@@ -293,6 +293,7 @@ class RelayApplication:
         if self.meter is not None:
             # Write what was settled and give the grants back before the process ends.
             await run_in_database_thread(self.meter.close)
+            # A closed meter takes nothing; a fresh one serves if the app starts again.
             self.meter = CreditMeter()
         await self.reserver.aclose()
         await self.upstream.aclose()

@@ -29,8 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comet.settings.test")
 
+from logs.data import RequestLogData  # noqa: E402 (plain dataclasses, no Django)
+
 COST = 1_237
 HOLD = 5_000
+LOG = RequestLogData(model="bench-model", client_ip="198.51.100.1", token_name="bench")  # noqa: S106
 
 
 def _setup_django() -> None:
@@ -97,47 +100,30 @@ def pgbench_rate(clients: int, seconds: int) -> float:
     return float(match.group(1))
 
 
-def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
-    """Like `_worker_process`, through this process's credit meter (billing.grants).
+def _run_threads(arguments: tuple, step, finish=None) -> None:
+    """Run `threads` threads, each calling `step(index, token_id, user_id, request_id)`
+    with fresh request ids from `start_at` until `deadline`, then `finish(index)`.
 
-    Returns (billed, errors, when the last of them was written): the meter writes
-    settled requests in the background, so the clock stops when `close` has written
-    them all and returned the grants, not at the deadline.
+    Threads take the accounts in turn (all the same one with --accounts 1), and open
+    their database connection before the clock starts.
     """
     threads, first_thread, pairs, start_at, deadline, _settle_batch = arguments
-    _setup_django()
     import threading
 
     from django.db import connection
 
-    from billing.grants import CreditMeter
-    from billing.metering import UsageRefused
-    from logs.models import RequestLogData
-
-    log = RequestLogData(model="bench-model", client_ip="198.51.100.1", token_name="bench")  # noqa: S106
-    meter = CreditMeter()
-    counts = [0] * threads
-    errors = [0] * threads
-
     def loop(index: int) -> None:
         token_id, user_id = pairs[(first_thread + index) % len(pairs)]
         prefix = uuid.uuid4().hex[:12]
-        number = 0
         connection.ensure_connection()
         while time.time() < start_at:
             time.sleep(0.001)
+        number = 0
         while time.time() < deadline:
-            request_id = f"{prefix}-{number}"
+            step(index, token_id, user_id, f"{prefix}-{number}")
             number += 1
-            try:
-                meter.reserve(
-                    token_id=token_id, user_id=user_id, request_id=request_id, amount=HOLD
-                )
-            except UsageRefused:
-                errors[index] += 1
-                continue
-            meter.settle(request_id=request_id, cost=COST, log=log)
-            counts[index] += 1
+        if finish is not None:
+            finish(index)
         connection.close()
 
     workers = [threading.Thread(target=loop, args=(index,)) for index in range(threads)]
@@ -145,6 +131,35 @@ def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
         worker.start()
     for worker in workers:
         worker.join()
+
+
+def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
+    """Reserve + settle through this process's credit meter (billing.grants).
+
+    Returns (billed, errors, when the last of them was written): the meter writes
+    settled requests in the background, so the clock stops when `close` has written
+    them all and returned the grants, not at the deadline.
+    """
+    _setup_django()
+    from django.db import connection
+
+    from billing.grants import CreditMeter
+    from billing.metering import UsageRefused
+
+    meter = CreditMeter()
+    counts = [0] * arguments[0]
+    errors = [0] * arguments[0]
+
+    def step(index: int, token_id: int, user_id: int, request_id: str) -> None:
+        try:
+            meter.reserve(token_id=token_id, user_id=user_id, request_id=request_id, amount=HOLD)
+        except UsageRefused:
+            errors[index] += 1
+            return
+        meter.settle(request_id=request_id, cost=COST, log=LOG)
+        counts[index] += 1
+
+    _run_threads(arguments, step)
     meter.close()
     written_at = time.time()
     connection.close()
@@ -152,59 +167,39 @@ def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
 
 
 def _worker_process(arguments: tuple) -> tuple[int, int]:
-    """Run `threads` loops of reserve + settle until `deadline`; return (billed, errors)."""
-    threads, first_thread, pairs, start_at, deadline, settle_batch = arguments
+    """Reserve + settle with the per-request statements; return (billed, errors)."""
+    settle_batch = arguments[5]
     _setup_django()
-    import threading
-
-    from django.db import connection
-
     from billing.metering import Settlement, UsageRefused, usage_reserve, usage_settle_many
-    from logs.models import RequestLogData
 
-    log = RequestLogData(model="bench-model", client_ip="198.51.100.1", token_name="bench")  # noqa: S106
-    counts = [0] * threads
-    errors = [0] * threads
+    counts = [0] * arguments[0]
+    errors = [0] * arguments[0]
+    reserved: list[list[str]] = [[] for _ in range(arguments[0])]
 
-    def loop(index: int) -> None:
-        # Threads take the accounts in turn (all the same one with --accounts 1).
-        token_id, user_id = pairs[(first_thread + index) % len(pairs)]
-        prefix = uuid.uuid4().hex[:12]
-        number = 0
-        # Open the connection before the clock starts.
-        connection.ensure_connection()
-        while time.time() < start_at:
-            time.sleep(0.001)
-        reserved: list[str] = []
-        while time.time() < deadline:
-            request_id = f"{prefix}-{number}"
-            number += 1
-            try:
-                usage_reserve(
-                    token_id=token_id, user_id=user_id, request_id=request_id, amount=HOLD
-                )
-            except UsageRefused:
-                errors[index] += 1
-                continue
-            reserved.append(request_id)
-            if len(reserved) < settle_batch:
-                continue
-            # usage_settle is usage_settle_many of one; the relay settles in batches.
-            failed = usage_settle_many(
-                [Settlement(request_id=done, cost=COST, log=log) for done in reserved]
-            )
-            counts[index] += failed.count(None)
-            errors[index] += len(failed) - failed.count(None)
-            reserved.clear()
+    def step(index: int, token_id: int, user_id: int, request_id: str) -> None:
+        try:
+            usage_reserve(token_id=token_id, user_id=user_id, request_id=request_id, amount=HOLD)
+        except UsageRefused:
+            errors[index] += 1
+            return
+        reserved[index].append(request_id)
+        if len(reserved[index]) < settle_batch:
+            return
+        # usage_settle is usage_settle_many of one; the relay settles in batches.
+        failed = usage_settle_many(
+            [Settlement(request_id=done, cost=COST, log=LOG) for done in reserved[index]]
+        )
+        counts[index] += failed.count(None)
+        errors[index] += len(failed) - failed.count(None)
+        reserved[index].clear()
+
+    def finish(index: int) -> None:
         # The last partial batch is settled after the clock, so the books close; not counted.
-        usage_settle_many([Settlement(request_id=done, cost=COST, log=log) for done in reserved])
-        connection.close()
+        usage_settle_many(
+            [Settlement(request_id=done, cost=COST, log=LOG) for done in reserved[index]]
+        )
 
-    workers = [threading.Thread(target=loop, args=(index,)) for index in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    _run_threads(arguments, step, finish)
     return sum(counts), sum(errors)
 
 
