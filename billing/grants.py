@@ -21,10 +21,11 @@ call:
   its grant into the account's and the token's used money (`balance`, `reserved`,
   `used`, request counts). The hot row is written once per batch, not per request.
 - A grant takes new holds for at most `COMET_GRANT_MAX_AGE_SECONDS` (1 s). Then it is
-  retired and, once its last request settled and was written, returned: the unused
-  part goes back to the account. So every second each busy token's next grant checks
-  again that the token is enabled and not expired and that the account is not frozen:
-  a change of these is seen within about a second, as the token cache promises.
+  retired: at the next write its unused part goes back to the account, and the
+  grant is closed once its last request settled and was written. So every second
+  each busy token's next grant checks again that the token is enabled and not
+  expired and that the account is not frozen: a change of these is seen within
+  about a second, as the token cache promises.
 
 The books stay exact at every commit: a grant's `amount` is what it still holds, so
 `Account.reserved` = Σ open reservations and balance = Σ ledger - Σ request costs hold
@@ -35,8 +36,8 @@ Limits, by design:
 - Near the end of a balance, a request can be refused while another relay process
   still holds the last few requests' worth of it in its grant; that grant is returned
   within about `COMET_GRANT_MAX_AGE_SECONDS`. One process alone refuses exactly when
-  the balance cannot cover the request (it returns its own retired grants and asks
-  again before refusing).
+  the balance cannot cover the request: before refusing, it gives back what its other
+  grants on the account hold unused and asks again.
 - A process that dies loses the requests it settled but had not written yet (at most
   one flush interval, or `COMET_GRANT_MAX_PENDING` requests): they are not charged.
   Its grants stay held until their lease (`COMET_GRANT_LEASE_SECONDS`, renewed while
@@ -179,24 +180,34 @@ def grant_take(
     return grant.pk, amount
 
 
-def grant_return(*, grant_id: int) -> int:
-    """Close a grant and free what it still holds; return that amount (0 if closed)."""
+def grant_return(*, grant_id: int, amount: int | None = None) -> int:
+    """Free money a grant holds: `amount` of it, or all of it and close the grant.
+
+    Returns what was freed (0 if the grant was closed already: its lease ended and
+    `reservation_release_expired` freed it). Locks: the grant, the account, the token,
+    as every settle and release does.
+    """
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {_RESERVATION} SET status = %s "  # noqa: S608 (our table name)
-                "WHERE id = %s AND status = %s "
-                "RETURNING account_id, token_id, amount, token_amount",
-                [Reservation.Status.RELEASED, grant_id, Reservation.Status.OPEN],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            return 0  # Its lease ended first: reservation_release_expired freed it.
-        user_id, token_id, amount, token_amount = row
-        Account.objects.filter(pk=user_id).update(reserved=F("reserved") - amount)
-        if token_id is not None and token_amount:
-            Token.objects.filter(pk=token_id).update(reserved=F("reserved") - token_amount)
-    return amount
+        grant = (
+            Reservation.objects.select_for_update()
+            .filter(pk=grant_id, status=Reservation.Status.OPEN)
+            .values("account_id", "token_id", "amount", "token_amount")
+            .first()
+        )
+        if grant is None:
+            return 0
+        freed = grant["amount"] if amount is None else min(amount, grant["amount"])
+        # A grant holds all of its amount on the token's quota, or none of it.
+        token_freed = min(freed, grant["token_amount"])
+        Reservation.objects.filter(pk=grant_id).update(
+            amount=F("amount") - freed,
+            token_amount=F("token_amount") - token_freed,
+            status=Reservation.Status.RELEASED if amount is None else Reservation.Status.OPEN,
+        )
+        Account.objects.filter(pk=grant["account_id"]).update(reserved=F("reserved") - freed)
+        if grant["token_id"] is not None and token_freed:
+            Token.objects.filter(pk=grant["token_id"]).update(reserved=F("reserved") - token_freed)
+    return freed
 
 
 def grant_renew(*, grant_ids: Sequence[int], lease_seconds: int) -> None:
@@ -614,6 +625,7 @@ class CreditMeter:
         Only what the grant lacks is asked for at the least, so one process refuses
         exactly when its grant and the account's free money together fall short.
         """
+        gave_back = False
         while True:
             with self._lock:
                 if self._hold_from_grant(token_id, user_id, request_id, amount):
@@ -638,10 +650,16 @@ class CreditMeter:
                         grant_id=current.id if current is not None else None,
                     )
             except UsageRefused as refusal:
-                if refusal.code != "insufficient_quota":
+                if refusal.code != "insufficient_quota" or gave_back:
                     raise
-                self._hold_from_retired(token_id, user_id, request_id, amount, refusal)
-                return
+                # Before refusing, give back what this process holds of the account
+                # elsewhere (retired grants, other tokens' grants) and ask once more:
+                # one process alone refuses only when the money is really short.
+                if not self._retire_for(user_id, keep_token_id=token_id):
+                    raise
+                self.flush()
+                gave_back = True
+                continue
             with self._lock:
                 grant = self._grants.get(grant_id)
                 if grant is None:
@@ -659,52 +677,16 @@ class CreditMeter:
                 self._start_flusher()
             # Other requests may have used the new money first: then ask again.
 
-    def _hold_from_retired(
-        self, token_id: int, user_id: int, request_id: str, amount: int, refusal: UsageRefused
-    ) -> None:
-        """The account is short: use what our retired grants still hold, or refuse.
-
-        The token and account were checked valid by the refusing `grant_take`, so an
-        old grant may serve. Retired grants nothing holds any more are written and
-        returned first, and the take tried again.
-        """
+    def _retire_for(self, user_id: int, *, keep_token_id: int) -> bool:
+        """Retire the account's grants but this token's; True if any money can come back."""
         with self._lock:
-            for grant in self._grants.values():
-                if (
-                    grant.retired
-                    and grant.token_id == token_id
-                    and grant.user_id == user_id
-                    and grant.available >= amount
-                ):
-                    grant.available -= amount
-                    grant.holds += 1
-                    self._holds[request_id] = _Hold(grant, amount)
-                    return
-            returnable = any(
-                grant.retired and grant.token_id == token_id and grant.holds == 0
+            for grant in list(self._current.values()):
+                if grant.user_id == user_id and grant.token_id != keep_token_id:
+                    self._retire(grant)
+            return any(
+                grant.retired and grant.user_id == user_id and (grant.available or not grant.holds)
                 for grant in self._grants.values()
             )
-        if not returnable:
-            raise refusal
-        self.flush()
-        grant_id, granted = grant_take(
-            token_id=token_id,
-            user_id=user_id,
-            minimum=amount,
-            desired=amount,
-            lease_seconds=self.lease_seconds,
-        )
-        with self._lock:
-            grant = self._grants[grant_id] = _Grant(
-                id=grant_id,
-                user_id=user_id,
-                token_id=token_id,
-                available=granted - amount,
-                taken_at=time.monotonic(),
-                holds=1,
-            )
-            self._retire(grant)
-            self._holds[request_id] = _Hold(grant, amount)
 
     # --- writing ----------------------------------------------------------------
 
@@ -741,6 +723,14 @@ class CreditMeter:
                         self._retire(grant)
                 returnable = [g for g in self._grants.values() if g.retired and g.holds == 0]
                 live = [g.id for g in self._grants.values() if g not in returnable]
+                # A retired grant still holding requests gives back its unused part now.
+                unused = [
+                    (g, g.available)
+                    for g in self._grants.values()
+                    if g.retired and g.holds and g.available > 0
+                ]
+                for grant, _available in unused:
+                    grant.available = 0
             written = 0
             try:
                 while written < len(batch):
@@ -756,16 +746,28 @@ class CreditMeter:
                 raise
             with self._lock:
                 self._room.notify_all()
+            for grant, available in unused:
+                try:
+                    grant_return(grant_id=grant.id, amount=available)
+                except DatabaseError:
+                    with self._lock:
+                        grant.available += available
+                    raise
+                self._money_back(grant)
             for grant in returnable:
                 grant_return(grant_id=grant.id)
                 with self._lock:
                     self._grants.pop(grant.id, None)
-                    state = self._tokens.get(grant.token_id)
-                    if state is not None:
-                        state.refusal = None  # money came back: ask again
+                self._money_back(grant)
             if live and now - self._renewed_at >= self.lease_seconds / 3:
                 grant_renew(grant_ids=live, lease_seconds=self.lease_seconds)
                 self._renewed_at = now
+
+    def _money_back(self, grant: _Grant) -> None:
+        with self._lock:
+            state = self._tokens.get(grant.token_id)
+            if state is not None:
+                state.refusal = None  # money came back: ask again
 
     def _write(self, chunk: list[GrantSettlement]) -> None:
         try:

@@ -68,10 +68,6 @@ class GrantMachine(RuleBasedStateMachine):
             with pytest.raises(UsageRefused) as refused:
                 self.meter.reserve(**hold, amount=amount)
             assert refused.value.code == "insufficient_quota"
-            if self.meter.pending == 0:
-                # Before refusing, the meter wrote its queue to return its spent grants.
-                self.written = self.spent
-                self.unwritten.clear()
             return
         self.meter.reserve(**hold, amount=amount)
         self.holds[request_id] = amount
@@ -126,6 +122,11 @@ class GrantMachine(RuleBasedStateMachine):
     def books_close_and_match_the_model(self):
         if not hasattr(self, "user"):
             return
+        if self.meter.pending == 0:
+            # The meter writes its queue on its own too: before it asks for more money
+            # than is free, it gives back what its other grants hold.
+            self.written = self.spent
+            self.unwritten.clear()
         account = Account.objects.get(pk=self.user.pk)
         token = Token.objects.get(pk=self.token.pk)
         assert account.balance == self.credited - self.written

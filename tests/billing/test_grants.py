@@ -451,3 +451,27 @@ def test_requests_are_refused_not_piled_up_when_the_writer_cannot_keep_up():
     meter.close()
     assert _account(user) == (1_000_000 - 30, 0, 30, 3)
     assert books_drift() == []
+
+
+def test_a_process_gives_back_its_other_grants_before_refusing():
+    # Given one meter holding grants for two tokens of one account, one of them retired
+    # with a request still in flight
+    user = UserFactory()
+    fund(user, 100_000)
+    first, _ = make_token(user, name="first")
+    second, _ = make_token(user, name="second")
+    meter = _meter(background=False)
+    meter.reserve(token_id=first.pk, user_id=user.pk, request_id="in-flight", amount=1_000)
+    meter.return_all()  # retires the first token's grant; its request still holds 1,000
+    meter.reserve(token_id=second.pk, user_id=user.pk, request_id="small", amount=10)
+    assert Account.objects.get(pk=user.pk).reserved > 1_010
+
+    # When the second token asks for everything the account has free
+    meter.reserve(token_id=second.pk, user_id=user.pk, request_id="big", amount=98_990)
+
+    # Then it is admitted: nothing was stranded in the process's other grants
+    for request_id, cost in (("in-flight", 1_000), ("small", 10), ("big", 98_990)):
+        meter.settle(request_id=request_id, cost=cost, log=LOG)
+    meter.close()
+    assert _account(user) == (0, 0, 100_000, 3)
+    assert books_drift() == []
