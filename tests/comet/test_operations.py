@@ -1,5 +1,7 @@
+import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -42,22 +44,27 @@ def test_expired_sessions_are_cleared_and_live_ones_kept():
     assert list(Session.objects.values_list("session_key", flat=True)) == ["live"]
 
 
-def production_check(**overrides: str) -> subprocess.CompletedProcess:
+def production_manage(*args: str, **overrides: str) -> subprocess.CompletedProcess:
+    """Run `manage.py *args` under production settings with only `overrides` configured."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
+        if key not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STATIC_ROOT"}
     }
     env.update(DJANGO_SETTINGS_MODULE="comet.settings.production", ALLOWED_HOSTS="example.com")
     env.update(overrides)
     return subprocess.run(
-        [sys.executable, "manage.py", "check"],
+        [sys.executable, "manage.py", *args],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
+
+
+def production_check(**overrides: str) -> subprocess.CompletedProcess:
+    return production_manage("check", **overrides)
 
 
 REAL_SECRET = "x7Gq2mVt9Lp4Rz8Nw1Kc6Hy3Bd5Fs0Je2Ua7Oi4Xe9Tr1Wn6Ym3Qb8Pl5Zk0Mv2"
@@ -93,3 +100,44 @@ def test_production_settings_start_with_real_secrets():
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_release_collectstatic_succeeds_under_production_settings(tmp_path):
+    # Given production settings (WhiteNoise's manifest storage, which refuses a file
+    # that names a missing one) and a fresh STATIC_ROOT,
+    static_root = tmp_path / "staticfiles"
+
+    # when the release step collects the static files,
+    result = production_manage(
+        "collectstatic",
+        "--noinput",
+        SECRET_KEY=REAL_SECRET,
+        DATABASE_URL="postgres://postgres@127.0.0.1/comet",
+        REDIS_URL="redis://127.0.0.1:6379/15",
+        STATIC_ROOT=str(static_root),
+    )
+
+    # then it finishes and the vendored scripts are in the manifest, compressed.
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((static_root / "staticfiles.json").read_text())
+    hashed_chart = manifest["paths"]["vendor/chartjs/chart.umd.min.js"]
+    assert (static_root / hashed_chart).exists()
+    assert (static_root / f"{hashed_chart}.gz").exists()
+
+
+SOURCE_MAP_COMMENT = re.compile(rb"[#@] source(?:Mapping)?URL=([^\s*]+)")
+
+
+def test_vendored_files_name_no_source_map_that_is_not_vendored():
+    # WhiteNoise's manifest storage follows these comments: a missing target fails the release.
+    dangling = []
+    for path in sorted((PROJECT_ROOT / "static").rglob("*")):
+        if path.suffix not in {".js", ".css"}:
+            continue
+        for target in SOURCE_MAP_COMMENT.findall(path.read_bytes()):
+            if target.startswith(b"data:"):
+                continue
+            if not (path.parent / target.decode()).exists():
+                dangling.append(f"{path.relative_to(PROJECT_ROOT)} -> {target.decode()}")
+
+    assert dangling == []
