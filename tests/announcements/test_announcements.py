@@ -123,3 +123,43 @@ def test_list_query_count_does_not_grow_with_announcements(
         response = user_client.get(reverse("announcements"))
 
     assert response.content.decode().count("Notice ") == 15
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example/", "//evil.example", "/\\evil.example", "http:evil.example"]
+)
+def test_mark_all_read_never_redirects_off_site(user_client, user, next_url):
+    publish()
+
+    response = user_client.post(reverse("announcements:mark_all_read"), {"next": next_url})
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("announcements")
+    assert AnnouncementRead.objects.filter(user=user).count() == 1
+
+
+def test_mark_all_read_over_https_never_redirects_to_plain_http(user_client):
+    response = user_client.post(
+        reverse("announcements:mark_all_read"),
+        {"next": "http://testserver/announcements/"},
+        secure=True,
+    )
+
+    assert response["Location"] == reverse("announcements")
+
+
+def test_mark_all_read_returns_to_a_local_page(user_client, user):
+    publish()
+    back = reverse("announcements") + "?category=maintenance"
+
+    response = user_client.post(reverse("announcements:mark_all_read"), {"next": back})
+
+    assert response.status_code == 302
+    assert response["Location"] == back
+    assert AnnouncementRead.objects.filter(user=user).count() == 1
+
+
+def test_mark_all_read_without_next_returns_to_the_list(user_client):
+    response = user_client.post(reverse("announcements:mark_all_read"))
+
+    assert response["Location"] == reverse("announcements")
