@@ -400,11 +400,17 @@ CELERY_BEAT_SCHEDULE["models-catalog-resume-price-emails"] = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Secrets reach log text in many ways: query strings (`/user/quota?key=sk-...`), a
+    # `Host:` header in a DisallowedHost message, an upstream's error, a traceback.
+    # The formatter masks API keys and Stripe secrets in the final text of every
+    # entry; every handler here uses it, and every logger that would otherwise write
+    # through a handler of Django's, uvicorn's or Celery's is sent to these.
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "class": "comet.logging.MaskSecretsFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
-    # Request lines carry query strings (`/user/quota?key=sk-...`): every record
-    # passes this filter, which masks API keys, before anything is written.
     "filters": {
         "mask_secrets": {"()": "comet.logging.MaskSecretsFilter"},
     },
@@ -416,13 +422,18 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # httpx logs every upstream call of the relay at INFO: one line per request, for nothing.
     "loggers": {
+        # Django's own handlers (a debug-only console, mail_admins, runserver's lines)
+        # do not mask: its loggers write through ours instead.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # httpx logs every upstream call of the relay at INFO: one line per request, for nothing.
         "httpx": {"level": "WARNING"},
         # The stripe library logs every API call at INFO.
         "stripe": {"level": "WARNING"},
-        # uvicorn's access log prints query strings (`/user/quota?key=sk-...`): send
-        # it through the masking handler instead of uvicorn's own.
+        # uvicorn's handlers do not mask: its server log (errors of the ASGI app, bad
+        # requests) and its access log, which prints query strings, write through ours.
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

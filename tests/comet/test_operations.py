@@ -8,10 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from comet.logging import MaskSecretsFilter, mask_secrets
+from comet.logging import MaskSecretsFilter, MaskSecretsFormatter, mask_secrets
 from comet.tasks import clear_expired_sessions_task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,40 @@ def test_log_records_pass_through_the_mask_before_they_are_written():
 
     assert KEY not in record.getMessage()
     assert record.getMessage() == "sk-…Q7r8"
+
+
+def test_the_formatter_masks_arguments_exception_text_and_traceback():
+    try:
+        raise RuntimeError(f"upstream refused {KEY}")
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "relay", logging.ERROR, __file__, 1, "call with %s failed", (KEY,), exc_info
+    )
+
+    text = MaskSecretsFormatter("%(levelname)s %(message)s").format(record)
+
+    assert text.startswith("ERROR call with sk-…Q7r8 failed\nTraceback (most recent call last):")
+    assert text.endswith("RuntimeError: upstream refused sk-…Q7r8")
+    assert KEY not in text
+    assert KEY not in (record.exc_text or "")
+
+
+def test_stripe_secrets_are_masked_to_their_last_four_characters():
+    text = "sk_live_51AbCdEfGhIjKlMnOp rk_test_51QrStUvWxYz0123 whsec_A1b2C3d4E5f6G7h8"
+
+    assert mask_secrets(text) == "sk_live_…MnOp rk_test_…0123 whsec_…G7h8"
+
+
+def test_every_handler_and_server_logger_writes_through_the_masking_formatter():
+    formatters = settings.LOGGING["formatters"]
+    for handler in settings.LOGGING["handlers"].values():
+        assert formatters[handler["formatter"]]["class"] == "comet.logging.MaskSecretsFormatter"
+    # Loggers Django and uvicorn give handlers of their own write through ours instead.
+    for name in ["django", "django.server", "uvicorn", "uvicorn.access"]:
+        logger = settings.LOGGING["loggers"][name]
+        assert logger["handlers"] == ["console"]
+        assert logger["propagate"] is False
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 from django.db import connection
@@ -16,7 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 class Worker:
     """One `celery worker` process group, consuming only `queue`."""
 
-    def __init__(self, *, queue: str, smtp_port: int, concurrency: int = 1, **env: str):
+    def __init__(
+        self,
+        *,
+        queue: str,
+        smtp_port: int,
+        concurrency: int = 1,
+        output: IO[str] | None = None,
+        **env: str,
+    ):
         self.queue = queue
         environment = {
             **os.environ,
@@ -35,7 +44,15 @@ class Worker:
         command = [str(ROOT / ".venv/bin/celery"), "-A", "comet", "worker", "-Q", queue]
         command += ["-c", str(concurrency), "-P", "prefork", "-l", "WARNING", "-n", f"{queue}@%h"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=environment, start_new_session=True)
+        # `output`: a file for what the worker writes (its log); else this process's.
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=environment,
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+        )
 
     def kill(self) -> None:
         """SIGKILL the whole group: the parent and its pool children die at once."""
