@@ -1,6 +1,22 @@
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailConfirmation
 from django.conf import settings
 from django.http import HttpRequest
+from django.urls import reverse
+
+from comet.links import public_domain, public_url
+
+
+@dataclass(frozen=True)
+class PublicSite:
+    """What allauth's email templates read of `current_site`."""
+
+    name: str
+    domain: str
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -13,3 +29,33 @@ class AccountAdapter(DefaultAccountAdapter):
     def clean_email(self, email: str) -> str:
         """Store addresses in lower case, so one mailbox is one account."""
         return super().clean_email(email).strip().lower()
+
+    # Links in account emails start with COMET_PUBLIC_URL, like every other email:
+    # allauth would build them from the Host header of the request that sent them.
+
+    def get_email_confirmation_url(
+        self, request: HttpRequest, emailconfirmation: EmailConfirmation
+    ) -> str:
+        return public_url(reverse("account_confirm_email", args=[emailconfirmation.key]))
+
+    def get_reset_password_from_key_url(self, key: str) -> str:
+        path = reverse("account_reset_password_from_key", kwargs={"uidb36": "UID", "key": "KEY"})
+        return public_url(path.replace("UID-KEY", quote(key)))
+
+    def send_account_already_exists_mail(self, email: str) -> None:
+        context = {
+            "signup_url": public_url(reverse("account_signup")),
+            "password_reset_url": public_url(reverse("account_reset_password")),
+        }
+        self.send_mail("account/email/account_already_exists", email, context)
+
+    def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
+        # Templates sign with `current_site` (allauth's: the request's host).
+        context = {
+            **context,
+            "current_site": PublicSite(name=settings.COMET_SITE_NAME, domain=public_domain()),
+        }
+        # allauth sends this one itself (a password reset for an unknown address).
+        if template_prefix == "account/email/unknown_account":
+            context["signup_url"] = public_url(reverse("account_signup"))
+        super().send_mail(template_prefix, email, context)

@@ -8,12 +8,14 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from billing.metering import reservation_release_expired
 from billing.models import RechargeOrder
 from billing.money import format_minor, format_usd
 from billing.recharge import order_credit, orders_needing_notice, orders_sweep
+from comet.links import public_url
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def orders_attention_email_task(order_ids: list[int]) -> None:
         f"{format_minor(order.amount_minor, order.currency)}"
         for order in orders
     ]
-    admin_url = f"{settings.COMET_PUBLIC_URL}/admin/billing/rechargeorder/?attention=yes"
+    admin_url = public_url("/admin/billing/rechargeorder/?attention=yes")
     send_mail(
         subject=f"[{settings.COMET_SITE_NAME}] {len(lines)} recharge order(s) need attention",
         message="These orders were paid but are not credited, or their payment did not match:\n\n"
@@ -98,7 +100,7 @@ def order_receipt_send_task(order_id: int) -> None:
         "credit": format_usd(order.credit),
         "charged": format_minor(order.amount_minor, order.currency),
         "site_name": settings.COMET_SITE_NAME,
-        "public_url": settings.COMET_PUBLIC_URL,
+        "orders_url": public_url(reverse("billing:orders")),
     }
     try:
         send_mail(

@@ -12,6 +12,7 @@ from django.db.models import Max, Min
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from comet.links import public_url
 from logs.models import PrunedTokenUsage, RequestLog, TokenIp
 from logs.rollups import bucket_start, rollup_prune
 
@@ -46,8 +47,8 @@ def new_ip_email_send(*, log_id: int) -> bool:
     context = {
         "user": log.user,
         "log": log,
-        "logs_url": f"{settings.COMET_PUBLIC_URL}/logs/?ip={log.client_ip}&range=30d",
-        "tokens_url": f"{settings.COMET_PUBLIC_URL}/tokens/",
+        "logs_url": public_url(f"/logs/?ip={log.client_ip}&range=30d"),
+        "tokens_url": public_url("/tokens/"),
     }
     try:
         send_mail(

@@ -31,6 +31,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from comet.links import public_url
+
 from .display import change_lines
 from .models import (
     PriceChange,
@@ -70,7 +72,7 @@ def _unsubscribe_path_template() -> str:
 def unsubscribe_url(subscription_id: int) -> str:
     # reverse() once per process with a stand-in token: for 10,000 emails it adds up.
     path = _unsubscribe_path_template().replace("TOKEN", unsubscribe_token(subscription_id))
-    return settings.COMET_PUBLIC_URL.rstrip("/") + path
+    return public_url(path)
 
 
 def batch_changes(batch: PriceChangeBatch) -> list[PriceChange]:
@@ -230,7 +232,7 @@ def render_changes(changes: list[PriceChange]) -> RenderedChanges:
     context = {
         "changes": [(change, change_lines(change)) for change in changes],
         "unsubscribe_url": _LINK_PLACEHOLDER,
-        "pricing_url": settings.COMET_PUBLIC_URL.rstrip("/") + reverse("pricing"),
+        "pricing_url": public_url(reverse("pricing")),
         "site_name": settings.COMET_SITE_NAME,
     }
     count = len({change.target_name for change in changes})

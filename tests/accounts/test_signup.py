@@ -156,3 +156,51 @@ def test_password_reset_for_an_unknown_address_reveals_nothing(client):
 
     assert response.status_code == 302
     assert User.objects.count() == 0
+
+
+PUBLIC_URL = "https://console.example.com"
+
+
+def links_in(message) -> list[str]:
+    return re.findall(r"https?://\S+", message.body)
+
+
+@pytest.mark.parametrize(
+    ("action", "link_path"),
+    [
+        (lambda client: sign_up(client, "public@example.com"), "/accounts/confirm-email/"),
+        (
+            lambda client: client.post(
+                reverse("account_reset_password"), {"email": "member@example.com"}
+            ),
+            "/accounts/password/reset/key/",
+        ),
+        (lambda client: sign_up(client, "member@example.com"), "/accounts/password/reset/"),
+        (
+            lambda client: client.post(
+                reverse("account_reset_password"), {"email": "nobody@example.com"}
+            ),
+            "/accounts/signup/",
+        ),
+    ],
+    ids=["verification", "password-reset", "already-exists", "unknown-account"],
+)
+def test_account_emails_link_to_the_public_url_not_the_request_host(
+    client, settings, action, link_path
+):
+    # Given the site's public address, and a request that reached it under another host,
+    settings.COMET_PUBLIC_URL = PUBLIC_URL + "/"
+    UserFactory(email="member@example.com")
+    mail.outbox.clear()
+
+    # when an account email goes out,
+    action(client)
+
+    # then its links start with the public address, and the request's host appears nowhere.
+    assert len(mail.outbox) == 1
+    body = mail.outbox[0].body
+    links = links_in(mail.outbox[0])
+    assert any(link.startswith(PUBLIC_URL + link_path) for link in links), body
+    assert all(link.startswith(PUBLIC_URL + "/") for link in links), body
+    assert PUBLIC_URL + "//" not in body
+    assert "testserver" not in body

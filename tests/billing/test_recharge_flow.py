@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.cache import cache
@@ -100,6 +101,7 @@ def test_return_page_asks_stripe_marks_paid_and_follows_to_credited(
     [receipt] = mail.outbox
     assert order.number in receipt.body
     assert receipt.to == [user.email]
+    assert f"{settings.COMET_PUBLIC_URL}/billing/orders/" in receipt.body
 
 
 def test_receipt_is_sent_once(fake_stripe, user, django_capture_on_commit_callbacks):

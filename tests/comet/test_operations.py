@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
+from comet.links import public_domain, public_url
 from comet.logging import MaskSecretsFilter, MaskSecretsFormatter, mask_secrets
 from comet.tasks import clear_expired_sessions_task
 
@@ -176,3 +177,10 @@ def test_vendored_files_name_no_source_map_that_is_not_vendored():
                 dangling.append(f"{path.relative_to(PROJECT_ROOT)} -> {target.decode()}")
 
     assert dangling == []
+
+
+def test_public_links_start_with_the_public_url_whatever_its_trailing_slash(settings):
+    settings.COMET_PUBLIC_URL = "https://console.example.com:8443/"
+
+    assert public_url("/tokens/") == "https://console.example.com:8443/tokens/"
+    assert public_domain() == "console.example.com:8443"
