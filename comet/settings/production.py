@@ -1,6 +1,8 @@
-"""Production: refuses to start without a real secret key, PostgreSQL and Redis."""
+"""Production: refuses to start without a real secret key, PostgreSQL, Redis and a public URL."""
 
 from django.core.exceptions import ImproperlyConfigured
+
+from comet.links import is_site_root_url
 
 from .base import *  # noqa: F403
 from .base import DATABASES, REDIS_URL, SECRET_KEY, STORAGES, env
@@ -16,6 +18,22 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL in production.")
 if not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL must be set in production (cache, broker, limits).")
+
+
+# Links in emails start with it (comet.links); no default, since a wrong one would
+# send every recipient elsewhere.
+COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="")
+if not COMET_PUBLIC_URL:
+    raise ImproperlyConfigured(
+        "COMET_PUBLIC_URL must be set in production to the site's public base URL, "
+        "e.g. https://console.example.com (links in emails start with it)."
+    )
+if not is_site_root_url(COMET_PUBLIC_URL):
+    # (The value is not repeated: it may hold credentials.)
+    raise ImproperlyConfigured(
+        "COMET_PUBLIC_URL must be the absolute http(s) URL of the site's root, without "
+        "credentials, path, query or fragment, e.g. https://console.example.com."
+    )
 
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"
 COMET_REQUIRE_STAFF_MFA = env.bool("COMET_REQUIRE_STAFF_MFA", default=True)

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from comet.links import public_domain, public_url
+from comet.links import is_site_root_url, public_domain, public_url
 from comet.logging import MaskSecretsFilter, MaskSecretsFormatter, mask_secrets
 from comet.tasks import clear_expired_sessions_task
 
@@ -85,7 +85,7 @@ def production_manage(*args: str, **overrides: str) -> subprocess.CompletedProce
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STATIC_ROOT"}
+        if key not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "COMET_PUBLIC_URL", "STATIC_ROOT"}
     }
     env.update(DJANGO_SETTINGS_MODULE="comet.settings.production", ALLOWED_HOSTS="example.com")
     env.update(overrides)
@@ -104,6 +104,12 @@ def production_check(**overrides: str) -> subprocess.CompletedProcess:
 
 
 REAL_SECRET = "x7Gq2mVt9Lp4Rz8Nw1Kc6Hy3Bd5Fs0Je2Ua7Oi4Xe9Tr1Wn6Ym3Qb8Pl5Zk0Mv2"
+REAL_SERVICES = {
+    "SECRET_KEY": REAL_SECRET,
+    "DATABASE_URL": "postgres://postgres@127.0.0.1/comet",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+}
+PUBLIC_URL = "https://console.example.com"
 
 
 @pytest.mark.parametrize(
@@ -119,6 +125,8 @@ REAL_SECRET = "x7Gq2mVt9Lp4Rz8Nw1Kc6Hy3Bd5Fs0Je2Ua7Oi4Xe9Tr1Wn6Ym3Qb8Pl5Zk0Mv2"
             {"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://postgres@127.0.0.1/comet"},
             "REDIS_URL must be set",
         ),
+        (REAL_SERVICES, "COMET_PUBLIC_URL must be set in production"),
+        ({**REAL_SERVICES, "COMET_PUBLIC_URL": ""}, "COMET_PUBLIC_URL must be set"),
     ],
 )
 def test_production_settings_refuse_to_start_without_real_secrets(overrides, message):
@@ -128,12 +136,50 @@ def test_production_settings_refuse_to_start_without_real_secrets(overrides, mes
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://console.example.com", True),
+        ("https://console.example.com/", True),
+        ("http://127.0.0.1:8000", True),
+        ("https://[::1]:8443", True),
+        ("console.example.com", False),
+        ("//console.example.com", False),
+        ("ftp://console.example.com", False),
+        ("javascript:alert(1)", False),
+        ("https://", False),
+        ("https://user:password@console.example.com", False),
+        ("https://console.example.com/comet/", False),
+        ("https://console.example.com/?next=x", False),
+        ("https://console.example.com/#top", False),
+        ("https://console example.com", False),
+        ("http://[::1", False),
+    ],
+)
+def test_a_public_url_must_be_the_absolute_http_url_of_a_site_root(url, valid):
+    assert is_site_root_url(url) is valid
+
+
+def test_public_links_start_with_the_public_url_whatever_its_trailing_slash(settings):
+    settings.COMET_PUBLIC_URL = "https://console.example.com:8443/"
+
+    assert public_url("/tokens/") == "https://console.example.com:8443/tokens/"
+    assert public_domain() == "console.example.com:8443"
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://console.example.com", "https://user:password@console.example.com"]
+)
+def test_production_settings_refuse_a_public_url_that_is_not_an_absolute_http_url(url):
+    result = production_check(**REAL_SERVICES, COMET_PUBLIC_URL=url)
+
+    assert result.returncode != 0
+    assert "COMET_PUBLIC_URL must be the absolute http(s) URL of the site's root" in result.stderr
+    assert "password" not in result.stderr
+
+
 def test_production_settings_start_with_real_secrets():
-    result = production_check(
-        SECRET_KEY=REAL_SECRET,
-        DATABASE_URL="postgres://postgres@127.0.0.1/comet",
-        REDIS_URL="redis://127.0.0.1:6379/15",
-    )
+    result = production_check(**REAL_SERVICES, COMET_PUBLIC_URL=PUBLIC_URL)
 
     assert result.returncode == 0, result.stderr
 
@@ -147,9 +193,8 @@ def test_release_collectstatic_succeeds_under_production_settings(tmp_path):
     result = production_manage(
         "collectstatic",
         "--noinput",
-        SECRET_KEY=REAL_SECRET,
-        DATABASE_URL="postgres://postgres@127.0.0.1/comet",
-        REDIS_URL="redis://127.0.0.1:6379/15",
+        **REAL_SERVICES,
+        COMET_PUBLIC_URL=PUBLIC_URL,
         STATIC_ROOT=str(static_root),
     )
 
@@ -177,10 +222,3 @@ def test_vendored_files_name_no_source_map_that_is_not_vendored():
                 dangling.append(f"{path.relative_to(PROJECT_ROOT)} -> {target.decode()}")
 
     assert dangling == []
-
-
-def test_public_links_start_with_the_public_url_whatever_its_trailing_slash(settings):
-    settings.COMET_PUBLIC_URL = "https://console.example.com:8443/"
-
-    assert public_url("/tokens/") == "https://console.example.com:8443/tokens/"
-    assert public_domain() == "console.example.com:8443"
