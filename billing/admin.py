@@ -411,6 +411,6 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "type", "livemode", "received_at", "processed_at")
-    list_filter = ("type", "livemode")
+    list_display = ("event_id", "type", "livemode", "received_at", "processed_at", "problem")
+    list_filter = (("problem", admin.EmptyFieldListFilter), "type", "livemode")
     search_fields = ("event_id",)

@@ -359,13 +359,19 @@ class OrderEvent(models.Model):
 
 
 class StripeEvent(models.Model):
-    """Each Stripe event id once: a redelivered event is acknowledged and ignored."""
+    """Each Stripe event id once: a redelivered event is acknowledged and ignored.
+
+    A body that carries no usable id is stored under `unreadable:<SHA-256 of it>`.
+    """
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100)
     livemode = models.BooleanField(default=False)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Why a verified event was not acted on (its shape could not be read); empty
+    # for every event that was. Such an event moved no money.
+    problem = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-received_at"]

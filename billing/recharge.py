@@ -418,6 +418,35 @@ def orders_sweep(*, now: datetime | None = None) -> list[int]:
     return order_ids
 
 
+# Statuses that mean only "not credited (yet)": an order in one of them is moved
+# to "needs attention" when flagged, and crediting it clears that.
+_FLAGGABLE_STATUSES = (Status.PENDING, Status.PAID, Status.FAILED, Status.EXPIRED)
+
+
+def order_flag(*, order_id: int, kind: str, message: str) -> None:
+    """Ask an admin to look at an order: a timeline line says why, and they are emailed.
+
+    An order not credited yet becomes "needs attention" (crediting it, by hand or
+    by a later valid payment, clears that). A credited, refunded or disputed order
+    keeps its status, which means something of its own (a disputed one keeps its
+    account frozen): the timeline and the email say what needs a person. The email
+    goes to everyone who may credit orders by hand, now rather than at the next
+    sweep, and again for each new flag.
+    """
+    from billing.tasks import orders_attention_email_task
+
+    with transaction.atomic():
+        order = RechargeOrder.objects.select_for_update().get(pk=order_id)
+        if order.status in _FLAGGABLE_STATUSES:
+            order.status = Status.NEEDS_ATTENTION
+        # Claimed here, so the sweeper does not send a second email about it.
+        order.attention_notified_at = timezone.now()
+        order.save(update_fields=["status", "attention_notified_at", "updated_at"])
+        _event(order, kind, message)
+        logger.warning("Order %s flagged for attention (%s)", order.number, kind)
+        transaction.on_commit(lambda: orders_attention_email_task.delay([order_id]))
+
+
 def orders_needing_notice() -> list[int]:
     """Claim the orders needing attention that admins were not told about yet."""
     claimed = []
