@@ -1,7 +1,8 @@
+import base64
 import csv
+import io
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 from django import forms
 from django.contrib import admin, messages
@@ -12,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.text import slugify
 
 from billing.models import (
     Account,
@@ -27,7 +29,15 @@ from billing.models import (
 )
 from billing.money import AmountError, format_minor, format_usd, micro_to_usd, usd_to_micro
 from billing.pricing import recharge_settings
-from billing.recharge import RechargeError, codes_mint, order_credit
+from billing.recharge import (
+    CODE_PREFIX_LENGTH,
+    MintedCode,
+    RechargeError,
+    code_hash,
+    code_normalise,
+    codes_mint,
+    order_credit,
+)
 from billing.services import LedgerError, account_adjust
 
 
@@ -325,29 +335,66 @@ class MintCodesForm(forms.Form):
     )
 
 
+def _minted_csv(minted: list[MintedCode]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["code", "batch", "credit_usd", "expires_at"])
+    for item in minted:
+        writer.writerow(
+            [
+                item.code,
+                item.row.batch,
+                micro_to_usd(item.row.credit),
+                item.row.expires_at.isoformat() if item.row.expires_at else "",
+            ]
+        )
+    return buffer.getvalue()
+
+
 @admin.register(RedemptionCode)
 class RedemptionCodeAdmin(ReadOnlyAdmin):
+    """Codes by prefix, value and state: the codes themselves are shown once, at minting."""
+
     list_display = (
-        "code",
+        "code_display",
         "batch",
         "credit_usd",
+        "state",
         "expires_at",
         "redeemed_by",
         "redeemed_at",
         "created_by",
     )
     list_filter = ("batch", ("redeemed_at", admin.EmptyFieldListFilter))
-    search_fields = ("code", "batch", "redeemed_by__email")
+    search_fields = ("code_prefix", "batch", "redeemed_by__email")
     list_select_related = ("redeemed_by", "created_by")
+    exclude = ("code_hash",)
     actions = ["export_csv"]
     change_list_template = "admin/billing/redemptioncode/change_list.html"
+
+    @admin.display(description="Code", ordering="code_prefix")
+    def code_display(self, code: RedemptionCode) -> str:
+        return str(code)
 
     @admin.display(description="Worth", ordering="credit")
     def credit_usd(self, code: RedemptionCode) -> str:
         return format_usd(code.credit)
 
+    @admin.display(description="State")
+    def state(self, code: RedemptionCode) -> str:
+        return code.state
+
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return request.user.has_perm("billing.view_redemptioncode")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Also find the one code a whole code typed into the search box is (by its hash)."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if len(code_normalise(search_term)) > CODE_PREFIX_LENGTH:
+            results |= queryset.filter(code_hash=code_hash(search_term))
+        return results, may_have_duplicates
 
     def get_urls(self):
         return [
@@ -360,13 +407,17 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
         ]
 
     def mint_view(self, request: HttpRequest) -> HttpResponse:
-        """Mint a batch of codes (needs the add permission of codes)."""
-        if not request.user.has_perm("billing.add_redemptioncode"):
+        """Mint a batch and show its codes, with a CSV of them, this once (own permission).
+
+        Rendered, not redirected: the codes must not pass through the session or a
+        message, and this response is not cached. Only their hashes are stored.
+        """
+        if not request.user.has_perm("billing.mint_redemption_code"):
             raise PermissionDenied
         form = MintCodesForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                codes = codes_mint(
+                minted = codes_mint(
                     count=form.cleaned_data["count"],
                     credit=usd_to_micro(form.cleaned_data["credit_usd"]),
                     batch=form.cleaned_data["batch"],
@@ -376,11 +427,25 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
             except (RechargeError, AmountError) as error:
                 form.add_error(None, str(error))
             else:
-                self.message_user(
-                    request, f"Minted {len(codes)} codes in batch “{codes[0].batch}”."
+                batch = minted[0].row.batch
+                csv_base64 = base64.b64encode(_minted_csv(minted).encode()).decode()
+                context = {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "title": f"{len(minted)} codes minted in batch “{batch}”",
+                    "batch": batch,
+                    "codes": "\n".join(item.code for item in minted),
+                    "count": len(minted),
+                    "credit": format_usd(minted[0].row.credit),
+                    # A data: URI: the file comes with this page, nothing keeps it.
+                    "csv_href": f"data:text/csv;charset=utf-8;base64,{csv_base64}",
+                    "csv_filename": f"redemption-codes-{slugify(batch) or 'batch'}.csv",
+                }
+                response = TemplateResponse(
+                    request, "admin/billing/redemptioncode/minted.html", context, status=201
                 )
-                changelist = reverse("admin:billing_redemptioncode_changelist")
-                return HttpResponseRedirect(f"{changelist}?batch={quote(codes[0].batch)}")
+                response["Cache-Control"] = "no-store"
+                return response
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -389,19 +454,30 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/billing/redemptioncode/mint.html", context)
 
-    @admin.action(description="Export selected codes as CSV")
+    @admin.action(description="Export selected codes as CSV (prefixes and state, not the codes)")
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="redemption-codes.csv"'
         writer = csv.writer(response)
-        writer.writerow(["code", "batch", "credit_usd", "expires_at", "redeemed_by", "redeemed_at"])
+        writer.writerow(
+            [
+                "code_prefix",
+                "batch",
+                "credit_usd",
+                "expires_at",
+                "state",
+                "redeemed_by",
+                "redeemed_at",
+            ]
+        )
         for code in queryset.select_related("redeemed_by").order_by("batch", "pk"):
             writer.writerow(
                 [
-                    code.code,
+                    str(code),
                     code.batch,
                     micro_to_usd(code.credit),
                     code.expires_at.isoformat() if code.expires_at else "",
+                    code.state,
                     code.redeemed_by.email if code.redeemed_by else "",
                     code.redeemed_at.isoformat() if code.redeemed_at else "",
                 ]
@@ -411,6 +487,6 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "type", "livemode", "received_at", "processed_at")
-    list_filter = ("type", "livemode")
+    list_display = ("event_id", "type", "livemode", "received_at", "processed_at", "problem")
+    list_filter = (("problem", admin.EmptyFieldListFilter), "type", "livemode")
     search_fields = ("event_id",)

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 
 class Account(models.Model):
@@ -359,13 +360,19 @@ class OrderEvent(models.Model):
 
 
 class StripeEvent(models.Model):
-    """Each Stripe event id once: a redelivered event is acknowledged and ignored."""
+    """Each Stripe event id once: a redelivered event is acknowledged and ignored.
+
+    A body that carries no usable id is stored under `unreadable:<SHA-256 of it>`.
+    """
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100)
     livemode = models.BooleanField(default=False)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Why a verified event was not acted on (its shape could not be read); empty
+    # for every event that was. Such an event moved no money.
+    problem = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -375,9 +382,17 @@ class StripeEvent(models.Model):
 
 
 class RedemptionCode(models.Model):
-    """A code worth some credit, minted by an admin, redeemed once by one user."""
+    """A code worth some credit, minted by an admin, redeemed once by one user.
 
-    code = models.CharField(max_length=64, unique=True)
+    A code works like cash, so it is never stored: only its SHA-256 (to look it up
+    when someone redeems it) and its first group (for people to tell codes apart).
+    The minting admin sees the codes once (`billing.recharge.codes_mint`).
+    """
+
+    # SHA-256 in hex of the normalised code (`billing.recharge.code_hash`).
+    code_hash = models.CharField(max_length=64, unique=True)
+    # The code's first four characters, e.g. "K7QX" of K7QX-…: a fifth of its randomness.
+    code_prefix = models.CharField(max_length=4)
     credit = models.BigIntegerField(help_text="Micro-USD credited on redemption.")
     batch = models.CharField(max_length=100, db_index=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -396,9 +411,18 @@ class RedemptionCode(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
+        permissions = [("mint_redemption_code", "Can mint redemption codes (and see them once)")]
         constraints = [
             models.CheckConstraint(condition=Q(credit__gt=0), name="billing_code_credit_pos"),
         ]
 
     def __str__(self) -> str:
-        return self.code
+        return f"{self.code_prefix}-…"
+
+    @property
+    def state(self) -> str:
+        if self.redeemed_at is not None:
+            return "Redeemed"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "Expired"
+        return "Unused"

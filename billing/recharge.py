@@ -10,6 +10,7 @@ cycle. Nothing here calls Stripe or sends mail inside a transaction: emails go
 out through tasks enqueued on commit.
 """
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -418,6 +419,35 @@ def orders_sweep(*, now: datetime | None = None) -> list[int]:
     return order_ids
 
 
+# Statuses that mean only "not credited (yet)": an order in one of them is moved
+# to "needs attention" when flagged, and crediting it clears that.
+_FLAGGABLE_STATUSES = (Status.PENDING, Status.PAID, Status.FAILED, Status.EXPIRED)
+
+
+def order_flag(*, order_id: int, kind: str, message: str) -> None:
+    """Ask an admin to look at an order: a timeline line says why, and they are emailed.
+
+    An order not credited yet becomes "needs attention" (crediting it, by hand or
+    by a later valid payment, clears that). A credited, refunded or disputed order
+    keeps its status, which means something of its own (a disputed one keeps its
+    account frozen): the timeline and the email say what needs a person. The email
+    goes to everyone who may credit orders by hand, now rather than at the next
+    sweep, and again for each new flag.
+    """
+    from billing.tasks import orders_attention_email_task
+
+    with transaction.atomic():
+        order = RechargeOrder.objects.select_for_update().get(pk=order_id)
+        if order.status in _FLAGGABLE_STATUSES:
+            order.status = Status.NEEDS_ATTENTION
+        # Claimed here, so the sweeper does not send a second email about it.
+        order.attention_notified_at = timezone.now()
+        order.save(update_fields=["status", "attention_notified_at", "updated_at"])
+        _event(order, kind, message)
+        logger.warning("Order %s flagged for attention (%s)", order.number, kind)
+        transaction.on_commit(lambda: orders_attention_email_task.delay([order_id]))
+
+
 def orders_needing_notice() -> list[int]:
     """Claim the orders needing attention that admins were not told about yet."""
     claimed = []
@@ -432,43 +462,87 @@ def orders_needing_notice() -> list[int]:
 
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_GROUPS = 4
+CODE_GROUP_LENGTH = 4
+CODE_PREFIX_LENGTH = CODE_GROUP_LENGTH
 
 
 def _new_code() -> str:
-    groups = ["".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(4)]
+    groups = [
+        "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_GROUP_LENGTH))
+        for _ in range(CODE_GROUPS)
+    ]
     return "-".join(groups)
+
+
+def code_normalise(code: str) -> str:
+    """Return a code as it is hashed: upper case, without spaces or dashes."""
+    return "".join(code.split()).replace("-", "").upper()
+
+
+def code_hash(code: str) -> str:
+    """Return the stored form of a redemption code: the SHA-256 of it, normalised, in hex.
+
+    A plain hash without salt or a slow KDF is enough here: a code is 16 characters
+    from a 32-letter alphabet, 80 random bits (`secrets`), so it cannot be found from
+    its hash by trying codes, and the stored hash must be looked up by value. (A
+    password, low in entropy, needs the opposite.)
+    """
+    return hashlib.sha256(code_normalise(code).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class MintedCode:
+    """A new code with its row: the only time the code itself exists outside a user's hands."""
+
+    code: str
+    row: RedemptionCode
 
 
 def codes_mint(
     *, count: int, credit: int, batch: str, expires_at: datetime | None, created_by: User | None
-) -> list[RedemptionCode]:
-    """Create `count` single-use codes worth `credit` micro-USD each, in one batch."""
+) -> list[MintedCode]:
+    """Create `count` single-use codes worth `credit` micro-USD each, in one batch.
+
+    Return the codes themselves, once: only their hashes are stored. The caller
+    shows them to the minting admin and keeps them nowhere (no session, message
+    or log).
+    """
     if not 1 <= count <= 10_000:
         raise RechargeError("Mint between 1 and 10,000 codes at a time.")
     if credit <= 0:
         raise RechargeError("A code is worth a positive amount.")
     if not batch.strip():
         raise RechargeError("Name the batch.")
+    codes = {code_hash(code): code for code in (_new_code() for _ in range(count))}
+    while len(codes) < count:  # Two equal codes in one batch: 80 bits make it theoretical.
+        code = _new_code()
+        codes[code_hash(code)] = code
     with transaction.atomic():
-        return RedemptionCode.objects.bulk_create(
+        rows = RedemptionCode.objects.bulk_create(
             [
                 RedemptionCode(
-                    code=_new_code(),
+                    code_hash=digest,
+                    code_prefix=code_normalise(code)[:CODE_PREFIX_LENGTH],
                     credit=credit,
                     batch=batch.strip(),
                     expires_at=expires_at,
                     created_by=created_by,
                 )
-                for _ in range(count)
+                for digest, code in codes.items()
             ]
         )
+    return [MintedCode(code=codes[row.code_hash], row=row) for row in rows]
 
 
 def code_redeem(*, user: User, code: str) -> RedemptionCode:
-    """Credit a code's value to the user once; a used, expired or unknown code is refused."""
-    code = code.strip().upper()
+    """Credit a code's value to the user once; a used, expired or unknown code is refused.
+
+    The code is looked up by its hash (an equality on a unique index: nothing to
+    learn from timing that the hash does not already hide).
+    """
     with transaction.atomic():
-        row = RedemptionCode.objects.select_for_update().filter(code=code).first()
+        row = RedemptionCode.objects.select_for_update().filter(code_hash=code_hash(code)).first()
         if row is None:
             raise RechargeError("This code does not exist. Check it and try again.")
         if row.redeemed_at is not None:
@@ -478,9 +552,10 @@ def code_redeem(*, user: User, code: str) -> RedemptionCode:
         account_credit(
             user_id=user.pk,
             amount=row.credit,
-            idempotency_key=f"redeem:{row.code}",
+            # The row id, not the code: the ledger outlives the code and is read widely.
+            idempotency_key=f"redeem:{row.pk}",
             kind=LedgerEntry.Kind.REDEMPTION,
-            reason=f"Redemption code from batch “{row.batch}”",
+            reason=f"Redemption code {row} from batch “{row.batch}”",
         )
         row.redeemed_by = user
         row.redeemed_at = timezone.now()

@@ -6,13 +6,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.metering import reservation_release_expired
-from billing.models import RechargeOrder
+from billing.models import OrderEvent, RechargeOrder
 from billing.money import format_minor, format_usd
 from billing.recharge import order_credit, orders_needing_notice, orders_sweep
 from comet.links import public_url
@@ -69,18 +69,27 @@ def orders_attention_email_task(order_ids: list[int]) -> None:
     if not recipients:
         logger.warning("Orders need attention but nobody may credit them: %s", order_ids)
         return
-    orders = RechargeOrder.objects.filter(pk__in=order_ids).select_related("user")
+    latest_event = OrderEvent.objects.filter(order=OuterRef("pk")).order_by("-at", "-id")
+    orders = (
+        RechargeOrder.objects.filter(pk__in=order_ids)
+        .select_related("user")
+        .annotate(why=Subquery(latest_event.values("message")[:1]))
+        .order_by("pk")
+    )
     lines = [
         f"{order.number}: {format_usd(order.credit)} for {order.user.email}, "
-        f"{format_minor(order.amount_minor, order.currency)}"
+        f"{format_minor(order.amount_minor, order.currency)} ({order.get_status_display()})\n"
+        f"  {order.why}\n"
+        f"  {settings.COMET_PUBLIC_URL}/admin/billing/rechargeorder/{order.pk}/change/"
         for order in orders
     ]
     admin_url = public_url("/admin/billing/rechargeorder/?attention=yes")
     send_mail(
         subject=f"[{settings.COMET_SITE_NAME}] {len(lines)} recharge order(s) need attention",
-        message="These orders were paid but are not credited, or their payment did not match:\n\n"
+        message="These orders need a person: paid but not credited, a payment that did not "
+        "match, or a Stripe event about them that could not be read:\n\n"
         + "\n".join(lines)
-        + f"\n\nCredit them by hand after checking the payment: {admin_url}\n",
+        + f"\n\nCheck the payment in Stripe, then act by hand: {admin_url}\n",
         from_email=None,
         recipient_list=recipients,
     )

@@ -1,11 +1,19 @@
 """Reads of channels, shaped for the relay's routing table."""
 
+import logging
 from dataclasses import dataclass
 
 from models_catalog.models import PricingGroup
 
 from .crypto import decrypt_secret
 from .models import Channel
+
+logger = logging.getLogger(__name__)
+
+# (channel id, stored ciphertext) of the keys found unreadable in this process: the
+# routing table is reloaded every second, and each is worth one log line, not one
+# a second. A key entered again is a new ciphertext, logged again if unreadable.
+_unreadable_logged: set[tuple[int, str]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,26 @@ class ChannelRoute:
         return model_name
 
 
+def _api_key(channel: Channel) -> str | None:
+    """Return the channel's API key, or None (logged once) when no configured key opens it.
+
+    The relay then counts each attempt on the channel as a failure and moves on
+    to the next channel, so a rotated SECRET_KEY without its fallback disables
+    such channels instead of failing requests.
+    """
+    api_key = decrypt_secret(channel.encrypted_api_key)
+    if api_key is None and (channel.pk, channel.encrypted_api_key) not in _unreadable_logged:
+        _unreadable_logged.add((channel.pk, channel.encrypted_api_key))
+        logger.error(
+            "Channel %s (%s): its API key opens with neither SECRET_KEY nor "
+            "SECRET_KEY_FALLBACKS; requests skip it as failing. Put the old key back in "
+            "SECRET_KEY_FALLBACKS, or enter the channel's API key again in the admin.",
+            channel.pk,
+            channel.name,
+        )
+    return api_key
+
+
 def _route(channel: Channel) -> ChannelRoute:
     mapping = channel.model_mapping if isinstance(channel.model_mapping, dict) else {}
     return ChannelRoute(
@@ -41,7 +69,7 @@ def _route(channel: Channel) -> ChannelRoute:
         name=channel.name,
         kind=channel.kind,
         base_url=channel.base_url.rstrip("/"),
-        api_key=decrypt_secret(channel.encrypted_api_key),
+        api_key=_api_key(channel),
         served_models=frozenset(str(name) for name in channel.served_models or []),
         model_mapping=tuple((str(k), str(v)) for k, v in mapping.items()),
         pricing_group_ids=frozenset(group.pk for group in channel.pricing_groups.all()),

@@ -1,5 +1,8 @@
 """Every change to a channel: creation, its API key, its health."""
 
+import logging
+from dataclasses import dataclass, field
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -9,8 +12,15 @@ from logs.rollups import channel_attempt_record
 from models_catalog.models import PricingGroup
 from models_catalog.selectors import enabled_model_names
 
-from .crypto import encrypt_secret
+from .crypto import (
+    UnreadableSecret,
+    encrypt_secret,
+    is_encrypted_with_current_key,
+    reencrypt_secret,
+)
 from .models import Channel
+
+logger = logging.getLogger(__name__)
 
 
 def channel_create(
@@ -54,6 +64,57 @@ def channel_set_api_key(*, channel: Channel, api_key: str, save: bool = True) ->
     channel.api_key_last4 = api_key[-4:] if api_key else ""
     if save:
         channel.save(update_fields=["encrypted_api_key", "api_key_last4", "updated_at"])
+
+
+@dataclass
+class ReencryptReport:
+    """What `channel_keys_reencrypt` did, by channel count (and the names it could not read)."""
+
+    reencrypted: int = 0
+    already_current: int = 0
+    without_key: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def channel_keys_reencrypt() -> ReencryptReport:
+    """Encrypt every stored channel API key with the current SECRET_KEY; safe to run again.
+
+    A key already readable with SECRET_KEY alone is left as it is; one only a
+    fallback opens is rewritten; one nothing opens is counted and named, never
+    changed (the admin enters it again). Each channel is its own transaction, its
+    row locked, so an admin replacing a key meanwhile is not overwritten.
+    """
+    report = ReencryptReport()
+    for channel_id in Channel.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            channel = (
+                Channel.objects.select_for_update()
+                .only("pk", "name", "encrypted_api_key")
+                .filter(pk=channel_id)
+                .first()
+            )
+            if channel is None:
+                continue
+            if not channel.encrypted_api_key:
+                report.without_key += 1
+                continue
+            if is_encrypted_with_current_key(channel.encrypted_api_key):
+                report.already_current += 1
+                continue
+            try:
+                channel.encrypted_api_key = reencrypt_secret(channel.encrypted_api_key)
+            except UnreadableSecret:
+                report.unreadable.append(channel.name)
+                logger.error(
+                    "Channel %s (%s): its API key opens with neither SECRET_KEY nor a "
+                    "fallback; enter it again in the admin",
+                    channel.pk,
+                    channel.name,
+                )
+                continue
+            channel.save(update_fields=["encrypted_api_key", "updated_at"])
+            report.reencrypted += 1
+    return report
 
 
 def channel_record_failure(*, channel_id: int, error: str) -> bool:

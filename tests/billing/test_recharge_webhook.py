@@ -1,6 +1,8 @@
 """The Stripe webhook: signatures, one stored row per event, one credit per order."""
 
+import hashlib
 import itertools
+import json
 import threading
 import time
 
@@ -19,7 +21,7 @@ from tests.billing.stripe_fake import (
     session_object,
     sign,
 )
-from tests.factories import UserFactory
+from tests.factories import StaffFactory, UserFactory
 
 Status = RechargeOrder.Status
 USD_10 = 10_000_000
@@ -149,12 +151,32 @@ def test_bad_signatures_are_refused_and_write_nothing(
     assert order.paid_at is None
 
 
-def test_signed_but_malformed_events_are_refused(fake_stripe, client, user):
+def test_signed_bodies_that_are_not_events_are_stored_once_by_digest_and_acknowledged(
+    fake_stripe, client, user
+):
+    # Given verified bodies that carry no usable event id
+    bodies = {
+        b"not json": "not JSON",
+        b"{}": "id is missing",
+        b'{"type": "checkout.session.completed"}': "id is missing",
+        b"[]": "should be a JSON object, but is a list",
+        b'{"id": 7, "type": "charge.refunded"}': "id should be a string, but is the number 7",
+    }
     before = books_snapshot()
-    for payload in [b"not json", b"{}", b'{"type": "checkout.session.completed"}', b"[]"]:
-        assert post_webhook(client, payload) == 400, payload
+
+    # When each arrives twice
+    for payload in bodies:
+        assert post_webhook(client, payload) == 200, payload
+        assert post_webhook(client, payload) == 200, payload
+
+    # Then each is stored once, under the digest of its body, with what is wrong
     assert books_snapshot() == before
-    assert StripeEvent.objects.count() == 0
+    for payload, problem in bodies.items():
+        stored = StripeEvent.objects.get(
+            event_id=f"unreadable:{hashlib.sha256(payload).hexdigest()}"
+        )
+        assert problem in stored.problem, payload
+    assert StripeEvent.objects.count() == len(bodies)
 
 
 def test_webhook_without_a_configured_secret_refuses(client, user, settings):
@@ -398,3 +420,243 @@ def test_refunding_or_losing_a_dispute_on_a_payment_never_credited_takes_nothing
     order.refresh_from_db()
     assert order.status == Status.REFUNDED
     assert order.events.filter(message__contains="before any credit").count() == 2
+
+
+# --- Signed but malformed events --------------------------------------------------
+# Each builds a verified event about `order` whose shape is wrong. Stripe would
+# redeliver a refused event for days; the webhook must store it with its problem,
+# answer 2xx, move no money and flag the order it names.
+
+
+def _refunded_with(order, **refund_changes):
+    charge = charge_object(order, [("re_bad", order.amount_minor)])
+    charge["refunds"]["data"][0].update(refund_changes)
+    return event("charge.refunded", charge)
+
+
+def _refund_without_id(order):
+    charge = charge_object(order, [("re_bad", order.amount_minor)])
+    del charge["refunds"]["data"][0]["id"]
+    return event("charge.refunded", charge)
+
+
+def _refunded_total_as(order, value):
+    charge = charge_object(order, [])
+    del charge["refunds"]
+    charge["amount_refunded"] = value
+    return event("charge.refunded", charge)
+
+
+def _completed_with(order, **changes):
+    return event("checkout.session.completed", session_object(order, **changes))
+
+
+def _without_object(order):
+    payload = json.loads(_completed_with(order))
+    payload["data"] = {}
+    return json.dumps(payload).encode()
+
+
+def _dispute_without_charge(kind, status):
+    def build(order):
+        dispute = dispute_object(order, dispute_id="dp_nocharge", status=status)
+        del dispute["charge"]
+        return event(kind, dispute)
+
+    return build
+
+
+MALFORMED = {
+    # name: (order state, build(order), words of the stored problem, order named)
+    "refund without id": (
+        "credited",
+        _refund_without_id,
+        "data.object.refunds.data[0].id is missing",
+        True,
+    ),
+    "refund amount as a string": (
+        "credited",
+        lambda order: _refunded_with(order, amount="1000"),
+        'refunds.data[0].amount should be a whole number of minor units, but is the string "1000"',
+        True,
+    ),
+    "refund amount as a float": (
+        "credited",
+        lambda order: _refunded_with(order, amount=1000.0),
+        "but is the decimal number 1000.0",
+        True,
+    ),
+    "refund amount huge": (
+        "credited",
+        lambda order: _refunded_with(order, amount=10**30),
+        "refunds.data[0].amount has 31 digits",
+        True,
+    ),
+    "refund amount negative": (
+        "credited",
+        lambda order: _refunded_with(order, amount=-1000),
+        "refunds.data[0].amount is negative",
+        True,
+    ),
+    "refunded total as a string": (
+        "credited",
+        lambda order: _refunded_total_as(order, "1000"),
+        "data.object.amount_refunded should be a whole number of minor units, "
+        'but is the string "1000"',
+        True,
+    ),
+    "payment amount as a string": (
+        "pending",
+        lambda order: _completed_with(order, amount_total=str(order.amount_minor)),
+        "data.object.amount_total should be a whole number of minor units, "
+        'but is the string "1000"',
+        True,
+    ),
+    "payment amount as a float": (
+        "pending",
+        lambda order: _completed_with(order, amount_total=float(order.amount_minor)),
+        "data.object.amount_total should be a whole number of minor units",
+        True,
+    ),
+    "payment amount huge": (
+        "pending",
+        lambda order: _completed_with(order, amount_total=10**25),
+        "data.object.amount_total has 26 digits",
+        True,
+    ),
+    "metadata as a string": (
+        "pending",
+        lambda order: _completed_with(order, metadata=f"order_number={order.number}"),
+        "data.object.metadata should be an object, but is the string",
+        True,
+    ),
+    "missing data.object": (
+        "pending",
+        _without_object,
+        "data.object is missing",
+        False,
+    ),
+    "object of the wrong type for a refund": (
+        "credited",
+        lambda order: event(
+            "charge.refunded",
+            dispute_object(order, dispute_id="dp_misplaced", status="lost"),
+        ),
+        'data.object should be a charge object, but its type is the string "dispute"',
+        True,
+    ),
+    "object that is a list": (
+        "credited",
+        lambda order: json.dumps(
+            {**json.loads(event("charge.refunded", {})), "data": {"object": ["ch_1"]}}
+        ).encode(),
+        "data.object should be an object, but is a list",
+        False,
+    ),
+    "dispute opened without a charge": (
+        "credited",
+        _dispute_without_charge("charge.dispute.created", "needs_response"),
+        "data.object.charge is missing",
+        True,
+    ),
+    "dispute lost without a charge": (
+        "credited",
+        _dispute_without_charge("charge.dispute.closed", "lost"),
+        "data.object.charge is missing",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_signed_malformed_event_is_stored_with_its_problem_moves_no_money_and_flags_its_order(
+    case, fake_stripe, client, user, mailoutbox, django_capture_on_commit_callbacks
+):
+    # Given an order (pending, or paid and credited) and admins who may credit by hand
+    state, build, problem, names_order = MALFORMED[case]
+    admin = StaffFactory(email="ops@example.com")
+    if state == "credited":
+        order = _paid_and_credited(client, user, django_capture_on_commit_callbacks)
+    else:
+        order = new_order(user)
+    order.refresh_from_db()
+    status_before = order.status
+    payload = build(order)
+    event_id = json.loads(payload)["id"]
+    before = books_snapshot()
+    mailoutbox.clear()
+
+    # When Stripe delivers the signed event, and then delivers it again
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(client, payload) == 200
+        assert post_webhook(client, payload) == 200
+
+    # Then it is stored once, with what is wrong, and nothing moved
+    stored = StripeEvent.objects.get(event_id=event_id)
+    assert problem in stored.problem
+    assert stored.type == json.loads(payload)["type"]
+    assert StripeEvent.objects.filter(event_id=event_id).count() == 1
+    assert books_snapshot() == before
+    assert not Account.objects.get(pk=user.pk).is_frozen
+    order.refresh_from_db()
+    assert order.paid_at is None or state == "credited"
+    flags = order.events.filter(kind="unreadable_event")
+    if names_order:
+        # The order is flagged once, with the reason, and the admins are told
+        [flag] = flags
+        assert event_id in flag.message
+        assert problem in flag.message
+        expected = Status.NEEDS_ATTENTION if state == "pending" else status_before
+        assert order.status == expected
+        [email] = mailoutbox
+        assert email.to == [admin.email]
+        assert order.number in email.body
+        assert problem in email.body
+    else:
+        assert not flags.exists()
+        assert order.status == status_before
+        assert mailoutbox == []
+
+
+def test_a_malformed_event_for_an_unknown_order_is_stored_and_flags_nothing(
+    fake_stripe, client, user
+):
+    order = new_order(user)
+    session = session_object(
+        order,
+        amount_total="1000",
+        metadata={"order_number": "R-1999-000001"},
+        client_reference_id="R-1999-000001",
+        id="cs_unknown",
+        payment_intent="pi_unknown",
+    )
+    before = books_snapshot()
+    assert post_webhook(client, event("checkout.session.completed", session)) == 200
+    assert StripeEvent.objects.get().problem
+    assert books_snapshot() == before
+    assert not OrderEvent.objects.filter(kind="unreadable_event").exists()
+    order.refresh_from_db()
+    assert order.status == Status.PENDING
+
+
+def test_a_flagged_pending_order_is_still_credited_by_a_later_valid_payment_event(
+    fake_stripe, client, user, django_capture_on_commit_callbacks
+):
+    # Given a pending order flagged by an unreadable success
+    order = new_order(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        malformed = completed(order, amount_total=float(order.amount_minor))
+        assert post_webhook(client, malformed) == 200
+    order.refresh_from_db()
+    assert order.status == Status.NEEDS_ATTENTION
+    assert credits_of(order) == []
+
+    # When Stripe then sends a well-formed success for it (another event id)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(client, completed(order)) == 200
+
+    # Then it is credited once, as any verified payment
+    order.refresh_from_db()
+    assert order.status == Status.CREDITED
+    assert len(credits_of(order)) == 1
+    assert balance_of(user) == USD_10

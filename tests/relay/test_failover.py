@@ -1,5 +1,6 @@
 """Failover between channels, auto-disable after repeated failures, and the probe."""
 
+import logging
 import time
 
 import httpx
@@ -142,3 +143,42 @@ def test_a_dead_channel_is_disabled_and_comes_back_after_a_probe(
     assert _post(relay_url, token_key).status_code == 200
     # Three refused requests, two probes, and this answer.
     assert fake_upstream.app.stats.by_scenario["switch-a"] == 6
+
+
+def test_a_channel_whose_key_no_configured_key_opens_is_skipped_as_failing_and_logged_once(
+    relay_url, token_key, catalog_model, fake_upstream, settings, caplog
+):
+    from relay.routing import routing_table_expire
+
+    from .conftest import UPSTREAM_KEY
+
+    # Given a preferred channel stored under a SECRET_KEY since rotated away (no
+    # fallback), and a second channel stored under the current one
+    settings.SECRET_KEY = "the-secret-key-before-rotation-0123456789-0123456789"
+    locked = make_channel("locked", f"{fake_upstream.url}/v1", priority=10)
+    settings.SECRET_KEY = "the-secret-key-after-rotation-0123456789-0123456789-0"
+    settings.SECRET_KEY_FALLBACKS = []
+    second = make_channel("second", f"{fake_upstream.url}/v1", priority=0)
+    routing_table_expire()
+
+    # When two requests come
+    with caplog.at_level(logging.ERROR, logger="relay.selectors"):
+        first_response = _post(relay_url, token_key)
+        routing_table_expire()
+        second_response = _post(relay_url, token_key)
+
+    # Then the second channel answers both, the locked one counts as failing, and one
+    # log line names the channel without its key
+    assert (first_response.status_code, second_response.status_code) == (200, 200)
+    logs = wait_for_logs(2)
+    assert {log.channel_id for log in logs} == {second.pk}
+    deadline = time.monotonic() + 5
+    while Channel.objects.get(pk=locked.pk).consecutive_failures < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert Channel.objects.get(pk=locked.pk).last_error == "channel key unreadable"
+    lines = [record.getMessage() for record in caplog.records if record.name == "relay.selectors"]
+    assert len(lines) == 1
+    assert f"Channel {locked.pk} (locked)" in lines[0]
+    assert UPSTREAM_KEY not in caplog.text
+    assert Channel.objects.get(pk=locked.pk).encrypted_api_key not in caplog.text
