@@ -5,10 +5,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from comet.api import error_response
+from comet.api import API_PATH_PREFIXES, error_response
 
-# Answered in the API's JSON error format; every other address gets the 400 page.
-JSON_PATH_PREFIXES = ("/api/", "/user/")
 NUL_MESSAGE = "The address contains a NUL character (%00), which no Comet address or filter has."
 
 
@@ -40,7 +38,8 @@ class NulInUrlMiddleware:
         if where is None:
             return self.get_response(request)
         path = request.path.replace("\x00", "")
-        if path.startswith(JSON_PATH_PREFIXES) or path.endswith(".json"):
+        # The API's addresses and the charts' JSON answer in the API's format.
+        if path.startswith(API_PATH_PREFIXES) or path.endswith(".json"):
             return error_response(
                 NUL_MESSAGE,
                 status_code=400,
