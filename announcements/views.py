@@ -2,10 +2,11 @@
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.syndication.views import Feed
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
@@ -44,7 +45,14 @@ def announcement_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def mark_all_read(request: HttpRequest) -> HttpResponse:
     """Mark every visible announcement read (clears the badge)."""
     services.announcements_mark_all_read(user=request.user)  # type: ignore[arg-type]
-    return redirect(request.POST.get("next") or "announcements")
+    # Back to the page the form was on: a path of this site, never a view name
+    # (redirect() reversed any other text and answered 500) nor another site.
+    target = request.POST.get("next", "")
+    if not target.startswith("/") or not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("announcements")
+    return HttpResponseRedirect(target)
 
 
 class AnnouncementFeed(Feed):
