@@ -1,3 +1,4 @@
+import json
 import time
 
 import pytest
@@ -164,4 +165,30 @@ def test_an_update_nested_too_deep_is_a_400_and_changes_nothing(user_client, use
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "parse_error"
+    assert list(Token.objects.values_list()) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"name": "ci\u0000"}, "name", "null_characters_not_allowed"),
+        ({"name": "\ud800"}, "name", "surrogate_characters_not_allowed"),
+        ({"allowed_models": ["gpt\u0000"]}, "allowed_models.0", "null_characters_not_allowed"),
+        ({"quota_remaining": "1e309"}, "quota_remaining", "max_digits"),
+        ({"quota_remaining": "1000000001"}, "quota_remaining", "invalid"),
+        ({"rpm_limit": "²"}, "rpm_limit", "invalid"),
+    ],
+)
+def test_an_update_postgresql_cannot_store_is_a_400_and_changes_nothing(
+    user_client, user, body, param, code
+):
+    token, _key = token_create(user=user, name="ci")
+    before = list(Token.objects.values_list())
+
+    response = user_client.patch(
+        f"/api/tokens/{token.pk}/", json.dumps(body), content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (param, code)
     assert list(Token.objects.values_list()) == before
