@@ -3,9 +3,11 @@
 import json
 import time
 from datetime import timedelta
+from io import StringIO
 
 import httpx
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import Token
@@ -103,6 +105,9 @@ def test_a_max_tokens_that_is_not_a_positive_whole_number_is_a_400(refused, key)
         status, error = refused(json={**CHAT, key: value})
         assert (status, error["code"], error["param"]) == (400, "invalid_value", key), value
         assert error["type"] == "invalid_request_error"
+    output = StringIO()
+    call_command("reconcile", stdout=output)
+    assert "no drift" in output.getvalue()
 
 
 def test_a_null_max_tokens_is_the_default(relay_url, token_key, openai_channel):
