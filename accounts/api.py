@@ -14,6 +14,7 @@ from accounts.token_views import signed_in_recently
 from accounts.tokens import networks_parse
 from billing.api import UsdField
 from billing.selectors import token_list
+from comet.inputs import ascii_int
 
 
 class TokenSerializer(serializers.ModelSerializer):
@@ -117,6 +118,14 @@ class TokenViewSet(
 
     def get_queryset(self):
         return token_list(user_id=_user(self.request).pk)
+
+    def get_object(self) -> Token:
+        # Ids are ASCII digits: "٣" is not token 3, and "²" or 30 digits reach no query.
+        token_id = ascii_int(self.kwargs["pk"])
+        if token_id is None:
+            raise exceptions.NotFound()
+        self.kwargs["pk"] = token_id
+        return super().get_object()
 
     @extend_schema(request=TokenSerializer, responses={201: TokenCreatedSerializer})
     def create(self, request: Request) -> Response:

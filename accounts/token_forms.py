@@ -6,7 +6,10 @@ from django import forms
 
 from accounts.models import Token
 from accounts.tokens import networks_parse
-from billing.money import micro_to_usd, usd_to_micro
+from billing.money import AmountError, micro_to_usd, usd_to_micro
+
+# The column's limit (a PostgreSQL integer); the API's serializer takes the same.
+PG_INTEGER_MAX = 2**31 - 1
 
 
 def _split_lines(text: str) -> list[str]:
@@ -46,6 +49,7 @@ class TokenForm(forms.Form):
     rpm_limit = forms.IntegerField(
         required=False,
         min_value=1,
+        max_value=PG_INTEGER_MAX,
         label="Requests per minute",
         help_text="Empty for no limit beyond the platform's.",
     )
@@ -61,6 +65,15 @@ class TokenForm(forms.Form):
             "concurrency_limit": token.concurrency_limit,
             "rpm_limit": token.rpm_limit,
         }
+
+    def clean_quota(self) -> Decimal | None:
+        quota = self.cleaned_data["quota"]
+        if quota is not None:
+            try:
+                usd_to_micro(quota)
+            except AmountError as error:
+                raise forms.ValidationError(str(error)) from error
+        return quota
 
     def clean_allowed_models(self) -> list[str]:
         return _split_lines(self.cleaned_data["allowed_models"])

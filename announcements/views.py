@@ -3,7 +3,7 @@
 from django.contrib.auth.decorators import login_required
 from django.contrib.syndication.views import Feed
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -45,14 +45,14 @@ def announcement_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def mark_all_read(request: HttpRequest) -> HttpResponse:
     """Mark every visible announcement read (clears the badge)."""
     services.announcements_mark_all_read(user=request.user)  # type: ignore[arg-type]
-    # `next` comes from the form, so anyone can set it: follow it only on this site
-    # (`//evil.example`, `/\evil.example` and plain http from https are refused).
-    next_url = request.POST.get("next", "")
-    if next_url and url_has_allowed_host_and_scheme(
-        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    # Back to the page the form was on: a path of this site, never a view name
+    # (redirect() reversed any other text and answered 500) nor another site.
+    target = request.POST.get("next", "")
+    if not target.startswith("/") or not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        return HttpResponseRedirect(next_url)
-    return redirect("announcements")
+        target = reverse("announcements")
+    return HttpResponseRedirect(target)
 
 
 class AnnouncementFeed(Feed):

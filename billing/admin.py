@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -39,6 +39,7 @@ from billing.recharge import (
     order_credit,
 )
 from billing.services import LedgerError, account_adjust
+from comet.inputs import ascii_int
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -110,7 +111,10 @@ class AccountAdmin(ReadOnlyAdmin):
         """Adjust a balance by a signed amount with a reason (its own permission)."""
         if not request.user.has_perm("billing.adjust_balance"):
             raise PermissionDenied
-        account = get_object_or_404(Account.objects.select_related("user"), pk=object_id)
+        account_id = ascii_int(object_id)
+        if account_id is None:
+            raise Http404("No such account.")
+        account = get_object_or_404(Account.objects.select_related("user"), pk=account_id)
         form = AdjustBalanceForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -188,8 +192,14 @@ class RechargeTierForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["threshold_usd"].initial = micro_to_usd(self.instance.threshold)
 
+    def clean_threshold_usd(self) -> int:
+        try:
+            return usd_to_micro(self.cleaned_data["threshold_usd"])
+        except AmountError as error:
+            raise forms.ValidationError(str(error)) from error
+
     def save(self, commit: bool = True) -> RechargeTier:
-        self.instance.threshold = usd_to_micro(self.cleaned_data["threshold_usd"])
+        self.instance.threshold = self.cleaned_data["threshold_usd"]
         return super().save(commit=commit)
 
 

@@ -1,9 +1,10 @@
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django import forms
 
 from billing.models import RechargeSettings
 from billing.money import MICRO_PER_USD
+from comet.inputs import ascii_decimal
 
 
 class RechargeAmountForm(forms.Form):
@@ -17,21 +18,20 @@ class RechargeAmountForm(forms.Form):
 
     def clean_amount(self) -> int:
         text = self.cleaned_data["amount"].strip().lstrip("$").replace(",", "")
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise forms.ValidationError("Enter an amount in dollars, like 25 or 25.50.") from None
-        if not value.is_finite():
+        # Plain digits only: no exponent ("1e309" made quantize() raise), "inf" or "nan".
+        value = ascii_decimal(text, signed=True)
+        if value is None:
             raise forms.ValidationError("Enter an amount in dollars, like 25 or 25.50.")
         if value <= 0:
             raise forms.ValidationError("The amount must be more than zero.")
-        if value != value.quantize(Decimal("0.01")):
-            raise forms.ValidationError("Amounts are in whole cents: at most 2 decimals.")
         minimum, maximum = self.settings_row.min_credit_usd, self.settings_row.max_credit_usd
-        if value < minimum:
-            raise forms.ValidationError(f"The smallest top-up is ${minimum:,.2f}.")
+        # The range first: a number of any size compares, only a bounded one quantizes.
         if value > maximum:
             raise forms.ValidationError(f"The largest top-up is ${maximum:,.2f}.")
+        if value != value.quantize(Decimal("0.01")):
+            raise forms.ValidationError("Amounts are in whole cents: at most 2 decimals.")
+        if value < minimum:
+            raise forms.ValidationError(f"The smallest top-up is ${minimum:,.2f}.")
         return int(value * MICRO_PER_USD)
 
 

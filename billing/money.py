@@ -3,10 +3,15 @@
 Inside Comet every amount is an integer of micro-USD (1 USD = 1,000,000).
 """
 
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+
+from comet.inputs import ascii_decimal
 
 MICRO_PER_USD = 1_000_000
 _SIX_PLACES = Decimal("0.000001")
+# The most one amount may be: far above any real top-up, quota or adjustment, and far
+# below what the bigint columns of micro-USD hold (9.2e12 USD) when balances add up.
+MAX_AMOUNT_USD = Decimal(1_000_000_000)
 
 
 class AmountError(ValueError):
@@ -14,13 +19,18 @@ class AmountError(ValueError):
 
 
 def usd_to_micro(value: str | Decimal | int) -> int:
-    """Return `value` (USD) as integer micro-USD; refuse more than 6 decimals or junk."""
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as error:
-        raise AmountError(f"“{value}” is not an amount in USD.") from error
-    if not amount.is_finite():
+    """Return `value` (USD) as integer micro-USD; refuse more than 6 decimals or junk.
+
+    Text is plain ASCII decimal notation ("25", "-3.50"): no exponent, "inf", "nan"
+    or other scripts' digits. No amount is larger than MAX_AMOUNT_USD either way.
+    """
+    amount = ascii_decimal(value.strip(), signed=True) if isinstance(value, str) else value
+    if isinstance(amount, int):
+        amount = Decimal(amount)
+    if amount is None or not amount.is_finite():
         raise AmountError(f"“{value}” is not an amount in USD.")
+    if abs(amount) > MAX_AMOUNT_USD:
+        raise AmountError(f"Amounts are at most ${MAX_AMOUNT_USD:,}.")
     micro = amount * MICRO_PER_USD
     if micro != micro.to_integral_value():
         raise AmountError("Amounts have at most 6 decimals (one micro-USD).")

@@ -12,6 +12,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+# Addresses whose errors (404s and refusals before any view) come in this format.
+API_PATH_PREFIXES = ("/api/", "/user/")
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

@@ -49,3 +49,6 @@ urlpatterns = [
     # Browsers ask for /favicon.ico on pages without an icon link (the admin's).
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/comet.svg")),
 ]
+
+# An unknown /api/ address answers in the API's JSON error format, like every API error.
+handler404 = "comet.views.not_found"

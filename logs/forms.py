@@ -10,6 +10,7 @@ from django.core import signing
 from django.utils import timezone
 
 from accounts.models import Token
+from comet.inputs import ascii_int
 
 RANGE_PRESETS = {
     "1h": timedelta(hours=1),
@@ -59,7 +60,7 @@ class LogFilters:
 
     @property
     def status_code(self) -> int | None:
-        return int(self.status) if self.status.isdigit() else None
+        return ascii_int(self.status)
 
 
 class LogFilterForm(forms.Form):
@@ -118,20 +119,22 @@ class LogFilterForm(forms.Form):
         value = str(self.cleaned_data.get("token") or "").strip()
         if not value:
             return None
-        if not value.isdigit():
+        token_id = ascii_int(value)
+        if token_id is None:
             raise forms.ValidationError(f"“{value}” is not a token id: choose one of your tokens.")
-        if self.user_id is not None and int(value) not in self.token_ids:
+        if self.user_id is not None and token_id not in self.token_ids:
             raise forms.ValidationError(
                 f"You have no token with id {value}: choose one of your tokens."
             )
-        return int(value)
+        return token_id
 
     def clean_status(self) -> str:
         status = self.cleaned_data.get("status", "").strip().lower()
         if status in ("", "ok", "error"):
             return status
-        if status.isdigit() and 100 <= int(status) <= 599:
-            return str(int(status))
+        code = ascii_int(status, maximum=599)
+        if code is not None and code >= 100:
+            return str(code)
         raise forms.ValidationError(
             "Status is “ok”, “error” or an HTTP status code from 100 to 599."
         )
@@ -235,7 +238,8 @@ class AdminLogFilterForm(LogFilterForm):
         value = self.cleaned_data.get("user", "").strip()
         if not value:
             return None
-        lookup = {"pk": int(value)} if value.isdigit() else {"email__iexact": value}
+        pk = ascii_int(value)
+        lookup = {"pk": pk} if pk is not None else {"email__iexact": value}
         user_id = User.objects.filter(**lookup).values_list("pk", flat=True).first()
         if user_id is None:
             raise forms.ValidationError(f"No user “{value}”.")

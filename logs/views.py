@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.http import ConsoleRequest
 from billing.money import micro_to_json
+from comet.inputs import ascii_int
 from logs import selectors
 from logs.breakdown import cost_breakdown
 from logs.export import csv_lines
@@ -127,8 +128,8 @@ def chart_usage_per_minute(request: ConsoleRequest) -> JsonResponse:
 
 
 def _days(request: ConsoleRequest) -> int | None:
-    value = request.GET.get("days", "7")
-    return int(value) if value.isdigit() and int(value) in CHART_DAYS else None
+    days = ascii_int(request.GET.get("days", "7"))
+    return days if days in CHART_DAYS else None
 
 
 @login_required

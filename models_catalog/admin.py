@@ -13,6 +13,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from comet.inputs import storable_text_problem
+
 from . import services
 from .display import change_lines
 from .models import (
@@ -106,8 +108,13 @@ class ReasonRequiredFormSet(BaseModelFormSet):
             for form in self.forms
             if form.is_valid()
         )
-        if edits_price and not (self.data.get("change_reason") or "").strip():
+        reason = (self.data.get("change_reason") or "").strip()
+        if edits_price and not reason:
             raise ValidationError(REASON_REQUIRED)
+        # Read from the raw POST (the box is above the list, in no form's fields).
+        problem = storable_text_problem(reason)
+        if edits_price and problem is not None:
+            raise ValidationError(f"The reason {problem}.")
 
 
 class PriceHistoryInline(admin.TabularInline):

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import User
+from comet.inputs import storable_text_problem
 
 from .display import MICRO_USD_PER_USD, PriceLine, change_lines
 from .models import CatalogModel, PriceChange, PricingGroup
@@ -61,6 +62,8 @@ def _parse(raw: bytes | str) -> dict[str, dict[str, Decimal]]:
         data = json.loads(raw, parse_float=Decimal, parse_int=Decimal)
     except (ValueError, UnicodeDecodeError) as error:
         raise PriceChangeError(f"The file is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise PriceChangeError("The file is not a ratio map: it is nested too deeply.") from None
     if not isinstance(data, dict) or not data:
         raise PriceChangeError(
             "Expected a JSON object with ModelRatio, CompletionRatio, CacheRatio, ModelPrice "
@@ -74,10 +77,14 @@ def _parse(raw: bytes | str) -> dict[str, dict[str, Decimal]]:
         if isinstance(entries, str):  # one-api stores each map as a JSON string
             try:
                 entries = json.loads(entries, parse_float=Decimal, parse_int=Decimal)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise PriceChangeError(f"{map_name} is not a JSON object.") from None
         if not isinstance(entries, dict):
             raise PriceChangeError(f"{map_name} must map names to numbers.")
+        for name in entries:
+            problem = storable_text_problem(name)
+            if problem is not None:
+                raise PriceChangeError(f"{map_name}: a name {problem}.")
         parsed[map_name] = {
             str(name): _number(value, where=f"{map_name}[{name}]")
             for name, value in entries.items()

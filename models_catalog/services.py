@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from comet.inputs import storable_text_problem
 
 from .models import (
     CatalogModel,
@@ -136,6 +137,9 @@ def price_change_record(
     reason = reason.strip()
     if not reason:
         raise PriceChangeError("Give a reason for the price change: it is recorded and announced.")
+    problem = storable_text_problem(reason)
+    if problem is not None:
+        raise PriceChangeError(f"The reason {problem}.")
     locked = type(target).objects.select_for_update().get(pk=target.pk)
     state = price_change_validate(
         target=locked, new_prices=new_prices, effective_at=effective_at, now=now

@@ -32,6 +32,7 @@ from billing.metering import (
     ausage_settle,
 )
 from comet.api import error_body
+from comet.inputs import json_loads, storable_text_problem
 from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
@@ -70,6 +71,10 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 # Every estimate of a prompt from its body is capped here, so a huge body is
 # refused by the upstream rather than reserving an absurd amount.
 MAX_RESERVED_PROMPT_TOKENS = 1_000_000
+# The most completion tokens a request may ask for: above every model's output limit,
+# and low enough that its reservation stays a sane amount of money.
+MAX_COMPLETION_TOKENS = 1_000_000
+COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens")
 
 
 # HTTP status of each reason the money core gives for refusing a reservation.
@@ -173,7 +178,7 @@ def reservation_amount(
     completion = 0
     if has_completion:
         completion = settings.RELAY_DEFAULT_MAX_TOKENS
-        for key in ("max_completion_tokens", "max_tokens"):
+        for key in COMPLETION_LIMIT_KEYS:
             value = body.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 completion = value
@@ -185,6 +190,48 @@ def reservation_amount(
         completion_ratio=price.completion_ratio,
         group_ratio=price.group_ratio,
     )
+
+
+def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[str, Any], str]:
+    """Return the request's JSON object and its model name, or raise a 400 RelayError.
+
+    Refused here, before anything is reserved: what is not JSON (invalid UTF-8,
+    nesting deeper than `comet.inputs.MAX_JSON_DEPTH`), a body that is not an object,
+    a model name no database can hold (NUL, a lone surrogate) and a completion limit
+    that is not a whole number from 1 to MAX_COMPLETION_TOKENS.
+    """
+    try:
+        body = json_loads(raw_body)
+    except ValueError:
+        raise RelayError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise RelayError(400, "The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RelayError(
+            400, "Name the model: 'model' is required.", code="missing_model", param="model"
+        )
+    problem = storable_text_problem(model)
+    if problem is not None:
+        # Not quoted back: the name is what cannot be shown.
+        raise RelayError(400, f"The model name {problem}.", code="invalid_model", param="model")
+    if has_completion:
+        for key in COMPLETION_LIMIT_KEYS:
+            value = body.get(key)
+            if value is None:
+                continue
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 1 <= value <= MAX_COMPLETION_TOKENS
+            ):
+                raise RelayError(
+                    400,
+                    f"'{key}' must be a whole number from 1 to {MAX_COMPLETION_TOKENS}.",
+                    code="invalid_value",
+                    param=key,
+                )
+    return body, model
 
 
 def actual_cost(*, usage: Usage, price: ModelPrice) -> int:
@@ -368,19 +415,7 @@ class RelayApplication:
             )
         token, address = await self._authenticate(scope, headers)
         raw_body = await _read_body(receive, settings.RELAY_MAX_BODY_BYTES)
-        try:
-            body = json.loads(raw_body)
-        except ValueError:
-            raise RelayError(
-                400, "The request body is not valid JSON.", code="invalid_json"
-            ) from None
-        if not isinstance(body, dict):
-            raise RelayError(400, "The request body must be a JSON object.", code="invalid_json")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise RelayError(
-                400, "Name the model: 'model' is required.", code="missing_model", param="model"
-            )
+        body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
         stream = endpoint.can_stream and body.get("stream") is True
         if not token.allows_model(model):
             raise RelayError(

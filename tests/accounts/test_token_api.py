@@ -1,3 +1,4 @@
+import json
 import time
 
 import pytest
@@ -115,3 +116,79 @@ def test_the_schema_documents_tokens_account_and_ledger(client):
 
     for path in ("/api/tokens/", "/api/tokens/{id}/", "/api/account/", "/api/ledger/"):
         assert path in schema
+
+
+def _digits_of(number: int, zero: str) -> str:
+    """Return `number` written with the ten digits that start at `zero`."""
+    return "".join(chr(ord(zero) + int(digit)) for digit in str(number))
+
+
+@pytest.mark.parametrize(
+    "token_id",
+    [
+        lambda pk: _digits_of(pk, "\u0660"),  # Arabic-Indic: int() reads them
+        lambda pk: _digits_of(pk, "\uff10"),  # fullwidth: int() reads them too
+        lambda pk: "²",
+        lambda pk: "①",
+        lambda pk: f"{pk}.0",
+        lambda pk: f"+{pk}",
+        lambda pk: "9" * 30,
+        lambda pk: "1e3",
+    ],
+)
+def test_a_token_id_that_is_not_ascii_digits_is_a_404_and_changes_nothing(
+    user_client, user, token_id
+):
+    token, _key = token_create(user=user, name="ci")
+    before = list(Token.objects.values_list())
+    url = f"/api/tokens/{token_id(token.pk)}/"
+
+    responses = [
+        user_client.get(url),
+        user_client.patch(url, {"name": "x"}, content_type="application/json"),
+        user_client.delete(url),
+    ]
+
+    for response in responses:
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "not_found_error"
+    assert list(Token.objects.values_list()) == before
+
+
+def test_an_update_nested_too_deep_is_a_400_and_changes_nothing(user_client, user):
+    token, _key = token_create(user=user, name="ci")
+    before = list(Token.objects.values_list())
+
+    response = user_client.patch(
+        f"/api/tokens/{token.pk}/", "[" * 100_000, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+    assert list(Token.objects.values_list()) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"name": "ci\u0000"}, "name", "null_characters_not_allowed"),
+        ({"name": "\ud800"}, "name", "surrogate_characters_not_allowed"),
+        ({"allowed_models": ["gpt\u0000"]}, "allowed_models.0", "null_characters_not_allowed"),
+        ({"quota_remaining": "1e309"}, "quota_remaining", "max_digits"),
+        ({"quota_remaining": "1000000001"}, "quota_remaining", "invalid"),
+        ({"rpm_limit": "²"}, "rpm_limit", "invalid"),
+    ],
+)
+def test_an_update_postgresql_cannot_store_is_a_400_and_changes_nothing(
+    user_client, user, body, param, code
+):
+    token, _key = token_create(user=user, name="ci")
+    before = list(Token.objects.values_list())
+
+    response = user_client.patch(
+        f"/api/tokens/{token.pk}/", json.dumps(body), content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (param, code)
+    assert list(Token.objects.values_list()) == before

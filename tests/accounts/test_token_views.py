@@ -108,6 +108,34 @@ def test_a_bad_form_is_answered_400_and_creates_nothing(user_client, user):
     assert not Token.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "prod\x00"),
+        ("allowed_models", "gpt-4o\x00"),
+        ("allowed_networks", "203.0.113.0/24\x00"),
+        ("quota", "1e309"),
+        ("quota", "9999999999"),
+        ("rpm_limit", "99999999999"),
+        ("rpm_limit", "²"),
+        ("concurrency_limit", "①"),
+    ],
+)
+def test_bad_input_in_the_token_form_is_a_form_error_and_changes_nothing(
+    user_client, user, field, value
+):
+    _signed_in_at(user_client, user, seconds_ago=10)
+    token, _ = token_create(user=user, name="ci")
+    before = list(Token.objects.values_list())
+
+    created = user_client.post(reverse("tokens:create"), CREATE_FORM | {field: value})
+    edited = user_client.post(reverse("tokens:edit", args=[token.pk]), CREATE_FORM | {field: value})
+
+    assert (created.status_code, edited.status_code) == (400, 400)
+    assert edited.context["form"].errors[field]
+    assert list(Token.objects.values_list()) == before
+
+
 def test_toggle_disables_inline_and_the_key_stops_working(
     user_client, user, django_capture_on_commit_callbacks
 ):

@@ -78,6 +78,32 @@ def test_detail_marks_read_and_the_home_badge_counts_unread(user_client, user):
     assert AnnouncementRead.objects.filter(user=user).count() == 2
 
 
+@pytest.mark.parametrize(
+    ("next_url", "location"),
+    [
+        ("/", "/"),
+        ("/announcements/?category=maintenance", "/announcements/?category=maintenance"),
+        ("", "/announcements/"),
+        # Each of these was taken for a view name to reverse (500) or led off the site.
+        ("²", "/announcements/"),
+        ("①", "/announcements/"),
+        ("٣", "/announcements/"),
+        ("1e309", "/announcements/"),
+        ("\x00", "/announcements/"),
+        ("announcements:detail", "/announcements/"),
+        ("https://evil.example/", "/announcements/"),
+        ("//evil.example/", "/announcements/"),
+        ("/\\evil.example/", "/announcements/"),
+    ],
+)
+def test_mark_all_read_goes_back_only_to_a_path_of_this_site(user_client, next_url, location):
+    publish()
+    response = user_client.post(reverse("announcements:mark_all_read"), {"next": next_url})
+    assert response.status_code == 302
+    assert response["Location"] == location
+    assert AnnouncementRead.objects.count() == 1
+
+
 def test_anonymous_reader_marks_nothing(client):
     item = publish()
 

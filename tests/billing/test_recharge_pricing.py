@@ -145,6 +145,17 @@ def test_charged_amount_equals_the_preview_at_below_and_above_every_boundary(
         ("Infinity", "Enter an amount in dollars"),
         ("10.001", "at most 2 decimals"),
         ("12.345", "at most 2 decimals"),
+        # Decimal() took these; quantize() then raised on the huge ones (500).
+        ("1e309", "Enter an amount in dollars"),
+        ("1e20", "Enter an amount in dollars"),
+        ("1E+3", "Enter an amount in dollars"),
+        ("inf", "Enter an amount in dollars"),
+        ("nan", "Enter an amount in dollars"),
+        ("-inf", "Enter an amount in dollars"),
+        ("1" + "0" * 19, "largest top-up is $10,000.00"),
+        ("٣٠", "Enter an amount in dollars"),
+        ("²⁰", "Enter an amount in dollars"),
+        ("\uff12\uff10", "Enter an amount in dollars"),
     ],
 )
 def test_bad_amounts_get_a_clear_error_and_no_order(fake_stripe, user_client, amount, message):
@@ -156,6 +167,16 @@ def test_bad_amounts_get_a_clear_error_and_no_order(fake_stripe, user_client, am
     response = user_client.post(reverse("billing:recharge-checkout"), {"amount": amount})
     assert response.status_code == 400
     assert message in response.content.decode()
+    assert not RechargeOrder.objects.exists()
+    assert fake_stripe.creates() == []
+    assert books_snapshot() == before
+
+
+def test_a_nul_in_the_posted_amount_is_a_form_error_and_no_order(fake_stripe, user_client):
+    before = books_snapshot()
+    response = user_client.post(reverse("billing:recharge-checkout"), {"amount": "20\x00"})
+    assert response.status_code == 400
+    assert "Null characters are not allowed" in response.content.decode()
     assert not RechargeOrder.objects.exists()
     assert fake_stripe.creates() == []
     assert books_snapshot() == before

@@ -102,6 +102,57 @@ def test_admin_adjusts_a_balance_with_a_reason(client):
     )
 
 
+@pytest.mark.parametrize("amount", ["1e309", "1e20", "inf", "nan", "٣", "²", str(10**15)])
+def test_an_adjustment_too_large_or_not_plain_digits_is_a_form_error(client, amount):
+    client.force_login(StaffFactory())
+    customer = UserFactory()
+    before = books_snapshot()
+
+    response = client.post(
+        reverse("admin:billing_account_adjust", args=[customer.pk]),
+        {"amount": amount, "reason": "typo"},
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["amount"]
+    assert books_snapshot() == before
+
+
+@pytest.mark.parametrize("object_id", ["abc", "²", "①", "٣", "1e20", "9" * 30])
+def test_adjusting_an_account_that_is_not_an_id_is_a_404(client, object_id):
+    client.force_login(StaffFactory())
+    UserFactory()
+    response = client.get(f"/admin/billing/account/{object_id}/adjust/")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("threshold", ["1e309", "1e20"])
+def test_a_recharge_tier_threshold_too_large_is_a_form_error(client, threshold):
+    from billing.models import RechargeTier
+
+    client.force_login(StaffFactory())
+    response = client.post(
+        reverse("admin:billing_rechargetier_add"),
+        {"kind": "single", "threshold_usd": threshold, "discount_percent": "5"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["threshold_usd"]
+    assert not RechargeTier.objects.exists()
+
+
+def test_minting_codes_worth_too_much_is_a_form_error(client):
+    from billing.models import RedemptionCode
+
+    client.force_login(StaffFactory())
+    response = client.post(
+        reverse("admin:billing_redemptioncode_mint"),
+        {"count": "1", "credit_usd": "1e309", "batch": "huge"},
+    )
+    assert response.status_code == 200
+    assert "at most" in response.content.decode()
+    assert not RedemptionCode.objects.exists()
+
+
 def test_adjusting_needs_its_own_permission(client):
     viewer = UserFactory(is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_account"))

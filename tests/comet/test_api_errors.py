@@ -24,6 +24,37 @@ def test_malformed_json_is_a_clear_400(client):
     assert "JSON parse error" in error["message"]
 
 
+@pytest.mark.parametrize(
+    "body", ["[" * 100_000, "[" * 100_000 + "]" * 100_000, '{"amount": ' * 100_000]
+)
+def test_json_nested_too_deep_is_a_clear_400(client, body):
+    response = client.post("/validate/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["type"]) == ("parse_error", "invalid_request_error")
+    assert "nested too deeply" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"amount": 1, "note": "\xff"}', "parse_error"),
+        (b'{"amount": 1, "note": "\xed\xa0\x80"}', "parse_error"),
+        ('{"amount": 1, "note": "\\ud800"}', "surrogate_characters_not_allowed"),
+        ('{"amount": 1, "note": "a\\u0000"}', "null_characters_not_allowed"),
+        ('{"amount": "²"}', "invalid"),
+        ('{"amount": 1e400}', "invalid"),
+        ('{"amount": NaN}', "parse_error"),
+    ],
+)
+def test_bad_text_and_numbers_in_json_are_clear_400s(client, body, code):
+    response = client.post("/validate/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
 def test_unauthenticated_request_is_refused_in_the_same_shape(client):
     response = client.get("/private/")
 

@@ -49,3 +49,16 @@ def test_healthz_does_one_database_query(client):
         client.get("/healthz")
 
     assert len(queries) == 1
+
+
+def test_an_unknown_api_address_is_a_404_in_the_api_format(user_client):
+    for path in ("/api/nothing-here/", "/api/tokens/1.0/", "/user/nothing"):
+        response = user_client.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "not_found_error"
+
+
+def test_an_unknown_console_address_is_the_404_page(user_client):
+    response = user_client.get("/nothing-here/")
+    assert response.status_code == 404
+    assert "Page not found" in response.content.decode()

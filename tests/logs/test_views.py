@@ -108,6 +108,16 @@ def test_older_and_newer_links_page_through_the_range(user_client, rows):
         ({"status": "999"}, "Status is"),
         ({"cursor": "not-a-cursor"}, "This page link is not valid"),
         ({"model": "x" * 300}, "at most 200 characters"),
+        # str.isdigit() is true for these; int() raised on some, read others as numbers.
+        ({"token": "²"}, "is not a token id"),
+        ({"token": "①"}, "is not a token id"),
+        ({"token": "٣"}, "is not a token id"),
+        ({"token": "\uff11"}, "is not a token id"),
+        ({"token": "9" * 20}, "is not a token id"),
+        ({"status": "²"}, "Status is"),
+        ({"status": "①"}, "Status is"),
+        ({"status": "٤٠٤"}, "Status is"),
+        ({"status": "\uff14\uff10\uff14"}, "Status is"),
     ],
 )
 def test_bad_filters_get_a_clear_message_everywhere(user_client, rows, query, message):
@@ -120,6 +130,21 @@ def test_bad_filters_get_a_clear_message_everywhere(user_client, rows, query, me
     export = user_client.get(reverse("logs:csv"), query)
     assert export.status_code == 400
     assert message in export.content.decode()
+
+
+@pytest.mark.parametrize("name", ["token", "model", "status", "ip", "range", "cursor", "start"])
+def test_a_nul_in_a_filter_is_a_400_everywhere_and_reaches_no_query(user_client, rows, name):
+    query = {name: "a\x00b"}
+    page = user_client.get(reverse("console:logs"), query)
+    assert page.status_code == 400
+    assert "NUL" in page.content.decode()
+    for url in (reverse("logs:totals"), reverse("logs:csv")):
+        assert user_client.get(url, query).status_code == 400
+    api = user_client.get(reverse("api-logs"), query)
+    assert api.status_code == 400
+    assert api.json()["error"]["param"] == name
+    assert api.json()["error"]["type"] == "invalid_request_error"
+    assert user_client.get(reverse("api-logs-csv"), query).status_code == 400
 
 
 def test_another_users_token_id_is_refused_not_shown(user_client, rows):
@@ -287,6 +312,14 @@ def test_charts_read_the_users_rollups(user_client, rows):
         ("logs:chart-by-model", {"days": "365"}),
         ("logs:chart-by-model", {"measure": "bytes"}),
         ("logs:chart-by-token", {"days": "-1"}),
+        ("logs:chart-by-model", {"days": "²"}),
+        ("logs:chart-by-model", {"days": "①"}),
+        ("logs:chart-by-model", {"days": "\u0667"}),
+        ("logs:chart-by-token", {"days": "²"}),
+        ("logs:chart-by-token", {"days": "\uff17"}),
+        ("logs:chart-by-token", {"days": "9" * 5000}),
+        ("logs:chart-by-token", {"days": "7\x00"}),
+        ("logs:chart-per-minute", {"window": "hour\x00"}),
     ],
 )
 def test_charts_refuse_unknown_periods(user_client, name, query):
@@ -347,6 +380,31 @@ def test_the_admin_lists_every_users_rows_and_channel_error_rates(client, rows):
     refused = client.get(url, {"user": "nobody@example.com"})
     assert refused.status_code == 400
     assert "No user" in refused.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"user": "²"}, "No user"),
+        ({"user": "①"}, "No user"),
+        # Not read as user id 3 any more: no user has that email.
+        ({"user": "٣"}, "No user"),
+        ({"user": "9" * 30}, "No user"),
+        ({"token": "²"}, "is not a token id"),
+        ({"token": "٣"}, "is not a token id"),
+        ({"status": "①"}, "Status is"),
+        ({"channel": "²"}, "whole number"),
+        ({"user": "a\x00b"}, "NUL"),
+        ({"model": "\x00"}, "NUL"),
+    ],
+)
+def test_the_admin_log_filters_refuse_unicode_digits_and_nul(client, rows, query, message):
+    from tests.factories import StaffFactory
+
+    client.force_login(StaffFactory())
+    response = client.get(reverse("admin:logs_requestlog_changelist"), query)
+    assert response.status_code == 400
+    assert message in response.content.decode()
 
 
 def test_a_user_cannot_open_the_admin_logs(user_client):

@@ -152,6 +152,29 @@ def test_list_edit_without_a_reason_is_refused(admin_client, catalog):
     assert not PriceChange.objects.exists()
 
 
+def test_list_edit_with_a_nul_in_the_reason_is_refused(admin_client, catalog):
+    model = catalog["gpt-4o-mini"]
+
+    response = list_edit(admin_client, model, "cheaper\x00", completion_ratio="3")
+
+    assert response.status_code == 200
+    assert "The reason contains a NUL character" in response.content.decode()
+    assert CatalogModel.objects.get(pk=model.pk).completion_ratio == Decimal(4)
+    assert not PriceChange.objects.exists()
+
+
+def test_change_form_with_a_nul_in_the_reason_is_refused(admin_client, catalog):
+    model = catalog["gpt-4o-mini"]
+
+    response = admin_client.post(
+        change_url(model), change_form_data(model, model_ratio="1.5", change_reason="x\x00")
+    )
+
+    assert response.status_code == 200
+    assert "Null characters are not allowed" in response.content.decode()
+    assert not PriceChange.objects.exists()
+
+
 def test_group_ratio_list_edit(admin_client, catalog):
     group = PricingGroup.objects.get(name="enterprise")
     data = {

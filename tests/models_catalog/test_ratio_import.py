@@ -92,6 +92,14 @@ def test_applying_records_each_change_like_any_other(admin_client, admin_user, c
         ({"GroupRatio": {"platinum": 1}}, "Unknown group(s): platinum"),
         ({"ModelRatio": {"dall-e-3": 1}}, "per token (model ratio) or per call"),
         ({"ModelRatio": {"gpt-4o": 1.1234567}}, "at most 6 decimals"),
+        # Each of these answered 500: PostgreSQL refuses NUL, psycopg a lone surrogate,
+        # and json.loads raises RecursionError.
+        ({"ModelRatio": {"gpt-4o\x00": 1}}, "ModelRatio: a name contains a NUL character"),
+        ({"ModelRatio": {"\ud800": 1}}, "ModelRatio: a name contains a lone surrogate"),
+        ({"GroupRatio": {"\x00": 1}}, "GroupRatio: a name contains a NUL character"),
+        (b"[" * 100_000, "nested too deeply"),
+        ({"ModelRatio": "[" * 100_000}, "ModelRatio is not a JSON object"),
+        (b'{"ModelRatio": {"gpt-4o": 1e309}}', "gpt-4o"),
     ],
 )
 def test_a_bad_file_is_refused_with_a_clear_error_and_nothing_changes(
@@ -117,6 +125,18 @@ def test_a_bad_file_is_refused_with_a_clear_error_and_nothing_changes(
     assert prices() == before
     assert not PriceChange.objects.exists()
     assert not Announcement.objects.exists()
+
+
+def test_applying_with_a_nul_in_the_reason_is_refused(admin_client, catalog):
+    response = admin_client.post(
+        IMPORT_URL,
+        {"raw": json.dumps({"ModelRatio": {"gpt-4o": 2}}), "change_reason": "a\x00b", "apply": "1"},
+    )
+
+    assert response.status_code == 200
+    assert "The reason contains a NUL character" in response.content.decode()
+    assert CatalogModel.objects.get(name="gpt-4o").model_ratio == Decimal("1.25")
+    assert not PriceChange.objects.exists()
 
 
 def test_applying_without_a_reason_is_refused(admin_client, catalog):

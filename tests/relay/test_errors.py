@@ -1,16 +1,19 @@
 """Refusals: a clear 4xx in OpenAI's error shape, nothing charged, nothing forwarded."""
 
+import json
 import time
 from datetime import timedelta
+from io import StringIO
 
 import httpx
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import Token
 from accounts.services import token_create
 from accounts.tokens import token_authenticate
-from billing.models import Account
+from billing.models import Account, Reservation
 from logs.models import RequestLog
 
 from .conftest import MODEL
@@ -24,6 +27,7 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 def refused(relay_url, token_key, openai_channel, fake_upstream, funded_user):
     """Send a request; return the response after checking that nothing was charged or sent."""
     balance = Account.objects.get(pk=funded_user.pk).balance
+    reservations = list(Reservation.objects.values_list("request_id", "amount", "status"))
 
     def send(path="/chat/completions", *, method="POST", key=token_key, headers=None, **kwargs):
         all_headers = {"authorization": f"Bearer {key}", **(headers or {})}
@@ -37,6 +41,9 @@ def refused(relay_url, token_key, openai_channel, fake_upstream, funded_user):
         assert RequestLog.objects.count() == 0
         account = Account.objects.get(pk=funded_user.pk)
         assert (account.balance, account.reserved) == (balance, 0)
+        assert list(Reservation.objects.values_list("request_id", "amount", "status")) == (
+            reservations
+        )
         return response.status_code, body["error"]
 
     return send
@@ -50,6 +57,67 @@ def test_malformed_json(refused):
 def test_a_json_array_is_not_a_request(refused):
     status, error = refused(json=[1, 2])
     assert (status, error["code"]) == (400, "invalid_json")
+
+
+def test_a_json_body_that_is_not_an_object_is_a_400(refused):
+    for content in (b'"chat"', b"1", b"null", b"true"):
+        status, error = refused(content=content, headers={"content-type": "application/json"})
+        assert (status, error["code"]) == (400, "invalid_json"), content
+
+
+def test_invalid_utf8_is_a_400(refused):
+    content = b'{"model": "gpt-\xff", "messages": []}'
+    status, error = refused(content=content, headers={"content-type": "application/json"})
+    assert (status, error["code"], error["type"]) == (400, "invalid_json", "invalid_request_error")
+
+
+def test_json_nested_too_deep_is_a_400(refused):
+    for content in (
+        b"[" * 100_000,
+        b'{"model": "gpt-test", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        # Shallow enough for json.loads, too deep for code that walks the body after.
+        b'{"model": "gpt-test", "messages": ' + b"[" * 900 + b"]" * 900 + b"}",
+    ):
+        status, error = refused(content=content, headers={"content-type": "application/json"})
+        assert (status, error["code"], error["type"]) == (
+            400,
+            "invalid_json",
+            "invalid_request_error",
+        ), content[:40]
+
+
+def test_a_model_name_no_database_can_hold_is_a_400(refused):
+    for content in (
+        json.dumps({**CHAT, "model": f"{MODEL}\x00"}).encode(),
+        json.dumps({**CHAT, "model": "\x00"}).encode(),
+        json.dumps({**CHAT, "model": "\ud800"}).encode(),
+        json.dumps({**CHAT, "model": f"{MODEL}\udfff"}).encode(),
+        # A surrogate encoded as UTF-8 bytes, which json.loads lets through.
+        b'{"model": "gpt-test\xed\xa0\x80", "messages": []}',
+    ):
+        status, error = refused(content=content, headers={"content-type": "application/json"})
+        assert (status, error["code"], error["param"]) == (400, "invalid_model", "model"), content
+
+
+@pytest.mark.parametrize("key", ["max_tokens", "max_completion_tokens"])
+def test_a_max_tokens_that_is_not_a_positive_whole_number_is_a_400(refused, key):
+    for value in (10**30, 2**63, 1_000_001, -1, 0, 1.5, 100.0, True, "100", [100], {"n": 1}):
+        status, error = refused(json={**CHAT, key: value})
+        assert (status, error["code"], error["param"]) == (400, "invalid_value", key), value
+        assert error["type"] == "invalid_request_error"
+    output = StringIO()
+    call_command("reconcile", stdout=output)
+    assert "no drift" in output.getvalue()
+
+
+def test_a_null_max_tokens_is_the_default(relay_url, token_key, openai_channel):
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json={**CHAT, "max_tokens": None},
+        headers={"authorization": f"Bearer {token_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
 
 
 def test_missing_model(refused):

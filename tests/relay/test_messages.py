@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from accounts.services import token_create
-from billing.models import Account
+from billing.models import Account, Reservation
 from logs.models import RequestLog
 from tests.factories import UserFactory
 
@@ -124,6 +124,41 @@ def test_refusals_come_in_anthropic_error_shape(relay_url, token_key, catalog_mo
     )
     account = Account.objects.get(pk=funded_user.pk)
     assert (account.balance, account.reserved) == (balance, 0)
+    assert RequestLog.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps({**MESSAGE, "max_tokens": 10**30}).encode(),
+        json.dumps({**MESSAGE, "max_tokens": "50"}).encode(),
+        json.dumps({**MESSAGE, "model": "\x00"}).encode(),
+        json.dumps({**MESSAGE, "model": "\ud800"}).encode(),
+        b'{"model": ' + b"[" * 100_000,
+    ],
+    ids=["huge-max-tokens", "string-max-tokens", "nul-model", "surrogate-model", "deep"],
+)
+def test_bad_input_is_a_400_in_anthropic_shape_and_holds_nothing(
+    content, relay_url, token_key, catalog_model, fake_upstream, funded_user
+):
+    make_channel("anthropic", f"{fake_upstream.url}/v1", kind="anthropic")
+    balance = Account.objects.get(pk=funded_user.pk).balance
+
+    response = httpx.post(
+        f"{relay_url}/messages",
+        content=content,
+        headers={"x-api-key": token_key, "content-type": "application/json"},
+        timeout=10,
+    )
+
+    assert (response.status_code, _anthropic_error(response)["type"]) == (
+        400,
+        "invalid_request_error",
+    )
+    assert fake_upstream.app.stats.requests == 0
+    account = Account.objects.get(pk=funded_user.pk)
+    assert (account.balance, account.reserved) == (balance, 0)
+    assert not Reservation.objects.exists()
     assert RequestLog.objects.count() == 0
 
 
