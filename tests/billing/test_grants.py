@@ -261,7 +261,7 @@ def test_duplicate_request_ids_and_double_settles_charge_once():
     assert books_drift() == []
 
 
-def test_a_cost_over_the_hold_takes_from_the_grant_and_the_rest_is_forgiven():
+def test_a_cost_over_the_hold_takes_from_the_grant_then_from_the_balance_in_full():
     user = UserFactory()
     fund(user, 100_000)
     token, _ = make_token(user)
@@ -272,10 +272,33 @@ def test_a_cost_over_the_hold_takes_from_the_grant_and_the_rest_is_forgiven():
     meter.reserve(token_id=token.pk, user_id=user.pk, request_id="way-over", amount=100)
     assert meter.settle(request_id="way-over", cost=10_000, log=LOG)
     meter.close()
-    # 1,500, then the hold of 100 plus the 400 left in the grant.
-    assert _account(user) == (100_000 - 2_000, 0, 2_000, 2)
-    assert list(RequestLog.objects.order_by("id").values_list("cost", flat=True)) == [1_500, 500]
+    # 1,500, then all of 10,000: the hold of 100, the 400 left in the grant, and
+    # 9,500 straight from the free balance. Nothing is forgiven.
+    assert _account(user) == (100_000 - 11_500, 0, 11_500, 2)
+    assert list(RequestLog.objects.order_by("id").values_list("cost", flat=True)) == [
+        1_500,
+        10_000,
+    ]
     assert books_drift() == []
+
+
+def test_an_overrun_past_the_balance_leaves_the_account_owing_and_refused(mailoutbox):
+    user = UserFactory()
+    fund(user, 5_000)
+    token, _ = make_token(user)
+    meter = _meter(max_grant=2_000)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="n-1000", amount=1_000)
+    assert meter.settle(request_id="n-1000", cost=1_000_000, log=LOG)
+    meter.flush()
+
+    assert _account(user) == (5_000 - 1_000_000, 0, 1_000_000, 1)
+    assert RequestLog.objects.get().cost == 1_000_000
+    assert books_drift() == []
+    with pytest.raises(UsageRefused) as refused:
+        meter.reserve(token_id=token.pk, user_id=user.pk, request_id="next", amount=1)
+    assert refused.value.code == "insufficient_quota"
+    meter.close()
+    assert len(mailoutbox) == 1
 
 
 def test_a_dead_process_loses_only_what_it_had_not_written_and_its_grant_is_freed():
@@ -304,7 +327,7 @@ def test_a_dead_process_loses_only_what_it_had_not_written_and_its_grant_is_free
     assert books_drift() == []
 
 
-def test_a_request_written_after_its_grant_was_freed_is_charged_from_the_free_balance():
+def test_a_request_written_after_its_grant_was_freed_is_charged_in_full():
     user = UserFactory()
     fund(user, 10_000)
     token, _ = make_token(user)
@@ -322,8 +345,8 @@ def test_a_request_written_after_its_grant_was_freed_is_charged_from_the_free_ba
         ],
         lease_seconds=60,
     )
-    # The second is charged the 4,000 that was left, and the rest forgiven.
-    assert _account(user) == (0, 0, 10_000, 2)
+    # Both are charged in full: the account owes the 2,000 the balance lacked.
+    assert _account(user) == (-2_000, 0, 12_000, 2)
     assert books_drift() == []
 
 
