@@ -7,14 +7,20 @@ loopback address is the proxy.
 
 import json
 import socket
+import time
 from io import StringIO
 
 import httpx
 import pytest
 from django.core.management import call_command
 
+from accounts.tokens import token_authenticate
 from billing.models import Account
+from comet.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog
+from models_catalog.selectors import model_price
+from relay.app import Outcome
+from relay.usage import Usage
 
 from .conftest import MODEL, wait_for_logs
 
@@ -120,3 +126,29 @@ def test_the_same_headers_from_an_untrusted_peer_are_ignored(
     logs = wait_for_logs(len(HOSTILE) + 1)
     assert [log.client_ip for log in logs] == [PROXY] * (len(HOSTILE) + 1)
     assert_charged_exactly_the_logged_cost(funded_user, return_grants)
+
+
+@pytest.mark.parametrize(
+    ("scope_client", "address"),
+    [("fe80::1%eth0", "fe80::1"), ("<script>", UNKNOWN_ADDRESS), ("", UNKNOWN_ADDRESS)],
+)
+def test_the_log_row_gets_a_valid_address_even_without_the_entry_step(
+    relay_server, token_key, scope_client, address
+):
+    """Served alone (benchmarks), the relay checks the address once more for the log row."""
+    token = token_authenticate(token_key)
+    price = model_price(model_name=MODEL, pricing_group_id=token.pricing_group_id)
+
+    settlement = relay_server.relay._settlement(
+        request_id="alone",
+        token=token,
+        model=MODEL,
+        price=price,
+        outcome=Outcome(is_answered=True, usage=Usage(prompt_tokens=3, completion_tokens=2)),
+        address=scope_client,
+        stream=False,
+        started=time.perf_counter(),
+    )
+
+    assert settlement.log.client_ip == address
+    assert settlement.cost > 0
