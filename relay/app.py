@@ -32,13 +32,13 @@ from billing.metering import (
     ausage_settle,
 )
 from comet.api import error_body
+from comet.clientaddress import UNKNOWN_ADDRESS, address_clean
 from comet.inputs import json_loads, storable_text_problem
 from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
 
 from . import translate, upstream
-from .clientip import client_ip
 from .db import run_in_database_thread
 from .ids import unique_id
 from .limits import LimitOutcome, limiter
@@ -402,8 +402,8 @@ class RelayApplication:
             )
         if token.is_expired:
             raise RelayError(401, "This token has expired.", code="invalid_api_key")
-        peer = scope["client"][0] if scope.get("client") else ""
-        address = client_ip(peer, headers.get(b"x-forwarded-for"))
+        # Decided where the request entered, proxies believed or not (comet/clientaddress.py).
+        address = scope["client"][0] if scope.get("client") else UNKNOWN_ADDRESS
         if not token.allows_ip(address):
             raise RelayError(
                 403, f"This token may not be used from {address}.", code="ip_not_allowed"
@@ -577,7 +577,9 @@ class RelayApplication:
             cost = actual_cost(usage=outcome.usage, price=price)
         log = RequestLogData(
             model=model,
-            client_ip=address,
+            # The entry step gives only valid addresses; a value inet refuses here
+            # would lose the row and its charge, so it is checked once more.
+            client_ip=address_clean(address) or UNKNOWN_ADDRESS,
             status_code=outcome.status_code,
             token_name=token.name,
             channel_id=outcome.route.channel_id if outcome.route else None,

@@ -154,7 +154,7 @@ class ServerThread:
         self.socket.bind(("127.0.0.1", port))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        # proxy_headers off: the relay decides itself whom to believe (RELAY_TRUSTED_PROXIES).
+        # proxy_headers off: Comet decides itself whom to believe (comet/clientaddress.py).
         config = uvicorn.Config(
             app, log_level="warning", lifespan="on", access_log=False, proxy_headers=False
         )

@@ -21,6 +21,12 @@ SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Proxies whose X-Forwarded-For (and X-Forwarded-Proto) is believed, as IPs or CIDRs;
+# `*` makes every peer one. From anyone else the header is ignored and the socket's
+# peer is the client. comet/clientaddress.py decides the address once, for the site
+# and the relay; uvicorn runs with --no-proxy-headers. Defaults to FORWARDED_ALLOW_IPS,
+# the variable uvicorn reads for the same list.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=[]))
 
 # --- Applications -----------------------------------------------------------
 
@@ -285,12 +291,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 
 # --- Relay ------------------------------------------------------------------
 
-# Proxies whose X-Forwarded-For the relay believes (IPs or CIDRs); from anyone else
-# the header is ignored and the socket's peer address is the client's IP. Defaults to
-# the list uvicorn is given (Procfile), so the site and the relay trust the same hops.
-RELAY_TRUSTED_PROXIES = env.list(
-    "RELAY_TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=[])
-)
 RELAY_MAX_BODY_BYTES = env.int("RELAY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 # A crashed process's concurrency slots free themselves after this many seconds.
 RELAY_SLOT_LEASE_SECONDS = env.int("RELAY_SLOT_LEASE_SECONDS", default=60)

@@ -13,6 +13,7 @@ from django.db import connection
 
 from accounts.services import token_create
 from billing.services import account_credit
+from comet.clientaddress import ClientAddressMiddleware
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel, PricingGroup, Vendor
 from models_catalog.services import catalog_entry_create
@@ -62,11 +63,32 @@ def fake_upstream(fake_upstream_server):
     return fake_upstream_server
 
 
+def forwarded_for_from_hex(app):
+    """Let a test send X-Forwarded-For bytes uvicorn refuses (a NUL), hex-encoded.
+
+    Another server may pass what uvicorn answers 400 to; `x-test-forwarded-for-hex`
+    carries such a value, and this puts it into X-Forwarded-For before the entry step.
+    """
+
+    async def unhex(scope, receive, send):
+        if scope["type"] == "http":
+            headers = []
+            for name, value in scope["headers"]:
+                if name == b"x-test-forwarded-for-hex":
+                    name, value = b"x-forwarded-for", bytes.fromhex(value.decode())
+                headers.append((name, value))
+            scope = {**scope, "headers": headers}
+        await app(scope, receive, send)
+
+    return unhex
+
+
 @pytest.fixture(scope="session")
 def relay_server(django_db_setup, django_db_blocker):
-    """The relay app as production runs it (settling after the response is sent)."""
+    """The relay app as production runs it: behind the step that decides the client's
+    address (comet/asgi.py), settling after the response is sent."""
     relay = RelayApplication()
-    server = ServerThread(relay).start()
+    server = ServerThread(forwarded_for_from_hex(ClientAddressMiddleware(relay))).start()
     server.relay = relay
     yield server
     server.stop()

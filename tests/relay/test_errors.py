@@ -201,7 +201,7 @@ def test_ip_outside_the_allow_list(refused, funded_user):
 
 
 def test_forwarded_for_is_ignored_from_an_untrusted_peer(refused, funded_user, settings):
-    settings.RELAY_TRUSTED_PROXIES = []
+    settings.TRUSTED_PROXIES = []
     _token, key = token_create(user=funded_user, name="office", allowed_networks=["203.0.113.0/24"])
     status, error = refused(json=CHAT, key=key, headers={"x-forwarded-for": "203.0.113.9"})
     assert (status, error["code"]) == (403, "ip_not_allowed")
@@ -212,7 +212,7 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy(
 ):
     from .conftest import wait_for_logs
 
-    settings.RELAY_TRUSTED_PROXIES = ["127.0.0.1/32"]
+    settings.TRUSTED_PROXIES = ["127.0.0.1/32"]
     _token, key = token_create(user=funded_user, name="office", allowed_networks=["203.0.113.0/24"])
 
     response = httpx.post(
