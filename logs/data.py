@@ -4,8 +4,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
-# Stored for a request whose real client address could not be stored.
-UNKNOWN_ADDRESS = "0.0.0.0"  # noqa: S104 (an address recorded, not one listened on)
+from comet.clientaddress import UNKNOWN_ADDRESS
+
 _INT4_MAX = 2**31 - 1
 
 

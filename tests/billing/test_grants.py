@@ -1,6 +1,7 @@
 """Credit grants (billing.grants) against PostgreSQL: exact books under real threads."""
 
 import asyncio
+import dataclasses
 import random
 import threading
 import time
@@ -497,4 +498,36 @@ def test_a_process_gives_back_its_other_grants_before_refusing():
         meter.settle(request_id=request_id, cost=cost, log=LOG)
     meter.close()
     assert _account(user) == (0, 0, 100_000, 3)
+    assert books_drift() == []
+
+
+def test_a_settled_request_whose_row_is_refused_is_still_written_and_charged():
+    # Given answered requests whose log rows the database refuses as given: an
+    # address inet does not take, a NUL in a text, a count past an integer column
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    meter = _meter(background=False)
+    refused_as_given = {
+        "zone-id": dataclasses.replace(LOG, client_ip="fe80::1%eth0"),
+        "script": dataclasses.replace(LOG, client_ip="<script>"),
+        "nul": dataclasses.replace(LOG, token_name="te\x00st", error_code="x" * 500),
+        "huge": dataclasses.replace(LOG, completion_tokens=10**12),
+    }
+    for request_id, log in [("fine", LOG), *refused_as_given.items()]:
+        meter.reserve(token_id=token.pk, user_id=user.pk, request_id=request_id, amount=1_000)
+        assert meter.settle(request_id=request_id, cost=900, log=log)
+
+    # When the writer writes them
+    meter.close()
+
+    # Then every one is logged and charged; only the refused detail was dropped
+    logs = {log.request_id: log for log in RequestLog.objects.all()}
+    assert set(logs) == {"fine", *refused_as_given}
+    assert str(logs["fine"].client_ip) == "203.0.113.7"
+    assert str(logs["zone-id"].client_ip) == "0.0.0.0"
+    assert logs["nul"].token_name == "test"
+    assert logs["huge"].completion_tokens == 2**31 - 1
+    assert _account(user) == (1_000_000 - 5 * 900, 0, 5 * 900, 5)
+    assert meter.pending == 0
     assert books_drift() == []
