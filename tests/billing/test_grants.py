@@ -25,6 +25,7 @@ from billing.grants import (
 from billing.metering import UsageRefused, reservation_release_expired
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
+from comet.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog, RequestLogData
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
 from tests.factories import UserFactory
@@ -525,7 +526,7 @@ def test_a_settled_request_whose_row_is_refused_is_still_written_and_charged():
     logs = {log.request_id: log for log in RequestLog.objects.all()}
     assert set(logs) == {"fine", *refused_as_given}
     assert str(logs["fine"].client_ip) == "203.0.113.7"
-    assert str(logs["zone-id"].client_ip) == "0.0.0.0"
+    assert str(logs["zone-id"].client_ip) == UNKNOWN_ADDRESS
     assert logs["nul"].token_name == "test"
     assert logs["huge"].completion_tokens == 2**31 - 1
     assert _account(user) == (1_000_000 - 5 * 900, 0, 5 * 900, 5)
