@@ -9,11 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Token, User
-from accounts.services import token_create, token_delete, token_set_enabled, token_update
+from accounts.services import token_create, token_set_enabled, token_update
 from accounts.token_views import signed_in_recently
 from accounts.tokens import networks_parse
 from billing.api import UsdField
 from billing.selectors import token_list
+from billing.services import token_delete
 from comet.inputs import ascii_int
 
 

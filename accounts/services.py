@@ -147,13 +147,6 @@ def token_set_enabled(*, token: Token, is_enabled: bool) -> Token:
     return token
 
 
-def token_delete(*, token: Token) -> None:
-    """Delete a token; its request logs keep its name."""
-    with transaction.atomic():
-        token_cache_invalidate(token.key_hash)
-        token.delete()
-
-
 def user_set_notify_new_ip(*, user: User, is_enabled: bool) -> User:
     """Turn the "token used from a new IP address" email on or off."""
     if user.notify_new_ip != is_enabled:

@@ -14,9 +14,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.http import ConsoleRequest
 from accounts.models import Token
-from accounts.services import token_create, token_delete, token_set_enabled, token_update
+from accounts.services import token_create, token_set_enabled, token_update
 from accounts.token_forms import TokenForm
 from billing.selectors import token_list as token_list_select
+from billing.services import token_delete
 
 
 def signed_in_recently(request: HttpRequest) -> bool:

@@ -38,7 +38,7 @@ from billing.recharge import (
     codes_mint,
     order_credit,
 )
-from billing.services import LedgerError, account_adjust
+from billing.services import LedgerError, account_adjust, account_debt_forgive
 from comet.inputs import ascii_int
 
 
@@ -71,9 +71,16 @@ class AdjustBalanceForm(forms.Form):
         return amount
 
 
+class ForgiveDebtForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required: why this debt is forgiven. Recorded in the ledger with your name.",
+    )
+
+
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
-    list_display = ("user", "balance_usd", "reserved_usd", "used_usd", "request_count")
+    list_display = ("user", "balance_usd", "owed_usd", "reserved_usd", "used_usd", "request_count")
     search_fields = ("user__email",)
     list_select_related = ("user",)
     readonly_fields = ("user", "balance", "reserved", "used", "request_count", "recharged")
@@ -82,6 +89,10 @@ class AccountAdmin(ReadOnlyAdmin):
     @admin.display(description="Balance", ordering="balance")
     def balance_usd(self, account: Account) -> str:
         return format_usd(account.balance)
+
+    @admin.display(description="Owes")
+    def owed_usd(self, account: Account) -> str:
+        return format_usd(account.owed) if account.owed else "—"
 
     @admin.display(description="Reserved")
     def reserved_usd(self, account: Account) -> str:
@@ -103,6 +114,11 @@ class AccountAdmin(ReadOnlyAdmin):
                 "<path:object_id>/adjust/",
                 self.admin_site.admin_view(self.adjust_view),
                 name="billing_account_adjust",
+            ),
+            path(
+                "<path:object_id>/forgive/",
+                self.admin_site.admin_view(self.forgive_view),
+                name="billing_account_forgive",
             ),
             *super().get_urls(),
         ]
@@ -144,6 +160,44 @@ class AccountAdmin(ReadOnlyAdmin):
             "title": f"Adjust the balance of {account.user}",
         }
         return TemplateResponse(request, "admin/billing/account/adjust.html", context)
+
+    def forgive_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Forgive what an account owes: one audited ledger entry (adjust permission)."""
+        if not request.user.has_perm("billing.adjust_balance"):
+            raise PermissionDenied
+        account_id = ascii_int(object_id)
+        if account_id is None:
+            raise Http404("No such account.")
+        account = get_object_or_404(Account.objects.select_related("user"), pk=account_id)
+        form = ForgiveDebtForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                entry = account_debt_forgive(
+                    user_id=account.pk,
+                    reason=form.cleaned_data["reason"],
+                    created_by=request.user,  # type: ignore[arg-type]
+                )
+            except LedgerError as error:
+                form.add_error(None, str(error))
+            else:
+                self.message_user(
+                    request,
+                    f"Forgave {format_usd(entry.amount)}; the balance is now "
+                    f"{format_usd(entry.balance_after)}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:billing_account_change", args=[account.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "account": account,
+            "owed": format_usd(account.owed),
+            "form": form,
+            "title": f"Forgive the debt of {account.user}",
+        }
+        return TemplateResponse(request, "admin/billing/account/forgive.html", context)
 
 
 @admin.register(LedgerEntry)

@@ -29,8 +29,11 @@ call:
 
 The books stay exact at every commit: a grant's `amount` is what it still holds, so
 `Account.reserved` = Σ open reservations and balance = Σ ledger - Σ request costs hold
-as `reconcile` checks them. A grant never lets a request spend money it does not hold,
-so no balance goes below zero through usage.
+as `reconcile` checks them. An answered request is charged its whole actual cost:
+what its hold and its grant's unused part cannot cover (an upstream that answered
+more than the hold allowed for) comes off the balance directly, below zero if need
+be; the account then owes that overrun, is refused until it is paid back, and is
+told once (`billing.services.account_debt_notify`).
 
 Limits, by design:
 - Near the end of a balance, a request can be refused while another relay process
@@ -42,8 +45,11 @@ Limits, by design:
   one flush interval, or `COMET_GRANT_MAX_PENDING` requests): they are not charged.
   Its grants stay held until their lease (`COMET_GRANT_LEASE_SECONDS`, renewed while
   the process lives) ends and `reservation_release_expired` returns them.
-- A request whose actual cost exceeds its hold is charged as far as its hold plus its
-  grant's unused part cover, and the rest is forgiven and logged, as in `metering`.
+- Deleting a token releases its grants at once (`billing.services.token_delete`);
+  requests already admitted from them are charged in full when they settle, and the
+  token's grants take no new holds after `COMET_GRANT_MAX_AGE_SECONDS`.
+
+Locks: accounts, then tokens, then grants, each by id, through `billing.locks`.
 """
 
 import logging
@@ -51,7 +57,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -60,21 +66,21 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Token
+from billing.locks import lock_rows
 from billing.metering import (
     Settlement,
     UsageRefused,
     _balance_refusal,
     _duplicate,
     _execute_one,
-    _log_fields,
     _token_refusal,
-    charge_over_hold,
     settle_parameters,
-    token_charge,
+    usage_charge,
 )
 from billing.models import Account, Reservation
+from billing.services import account_debt_notify
 from logs.models import RequestLog, RequestLogData
-from logs.rollups import SETTLE_CTE, SETTLE_SELECT, rollups_record
+from logs.rollups import SETTLE_CTE, SETTLE_SELECT
 from logs.services import new_ip_notify
 
 logger = logging.getLogger(__name__)
@@ -96,9 +102,14 @@ _LOG = RequestLog._meta.db_table
 
 @dataclass(frozen=True, slots=True)
 class GrantSettlement(Settlement):
-    """One request spent from a grant: written to the books by `grant_settle_many`."""
+    """One request spent from a grant: written to the books by `grant_settle_many`.
+
+    `overrun` is the part of `cost` that neither the request's hold nor its grant's
+    unused part covered: it is charged to the balance directly, below zero if need be.
+    """
 
     grant_id: int
+    overrun: int = 0
 
 
 def grant_take(
@@ -117,21 +128,18 @@ def grant_take(
     With `grant_id`, the amount is added to that grant if it is still open (a new
     one is made otherwise). Raises UsageRefused, as `usage_reserve` would, when not
     even `minimum` is free or the token is disabled, expired or gone; a refusal
-    changes nothing. Locks: account, token, then the grant (as `usage_reserve`).
+    changes nothing. Locks: account, token, then the grant (`billing.locks`).
     """
     now = timezone.now()
     with transaction.atomic():
+        lock_rows(accounts=[user_id], tokens=[token_id], reservations=[grant_id])
         account = (
-            Account.objects.select_for_update()
-            .filter(pk=user_id)
-            .values("balance", "reserved", "is_frozen")
-            .first()
+            Account.objects.filter(pk=user_id).values("balance", "reserved", "is_frozen").first()
         )
         if account is None or account["is_frozen"]:
             raise _balance_refusal(user_id)
         token = (
-            Token.objects.select_for_update()
-            .filter(pk=token_id, user_id=user_id, is_enabled=True)
+            Token.objects.filter(pk=token_id, user_id=user_id, is_enabled=True)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
             .values("quota_remaining", "reserved")
             .first()
@@ -184,13 +192,17 @@ def grant_return(*, grant_id: int, amount: int | None = None) -> int:
     """Free money a grant holds: `amount` of it, or all of it and close the grant.
 
     Returns what was freed (0 if the grant was closed already: its lease ended and
-    `reservation_release_expired` freed it). Locks: the grant, the account, the token,
-    as every settle and release does.
+    `reservation_release_expired` freed it, or its token was deleted).
     """
+    owner = Reservation.objects.filter(pk=grant_id).values("account_id", "token_id").first()
+    if owner is None:
+        return 0
     with transaction.atomic():
+        lock_rows(
+            accounts=[owner["account_id"]], tokens=[owner["token_id"]], reservations=[grant_id]
+        )
         grant = (
-            Reservation.objects.select_for_update()
-            .filter(pk=grant_id, status=Reservation.Status.OPEN)
+            Reservation.objects.filter(pk=grant_id, status=Reservation.Status.OPEN)
             .values("account_id", "token_id", "amount", "token_amount")
             .first()
         )
@@ -212,20 +224,26 @@ def grant_return(*, grant_id: int, amount: int | None = None) -> int:
 
 def grant_renew(*, grant_ids: Sequence[int], lease_seconds: int) -> None:
     """Push back the lease of grants still in use."""
-    Reservation.objects.filter(pk__in=list(grant_ids), status=Reservation.Status.OPEN).update(
-        expires_at=timezone.now() + timedelta(seconds=lease_seconds)
-    )
+    with transaction.atomic():
+        lock_rows(reservations=grant_ids)
+        Reservation.objects.filter(pk__in=list(grant_ids), status=Reservation.Status.OPEN).update(
+            expires_at=timezone.now() + timedelta(seconds=lease_seconds)
+        )
 
 
-# Spend a batch of requests from their grants in ONE statement. Lock order as in
-# `metering._SETTLE_SQL`: the grants by id, then their accounts by id, then their
-# tokens by id. A request id already logged is skipped (ON CONFLICT): settling twice
-# charges once. Requests of a grant that is no longer open (its lease ended) are left
-# to `_settle_late`. Each grant, account and token row is written once per batch.
+# Spend a batch of requests from their grants in ONE statement, run after
+# `lock_rows` locked the batch's accounts, tokens and grants (in that order). A
+# request id already logged is skipped (ON CONFLICT): settling twice charges once.
+# Requests of a grant that is no longer open (its lease ended, its token was
+# deleted) are left to `_settle_late`. Each request is charged its whole cost: its
+# grant pays `cost - overrun`, and the overrun (what neither its hold nor its
+# grant's unused part covered) comes straight off the balance, below zero if need
+# be. Each grant, account and token row is written once per batch.
 _GRANT_SETTLE_SQL = f"""
 WITH input AS (
     SELECT * FROM unnest(
         %(grant_id)b::bigint[], %(request_id)b::varchar[], %(cost)b::bigint[],
+        %(overrun)b::bigint[],
         %(created_at)b::timestamptz[], %(token_name)b::varchar[], %(model)b::varchar[],
         %(channel_id)b::bigint[], %(prompt_tokens)b::integer[], %(completion_tokens)b::integer[],
         %(cached_tokens)b::integer[], %(model_ratio)b::numeric[], %(completion_ratio)b::numeric[],
@@ -233,16 +251,15 @@ WITH input AS (
         %(status_code)b::integer[], %(error_code)b::varchar[], %(latency_ms)b::integer[],
         %(first_token_ms)b::integer[], %(is_stream)b::boolean[], %(usage_estimated)b::boolean[]
     ) WITH ORDINALITY AS i(
-        grant_id, request_id, cost, created_at, token_name, model, channel_id, prompt_tokens,
-        completion_tokens, cached_tokens, model_ratio, completion_ratio, group_ratio,
-        price_per_call, client_ip, status_code, error_code, latency_ms, first_token_ms,
-        is_stream, usage_estimated, ord
+        grant_id, request_id, cost, overrun, created_at, token_name, model, channel_id,
+        prompt_tokens, completion_tokens, cached_tokens, model_ratio, completion_ratio,
+        group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
+        first_token_ms, is_stream, usage_estimated, ord
     )
 ), grants AS (
     SELECT r.id, r.account_id, r.token_id, r.token_amount > 0 AS on_quota
     FROM {_RESERVATION} r
     WHERE r.id IN (SELECT grant_id FROM input) AND r.status = 'open'
-    ORDER BY r.id FOR UPDATE OF r
 ), log AS (
     INSERT INTO {_LOG} (
         created_at, request_id, user_id, token_id, token_name, model, channel_id,
@@ -259,64 +276,62 @@ WITH input AS (
     ON CONFLICT (request_id) DO NOTHING
     RETURNING *
 ), spent AS (
-    SELECT i.grant_id, g.account_id, g.token_id, g.on_quota, log.cost, log.client_ip, i.ord
+    SELECT i.grant_id, g.account_id, g.token_id, g.on_quota, log.cost,
+        log.cost - i.overrun AS held, log.client_ip, i.ord
     FROM log JOIN input i ON i.request_id = log.request_id JOIN grants g ON g.id = i.grant_id
 ), grant_sums AS (
-    SELECT grant_id, sum(cost) AS cost FROM spent GROUP BY grant_id
+    SELECT grant_id, sum(held) AS held FROM spent GROUP BY grant_id
 ), grant_spent AS (
     UPDATE {_RESERVATION} AS r
-    SET amount = r.amount - s.cost,
-        token_amount = CASE WHEN r.token_amount > 0 THEN r.token_amount - s.cost ELSE 0 END,
+    SET amount = r.amount - s.held,
+        token_amount = CASE WHEN r.token_amount > 0 THEN r.token_amount - s.held ELSE 0 END,
         expires_at = %(expires_at)s
     FROM grant_sums s WHERE r.id = s.grant_id
     RETURNING r.id
-), account_locked AS (
-    SELECT a.user_id FROM {_ACCOUNT} a
-    WHERE a.user_id IN (SELECT account_id FROM spent) AND (SELECT count(*) FROM grant_spent) > 0
-    ORDER BY a.user_id FOR UPDATE
 ), account_sums AS (
-    SELECT account_id, sum(cost) AS cost, count(*) AS requests FROM spent GROUP BY account_id
+    SELECT account_id, sum(cost) AS cost, sum(held) AS held, count(*) AS requests
+    FROM spent GROUP BY account_id
 ), account AS (
     UPDATE {_ACCOUNT} AS a
-    SET balance = a.balance - s.cost, reserved = a.reserved - s.cost,
+    SET balance = a.balance - s.cost, reserved = a.reserved - s.held,
         used = a.used + s.cost, request_count = a.request_count + s.requests
     FROM account_sums s
-    WHERE a.user_id = s.account_id AND a.user_id IN (SELECT user_id FROM account_locked)
-    RETURNING a.user_id
-), token_locked AS (
-    SELECT t.id FROM {_TOKEN} t WHERE t.id IN (SELECT token_id FROM spent)
-      AND (SELECT count(*) FROM account) > 0
-    ORDER BY t.id FOR UPDATE
+    WHERE a.user_id = s.account_id
+    RETURNING a.user_id, a.balance
 ), token_sums AS (
     SELECT token_id, sum(cost) AS cost,
-        sum(CASE WHEN on_quota THEN cost ELSE 0 END) AS token_cost, count(*) AS requests,
+        sum(CASE WHEN on_quota THEN held ELSE 0 END) AS token_held, count(*) AS requests,
         (array_agg(client_ip ORDER BY ord DESC))[1] AS client_ip
     FROM spent WHERE token_id IS NOT NULL GROUP BY token_id
 ), token AS (
     UPDATE {_TOKEN} AS t
-    SET reserved = t.reserved - s.token_cost, used = t.used + s.cost,
+    SET reserved = t.reserved - s.token_held, used = t.used + s.cost,
         request_count = t.request_count + s.requests,
+        -- What passes the quota leaves it at what other requests hold: exhausted.
         quota_remaining = CASE WHEN t.quota_remaining IS NULL THEN NULL ELSE
-            GREATEST(t.quota_remaining - s.cost, t.reserved - s.token_cost) END,
+            GREATEST(t.quota_remaining - s.cost, t.reserved - s.token_held) END,
         last_used_at = %(now)s, last_used_ip = s.client_ip
-    FROM token_sums s WHERE t.id = s.token_id AND t.id IN (SELECT id FROM token_locked)
+    FROM token_sums s WHERE t.id = s.token_id
     RETURNING t.id
 ){SETTLE_CTE}
-SELECT (SELECT array_agg(id) FROM grants), {SETTLE_SELECT}
+SELECT (SELECT array_agg(id) FROM grants),
+    (SELECT array_agg(user_id) FROM account WHERE balance < 0), {SETTLE_SELECT}
 """  # noqa: S608
 
 
 def grant_settle_many(settlements: Sequence[GrantSettlement], *, lease_seconds: int) -> None:
     """Write requests spent from grants: log rows, rollups, grant, account and token sums.
 
-    ONE statement on PostgreSQL. A request id already logged changes nothing. A
-    request whose grant was closed under it (the lease ended while the process was
-    stalled) is charged from the account's free balance as far as it covers it.
+    ONE statement on PostgreSQL, after the rows are locked in the one order. A
+    request id already logged changes nothing. A request whose grant was closed
+    under it (the lease ended while the process was stalled, or its token was
+    deleted) is charged its whole cost from the account (`_settle_late`). An
+    account that this leaves owing money is told once (`account_debt_notify`).
     """
     unique: dict[str, GrantSettlement] = {}
     for settlement in settlements:
-        if settlement.cost < 0:
-            raise ValueError("A cost cannot be negative.")
+        if settlement.cost < 0 or not 0 <= settlement.overrun <= settlement.cost:
+            raise ValueError("A cost cannot be negative, nor an overrun outside it.")
         unique.setdefault(settlement.request_id, settlement)
     batch = list(unique.values())
     if not batch:
@@ -326,14 +341,27 @@ def grant_settle_many(settlements: Sequence[GrantSettlement], *, lease_seconds: 
         for settlement in batch:
             _settle_with_orm(settlement, now=now)
         return
+    grant_ids = sorted({settlement.grant_id for settlement in batch})
+    owners = list(
+        Reservation.objects.filter(pk__in=grant_ids).values_list("account_id", "token_id")
+    )
     parameters = {
         **settle_parameters(batch, now),
         "grant_id": [settlement.grant_id for settlement in batch],
+        "overrun": [settlement.overrun for settlement in batch],
         "expires_at": now + timedelta(seconds=lease_seconds),
     }
-    open_grants, new_ip_log_ids = _execute_one(_GRANT_SETTLE_SQL, parameters)
-    for log_id in new_ip_log_ids or ():
-        new_ip_notify(log_id=log_id)
+    with transaction.atomic():
+        lock_rows(
+            accounts=[account_id for account_id, _ in owners],
+            tokens=[token_id for _, token_id in owners],
+            reservations=grant_ids,
+        )
+        open_grants, owing, new_ip_log_ids = _execute_one(_GRANT_SETTLE_SQL, parameters)
+        for log_id in new_ip_log_ids or ():
+            new_ip_notify(log_id=log_id)
+        if owing:
+            account_debt_notify(account_ids=owing)
     open_grants = set(open_grants or ())
     for settlement in batch:
         if settlement.grant_id not in open_grants:
@@ -343,85 +371,72 @@ def grant_settle_many(settlements: Sequence[GrantSettlement], *, lease_seconds: 
 def _settle_with_orm(settlement: GrantSettlement, *, now: datetime) -> None:
     """`grant_settle_many` for one request, with the ORM (SQLite, the embedded default)."""
     with transaction.atomic():
-        grant = (
-            Reservation.objects.select_for_update()
-            .filter(pk=settlement.grant_id, status=Reservation.Status.OPEN)
+        owner = (
+            Reservation.objects.filter(pk=settlement.grant_id)
+            .values("account_id", "token_id")
             .first()
         )
+        if owner is not None:
+            lock_rows(
+                accounts=[owner["account_id"]],
+                tokens=[owner["token_id"]],
+                reservations=[settlement.grant_id],
+            )
+        grant = Reservation.objects.filter(
+            pk=settlement.grant_id, status=Reservation.Status.OPEN
+        ).first()
         if grant is None:
             _settle_late(settlement, now=now)
             return
         if RequestLog.objects.filter(request_id=settlement.request_id).exists():
             return
-        cost = settlement.cost
-        row = RequestLog.objects.create(
+        held = settlement.cost - settlement.overrun
+        on_quota = grant.token_amount > 0
+        Reservation.objects.filter(pk=grant.pk).update(
+            amount=F("amount") - held,
+            token_amount=F("token_amount") - held if on_quota else 0,
+        )
+        usage_charge(
             request_id=settlement.request_id,
             user_id=grant.account_id,
             token_id=grant.token_id,
-            **_log_fields(settlement.log, cost, now),
+            cost=settlement.cost,
+            held=held,
+            token_held=held if on_quota else 0,
+            log=settlement.log,
+            now=now,
         )
-        if rollups_record(log=row):
-            new_ip_notify(log_id=row.pk)
-        on_quota = grant.token_amount > 0
-        Reservation.objects.filter(pk=grant.pk).update(
-            amount=F("amount") - cost,
-            token_amount=F("token_amount") - cost if on_quota else 0,
-        )
-        Account.objects.filter(pk=grant.account_id).update(
-            balance=F("balance") - cost,
-            reserved=F("reserved") - cost,
-            used=F("used") + cost,
-            request_count=F("request_count") + 1,
-        )
-        if grant.token_id is not None:
-            token_charge(
-                token_id=grant.token_id,
-                charged=cost,
-                token_hold=cost if on_quota else 0,
-                log=settlement.log,
-                now=now,
-            )
 
 
 def _settle_late(settlement: GrantSettlement, *, now: datetime) -> None:
-    """Charge a request whose grant was freed before it was written: from what is free."""
+    """Charge a request whose grant was freed before it was written: its whole cost."""
     with transaction.atomic():
-        grant = Reservation.objects.filter(pk=settlement.grant_id).first()
-        if grant is None or RequestLog.objects.filter(request_id=settlement.request_id).exists():
-            return
-        # Locks the account, then the token; nothing is held for it any more.
-        charged = charge_over_hold(
-            user_id=grant.account_id,
-            token_id=grant.token_id,
-            hold=0,
-            token_hold=0,
-            cost=settlement.cost,
+        grant = (
+            Reservation.objects.filter(pk=settlement.grant_id)
+            .values("account_id", "token_id")
+            .first()
         )
-        if charged < settlement.cost:
-            logger.warning(
-                "Request %s cost %d micro-USD, %d more than could be charged; "
-                "the rest is forgiven.",
+        if grant is None:
+            logger.error(
+                "Request %s settled against grant %d, which no longer exists: not charged.",
                 settlement.request_id,
-                settlement.cost,
-                settlement.cost - charged,
+                settlement.grant_id,
             )
-        row = RequestLog.objects.create(
+            return
+        lock_rows(accounts=[grant["account_id"]], tokens=[grant["token_id"]])
+        if RequestLog.objects.filter(request_id=settlement.request_id).exists():
+            return
+        # Nothing is held for it any more: all of it comes off the balance.
+        usage_charge(
             request_id=settlement.request_id,
-            user_id=grant.account_id,
-            token_id=grant.token_id,
-            **_log_fields(settlement.log, charged, now),
+            user_id=grant["account_id"],
+            token_id=grant["token_id"],
+            cost=settlement.cost,
+            held=0,
+            token_held=0,
+            log=settlement.log,
+            now=now,
         )
-        if rollups_record(log=row):
-            new_ip_notify(log_id=row.pk)
-        Account.objects.filter(pk=grant.account_id).update(
-            balance=F("balance") - charged,
-            used=F("used") + charged,
-            request_count=F("request_count") + 1,
-        )
-        if grant.token_id is not None:
-            token_charge(
-                token_id=grant.token_id, charged=charged, token_hold=0, log=settlement.log, now=now
-            )
 
 
 @dataclass(eq=False, slots=True)
@@ -556,26 +571,30 @@ class CreditMeter:
             if hold is None:
                 return False
             grant = hold.grant
-            charged = cost
+            overrun = 0
             if cost > hold.amount:
-                charged = hold.amount + min(cost - hold.amount, grant.available)
-                grant.available -= charged - hold.amount
-                if charged < cost:
+                # Charged in full: the grant's unused part first, then the balance.
+                taken = min(cost - hold.amount, grant.available)
+                grant.available -= taken
+                overrun = cost - hold.amount - taken
+                if overrun:
                     logger.warning(
-                        "Request %s cost %d micro-USD, %d more than its grant held; "
-                        "the rest is forgiven.",
+                        "Request %s cost %d micro-USD, %d more than its hold and grant; "
+                        "charged to the balance.",
                         request_id,
                         cost,
-                        cost - charged,
+                        overrun,
                     )
             else:
                 grant.available += hold.amount - cost
             grant.holds -= 1
             state = self._tokens.get(grant.token_id)
             if state is not None:
-                state.spent += charged
+                state.spent += cost
             self._pending.append(
-                GrantSettlement(grant_id=grant.id, request_id=request_id, cost=charged, log=log)
+                GrantSettlement(
+                    grant_id=grant.id, request_id=request_id, cost=cost, overrun=overrun, log=log
+                )
             )
             self._start_flusher()
             return True
@@ -775,16 +794,29 @@ class CreditMeter:
         except (OperationalError, InterfaceError):
             raise
         except DatabaseError:
-            # A row the database refuses must not hold up the others: one by one, and
-            # the ones refused alone are logged and dropped (not charged).
+            # A row the database refuses must not hold up the others: one by one.
             logger.exception("Writing %d settled requests failed; one by one", len(chunk))
             for settlement in chunk:
-                try:
-                    grant_settle_many([settlement], lease_seconds=self.lease_seconds)
-                except (OperationalError, InterfaceError):
-                    raise
-                except DatabaseError:
-                    logger.exception("Request %s could not be written", settlement.request_id)
+                self._write_alone(settlement)
+
+    def _write_alone(self, settlement: GrantSettlement) -> None:
+        """Write one request; if its row is refused, again without the refused detail.
+
+        An answered request is never dropped: its cost reaches the books even when a
+        detail of its log row (an address, a text) cannot be stored as given. One
+        refused even then stays queued, and is retried at every flush.
+        """
+        for attempt in (settlement, replace(settlement, log=settlement.log.without_details())):
+            try:
+                grant_settle_many([attempt], lease_seconds=self.lease_seconds)
+            except (OperationalError, InterfaceError):
+                raise
+            except DatabaseError:
+                logger.exception("Request %s could not be written", settlement.request_id)
+            else:
+                return
+        with self._lock:
+            self._pending.append(settlement)
 
     def return_all(self) -> None:
         """Write everything and give back every grant no request holds part of now."""

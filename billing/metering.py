@@ -21,29 +21,28 @@ at the rates a busy account needs (bench/billing/README.md).
 A reservation is closed exactly once: its status changes open -> settled or
 open -> released by a conditional UPDATE, which only one caller can win.
 
-Speed: on PostgreSQL the common paths (a reserve, a settle whose cost fits its
-hold) are ONE SQL statement each, run in autocommit: data-modifying CTEs chain
-the conditional UPDATEs so each runs only if the previous one matched, and a
-guard (a division by zero) aborts the whole statement if a later step failed
-after an earlier one succeeded. So the hot account row is locked for one
-statement and its commit, not for a multi-statement transaction. Other
-databases (the embedded SQLite default) and the rare paths use the ORM inside
-`transaction.atomic`.
+Speed: on PostgreSQL a reserve is ONE SQL statement in autocommit: data-modifying
+CTEs chain the conditional UPDATEs so each runs only if the previous one matched,
+and a guard (a division by zero) aborts the whole statement if a later step failed
+after an earlier one succeeded. A settle batch locks its rows in the one order and
+then runs ONE statement for the whole batch. Other databases (the embedded SQLite
+default) and the rare paths use the ORM inside `transaction.atomic`.
 
-Policy when the actual cost exceeds the reservation (the relay under-estimated,
-or a lease expired and the reservation was released before the settle arrived):
-the cost is charged as far as the account's available balance (and the token's
-remaining quota) covers it -- the hold plus whatever is still free -- and the rest
-is forgiven and logged as a warning. A balance never goes negative and the books
-stay exact, because the request log row records the cost actually charged. The
-relay should reserve the true maximum (max_tokens at the model's price).
+Policy when the actual cost exceeds the reservation (the upstream answered more
+than the hold allowed for, or a lease expired and the reservation was released
+before the settle arrived): the request is charged its whole actual cost. What
+the hold does not cover comes off the balance, below zero if need be; the account
+then owes it, is refused (402) until a recharge or code pays it back, and is told
+once. Nothing answered is forgiven; only an admin may forgive a debt, as an audited
+ledger entry (`billing.services.account_debt_forgive`).
 
 A token that had no quota when the request reserved but was given one before it
 settled is charged in `used`, and its quota goes down as far as it can without
 dropping below what other requests hold.
 
-Locks: account row, then token row, in every path (see `billing.services`), so
-two transactions never wait on each other in a cycle.
+Locks: accounts, then tokens, then reservations, each by id, in every path that
+locks more than one row (`billing.locks.lock_rows`), so two transactions never wait
+on each other in a cycle.
 """
 
 import asyncio
@@ -63,7 +62,10 @@ from psycopg.errors import DivisionByZero
 from psycopg.pq import TransactionStatus
 
 from accounts.models import Token
+from billing.locks import lock_rows
 from billing.models import Account, Reservation
+from billing.money import format_usd
+from billing.services import account_debt_notify
 from logs.models import RequestLog, RequestLogData
 from logs.rollups import SETTLE_CTE, SETTLE_SELECT, rollups_record
 from logs.services import new_ip_notify
@@ -126,18 +128,13 @@ SELECT
               AND (SELECT count(*) FROM reservation) = 0 THEN 0 ELSE 1 END)
 """  # noqa: S608
 
-# Settle a batch of requests (one for `usage_settle`) in ONE statement. `input` is
-# the batch, one row per request id (the caller drops repeats). Only reservations
-# still open whose hold covers the cost are claimed here; the others are left to the
-# ORM path. Locks are taken in one order by every batch: the claimed reservations
-# by id, then their accounts by id, then their tokens by id (`ORDER BY ... FOR
-# UPDATE`, and each UPDATE touches only rows already locked that way), so two
-# batches never wait on each other in a cycle. Each account and each token is
-# updated once with the batch's sums: the hot account row is written once per batch.
-# The log rows hang off `claimed` only, so they are written while the main query
-# runs; `account` and `token`, which nothing reads, run after it: the account rows
-# are locked as late as possible. The rollup increments (`logs.rollups.SETTLE_CTE`)
-# hang off `log`: same statement, same commit.
+# Settle a batch of requests (one for `usage_settle`) in ONE statement, run after
+# `lock_rows` locked the batch's accounts, tokens and reservations (in that order).
+# `input` is the batch, one row per request id (the caller drops repeats). Only
+# reservations still open whose hold covers the cost are claimed here; the others
+# are left to the ORM path. Each account and each token is updated once with the
+# batch's sums: the hot account row is written once per batch. The rollup
+# increments (`logs.rollups.SETTLE_CTE`) hang off `log`: same statement, same commit.
 _SETTLE_SQL = f"""
 WITH input AS (
     SELECT * FROM unnest(
@@ -154,19 +151,11 @@ WITH input AS (
         price_per_call, client_ip, status_code, error_code, latency_ms, first_token_ms,
         is_stream, usage_estimated, ord
     )
-), claimable AS (
-    SELECT r.id FROM {_RESERVATION} r JOIN input ON input.request_id = r.request_id
-    WHERE r.status = 'open' AND r.amount >= input.cost
-    ORDER BY r.id FOR UPDATE OF r
 ), claimed AS (
     UPDATE {_RESERVATION} AS r SET status = 'settled'
     FROM input
-    WHERE r.id IN (SELECT id FROM claimable) AND input.request_id = r.request_id
-      AND r.status = 'open' AND r.amount >= input.cost
+    WHERE input.request_id = r.request_id AND r.status = 'open' AND r.amount >= input.cost
     RETURNING r.account_id, r.token_id, r.amount, r.token_amount, input.*
-), account_locked AS (
-    SELECT a.user_id FROM {_ACCOUNT} a WHERE a.user_id IN (SELECT account_id FROM claimed)
-    ORDER BY a.user_id FOR UPDATE
 ), account_sums AS (
     SELECT account_id, sum(cost) AS cost, sum(amount) AS amount, count(*) AS requests
     FROM claimed GROUP BY account_id
@@ -174,13 +163,8 @@ WITH input AS (
     UPDATE {_ACCOUNT} AS a
     SET balance = a.balance - s.cost, reserved = a.reserved - s.amount,
         used = a.used + s.cost, request_count = a.request_count + s.requests
-    FROM account_sums s
-    WHERE a.user_id = s.account_id AND a.user_id IN (SELECT user_id FROM account_locked)
+    FROM account_sums s WHERE a.user_id = s.account_id
     RETURNING a.user_id
-), token_locked AS (
-    SELECT t.id FROM {_TOKEN} t WHERE t.id IN (SELECT token_id FROM claimed)
-      AND (SELECT count(*) FROM account) > 0
-    ORDER BY t.id FOR UPDATE
 ), token_sums AS (
     SELECT token_id, sum(cost) AS cost, sum(token_amount) AS token_amount,
         count(*) AS requests, (array_agg(client_ip ORDER BY ord DESC))[1] AS client_ip
@@ -193,7 +177,7 @@ WITH input AS (
         quota_remaining = CASE WHEN t.quota_remaining IS NULL THEN NULL ELSE
             GREATEST(t.quota_remaining - s.cost, t.reserved - s.token_amount) END,
         last_used_at = %(now)s, last_used_ip = s.client_ip
-    FROM token_sums s WHERE t.id = s.token_id AND t.id IN (SELECT id FROM token_locked)
+    FROM token_sums s WHERE t.id = s.token_id
     RETURNING t.id
 ), log AS (
     INSERT INTO {_LOG} (
@@ -434,11 +418,22 @@ def _duplicate(request_id: str) -> UsageRefused:
 
 
 def _balance_refusal(user_id: int | None = None) -> UsageRefused:
-    if user_id is not None and Account.objects.filter(pk=user_id, is_frozen=True).exists():
+    account = (
+        Account.objects.filter(pk=user_id).values("is_frozen", "balance").first()
+        if user_id is not None
+        else None
+    )
+    if account is not None and account["is_frozen"]:
         return UsageRefused(
             "account_frozen",
             "A payment dispute froze this account: requests are refused until it is resolved. "
             "Contact support.",
+        )
+    if account is not None and account["balance"] < 0:
+        return UsageRefused(
+            "insufficient_quota",
+            f"Your account owes {format_usd(-account['balance'])}: requests are refused "
+            "until a top-up or a redemption code pays it back.",
         )
     return UsageRefused(
         "insufficient_quota",
@@ -543,9 +538,20 @@ def usage_settle_many(settlements: Sequence[Settlement]) -> list[Exception | Non
 
 def _settle_batch(batch: list[Settlement], indexes: list[int], now: datetime) -> list[int]:
     """Run the batch statement; return the indexes it left to the ORM path."""
-    claimed, new_ip_log_ids = _execute_one(_SETTLE_SQL, settle_parameters(batch, now))
-    for log_id in new_ip_log_ids or ():
-        new_ip_notify(log_id=log_id)
+    owners = list(
+        Reservation.objects.filter(
+            request_id__in=[item.request_id for item in batch], status=Reservation.Status.OPEN
+        ).values_list("pk", "account_id", "token_id")
+    )
+    with transaction.atomic():
+        lock_rows(
+            accounts=[account_id for _, account_id, _ in owners],
+            tokens=[token_id for _, _, token_id in owners],
+            reservations=[pk for pk, _, _ in owners],
+        )
+        claimed, new_ip_log_ids = _execute_one(_SETTLE_SQL, settle_parameters(batch, now))
+        for log_id in new_ip_log_ids or ():
+            new_ip_notify(log_id=log_id)
     settled = set(claimed or ())
     return [
         index for index, item in zip(indexes, batch, strict=True) if item.request_id not in settled
@@ -572,6 +578,16 @@ def settle_parameters(settlements: Sequence[Settlement], now: datetime) -> dict:
 
 def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: datetime) -> None:
     with transaction.atomic():
+        owner = (
+            Reservation.objects.filter(request_id=request_id)
+            .values("pk", "account_id", "token_id")
+            .first()
+        )
+        if owner is None:
+            raise ValueError(f"No reservation for request id {request_id}.")
+        lock_rows(
+            accounts=[owner["account_id"]], tokens=[owner["token_id"]], reservations=[owner["pk"]]
+        )
         claimed = _reservation_close(
             request_id=request_id,
             from_status=Reservation.Status.OPEN,
@@ -587,42 +603,53 @@ def _settle_with_orm(*, request_id: str, cost: int, log: RequestLogData, now: da
             )
             is_late = True
         if claimed is None:
-            if Reservation.objects.filter(request_id=request_id).exists():
-                return  # Already settled: idempotent.
-            raise ValueError(f"No reservation for request id {request_id}.")
+            return  # Already settled: idempotent.
         user_id, token_id, held, token_held = claimed
-        hold, token_hold = (0, 0) if is_late else (held, token_held)
-        charged = cost
-        if cost > hold:
-            charged = charge_over_hold(
-                user_id=user_id, token_id=token_id, hold=hold, token_hold=token_hold, cost=cost
-            )
-            if charged < cost:
-                logger.warning(
-                    "Request %s cost %d micro-USD, %d more than could be charged; "
-                    "the rest is forgiven.",
-                    request_id,
-                    cost,
-                    cost - charged,
-                )
-        row = RequestLog.objects.create(
+        usage_charge(
             request_id=request_id,
             user_id=user_id,
             token_id=token_id,
-            **_log_fields(log, charged, now),
+            cost=cost,
+            held=0 if is_late else held,
+            token_held=0 if is_late else token_held,
+            log=log,
+            now=now,
         )
-        if rollups_record(log=row):
-            new_ip_notify(log_id=row.pk)
-        Account.objects.filter(pk=user_id).update(
-            balance=F("balance") - charged,
-            reserved=F("reserved") - hold,
-            used=F("used") + charged,
-            request_count=F("request_count") + 1,
-        )
-        if token_id is not None:
-            token_charge(
-                token_id=token_id, charged=charged, token_hold=token_hold, log=log, now=now
-            )
+
+
+def usage_charge(
+    *,
+    request_id: str,
+    user_id: int,
+    token_id: int | None,
+    cost: int,
+    held: int,
+    token_held: int,
+    log: RequestLogData,
+    now: datetime,
+) -> None:
+    """Write one request's log row and charge its whole cost; free what it held.
+
+    The ORM's settle, for every path that is not one batch statement. The caller
+    has locked the account and the token (`billing.locks.lock_rows`) in its
+    transaction. A cost above `held` comes off the balance, below zero if need be:
+    the account then owes it, and is told once.
+    """
+    row = RequestLog.objects.create(
+        request_id=request_id, user_id=user_id, token_id=token_id, **_log_fields(log, cost, now)
+    )
+    if rollups_record(log=row):
+        new_ip_notify(log_id=row.pk)
+    Account.objects.filter(pk=user_id).update(
+        balance=F("balance") - cost,
+        reserved=F("reserved") - held,
+        used=F("used") + cost,
+        request_count=F("request_count") + 1,
+    )
+    if token_id is not None:
+        token_charge(token_id=token_id, charged=cost, token_hold=token_held, log=log, now=now)
+    if cost > held and Account.objects.filter(pk=user_id, balance__lt=0).exists():
+        account_debt_notify(account_ids=[user_id])
 
 
 def token_charge(
@@ -668,29 +695,26 @@ def _log_fields(log: RequestLogData, cost: int, now: datetime) -> dict:
     }
 
 
-def charge_over_hold(
-    *, user_id: int, token_id: int | None, hold: int, token_hold: int, cost: int
-) -> int:
-    """Return what may be charged when `cost` exceeds `hold` (locks account, then token)."""
-    account = Account.objects.select_for_update().get(pk=user_id)
-    allowed = min(cost, hold + account.balance - account.reserved)
-    if token_id is not None:
-        token = Token.objects.select_for_update().filter(pk=token_id).first()
-        if token is not None and token.quota_remaining is not None:
-            allowed = min(allowed, token_hold + token.quota_remaining - token.reserved)
-    return max(0, allowed)
-
-
 def usage_release(*, request_id: str) -> None:
     """Free the hold of a request that will not be settled (it failed upstream)."""
     with transaction.atomic():
+        owner = (
+            Reservation.objects.filter(request_id=request_id, status=Reservation.Status.OPEN)
+            .values("pk", "account_id", "token_id")
+            .first()
+        )
+        if owner is None:
+            return  # Already settled or released, or never reserved.
+        lock_rows(
+            accounts=[owner["account_id"]], tokens=[owner["token_id"]], reservations=[owner["pk"]]
+        )
         claimed = _reservation_close(
             request_id=request_id,
             from_status=Reservation.Status.OPEN,
             to_status=Reservation.Status.RELEASED,
         )
         if claimed is None:
-            return  # Already settled or released, or never reserved.
+            return  # Settled or released meanwhile.
         user_id, token_id, hold, token_hold = claimed
         Account.objects.filter(pk=user_id).update(reserved=F("reserved") - hold)
         if token_id is not None and token_hold:

@@ -16,11 +16,15 @@ class Account(models.Model):
     """A user's money: balance, what is held for in-flight requests, lifetime totals.
 
     `balance` only changes through `billing.services` (ledger entries) and
-    `billing.metering` (usage), always by conditional UPDATEs, never by
-    read-then-write in Python. `reserved` is the sum of open reservations; what a
-    user may still spend is `balance - reserved`. Only a refund or a lost payment
-    dispute may take the balance below what is reserved, even below zero: the
-    money was taken back, and reservations are then refused until a top-up.
+    `billing.metering` / `billing.grants` (usage), by conditional UPDATEs or under
+    the row locks of `billing.locks`, never by read-then-write in Python.
+    `reserved` is the sum of open reservations; what a user may still spend is
+    `balance - reserved`. The balance may go below zero: an answered request is
+    charged its whole cost even when that is more than its hold and the free
+    balance covered, and a refund or a lost payment dispute takes back money
+    already spent. A balance below zero is owed: new requests are refused until a
+    top-up or a code pays it back, the customer is emailed once
+    (`debt_notified_at`), and only an admin may forgive it, as a ledger entry.
     """
 
     user = models.OneToOneField(
@@ -34,6 +38,8 @@ class Account(models.Model):
     # A payment dispute freezes the account: reservations are refused until it closes.
     is_frozen = models.BooleanField(default=False)
     frozen_reason = models.CharField(max_length=200, blank=True)
+    # When the customer was told the account owes money; cleared once it is paid back.
+    debt_notified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -52,6 +58,11 @@ class Account(models.Model):
     @property
     def available(self) -> int:
         return self.balance - self.reserved
+
+    @property
+    def owed(self) -> int:
+        """What the account owes (micro-USD): a balance below zero, else 0."""
+        return max(0, -self.balance)
 
 
 class LedgerEntry(models.Model):
@@ -72,6 +83,7 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "Refund"
         DISPUTE = "dispute", "Dispute"
         USAGE_SETTLEMENT = "usage_settlement", "Usage settlement"
+        DEBT_FORGIVEN = "debt_forgiven", "Debt forgiven"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_entries")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -24,6 +24,21 @@ class RechargeQuote:
     amount_minor: int
     full_amount_minor: int
     next_tier: RechargeTier | None
+    # What the account owes now: the credit pays it back first.
+    owed: int = 0
+
+    @property
+    def spendable(self) -> int:
+        """What the top-up adds to what may be spent, once the debt is paid back."""
+        return self.credit - self.owed
+
+    @property
+    def owed_display(self) -> str:
+        return format_usd(-self.owed)
+
+    @property
+    def spendable_display(self) -> str:
+        return format_usd(self.spendable)
 
     @property
     def display(self) -> str:
@@ -61,7 +76,9 @@ def recharge_quote(
     from billing.models import Account
 
     row = settings_row or recharge_settings()
-    recharged = Account.objects.filter(pk=user_id).values_list("recharged", flat=True).first() or 0
+    recharged, balance = Account.objects.filter(pk=user_id).values_list(
+        "recharged", "balance"
+    ).first() or (0, 0)
     tiers = list(RechargeTier.objects.order_by("threshold"))
     single = [t for t in tiers if t.kind == RechargeTier.Kind.SINGLE and t.threshold <= credit]
     lifetime = [
@@ -94,6 +111,7 @@ def recharge_quote(
         None,
     )
     return RechargeQuote(
+        owed=max(0, -balance),
         credit=credit,
         currency=row.currency.lower(),
         price_per_usd=row.price_per_usd,

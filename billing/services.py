@@ -2,20 +2,30 @@
 
 Every balance change other than per-request usage (see `billing.metering`) is
 one ledger entry written here, in the same transaction as a conditional UPDATE of
-the account row. Rows are locked in one order everywhere -- account, then token
-(see `billing.metering`) -- so two transactions never wait on each other in a cycle.
+the account row. Rows are locked in one order everywhere -- accounts, tokens,
+reservations (`billing.locks`) -- so two transactions never wait on each other in a
+cycle.
 """
 
 import uuid
+from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Sum
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
 
-from accounts.models import User
-from billing.models import Account, LedgerEntry
-from billing.money import usd_to_micro
+from accounts.models import Token, User
+from accounts.tokens import token_cache_invalidate
+from billing.locks import lock_rows
+from billing.models import Account, LedgerEntry, Reservation
+from billing.money import format_usd, usd_to_micro
+from comet.links import public_url
 
 
 class LedgerError(Exception):
@@ -102,12 +112,19 @@ def ledger_entry_record(
                     "this debit; nothing was changed."
                 )
             # The UPDATE above holds the row lock until commit: this read is exact.
-            balance_after = Account.objects.filter(pk=user_id).values_list("balance", flat=True)
+            balance_after = (
+                Account.objects.filter(pk=user_id).values_list("balance", flat=True).get()
+            )
+            if amount > 0 and balance_after >= 0:
+                # Paid back: a later debt is told again.
+                Account.objects.filter(pk=user_id, debt_notified_at__isnull=False).update(
+                    debt_notified_at=None
+                )
             return LedgerEntry.objects.create(
                 account_id=user_id,
                 kind=kind,
                 amount=amount,
-                balance_after=balance_after.get(),
+                balance_after=balance_after,
                 idempotency_key=idempotency_key,
                 reason=reason,
                 created_by=created_by,
@@ -218,3 +235,96 @@ def usage_settlement_record(*, user_id: int, through_log_id: int) -> LedgerEntry
             reason=f"Request costs up to log #{through_log_id}",
             usage_through_log_id=through_log_id,
         )
+
+
+def account_debt_notify(*, account_ids: Iterable[int]) -> None:
+    """Email, once, each of these accounts that owes money and was not told yet.
+
+    Called by the settle paths when a request was charged more than its hold; the
+    email task claims the account (`account_debt_email_send`) after commit.
+    """
+    from billing.tasks import account_debt_email_task
+
+    owing = list(
+        Account.objects.filter(
+            pk__in=list(account_ids), balance__lt=0, debt_notified_at__isnull=True
+        ).values_list("pk", flat=True)
+    )
+    for account_id in owing:
+        transaction.on_commit(partial(account_debt_email_task.delay, account_id))
+
+
+def account_debt_forgive(*, user_id: int, reason: str, created_by: User | None) -> LedgerEntry:
+    """Forgive what an account owes, as one audited ledger entry that brings it to zero."""
+    if not reason.strip():
+        raise LedgerError("Forgiving a debt needs a reason.")
+    with transaction.atomic():
+        lock_rows(accounts=[user_id])
+        balance = Account.objects.filter(pk=user_id).values_list("balance", flat=True).first()
+        if balance is None:
+            raise LedgerError("This user has no account.")
+        if balance >= 0:
+            raise LedgerError("This account owes nothing; nothing was changed.")
+        return ledger_entry_record(
+            user_id=user_id,
+            kind=LedgerEntry.Kind.DEBT_FORGIVEN,
+            amount=-balance,
+            idempotency_key=f"forgive:{uuid.uuid4()}",
+            reason=reason.strip(),
+            created_by=created_by,
+        )
+
+
+def token_delete(*, token: Token) -> None:
+    """Delete a token, even while requests use it; its request logs keep its name.
+
+    What its grants and reservations hold goes back to the account at once. The
+    requests they already admitted are charged in full when they settle (logged
+    without the token); new requests are refused within a second. Locks the
+    account, the token, then its open reservations, in the one order.
+    """
+    with transaction.atomic():
+        lock_rows(accounts=[token.user_id], tokens=[token.pk])
+        # Every path that makes a reservation locks the account first: none can appear now.
+        open_reservations = Reservation.objects.filter(
+            token_id=token.pk, status=Reservation.Status.OPEN
+        )
+        lock_rows(reservations=open_reservations.values_list("pk", flat=True))
+        held = list(open_reservations.values_list("pk", "amount"))
+        if held:
+            Reservation.objects.filter(pk__in=[pk for pk, _ in held]).update(
+                status=Reservation.Status.RELEASED
+            )
+            Account.objects.filter(pk=token.user_id).update(
+                reserved=F("reserved") - sum(amount for _, amount in held)
+            )
+        Reservation.objects.filter(token_id=token.pk).update(token=None)
+        token_cache_invalidate(token.key_hash)
+        Token.objects.filter(pk=token.pk).delete()
+
+
+def account_debt_email_send(*, account_id: int) -> bool:
+    """Email the "your account owes" notice once; return False if nothing was sent."""
+    claimed = Account.objects.filter(
+        pk=account_id, balance__lt=0, debt_notified_at__isnull=True
+    ).update(debt_notified_at=timezone.now())
+    if not claimed:
+        return False
+    account = Account.objects.select_related("user").get(pk=account_id)
+    context = {
+        "owed": format_usd(account.owed),
+        "site_name": settings.COMET_SITE_NAME,
+        "recharge_url": public_url(reverse("console:recharge")),
+    }
+    try:
+        send_mail(
+            subject=f"[{settings.COMET_SITE_NAME}] Your account owes {context['owed']}",
+            message=render_to_string("emails/debt.txt", context),
+            from_email=None,
+            recipient_list=[account.user.email],
+        )
+    except Exception:
+        # Let the retry send it: give the claim back.
+        Account.objects.filter(pk=account_id).update(debt_notified_at=None)
+        raise
+    return True

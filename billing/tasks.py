@@ -15,6 +15,7 @@ from billing.metering import reservation_release_expired
 from billing.models import OrderEvent, RechargeOrder
 from billing.money import format_minor, format_usd
 from billing.recharge import order_credit, orders_needing_notice, orders_sweep
+from billing.services import account_debt_email_send
 from comet.links import public_url
 
 logger = logging.getLogger(__name__)
@@ -123,3 +124,9 @@ def order_receipt_send_task(order_id: int) -> None:
         with transaction.atomic():
             RechargeOrder.objects.filter(pk=order_id).update(receipt_sent_at=None)
         raise
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def account_debt_email_task(account_id: int) -> None:
+    """Tell a customer, once, that their account owes money."""
+    account_debt_email_send(account_id=account_id)

@@ -122,7 +122,9 @@ def user_quota(request: HttpRequest) -> JsonResponse:
                     "name": token.name,
                     "remain_quota": -1
                     if token.quota_remaining is None
-                    else micro_to_json(token.quota_remaining),
+                    # Past its quota a token is exhausted: 0, never a negative
+                    # that could read as -1, unlimited.
+                    else micro_to_json(max(0, token.quota_remaining)),
                     "used_quota": micro_to_json(token.used),
                 }
                 for token in tokens

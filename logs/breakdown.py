@@ -82,7 +82,11 @@ def _with_note(log: RequestLog, *, formula: str, worked: str, computed: int) -> 
                 "model's lower cached-input price."
             )
         elif log.cost < computed:
-            note = "Less was charged than the formula gives: the rest was forgiven."
+            # Only rows from before every answered request was charged in full.
+            note = (
+                "Less was charged than the formula gives: until 2026-12-05 the part of a "
+                "cost above what the request held was not charged."
+            )
         else:
             note = "More was charged than the formula gives: contact support."
     if log.usage_estimated:

@@ -1,8 +1,12 @@
 """What the relay hands to `usage_settle` about one request (never its content)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+
+from comet.clientaddress import UNKNOWN_ADDRESS
+
+_INT4_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,3 +36,32 @@ class RequestLogData:
     is_stream: bool = False
     usage_estimated: bool = False
     created_at: datetime | None = field(default=None)
+
+    def without_details(self) -> "RequestLogData":
+        """The same request with every detail the database might refuse made storable.
+
+        A settled request whose row was refused is written again with this: the
+        address becomes `UNKNOWN_ADDRESS`, texts lose NULs and are cut to their
+        columns, counts are capped to what an integer column holds. The cost is
+        given separately and never changes: the charge stands.
+        """
+
+        def text(value: str, limit: int) -> str:
+            return value.replace("\x00", "").encode("utf-8", "replace").decode()[:limit]
+
+        def count(value: int | None) -> int | None:
+            return None if value is None else max(0, min(value, _INT4_MAX))
+
+        return replace(
+            self,
+            model=text(self.model, 200) or "unknown",
+            client_ip=UNKNOWN_ADDRESS,
+            token_name=text(self.token_name, 100),
+            prompt_tokens=count(self.prompt_tokens) or 0,
+            completion_tokens=count(self.completion_tokens) or 0,
+            cached_tokens=count(self.cached_tokens) or 0,
+            error_code=text(self.error_code, 64),
+            latency_ms=count(self.latency_ms) or 0,
+            first_token_ms=count(self.first_token_ms),
+            status_code=count(self.status_code) or 0,
+        )

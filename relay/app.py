@@ -75,6 +75,10 @@ MAX_RESERVED_PROMPT_TOKENS = 1_000_000
 # and low enough that its reservation stays a sane amount of money.
 MAX_COMPLETION_TOKENS = 1_000_000
 COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens")
+# Each choice an upstream generates is billed: `n` answers, or `best_of` candidates
+# (legacy completions) of which `n` are returned. Bounded like OpenAI's own limit.
+CHOICE_KEYS = ("n", "best_of")
+MAX_CHOICES = 128
 
 
 # HTTP status of each reason the money core gives for refusing a reservation.
@@ -172,7 +176,8 @@ def _call_cost(price: ModelPrice) -> int:
 def reservation_amount(
     *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
 ) -> int:
-    """Return the most a request can cost: its whole body as prompt, plus its max_tokens."""
+    """Return the most a request can cost: its whole body as prompt, plus its max_tokens
+    for every choice it asks for (`n`, `best_of`)."""
     if price.price_per_call is not None or price.model_ratio is None:
         return _call_cost(price)
     completion = 0
@@ -183,6 +188,9 @@ def reservation_amount(
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 completion = value
                 break
+        completion *= max(
+            [1] + [body[key] for key in CHOICE_KEYS if isinstance(body.get(key), int)]
+        )
     return request_cost(
         prompt_tokens=min(body_size, MAX_RESERVED_PROMPT_TOKENS),
         completion_tokens=completion,
@@ -197,8 +205,9 @@ def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[s
 
     Refused here, before anything is reserved: what is not JSON (invalid UTF-8,
     nesting deeper than `comet.inputs.MAX_JSON_DEPTH`), a body that is not an object,
-    a model name no database can hold (NUL, a lone surrogate) and a completion limit
-    that is not a whole number from 1 to MAX_COMPLETION_TOKENS.
+    a model name no database can hold (NUL, a lone surrogate), a completion limit
+    that is not a whole number from 1 to MAX_COMPLETION_TOKENS, and a number of
+    choices (`n`, `best_of`) that is not one from 1 to MAX_CHOICES.
     """
     try:
         body = json_loads(raw_body)
@@ -228,6 +237,21 @@ def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[s
                 raise RelayError(
                     400,
                     f"'{key}' must be a whole number from 1 to {MAX_COMPLETION_TOKENS}.",
+                    code="invalid_value",
+                    param=key,
+                )
+        for key in CHOICE_KEYS:
+            value = body.get(key)
+            if value is None:
+                continue
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 1 <= value <= MAX_CHOICES
+            ):
+                raise RelayError(
+                    400,
+                    f"'{key}' must be a whole number from 1 to {MAX_CHOICES}.",
                     code="invalid_value",
                     param=key,
                 )

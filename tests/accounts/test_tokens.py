@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from accounts.models import Token
-from accounts.services import token_create, token_delete, token_set_enabled, token_update
+from accounts.services import token_create, token_set_enabled, token_update
 from accounts.tokens import (
     KEY_LENGTH,
     atoken_authenticate,
@@ -20,6 +20,7 @@ from accounts.tokens import (
     key_is_well_formed,
     token_authenticate,
 )
+from billing.services import token_delete
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,7 @@
 """Credit grants (billing.grants) against PostgreSQL: exact books under real threads."""
 
 import asyncio
+import dataclasses
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ from billing.grants import (
 from billing.metering import UsageRefused, reservation_release_expired
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
+from comet.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog, RequestLogData
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
 from tests.factories import UserFactory
@@ -261,7 +263,7 @@ def test_duplicate_request_ids_and_double_settles_charge_once():
     assert books_drift() == []
 
 
-def test_a_cost_over_the_hold_takes_from_the_grant_and_the_rest_is_forgiven():
+def test_a_cost_over_the_hold_takes_from_the_grant_then_from_the_balance_in_full():
     user = UserFactory()
     fund(user, 100_000)
     token, _ = make_token(user)
@@ -272,10 +274,33 @@ def test_a_cost_over_the_hold_takes_from_the_grant_and_the_rest_is_forgiven():
     meter.reserve(token_id=token.pk, user_id=user.pk, request_id="way-over", amount=100)
     assert meter.settle(request_id="way-over", cost=10_000, log=LOG)
     meter.close()
-    # 1,500, then the hold of 100 plus the 400 left in the grant.
-    assert _account(user) == (100_000 - 2_000, 0, 2_000, 2)
-    assert list(RequestLog.objects.order_by("id").values_list("cost", flat=True)) == [1_500, 500]
+    # 1,500, then all of 10,000: the hold of 100, the 400 left in the grant, and
+    # 9,500 straight from the free balance. Nothing is forgiven.
+    assert _account(user) == (100_000 - 11_500, 0, 11_500, 2)
+    assert list(RequestLog.objects.order_by("id").values_list("cost", flat=True)) == [
+        1_500,
+        10_000,
+    ]
     assert books_drift() == []
+
+
+def test_an_overrun_past_the_balance_leaves_the_account_owing_and_refused(mailoutbox):
+    user = UserFactory()
+    fund(user, 5_000)
+    token, _ = make_token(user)
+    meter = _meter(max_grant=2_000)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="n-1000", amount=1_000)
+    assert meter.settle(request_id="n-1000", cost=1_000_000, log=LOG)
+    meter.flush()
+
+    assert _account(user) == (5_000 - 1_000_000, 0, 1_000_000, 1)
+    assert RequestLog.objects.get().cost == 1_000_000
+    assert books_drift() == []
+    with pytest.raises(UsageRefused) as refused:
+        meter.reserve(token_id=token.pk, user_id=user.pk, request_id="next", amount=1)
+    assert refused.value.code == "insufficient_quota"
+    meter.close()
+    assert len(mailoutbox) == 1
 
 
 def test_a_dead_process_loses_only_what_it_had_not_written_and_its_grant_is_freed():
@@ -304,7 +329,7 @@ def test_a_dead_process_loses_only_what_it_had_not_written_and_its_grant_is_free
     assert books_drift() == []
 
 
-def test_a_request_written_after_its_grant_was_freed_is_charged_from_the_free_balance():
+def test_a_request_written_after_its_grant_was_freed_is_charged_in_full():
     user = UserFactory()
     fund(user, 10_000)
     token, _ = make_token(user)
@@ -322,8 +347,8 @@ def test_a_request_written_after_its_grant_was_freed_is_charged_from_the_free_ba
         ],
         lease_seconds=60,
     )
-    # The second is charged the 4,000 that was left, and the rest forgiven.
-    assert _account(user) == (0, 0, 10_000, 2)
+    # Both are charged in full: the account owes the 2,000 the balance lacked.
+    assert _account(user) == (-2_000, 0, 12_000, 2)
     assert books_drift() == []
 
 
@@ -474,4 +499,36 @@ def test_a_process_gives_back_its_other_grants_before_refusing():
         meter.settle(request_id=request_id, cost=cost, log=LOG)
     meter.close()
     assert _account(user) == (0, 0, 100_000, 3)
+    assert books_drift() == []
+
+
+def test_a_settled_request_whose_row_is_refused_is_still_written_and_charged():
+    # Given answered requests whose log rows the database refuses as given: an
+    # address inet does not take, a NUL in a text, a count past an integer column
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    meter = _meter(background=False)
+    refused_as_given = {
+        "zone-id": dataclasses.replace(LOG, client_ip="fe80::1%eth0"),
+        "script": dataclasses.replace(LOG, client_ip="<script>"),
+        "nul": dataclasses.replace(LOG, token_name="te\x00st", error_code="x" * 500),
+        "huge": dataclasses.replace(LOG, completion_tokens=10**12),
+    }
+    for request_id, log in [("fine", LOG), *refused_as_given.items()]:
+        meter.reserve(token_id=token.pk, user_id=user.pk, request_id=request_id, amount=1_000)
+        assert meter.settle(request_id=request_id, cost=900, log=log)
+
+    # When the writer writes them
+    meter.close()
+
+    # Then every one is logged and charged; only the refused detail was dropped
+    logs = {log.request_id: log for log in RequestLog.objects.all()}
+    assert set(logs) == {"fine", *refused_as_given}
+    assert str(logs["fine"].client_ip) == "203.0.113.7"
+    assert str(logs["zone-id"].client_ip) == UNKNOWN_ADDRESS
+    assert logs["nul"].token_name == "test"
+    assert logs["huge"].completion_tokens == 2**31 - 1
+    assert _account(user) == (1_000_000 - 5 * 900, 0, 5 * 900, 5)
+    assert meter.pending == 0
     assert books_drift() == []

@@ -14,6 +14,7 @@ from billing.metering import (
 )
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
+from billing.services import token_delete
 from billing.tasks import reservation_release_expired_task
 from logs.models import RequestLog
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token
@@ -213,20 +214,31 @@ def test_a_reused_request_id_is_refused_and_changes_nothing(funded):
     assert books_snapshot() == before
 
 
-def test_a_cost_above_the_hold_is_charged_as_far_as_the_balance_covers(user):
+def test_a_cost_above_the_hold_is_charged_in_full_and_the_overrun_is_owed(
+    user, mailoutbox, django_capture_on_commit_callbacks
+):
     fund(user, 100_000)
     token, _ = make_token(user)
     usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=10_000)
 
-    usage_settle(request_id="r1", cost=250_000, log=LOG)
+    with django_capture_on_commit_callbacks(execute=True):
+        usage_settle(request_id="r1", cost=250_000, log=LOG)
 
     account = Account.objects.get(user=user)
-    assert (account.balance, account.reserved, account.used) == (0, 0, 100_000)
-    assert RequestLog.objects.get().cost == 100_000
+    assert (account.balance, account.reserved, account.used) == (-150_000, 0, 250_000)
+    assert account.owed == 150_000
+    assert RequestLog.objects.get().cost == 250_000
     assert books_drift() == []
+    # The customer is told once, and the account is refused until it is paid back.
+    assert len(mailoutbox) == 1
+    assert "$0.15" in mailoutbox[0].subject
+    with pytest.raises(UsageRefused) as refused:
+        usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r2", amount=1)
+    assert refused.value.code == "insufficient_quota"
+    assert "owes" in refused.value.message
 
 
-def test_a_cost_above_the_hold_is_capped_by_the_token_quota(user):
+def test_a_cost_above_the_token_quota_is_charged_in_full_and_exhausts_the_quota(user):
     fund(user, 1_000_000)
     token, _ = make_token(user, quota=30_000)
     usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=10_000)
@@ -234,8 +246,8 @@ def test_a_cost_above_the_hold_is_capped_by_the_token_quota(user):
     usage_settle(request_id="r1", cost=50_000, log=LOG)
 
     token.refresh_from_db()
-    assert (token.quota_remaining, token.reserved, token.used) == (0, 0, 30_000)
-    assert Account.objects.get(user=user).balance == 970_000
+    assert (token.quota_remaining, token.reserved, token.used) == (0, 0, 50_000)
+    assert Account.objects.get(user=user).balance == 950_000
     assert books_drift() == []
 
 
@@ -258,7 +270,7 @@ def test_an_abandoned_reservation_is_released_after_its_lease(funded):
     assert books_drift() == []
 
 
-def test_a_settle_after_the_lease_released_the_hold_still_charges_what_is_free(funded):
+def test_a_settle_after_the_lease_released_the_hold_is_still_charged_in_full(funded):
     user, token = funded
     usage_reserve(token_id=token.pk, user_id=user.pk, request_id="late", amount=200_000)
     usage_release(request_id="late")
@@ -284,7 +296,6 @@ def test_the_request_log_keeps_the_token_name_after_the_token_is_deleted(funded)
     user, token = funded
     usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=1_000)
     usage_settle(request_id="r1", cost=1_000, log=LOG)
-    from accounts.services import token_delete
 
     token_delete(token=token)
 

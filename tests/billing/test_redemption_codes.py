@@ -244,7 +244,7 @@ def test_redeeming_is_limited_per_user_per_hour(user_client, user, settings):
 # --- The migrations that hashed the stored codes ---------------------------------------
 
 BEFORE_HASHING = [("billing", "0006_stripeevent_problem")]
-LATEST = [("billing", "0009_redemptioncode_remove_code")]
+LATEST = [("billing", "0010_account_debt")]
 
 
 def _migrate(target) -> None:

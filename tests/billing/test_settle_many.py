@@ -97,10 +97,10 @@ def test_a_batch_settles_each_request_like_usage_settle(user, metering_path):
     ]
     # user: 70,000 + 0 + 3,000 (late, from the free balance) charged; a3 still held
     assert _state(user.pk, token.pk) == (927_000, 20_000, 73_000, 3, 527_000, 20_000, 73_000, 3)
-    # other: 10,000 + 45,000 over the hold, capped at what the balance covers (40,000)
-    assert _state(other.pk, other_token.pk) == (0, 0, 50_000, 2, None, 0, 50_000, 2)
+    # other: 10,000 + 45,000 over the hold, charged in full: it owes 5,000
+    assert _state(other.pk, other_token.pk) == (-5_000, 0, 55_000, 2, None, 0, 55_000, 2)
     costs = dict(RequestLog.objects.values_list("request_id", "cost"))
-    assert costs == {"a1": 70_000, "a2": 0, "b1": 10_000, "b2": 40_000, "late": 3_000}
+    assert costs == {"a1": 70_000, "a2": 0, "b1": 10_000, "b2": 45_000, "late": 3_000}
     assert Reservation.objects.get(request_id="a3").status == Reservation.Status.OPEN
     assert books_drift() == []
     for unit in UNITS:

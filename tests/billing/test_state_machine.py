@@ -117,33 +117,28 @@ class MoneyMachine(RuleBasedStateMachine):
         request_id = data.draw(st.sampled_from(sorted(self.open)))
         hold = self.open.pop(request_id)
         cost = int(hold * fraction)
-        # Over the hold: charged as far as the free balance and the token's quota allow
-        # (the hold itself is free again once it is popped from `open`).
-        charged = min(cost, self._free())
-        token_free = self._token_free()
-        if token_free is not None:
-            charged = min(charged, token_free)
         usage_settle(request_id=request_id, cost=cost, log=LOG)
-        self.balance -= charged
-        self.used += charged
-        if self.quota is not None:
-            self.quota -= charged
+        self._book(cost)
         self.closed.add(request_id)
-        assert RequestLog.objects.get(request_id=request_id).cost == charged
+        assert RequestLog.objects.get(request_id=request_id).cost == cost
+
+    def _book(self, cost: int) -> None:
+        """Charge `cost` in the model: in full, the balance may go below zero.
+
+        A token's quota goes down by the cost, but never below what the other open
+        requests hold: past that it reads as exhausted.
+        """
+        self.balance -= cost
+        self.used += cost
+        if self.quota is not None:
+            self.quota = max(self.quota - cost, sum(self.open.values()))
 
     def _charge(self, request_id: str, cost: int) -> int:
         """Close an open request in the model; return what settling `cost` charges."""
         self.open.pop(request_id)
-        charged = min(cost, self._free())
-        token_free = self._token_free()
-        if token_free is not None:
-            charged = min(charged, token_free)
-        self.balance -= charged
-        self.used += charged
-        if self.quota is not None:
-            self.quota -= charged
+        self._book(cost)
         self.closed.add(request_id)
-        return charged
+        return cost
 
     @precondition(lambda self: self.open)
     @rule(data=st.data())

@@ -38,7 +38,26 @@ def test_home_warns_when_a_dispute_froze_the_account_or_a_refund_made_it_negativ
     html = user_client.get("/").content.decode()
     assert 'id="home-frozen"' not in html
     assert 'id="home-negative"' in html
+    assert "owes <strong" in html
+    assert "$0.25" in html
     assert reverse("console:recharge") in html
+
+
+def test_the_recharge_preview_deducts_what_the_account_owes(user_client, user):
+    Account.objects.filter(pk=user.pk).update(balance=-1_250_000)
+
+    html = user_client.get(reverse("billing:recharge-preview"), {"amount": "10"}).content.decode()
+
+    assert 'id="quote-owed"' in html
+    assert "-$1.25" in html
+    # $10 of credit pays the $1.25 back first: $8.75 is left to spend.
+    assert "$8.75" in html
+
+
+def test_the_recharge_preview_of_an_account_that_owes_nothing_shows_no_debt(user_client, user):
+    fund(user, 1_000_000)
+    html = user_client.get(reverse("billing:recharge-preview"), {"amount": "10"}).content.decode()
+    assert 'id="quote-owed"' not in html
 
 
 def test_billing_history_lists_only_the_users_entries(
@@ -195,3 +214,50 @@ def test_home_page_query_count_is_pinned(user_client, user, django_assert_max_nu
         response = user_client.get("/")
 
     assert response.status_code == 200
+
+
+def test_an_admin_forgives_a_debt_only_as_an_audited_ledger_entry(client):
+    admin = StaffFactory()
+    customer = UserFactory()
+    Account.objects.filter(pk=customer.pk).update(balance=-1_250_000, debt_notified_at=None)
+    client.force_login(admin)
+    url = reverse("admin:billing_account_forgive", args=[customer.pk])
+    page = client.get(reverse("admin:billing_account_change", args=[customer.pk]))
+    assert b"Forgive debt" in page.content
+    assert "$1.25" in client.get(url).content.decode()
+
+    # A reason is required: nothing changes without one
+    assert client.post(url, {"reason": " "}).status_code == 200
+    assert not LedgerEntry.objects.exists()
+
+    response = client.post(url, {"reason": "Upstream miscounted the tokens"})
+
+    assert response.status_code == 302
+    entry = LedgerEntry.objects.get()
+    assert (entry.kind, entry.amount, entry.balance_after, entry.created_by) == (
+        LedgerEntry.Kind.DEBT_FORGIVEN,
+        1_250_000,
+        0,
+        admin,
+    )
+    assert Account.objects.get(pk=customer.pk).balance == 0
+    # Owing nothing now, there is nothing more to forgive
+    assert b"owes nothing" in client.get(url).content
+    client.post(url, {"reason": "again"})
+    assert LedgerEntry.objects.count() == 1
+
+
+def test_forgiving_a_debt_needs_the_adjust_permission(client):
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_account"))
+    customer = UserFactory()
+    Account.objects.filter(pk=customer.pk).update(balance=-1_000)
+    client.force_login(viewer)
+    before = books_snapshot()
+
+    response = client.post(
+        reverse("admin:billing_account_forgive", args=[customer.pk]), {"reason": "please"}
+    )
+
+    assert response.status_code == 403
+    assert books_snapshot() == before

@@ -165,3 +165,41 @@ def test_a_stream_longer_than_the_lease_keeps_its_hold(
     account = Account.objects.get(pk=funded_user.pk)
     assert (account.reserved, account.used) == (0, log.cost)
     assert books_drift(user_ids=[funded_user.pk]) == []
+
+
+def test_the_hold_covers_every_choice_a_request_asks_for(
+    relay_url, catalog_model, openai_channel, fake_upstream
+):
+    # Given $1: one answer of up to 10,000 tokens (60,000 micro-USD at this model's
+    # price) fits many times over, fifty of them (3,000,000) do not
+    user = UserFactory()
+    account_credit(user_id=user.pk, amount=1_000_000, idempotency_key="test:choices")
+    _token, key = token_create(user=user, name="choices")
+    request = {
+        "model": catalog_model.name,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 10_000,
+    }
+
+    def send(**extra):
+        return httpx.post(
+            f"{relay_url}/chat/completions",
+            json={**request, **extra},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+
+    # When it asks for fifty choices (n, or best_of on a legacy completion), it is
+    # refused before anything reaches the upstream, and nothing is charged
+    for extra in ({"n": 50}, {"best_of": 50}, {"n": 2, "best_of": 50}):
+        refused = send(**extra)
+        assert refused.status_code == 402, extra
+        assert refused.json()["error"]["code"] == "insufficient_quota"
+    assert fake_upstream.app.stats.requests == 0
+    assert Account.objects.get(pk=user.pk).balance == 1_000_000
+
+    # And a request it can pay for is answered and charged
+    assert send(n=2).status_code == 200
+    wait_for_logs(1)
+    assert Account.objects.get(pk=user.pk).balance < 1_000_000
+    assert books_drift() == []

@@ -110,6 +110,15 @@ def test_a_max_tokens_that_is_not_a_positive_whole_number_is_a_400(refused, key)
     assert "no drift" in output.getvalue()
 
 
+@pytest.mark.parametrize("key", ["n", "best_of"])
+def test_a_number_of_choices_outside_1_to_128_is_a_400(refused, key):
+    # Each choice is billed: an unbounded `n` would be an unbounded hold.
+    for value in (0, -1, 129, 1000, 10**30, 1.5, True, "2", "two"):
+        status, error = refused(json={**CHAT, key: value})
+        assert (status, error["code"], error["param"]) == (400, "invalid_value", key), value
+        assert "128" in error["message"]
+
+
 def test_a_null_max_tokens_is_the_default(relay_url, token_key, openai_channel):
     response = httpx.post(
         f"{relay_url}/chat/completions",
