@@ -32,6 +32,7 @@ from billing.metering import (
     ausage_settle,
 )
 from comet.api import error_body
+from comet.db import run_in_database_thread
 from comet.inputs import json_loads, storable_text_problem
 from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
@@ -39,7 +40,6 @@ from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_nam
 
 from . import translate, upstream
 from .clientip import client_ip
-from .db import run_in_database_thread
 from .ids import unique_id
 from .limits import LimitOutcome, limiter
 from .memo import LocalMemo
