@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "comet.middleware.NulInUrlMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.StaffMFAMiddleware",
+    "comet.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "comet.urls"
