@@ -21,10 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+
+from comet.db import run_in_database_thread
 
 KEY_PREFIX = "sk-"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -202,7 +203,7 @@ async def atoken_authenticate(raw_key: str) -> TokenInfo | None:
     hashed = key_hash(raw_key)
     info = await cache.aget(_cache_key(hashed))
     if info is None:
-        info = await sync_to_async(_token_info_load, thread_sensitive=False)(hashed)
+        info = await run_in_database_thread(_token_info_load, hashed)
         if info is None:
             return None
         await cache.aset(_cache_key(hashed), info, CACHE_SECONDS)

@@ -16,7 +16,8 @@ call:
   of what the account has free) and the others wait for it.
 - `CreditMeter.settle` frees the rest of the hold into the grant and queues the
   request's log row; `release` gives the whole hold back.
-- A flusher thread writes what was spent every `COMET_GRANT_FLUSH_MS`: ONE statement
+- A flusher thread writes what was spent every `COMET_GRANT_FLUSH_MS` (on a connection
+  of the process's pool, given back after each round: `comet.db`): ONE statement
   per batch inserts the log rows (and rollups) and moves each request's cost out of
   its grant into the account's and the token's used money (`balance`, `reserved`,
   `used`, request counts). The hot row is written once per batch, not per request.
@@ -79,6 +80,7 @@ from billing.metering import (
 )
 from billing.models import Account, Reservation
 from billing.services import account_debt_notify
+from comet.db import connection_return
 from logs.models import RequestLog, RequestLogData
 from logs.rollups import SETTLE_CTE, SETTLE_SELECT
 from logs.services import new_ip_notify
@@ -717,18 +719,19 @@ class CreditMeter:
             self._flusher.start()
 
     def _run_flusher(self) -> None:
-        try:
-            while not self._closed:
-                self._wake.wait(self.flush_seconds)
-                self._wake.clear()
-                try:
-                    self.flush()
-                except Exception:
-                    # What was not written stays queued for the next round.
-                    logger.exception("Writing settled requests failed; retrying")
-                    time.sleep(self.flush_seconds or 0.01)
-        finally:
-            connection.close()
+        while not self._closed:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                # What was not written stays queued for the next round.
+                logger.exception("Writing settled requests failed; retrying")
+                time.sleep(self.flush_seconds or 0.01)
+            finally:
+                # Back to the pool after each round: the writer holds no connection
+                # while it waits, and draws from the same bounded pool as requests.
+                connection_return()
 
     def flush(self) -> None:
         """Write every settled request, then return the retired grants nothing holds."""

@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, When
@@ -66,6 +65,7 @@ from billing.locks import lock_rows
 from billing.models import Account, Reservation
 from billing.money import format_usd
 from billing.services import account_debt_notify
+from comet.db import on_database_thread
 from logs.models import RequestLog, RequestLogData
 from logs.rollups import SETTLE_CTE, SETTLE_SELECT, rollups_record
 from logs.services import new_ip_notify
@@ -753,8 +753,10 @@ def reservation_renew(*, request_id: str, lease_seconds: int | None = None) -> b
     return renewed == 1
 
 
-ausage_reserve = sync_to_async(usage_reserve, thread_sensitive=False)
-areservation_renew = sync_to_async(reservation_renew, thread_sensitive=False)
-ausage_settle = sync_to_async(usage_settle, thread_sensitive=False)
-ausage_settle_many = sync_to_async(usage_settle_many, thread_sensitive=False)
-ausage_release = sync_to_async(usage_release, thread_sensitive=False)
+# Awaitable twins for the relay. They run on its database threads, which give their
+# connection back to the pool after each call (comet.db).
+ausage_reserve = on_database_thread(usage_reserve)
+areservation_renew = on_database_thread(reservation_renew)
+ausage_settle = on_database_thread(usage_settle)
+ausage_settle_many = on_database_thread(usage_settle_many)
+ausage_release = on_database_thread(usage_release)

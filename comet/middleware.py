@@ -1,4 +1,5 @@
-"""Refuse a NUL character in the address before any view or database query sees it."""
+"""Refuse a NUL character in the address before any view or database query sees it;
+answer 503 when no database connection is free in time."""
 
 from collections.abc import Callable
 
@@ -6,6 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from comet.api import API_PATH_PREFIXES, error_response
+from comet.db import database_busy
+from comet.views import busy
 
 NUL_MESSAGE = "The address contains a NUL character (%00), which no Comet address or filter has."
 
@@ -47,3 +50,23 @@ class NulInUrlMiddleware:
                 param=None if where == "path" else where,
             )
         return render(request, "400.html", {"message": NUL_MESSAGE}, status=400)
+
+
+class DatabaseBusyMiddleware:
+    """Answer 503 "busy, retry" when a view found no database connection free in time.
+
+    The pool lends each process at most DATABASE_POOL_MAX_SIZE connections and a
+    request waits DATABASE_POOL_TIMEOUT_SECONDS for one (comet.db). Last in
+    MIDDLEWARE, so its `process_exception` is the first to see a view's error.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if database_busy(exception):
+            return busy(request)
+        return None

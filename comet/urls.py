@@ -52,3 +52,5 @@ urlpatterns = [
 
 # An unknown /api/ address answers in the API's JSON error format, like every API error.
 handler404 = "comet.views.not_found"
+# No database connection free in time answers 503 "busy", not 500.
+handler500 = "comet.views.server_error"

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
+from comet.db import run_in_database_thread
 
 from .models import (
     CatalogModel,
@@ -74,11 +75,7 @@ def _model_row(model_name: str) -> tuple | None:
 
 
 async def _amodel_row(model_name: str) -> tuple | None:
-    return await (
-        CatalogModel.objects.filter(name=model_name, is_enabled=True)
-        .values_list(*_MODEL_FIELDS)
-        .afirst()
-    )
+    return await run_in_database_thread(_model_row, model_name)
 
 
 def _build(row: tuple, group_ratio: Decimal) -> ModelPrice:
@@ -104,11 +101,7 @@ def _group_row(pricing_group_id: int | None) -> tuple[int, Decimal] | None:
 
 
 async def _agroup_row(pricing_group_id: int | None) -> tuple[int, Decimal] | None:
-    groups = PricingGroup.objects.all()
-    groups = (
-        groups.filter(pk=pricing_group_id) if pricing_group_id else groups.filter(is_default=True)
-    )
-    return await groups.values_list("pk", "group_ratio").afirst()
+    return await run_in_database_thread(_group_row, pricing_group_id)
 
 
 def _group_key(pricing_group_id: int | None) -> str:

@@ -33,13 +33,19 @@ from billing.metering import (
 )
 from comet.api import error_body
 from comet.clientaddress import UNKNOWN_ADDRESS, address_clean
+from comet.db import (
+    BUSY_CODE,
+    BUSY_MESSAGE,
+    BUSY_RETRY_AFTER_SECONDS,
+    database_busy,
+    run_in_database_thread,
+)
 from comet.inputs import json_loads, storable_text_problem
 from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
 
 from . import translate, upstream
-from .db import run_in_database_thread
 from .ids import unique_id
 from .limits import LimitOutcome, limiter
 from .memo import LocalMemo
@@ -98,13 +104,21 @@ class RelayError(Exception):
     """A refusal that becomes an OpenAI-shaped error response."""
 
     def __init__(
-        self, status_code: int, message: str, *, code: str, param: str | None = None
+        self,
+        status_code: int,
+        message: str,
+        *,
+        code: str,
+        param: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.code = code
         self.param = param
+        # Seconds after which a retry may succeed (a `Retry-After` header).
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -155,7 +169,10 @@ async def send_error(send: Any, error: RelayError, *, anthropic_format: bool = F
         )
         if error.status_code in (502, 503):
             body["error"]["type"] = "upstream_error"
-    await _send_json(send, error.status_code, json.dumps(body).encode())
+    extra = None
+    if error.retry_after is not None:
+        extra = [(b"retry-after", str(error.retry_after).encode())]
+    await _send_json(send, error.status_code, json.dumps(body).encode(), extra)
 
 
 def _api_key(headers: dict[bytes, bytes]) -> str | None:
@@ -332,6 +349,17 @@ class RelayApplication:
         except Exception as error:
             if response_started:
                 raise
+            if database_busy(error):
+                # Every connection of the pool was in use for DATABASE_POOL_TIMEOUT_SECONDS.
+                logger.warning("No database connection free in time: answered 503")
+                await send_error(
+                    send,
+                    RelayError(
+                        503, BUSY_MESSAGE, code=BUSY_CODE, retry_after=BUSY_RETRY_AFTER_SECONDS
+                    ),
+                    anthropic_format=anthropic_format,
+                )
+                return
             # Only the error's class and place: its message could quote the request.
             where = traceback.extract_tb(error.__traceback__)[-1]
             logger.error(

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from asgiref.sync import sync_to_async
+from comet.db import run_in_database_thread
 
 from .selectors import ChannelRoute, channel_routes_enabled, default_pricing_group_id
 
@@ -46,7 +46,7 @@ async def routing_table() -> RoutingTable:
     lock = _locks.setdefault(loop, asyncio.Lock())
     async with lock:
         if time.monotonic() - _table.loaded_at >= REFRESH_SECONDS:
-            _table = await sync_to_async(_load, thread_sensitive=False)()
+            _table = await run_in_database_thread(_load)
     return _table
 
 

@@ -20,8 +20,7 @@ import asyncio
 import logging
 
 from billing.metering import Settlement, usage_settle_many
-
-from .db import run_in_database_thread
+from comet.db import run_in_database_thread
 
 logger = logging.getLogger("relay")
 

@@ -5,6 +5,7 @@ change only what differs for them.
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 from celery.schedules import crontab
@@ -69,6 +70,7 @@ MIDDLEWARE = [
     "comet.middleware.NulInUrlMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.StaffMFAMiddleware",
+    "comet.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "comet.urls"
@@ -98,9 +100,41 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'comet.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# PostgreSQL connections (README, "Sizing max_connections"). Under ASGI a connection
+# belongs to the thread that opened it, and Django serves each request on a thread of
+# its own, so persistent connections pile up. Instead each process draws from ONE
+# pool of at most DATABASE_POOL_MAX_SIZE connections, shared by console requests,
+# the relay's database threads and the credit meter's writer; each gives its
+# connection back when done (comet.db). What waits DATABASE_POOL_TIMEOUT_SECONDS for
+# one is answered 503. Idle connections above DATABASE_POOL_MIN_SIZE close after
+# DATABASE_POOL_MAX_IDLE_SECONDS. 0 = no pool: a connection per request or task,
+# closed after it (Celery workers, where each child runs one task at a time).
+DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=2)
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+DATABASE_POOL_TIMEOUT_SECONDS = env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=5)
+DATABASE_POOL_MAX_IDLE_SECONDS = env.float("DATABASE_POOL_MAX_IDLE_SECONDS", default=60)
+
+
+def postgresql_connections(database: dict[str, Any], *, pool_max_size: int) -> None:
+    """Give a PostgreSQL `database` short-lived connections, from a pool when one is sized."""
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return
+    # Django refuses persistent connections with a pool; without one they pile up.
+    database["CONN_MAX_AGE"] = 0
+    if pool_max_size > 0:
+        # The pool checks each connection before lending it (one empty query): one
+        # that died idle (a database restart) is replaced instead of failing a request.
+        database["CONN_HEALTH_CHECKS"] = True
+        database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(DATABASE_POOL_MIN_SIZE, pool_max_size),
+            "max_size": pool_max_size,
+            "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
+            "max_idle": DATABASE_POOL_MAX_IDLE_SECONDS,
+        }
+
+
+postgresql_connections(DATABASES["default"], pool_max_size=DATABASE_POOL_MAX_SIZE)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,7 +1,7 @@
 """The test suite: PostgreSQL and Redis, as in production, with fast hashing."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import env, postgresql_connections
 
 SECRET_KEY = env("SECRET_KEY", default="test-only-secret-key-not-for-any-real-deployment")
 DEBUG = False
@@ -11,6 +11,11 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/comet"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# The suite runs on plain connections (pytest-django: the test database, a connection
+# per test thread). Tests that serve Comet in a subprocess set DATABASE_POOL_MAX_SIZE
+# there to pool its connections as deployments do (tests/comet/test_connections.py).
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+postgresql_connections(DATABASES["default"], pool_max_size=DATABASE_POOL_MAX_SIZE)
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {

@@ -93,8 +93,8 @@ def relay_server(django_db_setup, django_db_blocker):
     yield server
     server.stop()
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        # The relay's worker threads keep connections open; the test database
-        # cannot be dropped while they are.
+        # Whatever the relay still has open (a request cut off mid-call); the test
+        # database cannot be dropped while it is.
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"

@@ -1,37 +1,20 @@
 """The relay's settle batcher: settlements queued while one batch runs go in the next."""
 
 import asyncio
-import threading
 
 import pytest
-from django.db import connection
 
 import relay.settler
 from billing.metering import Settlement, usage_reserve, usage_settle_many
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
 from logs.models import RequestLog
-from relay.db import DATABASE_THREADS, database_executor
 from relay.settler import SettleBatcher
 from tests.billing.helpers import LOG, fund, make_token
 from tests.factories import UserFactory
 from tests.logs.helpers import raw_aggregates, rollup_aggregates
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _close_database_threads():
-    """Close the relay database threads' connections, so the test database can go."""
-    yield
-    barrier = threading.Barrier(DATABASE_THREADS)
-
-    def close() -> None:
-        barrier.wait(timeout=30)
-        connection.close()
-
-    for future in [database_executor.submit(close) for _ in range(DATABASE_THREADS)]:
-        future.result()
 
 
 def test_queued_settlements_are_written_in_few_batches_to_the_exact_total(monkeypatch):
