@@ -107,8 +107,9 @@ class FakeUpstream:
         self.stats.last_model = model
         stream = body.get("stream") is True
         if stream:
+            options = body.get("stream_options")
             self.stats.last_include_usage = bool(
-                (body.get("stream_options") or {}).get("include_usage")
+                isinstance(options, dict) and options.get("include_usage")
             )
             if "no-usage" in scenario:
                 body.pop("stream_options", None)

@@ -21,7 +21,9 @@ def _openai_content(content: Any) -> Any:
         if block.get("type") == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
         elif block.get("type") == "image":
-            source = block.get("source") or {}
+            source = block.get("source")
+            if not isinstance(source, dict):
+                source = {}
             if source.get("type") == "base64":
                 url = f"data:{source.get('media_type')};base64,{source.get('data')}"
             else:
@@ -30,18 +32,30 @@ def _openai_content(content: Any) -> Any:
     return parts
 
 
+def _system_text(system: Any) -> str:
+    """Return the text of a system prompt: a string, or the texts of its blocks joined."""
+    if isinstance(system, str):
+        return system
+    blocks = system if isinstance(system, list) else []
+    return "".join(
+        block["text"]
+        for block in blocks
+        if isinstance(block, dict) and isinstance(block.get("text"), str)
+    )
+
+
 def messages_to_chat_request(body: dict[str, Any], *, model: str) -> dict[str, Any]:
-    """Return the chat completions request equivalent to an Anthropic Messages request."""
+    """Return the chat completions request equivalent to an Anthropic Messages request.
+
+    What has no equivalent, or is not of the type Anthropic's API gives it (a `system`
+    that is a number, `messages` that are not a list), is left out, never an error.
+    """
     messages: list[dict[str, Any]] = []
-    system = body.get("system")
+    system = _system_text(body.get("system"))
     if system:
-        text = (
-            system
-            if isinstance(system, str)
-            else "".join(b.get("text", "") for b in system if isinstance(b, dict))
-        )
-        messages.append({"role": "system", "content": text})
-    for message in body.get("messages") or []:
+        messages.append({"role": "system", "content": system})
+    given = body.get("messages")
+    for message in given if isinstance(given, list) else []:
         if isinstance(message, dict):
             messages.append(
                 {"role": message.get("role"), "content": _openai_content(message.get("content"))}
@@ -55,7 +69,8 @@ def messages_to_chat_request(body: dict[str, Any], *, model: str) -> dict[str, A
     ):
         if source in body:
             chat[target] = body[source]
-    if body.get("stream"):
+    # As the relay reads it (relay.app): only `true` streams, so the answer is read as sent.
+    if body.get("stream") is True:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat

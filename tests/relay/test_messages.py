@@ -208,3 +208,58 @@ def test_chat_completions_keep_openai_error_shape(relay_url, catalog_model):
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"system": 1},
+        {"system": True},
+        {"system": [{"type": "text", "text": 5}]},
+        {"messages": 5},
+        {"messages": [{"role": "user", "content": [{"type": "image", "source": "x"}]}]},
+    ],
+    ids=["number-system", "true-system", "number-text", "number-messages", "string-source"],
+)
+def test_odd_types_are_left_out_of_the_translation_not_a_500(
+    odd, relay_url, token_key, catalog_model, fake_upstream
+):
+    # Found by tests/relay/test_fuzz.py: each of these was a TypeError or
+    # AttributeError in relay.translate, answered 500.
+    make_channel("openai", f"{fake_upstream.url}/v1")
+
+    response = httpx.post(
+        f"{relay_url}/messages",
+        json={**MESSAGE, **odd},
+        headers={"x-api-key": token_key},
+        timeout=10,
+    )
+
+    assert response.status_code == 200
+    assert response.json()["type"] == "message"
+    [log] = wait_for_logs(1)
+    assert (log.status_code, log.error_code) == (200, "")
+
+
+@pytest.mark.parametrize("stream", [1, "yes", {"on": True}], ids=["one", "string", "object"])
+def test_a_stream_flag_that_is_not_true_gets_one_message_and_fails_no_channel(
+    stream, relay_url, token_key, catalog_model, fake_upstream
+):
+    # Found by tests/relay/test_fuzz.py: the translation asked the OpenAI channel for a
+    # stream while the relay read the answer as one body ("unreadable answer"): a 502,
+    # counted as the channel's failure, so five such requests disabled it for everyone.
+    channel = make_channel("openai", f"{fake_upstream.url}/v1")
+
+    response = httpx.post(
+        f"{relay_url}/messages",
+        json={**MESSAGE, "stream": stream},
+        headers={"x-api-key": token_key},
+        timeout=10,
+    )
+
+    assert response.status_code == 200
+    assert response.json()["type"] == "message"
+    channel.refresh_from_db()
+    assert channel.consecutive_failures == 0
+    [log] = wait_for_logs(1)
+    assert (log.status_code, log.is_stream) == (200, False)
