@@ -367,10 +367,16 @@ def run_the_site(
     fake_stripe: Any,
 ) -> None:
     url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+
+    def mark(what: str) -> None:
+        """Say how long the run took to get here (shown with the logs of a failure)."""
+        print(f"{time.monotonic() - started:5.1f} s  {what}")
 
     # The release step migrates the new database and collects the static files.
     status, output = processes.run("release", processes_of["release"], timeout=60)
     assert status == 0, output
+    mark("released")
     for name in ("web", "worker", "beat"):
         processes.start(name, processes_of[name])
     setup = SETUP.format(
@@ -388,6 +394,7 @@ def run_the_site(
             return False
 
     wait_until(web_answers, timeout=45, what="GET /healthz to answer 200")
+    mark("web answers")
     # Production settings are in force: plain HTTP is sent to HTTPS.
     plain = httpx.get(f"{url}/pricing", headers={"Host": HOST}, timeout=10)
     assert (plain.status_code, plain.headers.get("Location")) == (301, f"{PUBLIC_URL}/pricing")
@@ -425,6 +432,7 @@ def run_the_site(
     assert status == 0, output
     assert browser.balance() == FUNDS
 
+    mark("step 2")
     # (2) The SDK through the proxy: answered, logged with the client's address, charged
     # exactly its cost.
     sdk_token_id, sdk_key = browser.token_create("sdk")
@@ -443,6 +451,7 @@ def run_the_site(
     assert usd_to_micro(row["cost"]) == cost
     assert browser.balance() == FUNDS - cost
 
+    mark("step 3")
     # (3) A token deleted while calls with it are in flight: the delete answers, every
     # call started more than a second after that is refused, every call answered is
     # logged and charged.
@@ -471,6 +480,7 @@ def run_the_site(
     assert usd_to_micro(account["balance"]) == FUNDS - charged
     assert account["request_count"] == 1 + answered
 
+    mark("step 4")
     # (4) A card payment: the checkout sends the browser to Stripe; Stripe's signed
     # webhook marks the order paid and the Procfile's worker credits it.
     balance = FUNDS - charged
@@ -498,6 +508,7 @@ def run_the_site(
     )
     assert usd_to_micro(browser.account()["recharged"]) == RECHARGE_USD * USD
 
+    mark("step 5")
     # (5) The books close, and every process is still up, having logged no traceback.
     status, output = processes.run("reconcile", "python manage.py reconcile", timeout=30)
     assert status == 0, output
@@ -505,6 +516,7 @@ def run_the_site(
     assert not processes.exited(), f"{processes.exited()} stopped"
     for path in processes.logs:
         assert "Traceback" not in path.read_text(), f"{path.name} logged a traceback"
+    mark("done")
 
 
 def calls_around_delete(
