@@ -463,6 +463,27 @@ def examples(draw: st.DrawFn) -> Example:
     )
 
 
+def _plain(method: str, path: str, body: bytes = b"", **headers: bytes) -> Example:
+    """A request of one known kind, sent with the funded key unless it says otherwise."""
+    header_list = [(name.replace("_", "-").encode(), value) for name, value in headers.items()]
+    if "authorization" not in headers:
+        header_list.insert(0, (b"authorization", b"Bearer {key}"))
+    return Example(method, path, "", "funded", header_list, body, None, False)
+
+
+_CHAT = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
+# Besides what is drawn, one request of every kind of answer, so that each is always
+# reached whatever the draw.
+KNOWN_KINDS = [
+    _plain("POST", "/v1/chat/completions", _CHAT, content_type=b"application/json"),
+    _plain("POST", "/v1/chat/completions", b"{", content_type=b"application/json"),
+    _plain("POST", "/v1/chat/completions", _CHAT, authorization=b"Bearer sk-nope"),
+    _plain("POST", "/v1/no-such-route", _CHAT, content_type=b"application/json"),
+    _plain("GET", "/v1/chat/completions"),
+    _plain("POST", "/v1/chat/completions", _CHAT, content_type=b"text/plain"),
+]
+
+
 # --- sending ---------------------------------------------------------------------------
 
 
@@ -587,6 +608,15 @@ def _check_error_body(answer: Answer, *, anthropic_format: bool) -> None:
     assert any(character.isalpha() for character in message), message
 
 
+def _with_examples(known: list[Example]):
+    def decorate(test):
+        for example in reversed(known):
+            test = hypothesis.example(example=example)(test)
+        return test
+
+    return decorate
+
+
 # --- the test --------------------------------------------------------------------------
 
 
@@ -652,6 +682,7 @@ def test_no_request_breaks_the_relay_or_the_books(
     statuses: Counter[int | None] = Counter()
 
     @given(example=examples())
+    @_with_examples(KNOWN_KINDS)
     @hypothesis.settings(
         max_examples=EXAMPLES,
         deadline=None,

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -43,7 +44,9 @@ def test_500_parallel_requests_never_exceed_100_in_flight(
     relay_url, token_key, catalog_model, fake_upstream, funded_user, return_grants
 ):
     # Given a token with the default limit of 100, and an upstream that takes 500 ms
-    make_channel("slow", f"{fake_upstream.url}/delay-500/v1")
+    # (served from this process: a loaded machine may take seconds to accept a
+    # connection, which is not what this test is about)
+    make_channel("slow", f"{fake_upstream.url}/delay-500/v1", connect_timeout_seconds=60)
     token = Token.objects.get(user=funded_user)
     assert token.concurrency_limit == 100
 
@@ -68,7 +71,7 @@ def test_500_parallel_requests_never_exceed_100_in_flight(
     statuses = [response.status_code for response in responses]
     assert fake_upstream.app.stats.max_in_flight <= 100
     assert statuses.count(200) >= 100
-    assert statuses.count(200) + statuses.count(429) == 500
+    assert statuses.count(200) + statuses.count(429) == 500, Counter(statuses)
     assert statuses.count(429) > 0
     refused = next(response for response in responses if response.status_code == 429)
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
