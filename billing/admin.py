@@ -27,7 +27,14 @@ from billing.models import (
     StripeEvent,
     UserDiscount,
 )
-from billing.money import AmountError, format_minor, format_usd, micro_to_usd, usd_to_micro
+from billing.money import (
+    AmountError,
+    format_minor,
+    format_owed,
+    format_usd,
+    micro_to_usd,
+    usd_to_micro,
+)
 from billing.pricing import recharge_settings
 from billing.recharge import (
     CODE_PREFIX_LENGTH,
@@ -92,7 +99,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Owes")
     def owed_usd(self, account: Account) -> str:
-        return format_usd(account.owed) if account.owed else "—"
+        return format_owed(account.owed) if account.owed else "—"
 
     @admin.display(description="Reserved")
     def reserved_usd(self, account: Account) -> str:
@@ -193,7 +200,7 @@ class AccountAdmin(ReadOnlyAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "account": account,
-            "owed": format_usd(account.owed),
+            "owed": format_owed(account.owed),
             "form": form,
             "title": f"Forgive the debt of {account.user}",
         }

@@ -63,7 +63,7 @@ from psycopg.pq import TransactionStatus
 from accounts.models import Token
 from billing.locks import lock_rows
 from billing.models import Account, Reservation
-from billing.money import format_usd
+from billing.money import format_owed
 from billing.services import account_debt_notify
 from comet.db import on_database_thread
 from logs.models import RequestLog, RequestLogData
@@ -432,7 +432,7 @@ def _balance_refusal(user_id: int | None = None) -> UsageRefused:
     if account is not None and account["balance"] < 0:
         return UsageRefused(
             "insufficient_quota",
-            f"Your account owes {format_usd(-account['balance'])}: requests are refused "
+            f"Your account owes {format_owed(-account['balance'])}: requests are refused "
             "until a top-up or a redemption code pays it back.",
         )
     return UsageRefused(

@@ -3,7 +3,7 @@
 Inside Comet every amount is an integer of micro-USD (1 USD = 1,000,000).
 """
 
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from comet.inputs import ascii_decimal
 
@@ -51,8 +51,33 @@ def micro_to_json(micro: int) -> float | int:
     return int(usd) if usd == usd.to_integral_value() else float(str(usd))
 
 
+MINUS = "\u2212"
+_CENT = 10_000  # micro-USD
+
+
 def format_usd(micro: int) -> str:
-    """Return micro-USD for display: `$12.50`, `$0.001237`, `-$3.00`."""
+    """Return micro-USD as people read it: the console's one money display rule.
+
+    Two decimals with thousands separators (`$10,000.00`); an amount below a cent
+    in two significant digits (`$0.0058`, at most six decimals); a negative amount
+    with a minus sign (U+2212, `-$1.24` as shown). Never rounded up: $7.999417 reads $7.99, so a
+    balance is never shown larger than it is (and a debt never smaller). The exact
+    value is `format_usd_exact`.
+    """
+    # Below a cent |micro| has at most 4 digits: keep its first two, at most 6 places.
+    places = min(6, 8 - len(str(abs(micro)))) if 0 < abs(micro) < _CENT else 2
+    usd = (Decimal(micro) / MICRO_PER_USD).quantize(Decimal(1).scaleb(-places), ROUND_FLOOR)
+    text = f"${abs(usd):,.{places}f}"
+    return f"{MINUS}{text}" if usd < 0 else text
+
+
+def format_owed(owed: int) -> str:
+    """Return what an account owes (a positive amount) as people read it, never less."""
+    return format_usd(-owed).removeprefix(MINUS)
+
+
+def format_usd_exact(micro: int) -> str:
+    """Return micro-USD to the micro-dollar: `$12.50`, `$0.001237`, `-$3.00`."""
     usd = micro_to_usd(abs(micro))
     text = f"{usd:f}".rstrip("0")
     whole, _, fraction = text.partition(".")

@@ -24,7 +24,7 @@ from accounts.models import Token, User
 from accounts.tokens import token_cache_invalidate
 from billing.locks import lock_rows
 from billing.models import Account, LedgerEntry, Reservation
-from billing.money import format_usd, usd_to_micro
+from billing.money import format_owed, usd_to_micro
 from comet.links import public_url
 
 
@@ -312,7 +312,7 @@ def account_debt_email_send(*, account_id: int) -> bool:
         return False
     account = Account.objects.select_related("user").get(pk=account_id)
     context = {
-        "owed": format_usd(account.owed),
+        "owed": format_owed(account.owed),
         "site_name": settings.COMET_SITE_NAME,
         "recharge_url": public_url(reverse("console:recharge")),
     }

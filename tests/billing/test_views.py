@@ -49,7 +49,7 @@ def test_the_recharge_preview_deducts_what_the_account_owes(user_client, user):
     html = user_client.get(reverse("billing:recharge-preview"), {"amount": "10"}).content.decode()
 
     assert 'id="quote-owed"' in html
-    assert "-$1.25" in html
+    assert "\u2212$1.25" in html
     # $10 of credit pays the $1.25 back first: $8.75 is left to spend.
     assert "$8.75" in html
 
@@ -74,7 +74,7 @@ def test_billing_history_lists_only_the_users_entries(
     html = response.content.decode()
     assert response.status_code == 200
     assert "Chargeback fee" in html
-    assert "-$0.50" in html
+    assert "\u2212$0.50" in html
     assert "$5.50" in html
     assert "$9.99" not in html
 

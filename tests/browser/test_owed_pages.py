@@ -49,7 +49,7 @@ def test_what_an_account_owes_is_shown_and_deducted_from_a_top_up(page, fake_str
         page.goto("/recharge/")
         assert "$1.25" in page.locator("#recharge-owed").inner_text()
         page.locator("#quote-owed").wait_for()
-        assert page.locator("#quote-owed").inner_text() == "-$1.25"
+        assert page.locator("#quote-owed").inner_text() == "\u2212$1.25"
         assert page.locator("#quote-spendable").inner_text() == "$8.75"
         assert page.locator("#quote-spendable").is_visible()
         _look(page, f"recharge-owed-{size}")
