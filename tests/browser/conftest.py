@@ -52,3 +52,31 @@ def page(browser, live_server):
     context.close()
     # A CSP violation or a script error shows up as a console error.
     assert console_errors == []
+
+
+# The two sizes every page is looked at: a laptop and a phone.
+SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
+# Every browser test leaves a picture of the pages it looks at here (README, "Screenshots").
+SCREENSHOTS = os.environ.get("COMET_SCREENSHOTS", "build/screenshots")
+
+
+def resize(page, size: str) -> None:
+    width, height = SIZES[size]
+    page.set_viewport_size({"width": width, "height": height})
+
+
+def look(page, name: str) -> None:
+    """Save a full-page screenshot as `<SCREENSHOTS>/<name>.png` for a reviewer."""
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}.png"), full_page=True)
+
+
+def sign_in(page, user, password: str | None = None) -> None:
+    """Sign in through the login form, whatever its labels say; wait for the console."""
+    from tests.factories import DEFAULT_PASSWORD
+
+    page.goto("/accounts/login/")
+    page.locator("input[name=login]").fill(user.email)
+    page.locator("input[name=password]").fill(password or DEFAULT_PASSWORD)
+    page.locator("form button[type=submit]").first.click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
