@@ -133,6 +133,7 @@ def log_retention_run(
        transaction that also adds the batch's costs to `PrunedTokenUsage` (so each
        token's `used` still proves out): no long lock, and a crash loses nothing.
     4. Minute and hour rollups older than the cutoff go too; day rollups stay.
+    5. Refusal counts older than the cutoff go, in batches.
     """
     from billing.services import usage_settlement_record
 
@@ -142,6 +143,7 @@ def log_retention_run(
     bounds = old_rows.aggregate(first=Min("id"), last=Max("id"))
     if bounds["last"] is None:
         deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
+        _refusals_prune(cutoff=cutoff, batch_size=batch_size)
         return RetentionResult(cutoff, 0, 0, deleted_rollups)
     settled = 0
     per_user = old_rows.values("user_id").annotate(through=Max("id")).order_by("user_id")
@@ -155,8 +157,18 @@ def log_retention_run(
         deleted += _delete_batch(low=low, high=high, cutoff=cutoff)
         low = high
     deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
+    _refusals_prune(cutoff=cutoff, batch_size=batch_size)
     logger.info("Log retention: %d rows older than %s deleted", deleted, cutoff.isoformat())
     return RetentionResult(cutoff, settled, deleted, deleted_rollups)
+
+
+def _refusals_prune(*, cutoff: datetime, batch_size: int) -> None:
+    old = Refusal.objects.filter(second__lt=cutoff).values_list("id", flat=True)
+    while True:
+        ids = list(old[:batch_size])
+        if not ids:
+            return
+        Refusal.objects.filter(id__in=ids).delete()
 
 
 def _delete_batch(*, low: int, high: int, cutoff: datetime) -> int:
