@@ -8,7 +8,7 @@ from accounts.models import User
 from logs import selectors
 from logs.breakdown import cost_breakdown
 from logs.forms import AdminLogFilterForm
-from logs.models import RequestLog
+from logs.models import Refusal, RequestLog
 
 
 @admin.register(RequestLog)
@@ -71,3 +71,22 @@ class RequestLogAdmin(admin.ModelAdmin):
         return TemplateResponse(
             request, "admin/logs/requestlog/change_list.html", context, status=status
         )
+
+
+@admin.register(Refusal)
+class RefusalAdmin(admin.ModelAdmin):
+    """Requests refused after their token was known: one row per token, code and second."""
+
+    list_display = ("second", "user", "token_name", "status_code", "error_code", "model", "count")
+    list_filter = ("status_code", "error_code")
+    list_select_related = ("user",)
+    # The stock count over a large table is slow; the list is newest first by index.
+    show_full_result_count = False
+    ordering = ("-second", "-id")
+    readonly_fields = [field.name for field in Refusal._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -65,3 +65,18 @@ class RequestLogData:
             first_token_ms=count(self.first_token_ms),
             status_code=count(self.status_code) or 0,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefusalData:
+    """Refusals of one token with one error code within one second, and how many."""
+
+    second: datetime
+    user_id: int
+    token_id: int
+    token_name: str
+    status_code: int
+    error_code: str
+    model: str
+    client_ip: str
+    count: int = 1

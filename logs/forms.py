@@ -55,7 +55,7 @@ class LogFilters:
     token_id: int | None = None
     model: str = ""
     client_ip: str | None = None
-    status: str = ""  # "", "ok", "error" or a status code
+    status: str = ""  # "", "ok", "error", "refused" or a status code
     channel_id: int | None = None
 
     @property
@@ -130,13 +130,13 @@ class LogFilterForm(forms.Form):
 
     def clean_status(self) -> str:
         status = self.cleaned_data.get("status", "").strip().lower()
-        if status in ("", "ok", "error"):
+        if status in ("", "ok", "error", "refused"):
             return status
         code = ascii_int(status, maximum=599)
         if code is not None and code >= 100:
             return str(code)
         raise forms.ValidationError(
-            "Status is “ok”, “error” or an HTTP status code from 100 to 599."
+            "Status is “ok”, “error”, “refused” or an HTTP status code from 100 to 599."
         )
 
     def clean_model(self) -> str:

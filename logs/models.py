@@ -7,6 +7,7 @@ from logs.data import RequestLogData
 __all__ = [
     "ChannelHour",
     "PrunedTokenUsage",
+    "Refusal",
     "RequestLog",
     "RequestLogData",
     "TokenIp",
@@ -101,6 +102,48 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {self.cost}"
+
+
+class Refusal(models.Model):
+    """Requests of one token refused with one error code within one second.
+
+    A request the relay refuses after it knows the token (unknown model, model not
+    allowed, quota or balance exhausted, rate limited, bad body) is never forwarded
+    and charges nothing; it is counted here so that a customer debugging a 429 sees
+    it. One row per (token, error code, second) carries how many refusals it stands
+    for, so a flood adds at most one row per second and code. These are not requests:
+    balances, `request_count`, the request log and the usage rollups never see them.
+    Never any content: the model name asked for is the only part of the body kept.
+    """
+
+    second = models.DateTimeField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="refusals"
+    )
+    token = models.ForeignKey(
+        "accounts.Token", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token_name = models.CharField(max_length=100, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64)
+    # The last model asked for in this second, as the client spelled it (cut short).
+    model = models.CharField(max_length=200, blank=True)
+    client_ip = models.GenericIPAddressField()
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-second", "-id"], name="logs_refusal_user_recent"),
+            models.Index(fields=["second"], name="logs_refusal_second"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "error_code", "second"], name="logs_refusal_one_per_second"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.second:%Y-%m-%d %H:%M:%S} {self.error_code} x{self.count}"
 
 
 class UsageBucket(models.Model):

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from accounts.models import Token
 from logs.forms import Cursor, LogFilters
 from logs.models import (
     ChannelHour,
+    Refusal,
     RequestLog,
     TokenIp,
     UsageDay,
@@ -58,9 +60,82 @@ def log_list(*, filters: LogFilters) -> QuerySet[RequestLog]:
         rows = rows.filter(status_code__lt=400)
     elif filters.status == "error":
         rows = rows.filter(status_code__gte=400)
+    elif filters.status == "refused":
+        # Refused requests are not in the request log (refusal_list).
+        rows = rows.none()
     elif filters.status_code is not None:
         rows = rows.filter(status_code=filters.status_code)
     return rows.order_by("-created_at", "-id")
+
+
+REFUSALS_SHOWN = 200
+# Counting refusals reads at most this many rows (each stands for up to many).
+REFUSALS_COUNTED = 10_000
+
+
+def _refusals(filters: LogFilters) -> QuerySet[Refusal]:
+    rows = Refusal.objects.filter(second__gte=filters.start, second__lt=filters.end)
+    if filters.user_id is not None:
+        rows = rows.filter(user_id=filters.user_id)
+    if filters.token_id is not None:
+        rows = rows.filter(token_id=filters.token_id)
+    if filters.model:
+        rows = rows.filter(model=filters.model)
+    if filters.client_ip:
+        rows = rows.filter(client_ip=filters.client_ip)
+    if filters.status_code is not None:
+        rows = rows.filter(status_code=filters.status_code)
+    return rows.order_by("-second", "-id")
+
+
+def refusal_list(*, filters: LogFilters) -> list[Refusal]:
+    """Return the newest REFUSALS_SHOWN refusal rows matching `filters` (status aside)."""
+    return list(_refusals(filters)[:REFUSALS_SHOWN])
+
+
+def refusal_count(*, filters: LogFilters) -> int:
+    """Return how many requests were refused in the filtered range (from the newest rows).
+
+    Only filters that refusals can match count: "ok" matches none.
+    """
+    if filters.status == "ok" or filters.channel_id is not None:
+        return 0
+    if filters.status_code is not None and filters.status_code < 400:
+        return 0
+    ids = _refusals(filters).values("id")[:REFUSALS_COUNTED]
+    return Refusal.objects.filter(id__in=ids).aggregate(total=Sum("count"))["total"] or 0
+
+
+def errors_per_hour(*, user_id: int, hours: int, now: datetime | None = None) -> dict:
+    """Return failed and refused requests per hour over the last `hours` hours.
+
+    Failed: answered with an error status (the hour rollups); refused: turned away
+    before any model was asked (Refusal rows, one per token, code and second).
+    """
+    now = bucket_start((now or timezone.now()).astimezone(UTC), "hour")
+    since = now - timedelta(hours=hours - 1)
+    failed = dict(
+        UsageHour.objects.filter(user_id=user_id, bucket__gte=since, status_code__gte=400)
+        .values("bucket")
+        .annotate(total=Sum("requests"))
+        .order_by()
+        .values_list("bucket", "total")
+    )
+    refused = dict(
+        Refusal.objects.filter(user_id=user_id, second__gte=since)
+        .annotate(hour=TruncHour("second", tzinfo=UTC))
+        .values("hour")
+        .annotate(total=Sum("count"))
+        .order_by()
+        .values_list("hour", "total")
+    )
+    labels, failed_counts, refused_counts = [], [], []
+    for index in range(hours):
+        hour = since + timedelta(hours=index)
+        labels.append(hour.strftime("%H:00") if hours <= 24 else hour.strftime("%m-%d %H:00"))
+        failed_counts.append(failed.get(hour, 0))
+        refused_counts.append(refused.get(hour, 0))
+    return {"labels": labels, "failed": failed_counts, "refused": refused_counts}
 
 
 def _after(rows: QuerySet[RequestLog], cursor: Cursor) -> QuerySet[RequestLog]:

@@ -1,24 +1,71 @@
-"""Writes of the request log outside the settle path: alerts, retention."""
+"""Writes of the request log outside the settle path: refusals, alerts, retention."""
 
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.models import Token
 from comet.links import public_url
-from logs.models import PrunedTokenUsage, RequestLog, TokenIp
+from logs.data import RefusalData
+from logs.models import PrunedTokenUsage, Refusal, RequestLog, TokenIp
 from logs.rollups import bucket_start, rollup_prune
 
 logger = logging.getLogger(__name__)
 
 RETENTION_BATCH_SIZE = 5000
+
+
+def refusals_record(refusals: list[RefusalData]) -> None:
+    """Add counted refusals to their (token, error code, second) rows, one statement.
+
+    A token deleted meanwhile keeps its refusals without the link (its name stays).
+    """
+    if not refusals:
+        return
+    token_ids = {refusal.token_id for refusal in refusals}
+    try:
+        _refusals_upsert(refusals, token_ids)
+    except IntegrityError:
+        live = set(Token.objects.filter(id__in=token_ids).values_list("id", flat=True))
+        _refusals_upsert(refusals, live)
+
+
+def _refusals_upsert(refusals: list[RefusalData], live_token_ids: set) -> None:
+    table = Refusal._meta.db_table
+    rows: list[list[Any]] = []
+    for refusal in refusals:
+        token_id = refusal.token_id if refusal.token_id in live_token_ids else None
+        rows.append(
+            [
+                refusal.second,
+                refusal.user_id,
+                token_id,
+                refusal.token_name[:100],
+                refusal.status_code,
+                refusal.error_code[:64],
+                refusal.model[:200],
+                refusal.client_ip,
+                refusal.count,
+            ]
+        )
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (second, user_id, token_id, token_name, status_code, "  # noqa: S608
+            f"error_code, model, client_ip, count) VALUES {values} "
+            "ON CONFLICT (token_id, error_code, second) DO UPDATE SET "
+            f"count = {table}.count + EXCLUDED.count, model = EXCLUDED.model",
+            [value for row in rows for value in row],
+        )
 
 
 def new_ip_notify(*, log_id: int) -> None:
@@ -86,6 +133,7 @@ def log_retention_run(
        transaction that also adds the batch's costs to `PrunedTokenUsage` (so each
        token's `used` still proves out): no long lock, and a crash loses nothing.
     4. Minute and hour rollups older than the cutoff go too; day rollups stay.
+    5. Refusal counts older than the cutoff go, in batches.
     """
     from billing.services import usage_settlement_record
 
@@ -95,6 +143,7 @@ def log_retention_run(
     bounds = old_rows.aggregate(first=Min("id"), last=Max("id"))
     if bounds["last"] is None:
         deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
+        _refusals_prune(cutoff=cutoff, batch_size=batch_size)
         return RetentionResult(cutoff, 0, 0, deleted_rollups)
     settled = 0
     per_user = old_rows.values("user_id").annotate(through=Max("id")).order_by("user_id")
@@ -108,8 +157,18 @@ def log_retention_run(
         deleted += _delete_batch(low=low, high=high, cutoff=cutoff)
         low = high
     deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
+    _refusals_prune(cutoff=cutoff, batch_size=batch_size)
     logger.info("Log retention: %d rows older than %s deleted", deleted, cutoff.isoformat())
     return RetentionResult(cutoff, settled, deleted, deleted_rollups)
+
+
+def _refusals_prune(*, cutoff: datetime, batch_size: int) -> None:
+    old = Refusal.objects.filter(second__lt=cutoff).values_list("id", flat=True)
+    while True:
+        ids = list(old[:batch_size])
+        if not ids:
+            return
+        Refusal.objects.filter(id__in=ids).delete()
 
 
 def _delete_batch(*, low: int, high: int, cutoff: datetime) -> int:

@@ -10,5 +10,6 @@ urlpatterns = [
     path("charts/usage-per-minute.json", views.chart_usage_per_minute, name="chart-per-minute"),
     path("charts/by-model.json", views.chart_by_model, name="chart-by-model"),
     path("charts/by-token.json", views.chart_by_token, name="chart-by-token"),
+    path("charts/errors.json", views.chart_errors, name="chart-errors"),
     path("charts/home.json", views.chart_home, name="chart-home"),
 ]

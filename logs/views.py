@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from accounts.http import ConsoleRequest
@@ -35,6 +36,7 @@ def log_context(form: LogFilterForm, filters: LogFilters) -> dict:
         "rows": [(row, cost_breakdown(row), row.pk in page.new_ip_log_ids) for row in page.rows],
         "totals": totals,
         "filters": filters,
+        "refused": selectors.refusal_count(filters=filters),
     }
 
 
@@ -55,12 +57,18 @@ def logs_page(request: ConsoleRequest) -> HttpResponse:
         "retention_days": settings.LOG_RETENTION_DAYS,
     }
     status = 200
-    if form.is_valid():
-        context |= log_context(form, form.filters())
-    else:
+    results = "logs/_results.html"
+    if not form.is_valid():
         context["errors"] = form.error_messages_list()
         status = 400
-    template = "logs/_results.html" if request.htmx else "logs/page.html"
+    elif form.cleaned_data["status"] == "refused":
+        filters = form.filters()
+        context |= {"refusals": selectors.refusal_list(filters=filters), "filters": filters}
+        results = "logs/_refusals.html"
+    else:
+        context |= log_context(form, form.filters())
+    context["results_template"] = results
+    template = results if request.htmx else "logs/page.html"
     return render(request, template, context, status=status)
 
 
@@ -168,6 +176,27 @@ def chart_by_token(request: ConsoleRequest) -> JsonResponse:
             ],
             "unit": "cost",
             "kind": "bar",
+        }
+    )
+
+
+@login_required
+@require_GET
+def chart_errors(request: ConsoleRequest) -> JsonResponse:
+    """Failed and refused requests per hour over the last 24 hours or 7 days."""
+    hours = {"24h": 24, "7d": 168}.get(request.GET.get("window", "24h"))
+    if hours is None:
+        return JsonResponse({"error": "window is “24h” or “7d”."}, status=400)
+    series = selectors.errors_per_hour(user_id=request.user.pk, hours=hours)
+    return JsonResponse(
+        {
+            "labels": series["labels"],
+            "datasets": [
+                {"label": gettext("Failed (error answer)"), "data": series["failed"]},
+                {"label": gettext("Refused (never forwarded)"), "data": series["refused"]},
+            ],
+            "stacked": True,
+            "unit": "requests",
         }
     )
 

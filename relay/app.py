@@ -10,11 +10,13 @@ status codes leave this module.
 """
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -49,6 +51,7 @@ from . import translate, upstream
 from .ids import unique_id
 from .limits import LimitOutcome, limiter
 from .memo import LocalMemo
+from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
 from .services import channel_record_failure, channel_record_success
@@ -317,6 +320,7 @@ class RelayApplication:
         self.upstream = upstream.UpstreamClient()
         self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
         self.prices: LocalMemo[ModelPrice | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
+        self.refusals = RefusalCounter()
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -389,6 +393,7 @@ class RelayApplication:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.settler.aclose()
+        await self.refusals.aclose()
         if self.meter is not None:
             # Write what was settled and give the grants back before the process ends.
             await run_in_database_thread(self.meter.close)
@@ -424,19 +429,47 @@ class RelayApplication:
                 code="invalid_api_key",
             )
         token = await self.tokens.get(raw_key, lambda: atoken_authenticate(raw_key))
-        if token is None or not token.is_enabled:
+        if token is None:
             raise RelayError(
                 401, "Invalid API key, or the token is disabled or deleted.", code="invalid_api_key"
             )
-        if token.is_expired:
-            raise RelayError(401, "This token has expired.", code="invalid_api_key")
         # Decided where the request entered, proxies believed or not (comet/clientaddress.py).
         address = scope["client"][0] if scope.get("client") else UNKNOWN_ADDRESS
-        if not token.allows_ip(address):
-            raise RelayError(
-                403, f"This token may not be used from {address}.", code="ip_not_allowed"
-            )
+        with self._counting_refusals(token, address):
+            if not token.is_enabled:
+                raise RelayError(
+                    401,
+                    "Invalid API key, or the token is disabled or deleted.",
+                    code="invalid_api_key",
+                )
+            if token.is_expired:
+                raise RelayError(401, "This token has expired.", code="invalid_api_key")
+            if not token.allows_ip(address):
+                raise RelayError(
+                    403, f"This token may not be used from {address}.", code="ip_not_allowed"
+                )
         return token, address
+
+    @contextlib.contextmanager
+    def _counting_refusals(
+        self, token: TokenInfo, address: str, model: list[str] | None = None
+    ) -> Iterator[None]:
+        """Count a RelayError raised inside as a refusal of `token` (logs.models.Refusal).
+
+        `model` holds the model name once the body names one (a one-item list the
+        caller fills in).
+        """
+        try:
+            yield
+        except RelayError as error:
+            self.refusals.count(
+                token=token,
+                status_code=error.status_code,
+                error_code=error.code,
+                model=model[0] if model else "",
+                address=address_clean(address) or UNKNOWN_ADDRESS,
+            )
+            raise
 
     async def _models(self, scope: Scope, send: Any) -> None:
         headers = dict(scope["headers"])
@@ -466,50 +499,54 @@ class RelayApplication:
                 code="unsupported_media_type",
             )
         token, address = await self._authenticate(scope, headers)
-        raw_body = await _read_body(receive, settings.RELAY_MAX_BODY_BYTES)
-        body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
-        stream = endpoint.can_stream and body.get("stream") is True
-        if not token.allows_model(model):
-            raise RelayError(
-                403,
-                f"This token may not use the model '{model}'.",
-                code="model_not_allowed",
-                param="model",
-            )
-        price = await self.prices.get(
-            (model, token.pricing_group_id),
-            lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
-        )
-        if price is None:
-            raise RelayError(
-                404,
-                f"The model '{model}' does not exist or is not available.",
-                code="model_not_found",
-                param="model",
-            )
-        routes = candidate_routes(
-            await routing_table(),
-            model_name=model,
-            pricing_group_id=token.pricing_group_id,
-            kinds=endpoint.kinds,
-        )
-        if not routes:
-            raise RelayError(
-                503,
-                f"No channel is available for '{model}' right now; try again later.",
-                code="no_available_channel",
-            )
-        outcome_kind, slot = await limiter().acquire(
-            token_id=token.id, concurrency_limit=token.concurrency_limit, rpm_limit=token.rpm_limit
-        )
-        if slot is None:
-            if outcome_kind is LimitOutcome.CONCURRENCY_EXCEEDED:
-                message = (
-                    f"Too many requests in flight on this token (limit {token.concurrency_limit})."
+        # Refused from here on (never forwarded, nothing charged): counted for the logs.
+        named: list[str] = []
+        with self._counting_refusals(token, address, named):
+            raw_body = await _read_body(receive, settings.RELAY_MAX_BODY_BYTES)
+            body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
+            named.append(model)
+            stream = endpoint.can_stream and body.get("stream") is True
+            if not token.allows_model(model):
+                raise RelayError(
+                    403,
+                    f"This token may not use the model '{model}'.",
+                    code="model_not_allowed",
+                    param="model",
                 )
-            else:
-                message = f"Too many requests per minute on this token (limit {token.rpm_limit})."
-            raise RelayError(429, message, code="rate_limit_exceeded")
+            price = await self.prices.get(
+                (model, token.pricing_group_id),
+                lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
+            )
+            if price is None:
+                raise RelayError(
+                    404,
+                    f"The model '{model}' does not exist or is not available.",
+                    code="model_not_found",
+                    param="model",
+                )
+            routes = candidate_routes(
+                await routing_table(),
+                model_name=model,
+                pricing_group_id=token.pricing_group_id,
+                kinds=endpoint.kinds,
+            )
+            if not routes:
+                raise RelayError(
+                    503,
+                    f"No channel is available for '{model}' right now; try again later.",
+                    code="no_available_channel",
+                )
+            outcome_kind, slot = await limiter().acquire(
+                token_id=token.id,
+                concurrency_limit=token.concurrency_limit,
+                rpm_limit=token.rpm_limit,
+            )
+            if slot is None:
+                if outcome_kind is LimitOutcome.CONCURRENCY_EXCEEDED:
+                    limit = f"in flight on this token (limit {token.concurrency_limit})"
+                else:
+                    limit = f"per minute on this token (limit {token.rpm_limit})"
+                raise RelayError(429, f"Too many requests {limit}.", code="rate_limit_exceeded")
         request_id = unique_id()
         outcome: Outcome | None = None
         try:
@@ -519,11 +556,12 @@ class RelayApplication:
                 price=price,
                 has_completion=endpoint.has_completion,
             )
-            try:
-                await self._reserve(token=token, request_id=request_id, amount=amount)
-            except UsageRefused as refused:
-                status = REFUSAL_STATUS.get(refused.code, 402)
-                raise RelayError(status, refused.message, code=refused.code) from None
+            with self._counting_refusals(token, address, named):
+                try:
+                    await self._reserve(token=token, request_id=request_id, amount=amount)
+                except UsageRefused as refused:
+                    status = REFUSAL_STATUS.get(refused.code, 402)
+                    raise RelayError(status, refused.message, code=refused.code) from None
             try:
                 outcome = await self._forward(
                     scope,

@@ -244,16 +244,17 @@ def test_query_count_is_pinned_for_first_and_deep_pages(
     for index in range(120):
         settle(token, created_at=moment + timedelta(seconds=index * 20))
     # session, user, the token choices, the page's rows (with their new-IP marks),
-    # and the totals: five rollup pieces in one UNION ALL after a SET LOCAL, inside
-    # a transaction (in a test, a SAVEPOINT / RELEASE pair: 8; served, 6)
-    with django_assert_num_queries(8):
+    # the totals: five rollup pieces in one UNION ALL after a SET LOCAL, inside
+    # a transaction (in a test, a SAVEPOINT / RELEASE pair), and the count of refused
+    # requests: 9; served, 7
+    with django_assert_num_queries(9):
         first = user_client.get(reverse("console:logs"), query)
     assert len(first.context["page"].rows) == 50
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         deep = user_client.get(
             reverse("console:logs"), {**query, "cursor": first.context["page"].older}
         )
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         user_client.get(reverse("console:logs"), {**query, "cursor": deep.context["page"].older})
     assert first.context["totals"].requests == 120
 
@@ -267,7 +268,7 @@ def test_query_count_is_pinned_for_an_ip_mixed_filter(user, user_client, django_
             created_at=moment + timedelta(seconds=index * 20),
             client_ip=("198.51.100.1", "192.0.2.9")[index % 2],
         )
-    # IP + model + status: the same 8 as without an IP (the totals read IP hours and
+    # IP + model + status "ok" (no refusal counted): 8 (the totals read IP hours and
     # the two partial hours' raw rows in the one UNION ALL)
     mixed = {**query, "ip": "198.51.100.1", "model": "gpt-4o-mini", "status": "ok"}
     with django_assert_num_queries(8):
@@ -279,11 +280,11 @@ def test_query_count_does_not_grow_with_rows(user, user_client, django_assert_nu
     token = funded_user_with_token(user)
     query, moment = _pinned_range()
     settle(token, created_at=moment)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         user_client.get(reverse("console:logs"), query)
     for index in range(40):
         settle(token, created_at=moment + timedelta(minutes=1 + index))
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         response = user_client.get(reverse("console:logs"), query)
     assert len(response.context["page"].rows) == 41
 

@@ -110,7 +110,8 @@ def relay_url(relay_server, transactional_db):
     routing_table_expire()
     # Settlements run after responses: let them finish while the database is open.
     deadline = time.monotonic() + 10
-    while relay_server.relay.pending_work and time.monotonic() < deadline:
+    relay = relay_server.relay
+    while (relay.pending_work or relay.refusals.pending) and time.monotonic() < deadline:
         time.sleep(0.01)
     # Write everything and give every grant back now, so the meter's writer has nothing
     # to do (no row to lock) while the test database is flushed after the test.
