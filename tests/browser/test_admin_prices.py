@@ -87,6 +87,12 @@ def test_the_model_form_shows_each_groups_prices_as_a_ratio_is_typed(page):
         page.locator(".comet-price-preview").scroll_into_view_if_needed()
         look(page, f"admin-model-prices-{size}")
 
+        page.goto("/admin/models_catalog/catalogmodel/?q=gpt-4o")
+        row = page.locator("#result_list tbody tr").filter(has_text="gpt-4o-mini")
+        assert row.locator("td.field-input_price").inner_text() == "$0.15"
+        assert row.locator("td.field-output_price").inner_text() == "$0.60"
+        look(page, f"admin-model-list-{size}")
+
 
 def test_a_per_call_price_and_a_group_ratio_are_previewed_too(page):
     load_demo_catalog()
