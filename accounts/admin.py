@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
+from comet.admin_site import DollarsAdmin
+
 from .models import Token, User
 
 
@@ -39,9 +41,10 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(Token)
-class TokenAdmin(admin.ModelAdmin):
+class TokenAdmin(DollarsAdmin):
     """Read-only view of tokens; owners manage them in the console."""
 
+    money_fields = ("quota_remaining", "reserved", "used")
     list_display = ("name", "user", "key_prefix", "key_last4", "is_enabled", "used", "last_used_at")
     list_filter = ("is_enabled",)
     search_fields = ("name", "user__email", "key_last4")

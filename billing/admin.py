@@ -46,10 +46,11 @@ from billing.recharge import (
     order_credit,
 )
 from billing.services import LedgerError, account_adjust, account_debt_forgive
+from comet.admin_site import DollarsAdmin
 from comet.inputs import ascii_int
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(DollarsAdmin):
     """Money rows change only through services: the admin shows them."""
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -88,6 +89,7 @@ class ForgiveDebtForm(forms.Form):
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
     list_display = ("user", "balance_usd", "owed_usd", "reserved_usd", "used_usd", "request_count")
+    money_fields = ("balance", "reserved", "used", "recharged")
     search_fields = ("user__email",)
     list_select_related = ("user",)
     readonly_fields = ("user", "balance", "reserved", "used", "request_count", "recharged")
@@ -210,6 +212,7 @@ class AccountAdmin(ReadOnlyAdmin):
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "account", "kind", "amount", "balance_after", "created_by")
+    money_fields = ("amount", "balance_after")
     list_filter = ("kind",)
     search_fields = ("account__user__email", "idempotency_key")
     list_select_related = ("account__user", "created_by")
@@ -219,6 +222,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 @admin.register(Reservation)
 class ReservationAdmin(ReadOnlyAdmin):
     list_display = ("request_id", "account", "token", "amount", "status", "expires_at")
+    money_fields = ("amount", "token_amount")
     list_filter = ("status",)
     search_fields = ("request_id",)
 
@@ -342,6 +346,7 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in RechargeOrder._meta.fields]
+    money_fields = ("credit",)
     inlines = [OrderEventInline]
     actions = ["credit_by_hand"]
 
@@ -437,6 +442,7 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
         "created_by",
     )
     list_filter = ("batch", ("redeemed_at", admin.EmptyFieldListFilter))
+    money_fields = ("credit",)
     search_fields = ("code_prefix", "batch", "redeemed_by__email")
     list_select_related = ("redeemed_by", "created_by")
     exclude = ("code_hash",)

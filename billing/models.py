@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from billing.money import format_usd_exact
+
 
 class Account(models.Model):
     """A user's money: balance, what is held for in-flight requests, lifetime totals.
@@ -111,7 +113,7 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.amount} ({self.idempotency_key})"
+        return f"{self.get_kind_display()} {format_usd_exact(self.amount)} ({self.idempotency_key})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not self._state.adding:
@@ -165,7 +167,7 @@ class Reservation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} holds {self.amount}"
+        return f"{self.request_id} holds {format_usd_exact(self.amount)}"
 
 
 class RechargeSettings(models.Model):
@@ -247,7 +249,8 @@ class RechargeTier(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.threshold} micro-USD: {self.discount_percent}%"
+        threshold = format_usd_exact(self.threshold)
+        return f"{self.get_kind_display()} {threshold}: {self.discount_percent}%"
 
 
 class UserDiscount(models.Model):

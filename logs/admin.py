@@ -5,6 +5,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from accounts.models import User
+from comet.admin_site import DollarsAdmin
 from logs import selectors
 from logs.breakdown import cost_breakdown
 from logs.forms import AdminLogFilterForm
@@ -12,7 +13,7 @@ from logs.models import Refusal, RequestLog
 
 
 @admin.register(RequestLog)
-class RequestLogAdmin(admin.ModelAdmin):
+class RequestLogAdmin(DollarsAdmin):
     """Every user's requests with the console's filters plus user and channel.
 
     The stock change list counts and offsets over the whole table; this one reads
@@ -21,6 +22,7 @@ class RequestLogAdmin(admin.ModelAdmin):
     """
 
     list_display = ("created_at", "user", "token_name", "model", "cost", "status_code", "client_ip")
+    money_fields = ("cost", "price_per_call")
     list_select_related = ("user",)
     readonly_fields = [field.name for field in RequestLog._meta.fields]
 

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from billing.money import format_usd_exact
 from logs.data import RequestLogData
 
 __all__ = [
@@ -101,7 +102,7 @@ class RequestLog(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} {self.model} {self.cost}"
+        return f"{self.request_id} {self.model} {format_usd_exact(self.cost)}"
 
 
 class Refusal(models.Model):

@@ -1,6 +1,7 @@
 """Admins edit multipliers here; every price edit goes through `price_change_record`."""
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -9,14 +10,17 @@ from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms.models import BaseModelFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.functional import Promise
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from comet.inputs import storable_text_problem
 
 from . import services
-from .display import change_lines
+from .display import change_lines, model_prices, price_preview_constants, prices_of, usd
 from .models import (
     CatalogModel,
     PriceChange,
@@ -27,6 +31,8 @@ from .models import (
     Vendor,
 )
 from .ratio_import import ratio_export, ratio_import_apply, ratio_import_plan
+
+StrOrPromise = str | Promise
 
 REASON_HELP = "Required when a price changes: kept in the price history and announced."
 REASON_REQUIRED = "Give a reason for the price change: it is recorded and announced."
@@ -148,11 +154,73 @@ class PriceHistoryInline(admin.TabularInline):
         )
 
 
+def _ratio_text(value: Decimal | int | None) -> str:
+    """Return a multiplier as the live preview reads it from a data attribute."""
+    return "" if value is None else f"{value:f}"
+
+
+def price_preview_row(
+    label: str,
+    *,
+    model_ratio: Decimal | None,
+    completion_ratio: Decimal | None,
+    cached_ratio: Decimal | None,
+    price_per_call: int | None,
+    group_ratio: Decimal,
+) -> dict[str, str]:
+    """Return one row of the price preview: its multipliers and the prices they make."""
+    prices = prices_of(
+        model_ratio=model_ratio,
+        completion_ratio=completion_ratio,
+        cached_ratio=cached_ratio,
+        price_per_call=price_per_call,
+        group_ratio=group_ratio,
+    )
+    return {
+        "label": label,
+        "model_ratio": _ratio_text(model_ratio),
+        "completion_ratio": _ratio_text(completion_ratio),
+        "cached_ratio": _ratio_text(cached_ratio),
+        "price_per_call": _ratio_text(price_per_call),
+        "group_ratio": _ratio_text(group_ratio),
+        "input": usd(prices.input_per_1m),
+        "output": usd(prices.output_per_1m),
+        "cached": usd(prices.cached_input_per_1m),
+        "per_call": usd(prices.per_call),
+    }
+
+
+def price_preview(
+    *,
+    row_heading: StrOrPromise,
+    rows: list[dict[str, str]],
+    note: StrOrPromise,
+    empty: StrOrPromise,
+) -> str:
+    """Return the table of prices shown beside the multipliers, kept live by
+    static/js/admin-prices.js as they are typed."""
+    return render_to_string(
+        "admin/models_catalog/price_preview.html",
+        {
+            "constants": price_preview_constants(),
+            "row_heading": row_heading,
+            "rows": rows,
+            "note": note,
+            "empty": empty,
+        },
+    )
+
+
 class PriceEditingAdmin(admin.ModelAdmin):
     """Shared by the model and group admins: list editing and forms through the service."""
 
     price_fields: tuple[str, ...] = ()
     change_list_template = "models_catalog/admin/change_list_with_reason.html"
+    readonly_fields = ("price_preview",)
+
+    class Media:
+        js = ["js/admin-prices.js"]
+        css = {"all": ["css/admin-prices.css"]}
 
     def may_change_prices(self, request: HttpRequest) -> bool:
         return request.user.has_perm(services.CHANGE_PRICES_PERMISSION)
@@ -241,7 +309,10 @@ class CatalogModelAdmin(PriceEditingAdmin):
     form = CatalogModelForm
     price_fields = services.MODEL_PRICE_FIELDS
     list_display = [
-        "name", "vendor", "kind", *services.MODEL_PRICE_FIELDS, "is_enabled",
+        "name", "vendor", "kind",
+        "model_ratio", "input_price", "completion_ratio", "output_price",
+        "cached_ratio", "cached_input_price", "price_per_call", "per_call_price",
+        "is_enabled",
     ]  # fmt: skip
     list_editable = list(services.MODEL_PRICE_FIELDS)
     list_filter = ["vendor", "kind", "is_enabled"]
@@ -256,7 +327,12 @@ class CatalogModelAdmin(PriceEditingAdmin):
         (
             "Price",
             {
-                "fields": [*services.MODEL_PRICE_FIELDS, "change_reason", "effective_at"],
+                "fields": [
+                    *services.MODEL_PRICE_FIELDS,
+                    "price_preview",
+                    "change_reason",
+                    "effective_at",
+                ],
                 "description": (
                     "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost "
                     "completion ratio times that. Per call: micro-USD (1 USD = 1,000,000)."
@@ -269,6 +345,45 @@ class CatalogModelAdmin(PriceEditingAdmin):
         readonly = super().get_readonly_fields(request, obj)
         # The name is the relay's cache key and the subscribers' reference: fixed once made.
         return [*readonly, "name"] if obj is not None else readonly
+
+    # The list's prices are before any group multiplier (the form shows each group's).
+    @admin.display(description=_("Input / 1M"))
+    def input_price(self, model: CatalogModel) -> str:
+        return usd(model_prices(model).input_per_1m)
+
+    @admin.display(description=_("Output / 1M"))
+    def output_price(self, model: CatalogModel) -> str:
+        return usd(model_prices(model).output_per_1m)
+
+    @admin.display(description=_("Cached input / 1M"))
+    def cached_input_price(self, model: CatalogModel) -> str:
+        return usd(model_prices(model).cached_input_per_1m)
+
+    @admin.display(description=_("Price per call"))
+    def per_call_price(self, model: CatalogModel) -> str:
+        return usd(model_prices(model).per_call)
+
+    @admin.display(description=_("Prices"))
+    def price_preview(self, model: CatalogModel) -> str:
+        groups = list(PricingGroup.objects.order_by("-is_default", "name"))
+        rows = [
+            price_preview_row(
+                _("%(group)s (x%(ratio)s)")
+                % {"group": group, "ratio": group.group_ratio.normalize()},
+                model_ratio=model.model_ratio,
+                completion_ratio=model.completion_ratio,
+                cached_ratio=model.cached_ratio,
+                price_per_call=model.price_per_call,
+                group_ratio=group.group_ratio,
+            )
+            for group in groups
+        ]
+        return price_preview(
+            row_heading=_("Pricing group"),
+            rows=rows,
+            note=_("What each pricing group pays, with its multiplier; updated as you type."),
+            empty=_("No pricing group yet."),
+        )
 
     def get_urls(self):
         return [
@@ -329,21 +444,64 @@ class CatalogModelAdmin(PriceEditingAdmin):
         return TemplateResponse(request, "models_catalog/admin/import.html", context)
 
 
+# Models shown in a group's price preview.
+PREVIEW_MODELS = 10
+
+
 @admin.register(PricingGroup)
 class PricingGroupAdmin(PriceEditingAdmin):
     form = PricingGroupForm
     price_fields = services.GROUP_PRICE_FIELDS
-    list_display = ["name", "display_name", "group_ratio", "is_default"]
+    list_display = ["name", "display_name", "group_ratio", "ratio_one_price", "is_default"]
     list_editable = ["group_ratio"]
     fieldsets = [
         (None, {"fields": ["name", "display_name", "description", "is_default"]}),
-        ("Price", {"fields": ["group_ratio", "change_reason", "effective_at"]}),
+        ("Price", {"fields": ["group_ratio", "price_preview", "change_reason", "effective_at"]}),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
         readonly = super().get_readonly_fields(request, obj)
         # One default group, made by a migration: moving it is not a price edit.
         return [*readonly, "is_default"]
+
+    @admin.display(description=_("Model ratio 1 costs"))
+    def ratio_one_price(self, group: PricingGroup) -> str:
+        prices = prices_of(
+            model_ratio=Decimal(1),
+            completion_ratio=Decimal(1),
+            cached_ratio=None,
+            price_per_call=None,
+            group_ratio=group.group_ratio,
+        )
+        return _("%(price)s / 1M input tokens") % {"price": usd(prices.input_per_1m)}
+
+    @admin.display(description=_("Prices"))
+    def price_preview(self, group: PricingGroup) -> str:
+        models = CatalogModel.objects.filter(is_enabled=True).select_related("vendor")
+        shown = list(models[:PREVIEW_MODELS])
+        group_ratio = group.group_ratio if group.group_ratio is not None else Decimal(1)
+        rows = [
+            price_preview_row(
+                model.name,
+                model_ratio=model.model_ratio,
+                completion_ratio=model.completion_ratio,
+                cached_ratio=model.cached_ratio,
+                price_per_call=model.price_per_call,
+                group_ratio=group_ratio,
+            )
+            for model in shown
+        ]
+        total = models.count() if len(shown) == PREVIEW_MODELS else len(shown)
+        return price_preview(
+            row_heading=_("Model"),
+            rows=rows,
+            note=_(
+                "What %(shown)s of the %(total)s enabled models cost in this group; "
+                "updated as you type the multiplier."
+            )
+            % {"shown": len(shown), "total": total},
+            empty=_("No enabled model yet."),
+        )
 
 
 @admin.register(PriceChange)

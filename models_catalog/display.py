@@ -4,16 +4,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from .models import CatalogModel, PriceChange
-from .pricing import input_usd_per_million, output_usd_per_million
+from .pricing import (
+    MICRO_USD_PER_TOKEN_AT_RATIO_ONE,
+    input_usd_per_million,
+    output_usd_per_million,
+)
 
 MICRO_USD_PER_USD = 1_000_000
+# Prices read to the micro-dollar: `usd` rounds to this many decimals (half to even).
+USD_PLACES = 6
 
 
 def usd(amount: Decimal | None) -> str:
     """Return `$1.25`-style text: at least 2 decimals, at most 6, no trailing zeros."""
     if amount is None:
         return "—"
-    text = f"{amount.quantize(Decimal('0.000001')):f}".rstrip("0")
+    text = f"{amount.quantize(Decimal(1).scaleb(-USD_PLACES)):f}".rstrip("0")
     whole, _, fraction = text.partition(".")
     return f"${whole}.{fraction.ljust(2, '0')}"
 
@@ -105,3 +111,16 @@ def change_lines(change: PriceChange) -> list[PriceLine]:
         if before != after:
             lines.append(PriceLine(label, usd(before), usd(after)))
     return lines
+
+
+def price_preview_constants() -> dict[str, int]:
+    """The numbers the admin's live price preview (static/js/admin-prices.js) computes with.
+
+    Rendered into data attributes, so the script repeats `pricing`'s formula and `usd`'s
+    rounding without writing down a number of its own.
+    """
+    return {
+        "micro_usd_per_token_at_ratio_one": MICRO_USD_PER_TOKEN_AT_RATIO_ONE,
+        "micro_usd_per_usd": MICRO_USD_PER_USD,
+        "usd_places": USD_PLACES,
+    }

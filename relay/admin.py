@@ -1,10 +1,27 @@
-from django import forms
-from django.contrib import admin
-from django.utils import timezone
+from typing import Any
 
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from comet.inputs import ascii_int
+from models_catalog.models import CatalogModel
+
+from .admin_fields import ModelMappingField, ServedModelsField
 from .models import Channel
+from .probe import ChannelTestResult, channel_test
 from .routing import routing_table_expire
 from .services import channel_set_api_key
+
+# Channels one "Test" action sends a request through (each may take up to its timeout).
+MAX_CHANNELS_TESTED = 5
 
 
 class ChannelForm(forms.ModelForm):
@@ -15,10 +32,26 @@ class ChannelForm(forms.ModelForm):
         help_text=Channel._meta.get_field("base_url").help_text,
     )
     api_key = forms.CharField(
+        label=gettext_lazy("API key"),
         required=False,
         strip=True,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted and never shown again; leave empty to keep the current key.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    served_models = ServedModelsField(
+        required=False,
+        label=gettext_lazy("Served models"),
+        help_text=gettext_lazy(
+            "One model name per line, as customers ask for it (e.g. gpt-4o). A name must "
+            "also be in the catalog, which prices it, before it can be called."
+        ),
+    )
+    model_mapping = ModelMappingField(
+        required=False,
+        label=gettext_lazy("Model mapping"),
+        help_text=gettext_lazy(
+            "Only where the upstream knows a served model by another name: the requested "
+            "name on the left, the name sent upstream on the right. Empty rows are ignored."
+        ),
     )
 
     class Meta:
@@ -38,6 +71,64 @@ class ChannelForm(forms.ModelForm):
             "status",
         ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        last4 = self.instance.api_key_last4 if self.instance.pk else ""
+        self.fields["api_key"].help_text = (
+            _(
+                "Stored encrypted and never shown. Leave empty to keep the current key "
+                "(ending …%(last4)s); type a new key to replace it."
+            )
+            % {"last4": last4}
+            if last4
+            else _("Stored encrypted and never shown again.")
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        kind = cleaned.get("kind")
+        has_key = bool(cleaned.get("api_key")) or bool(
+            self.instance.pk and self.instance.encrypted_api_key
+        )
+        if kind and kind != Channel.Kind.MOCK and not has_key:
+            self.add_error(
+                "api_key", _("Enter the channel's API key: the upstream refuses requests without.")
+            )
+        served = cleaned.get("served_models")
+        mapping = cleaned.get("model_mapping")
+        if served is not None and mapping:
+            unserved = [name for name in mapping if name not in served]
+            if unserved:
+                self.add_error(
+                    "model_mapping",
+                    _(
+                        "Not among the served models: %(names)s. Add them to the served "
+                        "models, or remove their rows."
+                    )
+                    % {"names": ", ".join(unserved)},
+                )
+        return cleaned
+
+
+def _test_message(channel: Channel, result: ChannelTestResult) -> str:
+    if not result.model:
+        return _("%(channel)s: %(error)s") % {"channel": channel, "error": result.error}
+    asked = (
+        _("%(model)s (sent upstream as %(upstream)s)")
+        % {"model": result.model, "upstream": result.upstream_model}
+        if result.upstream_model != result.model
+        else result.model
+    )
+    values = {
+        "channel": channel,
+        "model": asked,
+        "ms": result.latency_ms,
+        "error": result.error,
+    }
+    if result.ok:
+        return _("%(channel)s answered %(model)s in %(ms)s ms.") % values
+    return _("%(channel)s failed for %(model)s after %(ms)s ms: %(error)s") % values
+
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
@@ -56,7 +147,6 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ("name", "base_url")
     filter_horizontal = ("pricing_groups",)
     readonly_fields = (
-        "api_key_display",
         "consecutive_failures",
         "total_failures",
         "last_error",
@@ -65,10 +155,57 @@ class ChannelAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
+    actions = ["test_channels"]
+    change_form_template = "admin/relay/channel/change_form.html"
 
-    @admin.display(description="API key")
+    class Media:
+        css = {"all": ["css/admin-channels.css"]}
+
+    @admin.display(description=gettext_lazy("API key"))
     def api_key_display(self, channel: Channel) -> str:
         return f"…{channel.api_key_last4}" if channel.api_key_last4 else "—"
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/test/",
+                self.admin_site.admin_view(require_POST(self.test_view)),
+                name="relay_channel_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _report_test(self, request: HttpRequest, channel: Channel) -> None:
+        result = channel_test(channel)
+        level = messages.SUCCESS if result.ok else messages.ERROR
+        self.message_user(request, _test_message(channel, result), level)
+
+    def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Send one small request through the channel and say how it went (change permission)."""
+        channel_id = ascii_int(object_id)
+        if channel_id is None:
+            raise Http404(_("No such channel."))
+        channel = get_object_or_404(Channel, pk=channel_id)
+        if not self.has_change_permission(request, channel):
+            raise PermissionDenied
+        self._report_test(request, channel)
+        return HttpResponseRedirect(reverse("admin:relay_channel_change", args=[channel.pk]))
+
+    @admin.action(
+        description=gettext_lazy("Test the selected channels (one small request each)"),
+        permissions=["change"],
+    )
+    def test_channels(self, request: HttpRequest, queryset) -> None:
+        channels = list(queryset.order_by("-priority", "name")[: MAX_CHANNELS_TESTED + 1])
+        if len(channels) > MAX_CHANNELS_TESTED:
+            self.message_user(
+                request,
+                _("Test at most %(count)s channels at a time.") % {"count": MAX_CHANNELS_TESTED},
+                messages.WARNING,
+            )
+            return
+        for channel in channels:
+            self._report_test(request, channel)
 
     def save_model(self, request, obj: Channel, form: ChannelForm, change: bool) -> None:
         api_key = form.cleaned_data.get("api_key")
@@ -84,3 +221,13 @@ class ChannelAdmin(admin.ModelAdmin):
                 obj.disabled_at = timezone.now()
         super().save_model(request, obj, form, change)
         routing_table_expire()
+        served = [str(name) for name in obj.served_models or []]
+        known = set(CatalogModel.objects.filter(name__in=served).values_list("name", flat=True))
+        unknown = [name for name in served if name not in known]
+        if unknown:
+            self.message_user(
+                request,
+                _("Not in the catalog, so not callable until added there: %(names)s.")
+                % {"names": ", ".join(unknown)},
+                messages.WARNING,
+            )

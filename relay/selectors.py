@@ -81,6 +81,11 @@ def _route(channel: Channel) -> ChannelRoute:
     )
 
 
+def channel_route(channel: Channel) -> ChannelRoute:
+    """Return one channel as a route, whatever its status (the admin's test call)."""
+    return _route(channel)
+
+
 def channel_routes_enabled() -> list[ChannelRoute]:
     """Return every enabled channel as a route (two queries)."""
     channels = Channel.objects.filter(status=Channel.Status.ENABLED).prefetch_related(

@@ -32,7 +32,7 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_
 # --- Applications -----------------------------------------------------------
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "comet.admin_site.CometAdminConfig",  # django.contrib.admin with one Accounts section
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
