@@ -418,6 +418,9 @@ CELERY_BEAT_SCHEDULE["logs-retention"] = {
 
 # Absolute links in emails (unsubscribe) start with this.
 COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Unset, pages that show the relay's address (quickstart snippets) use the address the
+# page was asked on: a local server on another PORT shows its own (comet.links.site_root).
+COMET_PUBLIC_URL_IS_SET = bool(env("COMET_PUBLIC_URL", default=""))
 # Price changes within this window go out as one email per subscriber.
 PRICE_CHANGE_BATCH_WINDOW_SECONDS = env.int("PRICE_CHANGE_BATCH_WINDOW_SECONDS", default=600)
 PRICE_CHANGE_EMAIL_CHUNK_SIZE = env.int("PRICE_CHANGE_EMAIL_CHUNK_SIZE", default=250)
