@@ -86,3 +86,82 @@ def quickstart_context(request: HttpRequest, *, key: str | None = None) -> dict[
         "has_key": key is not None,
         "snippets": quickstart_snippets(base_url=base_url, key=key or KEY_PLACEHOLDER, model=model),
     }
+
+
+@dataclass(frozen=True)
+class RelayEndpoint:
+    method: str
+    path: str
+    title: str
+    description: str
+    example: str
+
+
+def relay_endpoints(*, base_url: str, key: str, model: str) -> list[RelayEndpoint]:
+    """Return the `/v1/*` routes the relay serves (relay.app), each with a curl example."""
+    auth = f'  -H "Authorization: Bearer {key}"'
+
+    def post(path: str, body: dict[str, object], *headers: str) -> str:
+        lines = [
+            f"curl {base_url}{path}",
+            auth,
+            *headers,
+            '  -H "Content-Type: application/json"',
+            f"  -d '{_json(body)}'",
+        ]
+        return " \\\n".join(lines)
+
+    hello = [{"role": "user", "content": "Hello"}]
+    return [
+        RelayEndpoint(
+            "POST",
+            "/chat/completions",
+            str(_("Chat completions")),
+            str(
+                _(
+                    "OpenAI's Chat Completions format, for every model of the catalog. "
+                    'With "stream": true the answer arrives as server-sent events.'
+                )
+            ),
+            post("/chat/completions", {"model": model, "messages": hello}),
+        ),
+        RelayEndpoint(
+            "POST",
+            "/completions",
+            str(_("Completions")),
+            str(_("OpenAI's legacy text completions: a prompt in, text out. Streams too.")),
+            post("/completions", {"model": model, "prompt": "Say hello", "max_tokens": 20}),
+        ),
+        RelayEndpoint(
+            "POST",
+            "/embeddings",
+            str(_("Embeddings")),
+            str(_("Vectors for one text or a list of texts, from an embedding model.")),
+            post("/embeddings", {"model": "text-embedding-3-small", "input": "Hello"}),
+        ),
+        RelayEndpoint(
+            "POST",
+            "/messages",
+            str(_("Messages (Anthropic format)")),
+            str(
+                _(
+                    "Anthropic's Messages format, for every model: the key may also go in "
+                    "an x-api-key header, as Anthropic's SDKs send it. Streams too."
+                )
+            ),
+            post(
+                "/messages",
+                {"model": model, "max_tokens": 256, "messages": hello},
+                '  -H "anthropic-version: 2023-06-01"',
+            ),
+        ),
+        RelayEndpoint(
+            "GET",
+            "/models",
+            str(_("Models")),
+            str(
+                _("The models this key may call (all of the catalog unless the token limits them).")
+            ),
+            f"curl {base_url}/models \\\n{auth}",
+        ),
+    ]

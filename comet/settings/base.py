@@ -291,7 +291,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Comet console API",
     "DESCRIPTION": (
         "The API behind the Comet console: tokens, balances, ledger, logs and pricing. "
-        "Console endpoints authenticate with the browser session."
+        "Console endpoints authenticate with the browser session. The relay's "
+        "OpenAI-compatible `/v1/*` endpoints, called with a token's key, are described "
+        "on the [Relay API](/relay-api/) page."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
