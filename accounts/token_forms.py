@@ -133,8 +133,9 @@ class FormNonceMixin(forms.Form):
             # Shown with the form's own errors; the form posts a fresh nonce next time.
             del self.errors["form_nonce"]
             self.add_error(None, forms.ValidationError(FORM_EXPIRED, code="form_expired"))
-            self.data = self.data.copy()
-            self.data[self.add_prefix("form_nonce")] = form_nonce_issue(self.user_id)
+            data = dict(self.data.items())
+            data[self.add_prefix("form_nonce")] = form_nonce_issue(self.user_id)
+            self.data = data
 
 
 class TokenCreateForm(FormNonceMixin, TokenForm):

@@ -79,7 +79,8 @@ def _form_used_again(
     context = _list_context(request) | {
         "repeated": {"token": error.token, "rolled": rolled},
     }
-    response = render(request, "accounts/tokens/list.html", context, status=409)
+    # 200, not 409: a reload lands here, and browsers log every 4xx page as an error.
+    response = render(request, "accounts/tokens/list.html", context)
     response["Cache-Control"] = "no-store"
     return response
 

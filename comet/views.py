@@ -1,4 +1,5 @@
-"""The console shell: the home page, the 404 of every address, and the 503 when busy."""
+"""The console shell: the home page, the Relay API page, the 404 of every address, and
+the 503 when busy."""
 
 import sys
 
