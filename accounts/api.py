@@ -5,11 +5,12 @@ from typing import Any, cast
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Token, User
-from accounts.services import token_create, token_set_enabled, token_update
+from accounts.services import token_create, token_roll, token_set_enabled, token_update
 from accounts.token_views import signed_in_recently
 from accounts.tokens import networks_parse
 from billing.api import UsdField
@@ -78,6 +79,15 @@ class TokenCreatedSerializer(TokenSerializer):
         fields = [*TokenSerializer.Meta.fields, "key"]
 
 
+class TokenRolledSerializer(TokenSerializer):
+    key = serializers.CharField(
+        read_only=True, help_text="The token's new key; shown only this once."
+    )
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "key"]
+
+
 def _service_arguments(data: dict[str, Any], token: Token | None = None) -> dict[str, Any]:
     def pick(name: str, default: Any) -> Any:
         if name in data:
@@ -101,6 +111,13 @@ class ReauthenticationNeeded(exceptions.PermissionDenied):
         "password at /accounts/reauthenticate/) and retry."
     )
     default_code = "reauthentication_required"
+
+
+class RollReauthenticationNeeded(ReauthenticationNeeded):
+    default_detail = (
+        "Rolling a key needs a recent sign-in: sign in again (or re-enter your "
+        "password at /accounts/reauthenticate/) and retry."
+    )
 
 
 def _user(request: Request) -> User:
@@ -161,6 +178,18 @@ class TokenViewSet(
     @extend_schema(request=TokenSerializer, responses=TokenSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         return self.update(request, pk=pk, partial=True)
+
+    @extend_schema(request=None, responses={200: TokenRolledSerializer})
+    @action(detail=True, methods=["post"])
+    def roll(self, request: Request, pk: str | None = None) -> Response:
+        """Give the token a new key, in this response only; the old key is refused within a
+        second. The token keeps its id, settings, quota and usage. Needs a recent sign-in."""
+        token = self.get_object()
+        if not signed_in_recently(request):
+            raise RollReauthenticationNeeded()
+        token, raw_key = token_roll(token=token)
+        data = TokenRolledSerializer(token).data | {"key": raw_key}
+        return Response(data, headers={"Cache-Control": "no-store"})
 
     def perform_destroy(self, instance: Token) -> None:
         token_delete(token=instance)

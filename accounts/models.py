@@ -127,3 +127,31 @@ class Token(models.Model):
         if self.quota_remaining is not None and self.quota_remaining - self.reserved <= 0:
             return "exhausted" if self.quota_remaining or self.used else "query-only"
         return "enabled"
+
+
+class TokenFormNonce(models.Model):
+    """A single-use nonce of a console form that shows a key: "new token" or "roll key".
+
+    The form carries a signed nonce (`accounts.tokens.form_nonce_issue`); the row is
+    written in the transaction that creates the token or rolls its key, so a form
+    posted twice (a reload, a double click) finds its row and shows nothing new. No
+    key is kept here: `token` is what the first post changed (empty once deleted).
+    Rows older than a form may be (`FORM_NONCE_MAX_AGE_SECONDS`) are deleted.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    nonce = models.CharField(max_length=32)
+    token = models.ForeignKey(
+        Token, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "nonce"], name="accounts_tokenformnonce_user_nonce_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"form nonce of user {self.user_id}"

@@ -1,6 +1,11 @@
-from accounts.models import User
+from accounts.models import Token, User
 
 
 def user_by_email(*, email: str) -> User | None:
     """Return the user whose login is `email` (any case, surrounding spaces ignored)."""
     return User.objects.filter(email__iexact=email.strip()).first()
+
+
+def token_count(*, user_id: int) -> int:
+    """Return how many API tokens the user has (enabled or not)."""
+    return Token.objects.filter(user_id=user_id).count()

@@ -1,15 +1,16 @@
 """Writes to accounts: API tokens and the user's own settings."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Token, User
+from accounts.form_nonces import FORM_NONCE_MAX_AGE_SECONDS
+from accounts.models import Token, TokenFormNonce, User
 from accounts.tokens import (
     key_display_parts,
     key_generate,
@@ -45,6 +46,45 @@ def _clean_networks(networks: Sequence[str]) -> list[str]:
         raise ValidationError({"allowed_networks": str(error)}) from error
 
 
+class FormAlreadyUsed(Exception):
+    """A form that shows a key was posted again: nothing was created or rolled this time.
+
+    `token` is what the first post created or rolled (None once it was deleted).
+    """
+
+    def __init__(self, token: Token | None) -> None:
+        super().__init__("This form was already used.")
+        self.token = token
+
+
+def _form_nonce_refuse_used(*, user: User, nonce: str | None) -> None:
+    """Raise `FormAlreadyUsed` if this form's nonce was used (in the caller's transaction).
+
+    The caller holds a lock that serializes the posts this nonce could come from (the
+    owner's row, or the token's), so a second post waits for the first to commit and
+    then finds its row; the unique constraint is the last word (`_form_nonce_record`).
+    """
+    if nonce is None:
+        return
+    used = TokenFormNonce.objects.filter(user=user, nonce=nonce).select_related("token").first()
+    if used is not None:
+        raise FormAlreadyUsed(used.token)
+
+
+def _form_nonce_record(*, user: User, nonce: str | None, token: Token) -> None:
+    """Record a form's nonce as used by what it did to `token`; forget expired ones."""
+    if nonce is None:
+        return
+    TokenFormNonce.objects.filter(
+        user=user, created_at__lt=timezone.now() - timedelta(seconds=FORM_NONCE_MAX_AGE_SECONDS)
+    ).delete()
+    try:
+        with transaction.atomic():
+            TokenFormNonce.objects.create(user=user, nonce=nonce, token=token)
+    except IntegrityError as error:
+        raise FormAlreadyUsed(None) from error
+
+
 def _check_quota(quota_remaining: int | None) -> None:
     if quota_remaining is not None and quota_remaining < 0:
         raise ValidationError({"quota_remaining": "A quota cannot be negative."})
@@ -60,8 +100,13 @@ def token_create(
     allowed_networks: Sequence[str] = (),
     concurrency_limit: int = 100,
     rpm_limit: int | None = None,
+    form_nonce: str | None = None,
 ) -> tuple[Token, str]:
-    """Create a token and return it with its key: the only time the key exists in full."""
+    """Create a token and return it with its key: the only time the key exists in full.
+
+    With `form_nonce` (a console form's, checked by `accounts.form_nonces`), a second
+    call with the same nonce creates nothing and raises `FormAlreadyUsed`.
+    """
     _check_quota(quota_remaining)
     networks = _clean_networks(allowed_networks)
     raw_key = key_generate()
@@ -71,6 +116,7 @@ def token_create(
         # Lock the owner so two concurrent creations cannot both pass the limit
         # (no_key: the request log's foreign-key checks on the user are not blocked).
         User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        _form_nonce_refuse_used(user=user, nonce=form_nonce)
         if Token.objects.filter(user=user).count() >= limit:
             raise ValidationError(
                 f"You already have {limit} tokens, the most an account may have. "
@@ -89,7 +135,33 @@ def token_create(
             concurrency_limit=concurrency_limit,
             rpm_limit=rpm_limit,
         )
+        _form_nonce_record(user=user, nonce=form_nonce, token=token)
     return token, raw_key
+
+
+def token_roll(*, token: Token, form_nonce: str | None = None) -> tuple[Token, str]:
+    """Give a token a new key and return it with the key, shown this once.
+
+    The token keeps its id, settings, quota, usage and logs; only the key changes.
+    The old key's cache entry is dropped when the change commits, so every process
+    refuses the old key within a second (as for a disabled token: `accounts.tokens`,
+    `relay.memo`). Money is not touched: requests the old key started are charged
+    as usual. With `form_nonce`, a second call with it raises `FormAlreadyUsed`.
+    """
+    raw_key = key_generate()
+    prefix, last4 = key_display_parts(raw_key)
+    with transaction.atomic():
+        locked = Token.objects.select_for_update().select_related("user").get(pk=token.pk)
+        _form_nonce_refuse_used(user=locked.user, nonce=form_nonce)
+        _form_nonce_record(user=locked.user, nonce=form_nonce, token=locked)
+        old_hash = locked.key_hash
+        locked.key_hash = key_hash(raw_key)
+        locked.key_prefix = prefix
+        locked.key_last4 = last4
+        locked.save(update_fields=["key_hash", "key_prefix", "key_last4", "updated_at"])
+        token_cache_invalidate(old_hash)
+        token_cache_invalidate(locked.key_hash)
+    return locked, raw_key
 
 
 def token_update(

@@ -3,7 +3,9 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
+from accounts.form_nonces import form_nonce_check, form_nonce_issue
 from accounts.models import Token
 from accounts.tokens import networks_parse
 from billing.money import AmountError, micro_to_usd, usd_to_micro
@@ -97,3 +99,48 @@ class TokenForm(forms.Form):
             "concurrency_limit": data["concurrency_limit"],
             "rpm_limit": data["rpm_limit"],
         }
+
+
+FORM_EXPIRED = _(
+    "This form is out of date (it was opened more than a day ago, or in another "
+    "session). Nothing was changed: check the values and submit it again."
+)
+
+
+class FormNonceMixin(forms.Form):
+    """A hidden single-use nonce (`accounts.form_nonces`) for a form that shows a key.
+
+    `cleaned_data["form_nonce"]` is the verified nonce. A missing, forged or stale one
+    is a form error, and the form is given a fresh nonce to submit again.
+    """
+
+    form_nonce = forms.CharField(widget=forms.HiddenInput, max_length=200)
+
+    def __init__(self, *args: Any, user_id: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user_id = user_id
+        self.fields["form_nonce"].initial = form_nonce_issue(user_id)
+
+    def clean_form_nonce(self) -> str:
+        nonce = form_nonce_check(self.cleaned_data["form_nonce"], self.user_id)
+        if nonce is None:
+            raise forms.ValidationError(FORM_EXPIRED, code="form_expired")
+        return nonce
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if self.is_bound and "form_nonce" in self.errors:
+            # Shown with the form's own errors; the form posts a fresh nonce next time.
+            del self.errors["form_nonce"]
+            self.add_error(None, forms.ValidationError(FORM_EXPIRED, code="form_expired"))
+            data = dict(self.data.items())
+            data[self.add_prefix("form_nonce")] = form_nonce_issue(self.user_id)
+            self.data = data
+
+
+class TokenCreateForm(FormNonceMixin, TokenForm):
+    """The "new token" form: the token form plus its single-use nonce."""
+
+
+class TokenRollForm(FormNonceMixin):
+    """The "roll key" confirmation: only the single-use nonce."""

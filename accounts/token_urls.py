@@ -9,5 +9,6 @@ urlpatterns = [
     path("new/", token_views.token_create_view, name="create"),
     path("<int:token_id>/edit/", token_views.token_edit, name="edit"),
     path("<int:token_id>/toggle/", token_views.token_toggle, name="toggle"),
+    path("<int:token_id>/roll/", token_views.token_roll_view, name="roll"),
     path("<int:token_id>/delete/", token_views.token_delete_view, name="delete"),
 ]

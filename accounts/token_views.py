@@ -1,4 +1,10 @@
-"""Console pages for API tokens: list, create, edit, enable/disable, delete."""
+"""Console pages for API tokens: list, create, edit, enable/disable, roll the key, delete.
+
+Creating a token and rolling its key show the key once, in the page that answers
+the post (never redirected: the key is stored nowhere, not even in the session).
+Those forms carry a single-use nonce, so posting one again (a reload) changes
+nothing and says so (`accounts.form_nonces`).
+"""
 
 import time
 
@@ -10,14 +16,22 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import ConsoleRequest
 from accounts.models import Token
-from accounts.services import token_create, token_set_enabled, token_update
-from accounts.token_forms import TokenForm
+from accounts.services import (
+    FormAlreadyUsed,
+    token_create,
+    token_roll,
+    token_set_enabled,
+    token_update,
+)
+from accounts.token_forms import TokenCreateForm, TokenForm, TokenRollForm
 from billing.selectors import token_list as token_list_select
 from billing.services import token_delete
+from comet.quickstart import quickstart_context
 
 
 def signed_in_recently(request: HttpRequest) -> bool:
@@ -42,6 +56,35 @@ def _list_context(request: ConsoleRequest) -> dict:
     return {"tokens": token_list_select(user_id=request.user.pk)}
 
 
+def _key_shown(
+    request: ConsoleRequest, token: Token, raw_key: str, *, rolled: bool
+) -> HttpResponse:
+    """Answer a post that made a key: the list, with the key and the quickstart in a dialog."""
+    context = _list_context(request) | {
+        "new_token": token,
+        "new_key": raw_key,
+        "rolled": rolled,
+        "quickstart": quickstart_context(request, key=raw_key),
+    }
+    status = 200 if rolled else 201
+    response = render(request, "accounts/tokens/list.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _form_used_again(
+    request: ConsoleRequest, error: FormAlreadyUsed, *, rolled: bool
+) -> HttpResponse:
+    """Answer a form posted again (a reload): nothing was done; the key is not shown again."""
+    context = _list_context(request) | {
+        "repeated": {"token": error.token, "rolled": rolled},
+    }
+    # 200, not 409: a reload lands here, and browsers log every 4xx page as an error.
+    response = render(request, "accounts/tokens/list.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @login_required
 @require_GET
 def token_list(request: ConsoleRequest) -> HttpResponse:
@@ -55,18 +98,23 @@ def token_list(request: ConsoleRequest) -> HttpResponse:
 def token_create_view(request: ConsoleRequest) -> HttpResponse:
     """Create a token; on success show the list with the key, once, in a dialog."""
     _require_recent_login(request)
-    form = TokenForm(request.POST or None, initial={"concurrency_limit": 100})
+    form = TokenCreateForm(
+        request.POST or None, initial={"concurrency_limit": 100}, user_id=request.user.pk
+    )
     if request.method == "POST" and form.is_valid():
         try:
-            token, raw_key = token_create(user=request.user, **form.service_arguments())
+            token, raw_key = token_create(
+                user=request.user,
+                form_nonce=form.cleaned_data["form_nonce"],
+                **form.service_arguments(),
+            )
         except ValidationError as error:
             form.add_error(None, error.messages)
+        except FormAlreadyUsed as error:
+            return _form_used_again(request, error, rolled=False)
         else:
             # Rendered, not redirected: the key must never be stored, not even in the session.
-            context = _list_context(request) | {"new_token": token, "new_key": raw_key}
-            response = render(request, "accounts/tokens/list.html", context, status=201)
-            response["Cache-Control"] = "no-store"
-            return response
+            return _key_shown(request, token, raw_key, rolled=False)
     status = 400 if form.is_bound else 200
     return render(
         request, "accounts/tokens/form.html", {"form": form, "token": None}, status=status
@@ -85,7 +133,7 @@ def token_edit(request: ConsoleRequest, token_id: int) -> HttpResponse:
         except ValidationError as error:
             form.add_error(None, error.messages)
         else:
-            messages.success(request, f"Token “{token.name}” saved.")
+            messages.success(request, _("Token “%(name)s” saved.") % {"name": token.name})
             return redirect("tokens:list")
     status = 400 if form.is_bound else 200
     return render(
@@ -101,9 +149,11 @@ def token_toggle(request: ConsoleRequest, token_id: int) -> HttpResponse:
     token = token_set_enabled(token=token, is_enabled=not token.is_enabled)
     if request.htmx:
         return render(request, "accounts/tokens/_row.html", {"token": token})
-    messages.success(
-        request, f"Token “{token.name}” {'enabled' if token.is_enabled else 'disabled'}."
-    )
+    if token.is_enabled:
+        message = _("Token “%(name)s” enabled.")
+    else:
+        message = _("Token “%(name)s” disabled.")
+    messages.success(request, message % {"name": token.name})
     return redirect("tokens:list")
 
 
@@ -114,5 +164,27 @@ def token_delete_view(request: ConsoleRequest, token_id: int) -> HttpResponse:
     token = _owned_token(request, token_id)
     name = token.name
     token_delete(token=token)
-    messages.success(request, f"Token “{name}” deleted. Programs using it are refused now.")
+    messages.success(
+        request,
+        _("Token “%(name)s” deleted. Programs using it are refused now.") % {"name": name},
+    )
     return redirect("tokens:list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_roll_view(request: ConsoleRequest, token_id: int) -> HttpResponse:
+    """Give a token a new key, after a confirmation page; show the new key once."""
+    _require_recent_login(request)
+    token = _owned_token(request, token_id)
+    form = TokenRollForm(request.POST or None, user_id=request.user.pk)
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, raw_key = token_roll(token=token, form_nonce=form.cleaned_data["form_nonce"])
+        except FormAlreadyUsed as error:
+            return _form_used_again(request, error, rolled=True)
+        return _key_shown(request, token, raw_key, rolled=True)
+    status = 400 if form.is_bound else 200
+    return render(
+        request, "accounts/tokens/roll.html", {"form": form, "token": token}, status=status
+    )

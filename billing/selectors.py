@@ -102,3 +102,12 @@ def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
 def order_list(*, user_id: int) -> QuerySet[RechargeOrder]:
     """Return a user's recharge orders, newest first, all time."""
     return RechargeOrder.objects.filter(user_id=user_id).order_by("-created_at", "-id")
+
+
+def welcome_credit(*, user_id: int) -> int | None:
+    """Return the welcome credit the account was given at sign-up (micro-USD), or None."""
+    return (
+        LedgerEntry.objects.filter(account_id=user_id, idempotency_key=f"signup:{user_id}")
+        .values_list("amount", flat=True)
+        .first()
+    )

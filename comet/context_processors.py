@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 
 def site(request: HttpRequest) -> dict[str, object]:
@@ -12,12 +13,13 @@ def site(request: HttpRequest) -> dict[str, object]:
 
 # (url name, label) in the order the console shows them.
 CONSOLE_NAVIGATION = [
-    ("console:home", "Home"),
-    ("tokens:list", "Tokens"),
-    ("console:recharge", "Recharge"),
-    ("console:logs", "Logs"),
-    ("billing:history", "Billing"),
-    ("pricing", "Pricing"),
-    ("announcements", "Announcements"),
-    ("accounts:profile", "Profile"),
+    ("console:home", _("Home")),
+    ("tokens:list", _("Tokens")),
+    ("console:recharge", _("Recharge")),
+    ("console:logs", _("Logs")),
+    ("billing:history", _("Billing")),
+    ("pricing", _("Pricing")),
+    ("console:relay-api", _("Relay API")),
+    ("announcements", _("Announcements")),
+    ("accounts:profile", _("Profile")),
 ]

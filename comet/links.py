@@ -1,13 +1,35 @@
-"""Absolute links for emails: they start with COMET_PUBLIC_URL, never a request's Host."""
+"""Absolute links for emails: they start with COMET_PUBLIC_URL, never a request's Host.
+
+Pages that show the site's address to copy (the relay's base URL in the quickstart)
+use `site_root`: COMET_PUBLIC_URL when it is set, else the address the page was
+asked on, so a local server started on any port shows its own.
+"""
 
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http import HttpRequest
 
 
 def public_url(path: str) -> str:
     """Return the absolute URL of `path` (an absolute path, `/...`) on the public site."""
     return settings.COMET_PUBLIC_URL.rstrip("/") + path
+
+
+def site_root(request: HttpRequest) -> str:
+    """Return the site's root URL as its users reach it, without a trailing slash.
+
+    COMET_PUBLIC_URL when set (production requires it); otherwise the request's
+    scheme and host, which Django checked against ALLOWED_HOSTS.
+    """
+    if settings.COMET_PUBLIC_URL_IS_SET:
+        return settings.COMET_PUBLIC_URL.rstrip("/")
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def relay_base_url(request: HttpRequest) -> str:
+    """Return the base URL OpenAI-compatible clients call: the site's root + `/v1`."""
+    return site_root(request) + "/v1"
 
 
 def public_domain() -> str:

@@ -22,6 +22,7 @@ console_patterns = (
         path("", views.home, name="home"),
         path("recharge/", billing_views.recharge_page, name="recharge"),
         path("logs/", log_views.logs_page, name="logs"),
+        path("relay-api/", views.relay_api, name="relay-api"),
     ],
     "console",
 )

@@ -291,7 +291,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Comet console API",
     "DESCRIPTION": (
         "The API behind the Comet console: tokens, balances, ledger, logs and pricing. "
-        "Console endpoints authenticate with the browser session."
+        "Console endpoints authenticate with the browser session. The relay's "
+        "OpenAI-compatible `/v1/*` endpoints, called with a token's key, are described "
+        "on the [Relay API](/relay-api/) page."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -418,6 +420,9 @@ CELERY_BEAT_SCHEDULE["logs-retention"] = {
 
 # Absolute links in emails (unsubscribe) start with this.
 COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Unset, pages that show the relay's address (quickstart snippets) use the address the
+# page was asked on: a local server on another PORT shows its own (comet.links.site_root).
+COMET_PUBLIC_URL_IS_SET = bool(env("COMET_PUBLIC_URL", default=""))
 # Price changes within this window go out as one email per subscriber.
 PRICE_CHANGE_BATCH_WINDOW_SECONDS = env.int("PRICE_CHANGE_BATCH_WINDOW_SECONDS", default=600)
 PRICE_CHANGE_EMAIL_CHUNK_SIZE = env.int("PRICE_CHANGE_EMAIL_CHUNK_SIZE", default=250)

@@ -2,17 +2,50 @@
 (function () {
   "use strict";
 
-  // <button data-copy-target="#id"> copies the text of the element it names.
+  // Copy `text`: the Clipboard API where the page is a secure context (https, localhost),
+  // else a hidden text area and the copy command (a plain-http server on another host).
+  function copyText(text, near) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text);
+    }
+    return new Promise(function (resolve, reject) {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "copy-buffer";
+      // Beside the button: outside an open modal dialog nothing can be selected.
+      near.parentNode.appendChild(area);
+      area.select();
+      var copied = false;
+      try { copied = document.execCommand("copy"); } catch (error) { copied = false; }
+      area.remove();
+      if (copied) { resolve(); } else { reject(new Error("copy refused")); }
+    });
+  }
+
+  // <button data-copy-target="#id" [data-copied-label="Copied"]> copies the text of the
+  // element it names; if the browser refuses, the text is selected to copy by hand.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy-target]");
     if (!button) return;
     var source = document.querySelector(button.getAttribute("data-copy-target"));
     if (!source) return;
     var text = source.value !== undefined ? source.value : source.textContent;
-    navigator.clipboard.writeText(text.trim()).then(function () {
-      var label = button.textContent;
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = label; }, 1500);
+    copyText(text.trim(), button).then(function () {
+      if (button.dataset.copyLabel === undefined) button.dataset.copyLabel = button.textContent;
+      button.textContent = button.getAttribute("data-copied-label") || "Copied";
+      button.setAttribute("data-copied", "");
+      setTimeout(function () {
+        button.textContent = button.dataset.copyLabel;
+        button.removeAttribute("data-copied");
+      }, 1500);
+    }).catch(function () {
+      if (source.select) { source.select(); return; }
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
     });
   });
 

@@ -7,6 +7,7 @@ from allauth.account.internal.flows.login import (
 )
 from django.urls import reverse
 
+from accounts.form_nonces import form_nonce_issue
 from accounts.models import Token
 from accounts.services import token_create
 from accounts.tokens import key_hash, token_authenticate
@@ -34,6 +35,11 @@ CREATE_FORM = {
     "concurrency_limit": "10",
     "rpm_limit": "",
 }
+
+
+def _create_form(user, **changes) -> dict:
+    """The "new token" form as the page gives it to `user`: with a fresh single-use nonce."""
+    return CREATE_FORM | {"form_nonce": form_nonce_issue(user.pk)} | changes
 
 
 def test_the_list_shows_masked_keys_and_usage(user_client, user, django_assert_max_num_queries):
@@ -65,7 +71,7 @@ def test_the_list_answers_htmx_with_the_table_only(user_client, user):
 def test_creating_a_token_asks_for_the_password_when_the_login_is_old(user_client, user):
     _signed_in_at(user_client, user, seconds_ago=3_600)
 
-    response = user_client.post(reverse("tokens:create"), CREATE_FORM)
+    response = user_client.post(reverse("tokens:create"), _create_form(user))
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("account_reauthenticate"))
@@ -75,7 +81,7 @@ def test_creating_a_token_asks_for_the_password_when_the_login_is_old(user_clien
 def test_creating_a_token_shows_the_key_once(user_client, user):
     _signed_in_at(user_client, user, seconds_ago=10)
 
-    response = user_client.post(reverse("tokens:create"), CREATE_FORM)
+    response = user_client.post(reverse("tokens:create"), _create_form(user))
 
     assert response.status_code == 201
     assert response["Cache-Control"] == "no-store"
@@ -100,7 +106,7 @@ def test_a_bad_form_is_answered_400_and_creates_nothing(user_client, user):
     _signed_in_at(user_client, user, seconds_ago=10)
 
     response = user_client.post(
-        reverse("tokens:create"), CREATE_FORM | {"allowed_networks": "300.1.1.1", "quota": "-1"}
+        reverse("tokens:create"), _create_form(user, allowed_networks="300.1.1.1", quota="-1")
     )
 
     assert response.status_code == 400
@@ -128,7 +134,7 @@ def test_bad_input_in_the_token_form_is_a_form_error_and_changes_nothing(
     token, _ = token_create(user=user, name="ci")
     before = list(Token.objects.values_list())
 
-    created = user_client.post(reverse("tokens:create"), CREATE_FORM | {field: value})
+    created = user_client.post(reverse("tokens:create"), _create_form(user, **{field: value}))
     edited = user_client.post(reverse("tokens:edit", args=[token.pk]), CREATE_FORM | {field: value})
 
     assert (created.status_code, edited.status_code) == (400, 400)
