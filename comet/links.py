@@ -1,5 +1,7 @@
-"""Absolute links for emails: they start with COMET_PUBLIC_URL, never a request's Host."""
+"""Absolute links for emails (they start with COMET_PUBLIC_URL, never a request's Host),
+and the platform's support contact."""
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -34,3 +36,35 @@ def is_site_root_url(url: str) -> bool:
         and not parts.fragment
         and not any(character.isspace() for character in url)
     )
+
+
+@dataclass(frozen=True)
+class SupportContact:
+    """How customers reach the platform's support (COMET_SUPPORT_EMAIL, COMET_SUPPORT_URL)."""
+
+    email: str
+    url: str
+
+    @property
+    def href(self) -> str:
+        """The help desk when there is one, else a mail to the support address."""
+        return self.url or f"mailto:{self.email}"
+
+    @property
+    def label(self) -> str:
+        """What a page shows: the address people can copy, else the help desk's URL."""
+        return self.email or self.url
+
+    @property
+    def text(self) -> str:
+        """Both ways, for plain-text emails."""
+        return " · ".join(part for part in (self.email, self.url) if part)
+
+
+def support_contact() -> SupportContact | None:
+    """Return the platform's support contact, or None when none is configured."""
+    email = settings.COMET_SUPPORT_EMAIL.strip()
+    url = settings.COMET_SUPPORT_URL.strip()
+    if not email and not url:
+        return None
+    return SupportContact(email=email, url=url)
