@@ -50,10 +50,12 @@ class AccountAdapter(DefaultAccountAdapter):
         self.send_mail("account/email/account_already_exists", email, context)
 
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
-        # Templates sign with `current_site` (allauth's: the request's host).
+        # Templates greet and sign with `current_site` (allauth's: the request's host);
+        # ours name the product and end with the public site's address.
         context = {
             **context,
             "current_site": PublicSite(name=settings.COMET_SITE_NAME, domain=public_domain()),
+            "site_url": public_url("/"),
         }
         # allauth sends this one itself (a password reset for an unknown address).
         if template_prefix == "account/email/unknown_account":

@@ -1,3 +1,4 @@
+from datetime import timedelta
 from typing import Any
 
 import stripe
@@ -9,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -38,6 +40,8 @@ from billing.webhooks import stripe_event_receive
 from comet.api import error_response
 
 LEDGER_PAGE_SIZE = 50
+# An order still unpaid this long after it was created shows how to reach support.
+ORDER_SUPPORT_AFTER = timedelta(minutes=10)
 
 
 @login_required
@@ -266,6 +270,9 @@ def order_detail(request: ConsoleRequest, number: str) -> HttpResponse:
         "order": order,
         "is_final": order.status in ORDER_FINAL,
         "attention_after_minutes": settings.COMET_RECHARGE_ATTENTION_SECONDS // 60,
+        "pending_too_long": order.status == RechargeOrder.Status.PENDING
+        and timezone.now() - order.created_at >= ORDER_SUPPORT_AFTER,
+        "support_after_minutes": int(ORDER_SUPPORT_AFTER.total_seconds()) // 60,
     }
     template = "billing/_order_status.html" if request.htmx else "billing/order_detail.html"
     return render(request, template, context)

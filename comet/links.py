@@ -1,10 +1,12 @@
-"""Absolute links for emails: they start with COMET_PUBLIC_URL, never a request's Host.
+"""Absolute links for emails, the site's address to show, and the support contact.
 
-Pages that show the site's address to copy (the relay's base URL in the quickstart)
-use `site_root`: COMET_PUBLIC_URL when it is set, else the address the page was
-asked on, so a local server started on any port shows its own.
+Links in emails start with COMET_PUBLIC_URL, never a request's Host. Pages that show
+the site's address to copy (the relay's base URL in the quickstart) use `site_root`:
+COMET_PUBLIC_URL when it is set, else the address the page was asked on, so a local
+server started on any port shows its own.
 """
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -56,3 +58,35 @@ def is_site_root_url(url: str) -> bool:
         and not parts.fragment
         and not any(character.isspace() for character in url)
     )
+
+
+@dataclass(frozen=True)
+class SupportContact:
+    """How customers reach the platform's support (COMET_SUPPORT_EMAIL, COMET_SUPPORT_URL)."""
+
+    email: str
+    url: str
+
+    @property
+    def href(self) -> str:
+        """The help desk when there is one, else a mail to the support address."""
+        return self.url or f"mailto:{self.email}"
+
+    @property
+    def label(self) -> str:
+        """What a page shows: the address people can copy, else the help desk's URL."""
+        return self.email or self.url
+
+    @property
+    def text(self) -> str:
+        """Both ways, for plain-text emails."""
+        return " · ".join(part for part in (self.email, self.url) if part)
+
+
+def support_contact() -> SupportContact | None:
+    """Return the platform's support contact, or None when none is configured."""
+    email = settings.COMET_SUPPORT_EMAIL.strip()
+    url = settings.COMET_SUPPORT_URL.strip()
+    if not email and not url:
+        return None
+    return SupportContact(email=email, url=url)

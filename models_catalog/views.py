@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
@@ -98,15 +99,20 @@ def subscription_context(request: HttpRequest, form: SubscriptionForm | None = N
 @login_required
 @require_http_methods(["GET", "POST"])
 def subscription(request: HtmxRequest) -> HttpResponse:
-    """Subscribe to, change or stop price-change emails (the profile's card posts here)."""
+    """Subscribe to, change or stop price-change emails (the profile's card posts here).
+
+    htmx swaps the card in place and the card says what happened; a flash message
+    would wait in the session and show on whichever full page came next.
+    """
     form = None
+    notice = ""
     if request.method == "POST":
         if "unsubscribe" in request.POST:
             current = selectors.subscription_of(user=request.user)  # type: ignore[arg-type]
             if current is not None and services.price_change_subscription_cancel(
                 subscription=current
             ):
-                messages.success(request, "You will get no more price change emails.")
+                notice = gettext("You will get no more price change emails.")
         else:
             form = SubscriptionForm(request.POST)
             if form.is_valid():
@@ -120,15 +126,17 @@ def subscription(request: HtmxRequest) -> HttpResponse:
                 except services.SubscriptionError as error:
                     form.add_error(None, str(error))
                 else:
-                    messages.success(request, "Price change emails: saved.")
+                    notice = gettext("Price change emails: saved.")
                     form = None
         if not request.htmx and form is None:
+            if notice:
+                messages.success(request, notice)
             return redirect("accounts:profile")
     status = 400 if form is not None and form.errors else 200
     return render(
         request,
         "models_catalog/_subscription_card.html",
-        subscription_context(request, form),
+        {**subscription_context(request, form), "notice": notice},
         status=status,
     )
 

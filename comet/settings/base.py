@@ -489,4 +489,9 @@ LOGGING = {
     },
 }
 
+# The product's name: page titles, the header, and every email's greeting and signature.
 COMET_SITE_NAME = env("COMET_SITE_NAME", default="Comet")
+# Where customers reach the platform's support: an address, a help-desk URL, or both.
+# Shown in the footer, on error pages, on slow orders and in every email; unset, nowhere.
+COMET_SUPPORT_EMAIL = env("COMET_SUPPORT_EMAIL", default="")
+COMET_SUPPORT_URL = env("COMET_SUPPORT_URL", default="")

@@ -16,3 +16,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 COMET_REQUIRE_STAFF_MFA = env.bool("COMET_REQUIRE_STAFF_MFA", default=False)
 # A newcomer's first token works against the mock channel without a recharge.
 COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="5")
+# `make run` serves on PORT: links in emails lead back to the server that sent them.
+port = env.int("PORT", default=8000)
+COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default=f"http://127.0.0.1:{port}")
+COMET_SUPPORT_EMAIL = env("COMET_SUPPORT_EMAIL", default="support@example.com")

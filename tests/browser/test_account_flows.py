@@ -31,14 +31,14 @@ def link_in_last_email(pattern: str) -> str:
 
 def sign_up_and_verify(page, email: str) -> None:
     page.goto("/accounts/signup/")
-    page.get_by_label("Email:").fill(email)
-    page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_label("Password (again):").fill(PASSWORD)
-    page.get_by_role("button", name="Sign Up", exact=True).click()
-    page.get_by_text("Verify Your Email Address").first.wait_for()
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password again", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Create account", exact=True).click()
+    page.get_by_role("heading", name="Check your email").wait_for()
 
     page.goto(link_in_last_email(r"https?://[^/\s]+(/accounts/confirm-email/\S+/)"))
-    page.get_by_role("button", name="Confirm").click()
+    page.get_by_role("button", name="Confirm email").click()
 
 
 def test_sign_up_verify_log_in_and_log_out(page):
@@ -50,9 +50,9 @@ def test_sign_up_verify_log_in_and_log_out(page):
     page.get_by_role("link", name="Log in").first.wait_for()
 
     page.goto("/accounts/login/")
-    page.get_by_label("Email:").fill("browser@example.com")
-    page.get_by_label("Password:").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_label("Email", exact=True).fill("browser@example.com")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
     for section in ["Tokens", "Recharge", "Logs", "Pricing", "Announcements", "Profile"]:
@@ -66,30 +66,30 @@ def test_turning_on_two_factor_authentication(page):
 
     page.goto("/profile/")
     page.get_by_role("link", name="Turn it on").click()
-    page.get_by_role("link", name="Activate").first.click()
+    page.get_by_role("button", name="Set up").click()
     # Signed in by the email link, not a password: allauth asks for it first.
-    page.get_by_role("heading", name="Confirm Access").wait_for()
-    page.get_by_label("Password:").fill(PASSWORD)
+    page.get_by_role("heading", name="Confirm it's you").wait_for()
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Confirm").click()
     secret = page.locator("#authenticator_secret").input_value()
     page.get_by_label("Authenticator code").fill(totp_code(secret))
     page.get_by_role("button", name="Activate").click()
 
     # Recovery codes are offered right after activation.
-    page.get_by_text("Recovery Codes").first.wait_for()
+    page.get_by_role("heading", name="Recovery codes").wait_for()
     page.goto("/profile/")
     assert page.get_by_text("On", exact=True).is_visible()
 
     page.get_by_role("button", name="Log out").click()
     page.goto("/accounts/login/")
-    page.get_by_label("Email:").fill("mfa@example.com")
-    page.get_by_label("Password:").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_label("Email", exact=True).fill("mfa@example.com")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
     # The second factor is asked for before the console opens. A code already used
     # during activation is refused as a replay, so wait for the next one.
     page.get_by_label("Code").wait_for()
     time.sleep(30 - time.time() % 30 + 1)
     page.get_by_label("Code").fill(totp_code(secret))
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()

@@ -48,9 +48,9 @@ def test_filter_the_logs_page_and_see_the_charts(logs_page):
             completion_tokens=20,
         )
     page.goto("/accounts/login/")
-    page.get_by_label("Email:").fill(user.email)
-    page.get_by_label("Password:").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_label("Email", exact=True).fill(user.email)
+    page.get_by_label("Password", exact=True).fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
     page.wait_for_selector("#chart-home[data-chart-ready]")
 

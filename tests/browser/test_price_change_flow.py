@@ -57,9 +57,9 @@ def test_admin_edits_a_ratio_and_each_matching_subscriber_gets_one_email(
 
     # The admin signs in and edits the model ratio in the change form.
     page.goto("/accounts/login/")
-    page.get_by_label("Email:").fill(admin.email)
-    page.get_by_label("Password:").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_label("Email", exact=True).fill(admin.email)
+    page.get_by_label("Password", exact=True).fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
     page.goto(f"/admin/models_catalog/catalogmodel/{model.pk}/change/")
     page.locator("#id_model_ratio").fill("1.5")
@@ -121,9 +121,9 @@ def test_pricing_page_filters_in_place_and_profile_subscribes(page, live_server)
 
     # Subscribing from the profile swaps the card in place.
     page.goto("/accounts/login/")
-    page.get_by_label("Email:").fill(user.email)
-    page.get_by_label("Password:").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_label("Email", exact=True).fill(user.email)
+    page.get_by_label("Password", exact=True).fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
     page.goto("/profile/")
     card = page.locator("#price-change-emails")

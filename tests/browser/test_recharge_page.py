@@ -14,9 +14,9 @@ def test_recharge_preview_follows_presets_and_typing_and_checkout_charges_it(pag
     RechargeTier.objects.create(kind="single", threshold=500_000_000, discount_percent=Decimal(10))
     user = UserFactory()
     page.goto("/accounts/login/")
-    page.get_by_label("Email:").fill(user.email)
-    page.get_by_label("Password:").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_label("Email", exact=True).fill(user.email)
+    page.get_by_label("Password", exact=True).fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
 
     page.goto("/recharge/")

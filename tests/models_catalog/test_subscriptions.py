@@ -36,8 +36,11 @@ def test_subscribe_with_htmx_swaps_the_card(user_client, user, catalog):
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.lstrip().startswith('<article id="price-change-emails">')
+    assert html.lstrip().startswith('<article id="price-change-emails"')
     assert "On · Chosen models" in html
+    # The card says it; no flash message waits for the next full page.
+    assert "Price change emails: saved." in html
+    assert b"Price change emails: saved." not in user_client.get("/pricing").content
     subscription = PriceChangeSubscription.objects.get(user=user)
     assert list(subscription.catalog_models.all()) == [catalog["o3"]]
 

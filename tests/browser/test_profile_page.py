@@ -1,0 +1,45 @@
+"""The profile's price-change card saves in place, under the CSP, without leaking a flash."""
+
+import pytest
+
+from models_catalog.demo_catalog import load_demo_catalog
+from models_catalog.models import PriceChangeSubscription
+from models_catalog.services import price_change_subscription_save
+from tests.browser.conftest import SIZES, look, resize, sign_in
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_saving_price_change_emails_swaps_the_card_with_no_console_error_or_leaked_flash(page):
+    # The `page` fixture fails the test on any console error, CSP violations included.
+    load_demo_catalog()
+    user = UserFactory()
+    price_change_subscription_save(user=user, scope="all")
+    sign_in(page, user)
+    page.goto("/profile/")
+    card = page.locator("#price-change-emails")
+    # Something (an extension, a script) set inline styles on the card's elements:
+    # htmx's settle used to copy them back as style attributes, which the CSP refuses.
+    page.evaluate(
+        "document.querySelectorAll('#price-change-emails [id]')"
+        ".forEach(element => { element.style.outline = '1px solid transparent'; })"
+    )
+
+    card.get_by_label("Chosen models").check()
+    card.get_by_text("Models", exact=True).click()
+    card.get_by_label("gpt-4o", exact=True).check()
+    card.get_by_role("button", name="Save").click()
+
+    card.get_by_role("status").filter(has_text="Price change emails: saved.").wait_for()
+    assert PriceChangeSubscription.objects.get(user=user).scope == "models"
+    for size in SIZES:
+        resize(page, size)
+        look(page, f"profile-saved-{size}")
+
+    # The next full page shows no leftover "saved" message.
+    page.goto("/pricing")
+    page.get_by_role("heading", name="Pricing").first.wait_for()
+    assert page.locator(".messages").count() == 0
+    page.goto("/profile/")
+    assert page.get_by_text("Price change emails: saved.").count() == 0
