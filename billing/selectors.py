@@ -5,7 +5,14 @@ from dataclasses import dataclass
 from django.db.models import Max, QuerySet, Sum
 
 from accounts.models import Token
-from billing.models import Account, LedgerEntry, RechargeOrder, Reservation
+from billing.models import (
+    Account,
+    LedgerEntry,
+    RechargeOrder,
+    RechargeTier,
+    Reservation,
+    UserDiscount,
+)
 from logs.models import PrunedTokenUsage, RequestLog
 
 
@@ -102,3 +109,13 @@ def books_drift(*, user_ids: list[int] | None = None) -> list[Drift]:
 def order_list(*, user_id: int) -> QuerySet[RechargeOrder]:
     """Return a user's recharge orders, newest first, all time."""
     return RechargeOrder.objects.filter(user_id=user_id).order_by("-created_at", "-id")
+
+
+def recharge_tier_list() -> QuerySet[RechargeTier]:
+    """Return the discount tiers, by kind, then by threshold."""
+    return RechargeTier.objects.order_by("kind", "threshold")
+
+
+def user_discount_for(*, user_id: int) -> UserDiscount | None:
+    """Return the user's own permanent discount, if one was agreed."""
+    return UserDiscount.objects.filter(user_id=user_id).first()
