@@ -18,7 +18,7 @@ from accounts.http import ConsoleRequest
 from accounts.tokens import key_is_well_formed, token_authenticate
 from billing.forms import RechargeAmountForm, RedeemForm
 from billing.models import RechargeOrder, RechargeTier
-from billing.money import format_usd, micro_to_json, micro_to_usd
+from billing.money import format_usd, micro_to_json, micro_to_usd, usd_to_micro
 from billing.pricing import recharge_quote, recharge_settings
 from billing.recharge import (
     Payment,
@@ -169,6 +169,8 @@ def _recharge_context(request: ConsoleRequest, **extra: Any) -> dict[str, Any]:
         percents.append(personal.discount_percent)
     return {
         "settings_row": row,
+        "min_credit": usd_to_micro(row.min_credit_usd),
+        "max_credit": usd_to_micro(row.max_credit_usd),
         "payments_enabled": payments_enabled(),
         "account": account_for_user(user_id=request.user.pk),
         "recent_orders": order_list(user_id=request.user.pk)[:5],

@@ -1,5 +1,6 @@
 // The recharge page: Pay is enabled only for an amount the server would take, and
-// only when card payments are set up; the discount that applies is marked in the list.
+// only when card payments are set up; the discount the quote applies is marked in the
+// list of discounts (the quote's data-applied names its data-tier).
 (function () {
   "use strict";
 
@@ -42,7 +43,10 @@
     var quote = document.getElementById("quote");
     var applied = quote ? quote.getAttribute("data-applied") : "";
     document.querySelectorAll(".recharge-tier").forEach(function (tier) {
-      tier.classList.toggle("is-applied", tier.getAttribute("data-tier") === applied);
+      var isApplied = tier.getAttribute("data-tier") === applied;
+      tier.classList.toggle("is-applied", isApplied);
+      if (isApplied) tier.setAttribute("aria-current", "true");
+      else tier.removeAttribute("aria-current");
     });
   }
 

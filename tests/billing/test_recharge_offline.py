@@ -61,6 +61,7 @@ def test_without_stripe_the_calculator_is_shown_and_paying_is_off_with_the_reaso
     assert "Once your top-ups add up to $1,000.00" in text
     assert "12% off every later top-up" in text
     assert "up to 12% off" in text
+    assert "From $5.00 to $10,000.00, in whole cents." in text
 
 
 def test_the_quote_works_without_stripe_and_says_which_discount_applies_and_why(
