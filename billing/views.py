@@ -354,7 +354,12 @@ def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
     amount_form = RechargeAmountForm(
         {"amount": str(row.presets[0] if row.presets else row.min_credit_usd)}, settings_row=row
     )
-    context = _recharge_context(request, form=amount_form, quote=None)
+    quote = None
+    if amount_form.is_valid():
+        quote = recharge_quote(
+            user_id=request.user.pk, credit=amount_form.cleaned_data["amount"], settings_row=row
+        )
+    context = _recharge_context(request, form=amount_form, quote=quote)
     context["redeem_form"] = form
     return render(request, "billing/recharge.html", context, status=status)
 

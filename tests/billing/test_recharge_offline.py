@@ -213,3 +213,12 @@ def test_a_checkout_stripe_refuses_comes_back_with_the_amount_kept(
     html = response.content.decode()
     assert "did not answer" in html
     assert 'value="40.00"' in html
+
+
+def test_a_refused_code_leaves_the_calculator_priced(fake_stripe, user_client):
+    response = user_client.post(reverse("billing:redeem"), {"code": "NOPE"})
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'id="quote-charge">$10.00<' in html
+    assert 'id="recharge-pay">' in html
