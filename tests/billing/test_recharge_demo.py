@@ -41,7 +41,7 @@ def test_it_seeds_single_and_lifetime_tiers_and_the_admins_discount_once(capsys)
     out = capsys.readouterr().out.splitlines()
     assert out == [
         f"Demo discounts: 3 tiers created, a personal discount for {admin.email}.",
-        "Demo discounts: 0 tiers created, no personal discount.",
+        "Demo discounts: discounts are set up already; nothing changed.",
     ]
     # The seeded tiers price top-ups: each source wins somewhere on the ladder.
     assert recharge_quote(user_id=customer.pk, credit=49 * USD).discount_percent == 0

@@ -13,6 +13,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = load_demo_discounts()
+        if not result.tiers_created and not result.personal_for:
+            self.stdout.write("Demo discounts: discounts are set up already; nothing changed.")
+            return
         personal = (
             f"a personal discount for {result.personal_for}"
             if result.personal_for
