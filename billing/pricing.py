@@ -26,6 +26,23 @@ class RechargeQuote:
     next_tier: RechargeTier | None
     # What the account owes now: the credit pays it back first.
     owed: int = 0
+    # What the user recharged before this top-up (lifetime tiers count it).
+    recharged: int = 0
+    # Every discount this top-up reaches, best first: (percent, source, tier). The
+    # first is the one applied; the others are why it was chosen over them.
+    reached: tuple[tuple[Decimal, str, RechargeTier | None], ...] = ()
+    # The first lifetime tier above what the user recharged that beats the discount.
+    next_lifetime_tier: RechargeTier | None = None
+
+    @property
+    def beaten(self) -> tuple[tuple[Decimal, str, RechargeTier | None], ...]:
+        """The other discounts this top-up reaches: they do not add up, the best one applies."""
+        return self.reached[1:]
+
+    @property
+    def recharged_after(self) -> int:
+        """What the user's top-ups add up to once this one is credited."""
+        return self.recharged + self.credit
 
     @property
     def spendable(self) -> int:
@@ -100,6 +117,9 @@ def recharge_quote(
             percent, source, tier = candidate
     if percent == 0:
         source, tier = Source.NONE, None
+    reached = [c for c in candidates[1:] if c[0] > 0]
+    # Best first; a tie keeps the order single, lifetime, personal (sorted is stable).
+    reached.sort(key=lambda c: c[0], reverse=True)
     next_tier = next(
         (
             t
@@ -110,8 +130,21 @@ def recharge_quote(
         ),
         None,
     )
+    next_lifetime_tier = next(
+        (
+            t
+            for t in tiers
+            if t.kind == RechargeTier.Kind.LIFETIME
+            and t.threshold > recharged
+            and t.discount_percent > percent
+        ),
+        None,
+    )
     return RechargeQuote(
         owed=max(0, -balance),
+        recharged=recharged,
+        reached=tuple(reached),
+        next_lifetime_tier=next_lifetime_tier,
         credit=credit,
         currency=row.currency.lower(),
         price_per_usd=row.price_per_usd,

@@ -5,7 +5,14 @@ from dataclasses import dataclass
 from django.db.models import Max, QuerySet, Sum
 
 from accounts.models import Token
-from billing.models import Account, LedgerEntry, RechargeOrder, Reservation
+from billing.models import (
+    Account,
+    LedgerEntry,
+    RechargeOrder,
+    RechargeTier,
+    Reservation,
+    UserDiscount,
+)
 from logs.models import PrunedTokenUsage, RequestLog
 
 
@@ -111,3 +118,13 @@ def welcome_credit(*, user_id: int) -> int | None:
         .values_list("amount", flat=True)
         .first()
     )
+
+
+def recharge_tier_list() -> QuerySet[RechargeTier]:
+    """Return the discount tiers, by kind, then by threshold."""
+    return RechargeTier.objects.order_by("kind", "threshold")
+
+
+def user_discount_for(*, user_id: int) -> UserDiscount | None:
+    """Return the user's own permanent discount, if one was agreed."""
+    return UserDiscount.objects.filter(user_id=user_id).first()

@@ -1,4 +1,4 @@
-"""Writes to money: accounts and the ledger.
+"""Writes to money: accounts, the ledger and the recharge discounts.
 
 Every balance change other than per-request usage (see `billing.metering`) is
 one ledger entry written here, in the same transaction as a conditional UPDATE of
@@ -9,6 +9,7 @@ cycle.
 
 import uuid
 from collections.abc import Iterable
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -23,7 +24,7 @@ from django.utils import timezone
 from accounts.models import Token, User
 from accounts.tokens import token_cache_invalidate
 from billing.locks import lock_rows
-from billing.models import Account, LedgerEntry, Reservation
+from billing.models import Account, LedgerEntry, RechargeTier, Reservation, UserDiscount
 from billing.money import format_owed, usd_to_micro
 from comet.links import public_url
 
@@ -328,3 +329,21 @@ def account_debt_email_send(*, account_id: int) -> bool:
         Account.objects.filter(pk=account_id).update(debt_notified_at=None)
         raise
     return True
+
+
+# --- Recharge discounts -------------------------------------------------------
+
+
+def recharge_tier_create(*, kind: str, threshold: int, discount_percent: Decimal) -> RechargeTier:
+    """Create a discount tier: `threshold` micro-USD of one top-up or of all of them."""
+    return RechargeTier.objects.create(
+        kind=kind, threshold=threshold, discount_percent=discount_percent
+    )
+
+
+def user_discount_set(*, user: User, discount_percent: Decimal, note: str = "") -> UserDiscount:
+    """Give one customer a permanent discount on every top-up (replacing theirs)."""
+    discount, _ = UserDiscount.objects.update_or_create(
+        user=user, defaults={"discount_percent": discount_percent, "note": note}
+    )
+    return discount

@@ -1,5 +1,6 @@
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import stripe
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -18,7 +20,7 @@ from accounts.http import ConsoleRequest
 from accounts.tokens import key_is_well_formed, token_authenticate
 from billing.forms import RechargeAmountForm, RedeemForm
 from billing.models import RechargeOrder, RechargeTier
-from billing.money import format_usd, micro_to_json
+from billing.money import format_usd, micro_to_json, micro_to_usd, usd_to_micro
 from billing.pricing import recharge_quote, recharge_settings
 from billing.recharge import (
     Payment,
@@ -29,7 +31,14 @@ from billing.recharge import (
     order_mark_unsuccessful,
     order_session_attach,
 )
-from billing.selectors import account_for_user, ledger_entry_list, order_list, token_list
+from billing.selectors import (
+    account_for_user,
+    ledger_entry_list,
+    order_list,
+    recharge_tier_list,
+    token_list,
+    user_discount_for,
+)
 from billing.stripe_api import (
     PaymentUnavailable,
     checkout_session_create,
@@ -141,6 +150,11 @@ def user_quota(request: HttpRequest) -> JsonResponse:
 
 # --- Recharge -----------------------------------------------------------------
 
+PAYMENTS_OFF = gettext_noop(
+    "Card payments are not set up on this server, so a top-up cannot be paid here yet. "
+    "Redemption codes still work."
+)
+
 ORDER_PAGE_SIZE = 25
 ORDER_FINAL = {
     RechargeOrder.Status.CREDITED,
@@ -152,33 +166,66 @@ ORDER_FINAL = {
 
 def _recharge_context(request: ConsoleRequest, **extra: Any) -> dict[str, Any]:
     row = recharge_settings()
+    tiers = list(recharge_tier_list())
+    personal = user_discount_for(user_id=request.user.pk)
+    percents = [t.discount_percent for t in tiers]
+    if personal is not None:
+        percents.append(personal.discount_percent)
     return {
         "settings_row": row,
+        "min_credit": usd_to_micro(row.min_credit_usd),
+        "max_credit": usd_to_micro(row.max_credit_usd),
         "payments_enabled": payments_enabled(),
         "account": account_for_user(user_id=request.user.pk),
         "recent_orders": order_list(user_id=request.user.pk)[:5],
-        "tiers": RechargeTier.objects.order_by("kind", "threshold"),
+        "single_tiers": [t for t in tiers if t.kind == RechargeTier.Kind.SINGLE],
+        "lifetime_tiers": [t for t in tiers if t.kind == RechargeTier.Kind.LIFETIME],
+        "personal_discount": personal,
+        "best_percent": max(percents, default=None),
         "redeem_form": RedeemForm(),
         "attention_after_minutes": settings.COMET_RECHARGE_ATTENTION_SECONDS // 60,
         **extra,
     }
 
 
+def _amount_text(credit: int) -> str:
+    """Return micro-USD as the amount field takes it: `25.50`."""
+    return f"{micro_to_usd(credit):.2f}"
+
+
+def _recharge_url(amount: str = "") -> str:
+    """The recharge page, its amount field filled with `amount` when one is given."""
+    url = reverse("console:recharge")
+    return f"{url}?{urlencode({'amount': amount[:20]})}" if amount else url
+
+
 @login_required
 @require_GET
 def recharge_page(request: ConsoleRequest) -> HttpResponse:
-    """The recharge page: presets, a custom amount with a live price, redeem a code."""
+    """The recharge page: the discounts, presets, a live price of any amount, codes.
+
+    `?amount=` fills the amount field (a top-up that could not be paid comes back
+    with its amount); `?cancelled=<order>` is where Stripe's Checkout sends a
+    customer who left it: their order's amount, and a note that nothing was charged.
+    """
     row = recharge_settings()
     initial = str(row.presets[0]) if row.presets else str(row.min_credit_usd)
+    cancelled = None
+    if number := request.GET.get("cancelled", "")[:32]:
+        cancelled = order_list(user_id=request.user.pk).filter(number=number).first()
+        if cancelled is not None and cancelled.paid_at is None:
+            initial = _amount_text(cancelled.credit)
+        else:
+            cancelled = None
+    initial = request.GET.get("amount", "")[:20] or initial
     form = RechargeAmountForm({"amount": initial}, settings_row=row)
     quote = None
     if form.is_valid():
         quote = recharge_quote(
             user_id=request.user.pk, credit=form.cleaned_data["amount"], settings_row=row
         )
-    return render(
-        request, "billing/recharge.html", _recharge_context(request, form=form, quote=quote)
-    )
+    context = _recharge_context(request, form=form, quote=quote, cancelled_order=cancelled)
+    return render(request, "billing/recharge.html", context)
 
 
 @login_required
@@ -202,8 +249,8 @@ def recharge_checkout(request: ConsoleRequest) -> HttpResponse:
     row = recharge_settings()
     form = RechargeAmountForm(request.POST, settings_row=row)
     if not payments_enabled():
-        messages.error(request, "Online payment is not configured. Redemption codes still work.")
-        return redirect("console:recharge")
+        messages.error(request, gettext(PAYMENTS_OFF))
+        return HttpResponseRedirect(_recharge_url(request.POST.get("amount", "").strip()))
     if not form.is_valid():
         context = _recharge_context(request, form=form, quote=None)
         return render(request, "billing/recharge.html", context, status=400)
@@ -215,7 +262,10 @@ def recharge_checkout(request: ConsoleRequest) -> HttpResponse:
         session = checkout_session_create(
             order=order,
             success_url=f"{order_url}?returned=1",
-            cancel_url=f"{order_url}?cancelled=1",
+            # Back to the recharge page with the amount kept, not to a pending order.
+            cancel_url=request.build_absolute_uri(
+                f"{reverse('console:recharge')}?{urlencode({'cancelled': order.number})}"
+            ),
             email=request.user.email,
         )
     except PaymentUnavailable as error:
@@ -223,7 +273,7 @@ def recharge_checkout(request: ConsoleRequest) -> HttpResponse:
             order_id=order.pk, status=RechargeOrder.Status.FAILED, message=str(error)
         )
         messages.error(request, str(error))
-        return redirect("console:recharge")
+        return HttpResponseRedirect(_recharge_url(_amount_text(order.credit)))
     order_session_attach(order_id=order.pk, session_id=session.id)
     # 303: the browser follows with a GET to Stripe's hosted page.
     response = HttpResponseRedirect(session.url or order_url)
@@ -311,7 +361,12 @@ def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
     amount_form = RechargeAmountForm(
         {"amount": str(row.presets[0] if row.presets else row.min_credit_usd)}, settings_row=row
     )
-    context = _recharge_context(request, form=amount_form, quote=None)
+    quote = None
+    if amount_form.is_valid():
+        quote = recharge_quote(
+            user_id=request.user.pk, credit=amount_form.cleaned_data["amount"], settings_row=row
+        )
+    context = _recharge_context(request, form=amount_form, quote=quote)
     context["redeem_form"] = form
     return render(request, "billing/recharge.html", context, status=status)
 
