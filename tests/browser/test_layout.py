@@ -1,7 +1,7 @@
 """The data pages fit the screen: a laptop shows the columns that matter, a phone shows cards.
 
 Logs, pricing, orders and billing history are seeded with realistic rows, then looked
-at 1280×900 and 390×844: the document is never wider than the window, no table is
+at 1280 x 900 and 390 x 844: the document is never wider than the window, no table is
 clipped or scrolled sideways, and the columns a customer reads first are on screen.
 """
 
@@ -11,14 +11,15 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing.models import Account, RechargeOrder
+from billing.models import RechargeOrder
 from billing.services import account_adjust
 from models_catalog.demo_catalog import load_demo_catalog
+from models_catalog.pricing import request_cost
 from tests.billing.recharge_helpers import new_order
 from tests.factories import StaffFactory, UserFactory
 from tests.logs.helpers import funded_user_with_token, settle
 
-from .conftest import SIZES, look, resize, sign_in
+from .conftest import SCREENSHOTS, SIZES, look, resize, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -73,17 +74,28 @@ def seed_customer():
     ]
     for index in range(30):
         name, ratio, completion = models[index % len(models)]
-        failed = index % 7 == 3
+        failed = index % 7 == 3  # refused before reaching a model: nothing to bill
+        prompt = 0 if failed else 1_200 + index * 3_517
+        answer = 0 if failed or name.startswith("text-embedding") else 310 + index * 211
+        cost = 0
+        if not failed:
+            cost = request_cost(
+                prompt_tokens=prompt,
+                completion_tokens=answer,
+                model_ratio=ratio,
+                completion_ratio=completion,
+                group_ratio=Decimal(1),
+            )
         settle(
             (laptop, ci)[index % 2],
-            cost=0 if failed else 1_237 * (index + 1) ** 2,
+            cost=cost,
             created_at=now - timedelta(minutes=index * 47 + 2),
             model=name,
             model_ratio=ratio,
             completion_ratio=completion,
             client_ip=("198.51.100.23", "2001:db8:85a3::8a2e:370:7334")[index % 5 == 4],
-            prompt_tokens=1_200 + index * 3_517,
-            completion_tokens=0 if failed else 310 + index * 211,
+            prompt_tokens=prompt,
+            completion_tokens=answer,
             status_code=429 if failed else 200,
             error_code="rate_limited" if failed else "",
             latency_ms=850 + index * 613,
@@ -114,6 +126,15 @@ def customer():
     return seed_customer()
 
 
+def inside_the_window(page, locator) -> bool:
+    """Whether the element is shown and wholly inside the window's width."""
+    if not locator.is_visible():
+        return False
+    box = locator.bounding_box()
+    width = page.viewport_size["width"]
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
 def test_data_pages_fit_a_laptop_and_a_phone(page, customer):
     sign_in(page, customer)
     for size in SIZES:
@@ -124,6 +145,73 @@ def test_data_pages_fit_a_laptop_and_a_phone(page, customer):
             look(page, f"{name}-{size}")
             found = page.evaluate(MEASURE)
             assert found["scrollWidth"] <= found["width"], (name, size, found)
+            assert found["tables"], (name, size)
             for table in found["tables"]:
                 assert not table["scrolled"], (name, size, table)
                 assert table["outside"] == [], (name, size, table)
+
+
+def test_a_laptop_shows_the_columns_that_matter(page, customer):
+    sign_in(page, customer)
+    resize(page, "desktop")
+    page.goto("/logs/")
+    logs = page.locator("#log-results table")
+    columns = ["Time (UTC)", "Token", "Model", "Prompt", "Completion", "Cost", "Status", "Latency"]
+    for column in columns:
+        header = logs.get_by_role("columnheader", name=column, exact=True)
+        assert inside_the_window(page, header), column
+    first = logs.locator("tbody tr:not(.cost-breakdown)").first
+    for cell in first.locator("td").all():
+        assert inside_the_window(page, cell), cell.inner_text()
+
+    page.goto("/pricing")
+    pricing = page.locator("#pricing-table table")
+    for column in ["Input / 1M", "Output / 1M", "Context", "History"]:
+        header = pricing.get_by_role("columnheader", name=column, exact=True)
+        assert inside_the_window(page, header), column
+    # With the raw multipliers too, nothing leaves the window.
+    page.get_by_label("Show raw multipliers").check()
+    pricing.get_by_role("columnheader", name="Model ratio").wait_for()
+    found = page.evaluate(MEASURE)
+    assert found["scrollWidth"] <= found["width"], found
+    assert all(table["outside"] == [] for table in found["tables"]), found
+
+
+def test_a_phone_shows_each_request_as_a_card_with_its_cost(page, customer):
+    sign_in(page, customer)
+    resize(page, "phone")
+    page.goto("/logs/")
+    card = page.locator("#log-results tbody tr:not(.cost-breakdown)").first
+    cost = card.locator("td.log-cost")
+    assert inside_the_window(page, cost)
+    assert cost.inner_text().startswith("$")
+    label = cost.evaluate("(cell) => getComputedStyle(cell, '::before').content")
+    assert label == '"Cost"'  # each fact of a card shows its column's name
+    for label in ["Time (UTC)", "Token", "Model", "Status", "Latency"]:
+        assert inside_the_window(page, card.locator(f'td[data-label="{label}"]')), label
+
+    # The breakdown opens below the card, as wide as the card, and closes again.
+    toggle = cost.get_by_role("button")
+    toggle.click()
+    breakdown = page.locator("tr.cost-breakdown").first
+    assert inside_the_window(page, breakdown)
+    below, above = breakdown.bounding_box(), card.bounding_box()
+    assert below["width"] >= above["width"] - 1
+    assert below["y"] >= above["y"] + above["height"] - 1
+    assert "micro-USD" in breakdown.inner_text()
+    look(page, "logs-breakdown-phone")
+    toggle.press("Enter")
+    assert not breakdown.is_visible()
+
+
+def test_a_laptop_opens_the_cost_breakdown_across_the_table(page, customer):
+    sign_in(page, customer)
+    resize(page, "desktop")
+    page.goto("/logs/")
+    table = page.locator("#log-results table")
+    page.locator(".cost-toggle").nth(1).click()
+    breakdown = page.locator("tr.cost-breakdown").nth(1)
+    assert inside_the_window(page, breakdown)
+    assert breakdown.bounding_box()["width"] >= table.bounding_box()["width"] - 4
+    assert "micro-USD" in breakdown.inner_text()
+    page.screenshot(path=f"{SCREENSHOTS}/logs-breakdown-desktop.png")
