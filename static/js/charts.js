@@ -4,8 +4,22 @@
 (function () {
   "use strict";
 
-  var USD = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 4 });
   var NUMBER = new Intl.NumberFormat("en-US");
+
+  // The console's money display rule (billing/money.py, format_usd) for amounts in
+  // USD: two decimals, never shown larger than it is (nor a debt smaller); below a
+  // cent two significant digits; a minus sign (U+2212) for a negative amount.
+  function usd(value) {
+    var size = Math.abs(value);
+    var places = 2;
+    if (size > 0 && size < 0.01) {
+      places = Math.min(6, 1 - Math.floor(Math.log10(size)));
+    }
+    var scale = Math.pow(10, places);
+    var shown = value < 0 ? Math.ceil(size * scale - 1e-9) / scale : Math.floor(size * scale + 1e-9) / scale;
+    var text = "$" + shown.toLocaleString("en-US", { minimumFractionDigits: places, maximumFractionDigits: places });
+    return value < 0 ? "\u2212" + text : text;
+  }
 
   // Text and grid colours come from the page's theme (Pico's CSS variables), read
   // again whenever the theme changes, so labels keep their contrast in dark mode.
@@ -21,7 +35,7 @@
   function options(data) {
     var colors = themeColors();
     var money = data.unit === "cost";
-    var format = function (value) { return money ? USD.format(value) : NUMBER.format(value); };
+    var format = function (value) { return money ? usd(value) : NUMBER.format(value); };
     var axis = function (extra) {
       var scale = { ticks: { color: colors.text }, grid: { color: colors.grid }, border: { color: colors.grid } };
       Object.keys(extra).forEach(function (key) {
