@@ -15,13 +15,18 @@ MICRO_USD_PER_USD = 1_000_000
 USD_PLACES = 6
 
 
-def usd(amount: Decimal | None) -> str:
-    """Return `$1.25`-style text: at least 2 decimals, at most 6, no trailing zeros."""
+def price(amount: Decimal | None) -> str:
+    """Return a price as people read it, exact: `$1.25`, `$0.075`, `$1,200.00`, `—` for none.
+
+    A price (per 1M tokens, per call) is not a balance: it keeps every decimal it has,
+    at least 2 and at most 6, so the display rule of balances (`billing.money.format_usd`,
+    floored to the cent) does not apply to it.
+    """
     if amount is None:
         return "—"
     text = f"{amount.quantize(Decimal(1).scaleb(-USD_PLACES)):f}".rstrip("0")
     whole, _, fraction = text.partition(".")
-    return f"${whole}.{fraction.ljust(2, '0')}"
+    return f"${int(whole):,}.{fraction.ljust(2, '0')}"
 
 
 def per_call_usd(price_per_call: int | None) -> Decimal | None:
@@ -109,7 +114,7 @@ def change_lines(change: PriceChange) -> list[PriceLine]:
         ("Per call", old.per_call, new.per_call),
     ]:
         if before != after:
-            lines.append(PriceLine(label, usd(before), usd(after)))
+            lines.append(PriceLine(label, price(before), price(after)))
     return lines
 
 

@@ -2,15 +2,18 @@ from decimal import Decimal
 
 from django import template
 
-from models_catalog.display import usd as format_usd
+from models_catalog.display import price as format_price
 
 register = template.Library()
 
 
 @register.filter
-def usd(amount: Decimal | None) -> str:
-    """Render USD with 2 to 6 decimals: `$2.50`, `$0.075`, `—` for none."""
-    return format_usd(amount)
+def price(amount: Decimal | None) -> str:
+    """Render a price exactly, 2 to 6 decimals: `$2.50`, `$0.075`, `—` for none.
+
+    Balances and charges use `usd` from `billing`'s `money` tags instead.
+    """
+    return format_price(amount)
 
 
 @register.filter

@@ -84,6 +84,41 @@
     }
   });
 
+  // <select data-theme-choice>: light, dark or system, remembered on this device
+  // (static/js/theme.js applies it on every page before it paints).
+  function storedTheme() {
+    try { return window.localStorage.getItem("comet-theme") || "system"; } catch (error) { return "system"; }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-theme-choice]").forEach(function (select) { select.value = storedTheme(); });
+  });
+  document.addEventListener("change", function (event) {
+    var select = event.target.closest("[data-theme-choice]");
+    if (!select) return;
+    var theme = select.value;
+    try {
+      if (theme === "system") window.localStorage.removeItem("comet-theme");
+      else window.localStorage.setItem("comet-theme", theme);
+    } catch (error) {
+      // Not remembered, but still applied to this page.
+    }
+    if (theme === "light" || theme === "dark") document.documentElement.setAttribute("data-theme", theme);
+    else document.documentElement.removeAttribute("data-theme");
+    document.dispatchEvent(new CustomEvent("comet:theme-change"));
+  });
+
+  // <button data-disclosure aria-controls="id" aria-expanded="false"> shows or hides
+  // the element it names, e.g. a log row's cost breakdown in the full-width row below.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-disclosure]");
+    if (!button) return;
+    var target = document.getElementById(button.getAttribute("aria-controls"));
+    if (!target) return;
+    var open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    target.hidden = !open;
+  });
+
   // <form data-confirm="..."> asks before submitting.
   document.addEventListener("submit", function (event) {
     var message = event.target.getAttribute("data-confirm");

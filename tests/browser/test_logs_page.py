@@ -55,7 +55,8 @@ def test_filter_the_logs_page_and_see_the_charts(logs_page):
     page.wait_for_selector("#chart-home[data-chart-ready]")
 
     page.goto("/logs/")
-    rows = page.locator("#log-results tbody tr")
+    # Each request is a row, followed by its cost breakdown's row (hidden until opened).
+    rows = page.locator("#log-results tbody tr:not(.cost-breakdown)")
     assert rows.count() == 12
     # Filter by model: htmx swaps the results and the URL keeps the filter
     page.get_by_label("Model", exact=True).fill("deepseek-chat")
@@ -63,10 +64,12 @@ def test_filter_the_logs_page_and_see_the_charts(logs_page):
     page.wait_for_url(re.compile(r"model=deepseek-chat"))
     expect(rows).to_have_count(4)
     expect(page.locator("#log-totals dd").first).to_have_text("4")
-    # The cost breakdown opens under its row. The filter's change and submit events
-    # each send a request: let both answers land before opening a row.
+    # The cost breakdown opens in the full-width row under its row. The filter's change
+    # and submit events each send a request: let both answers land before opening a row.
     page.wait_for_load_state("networkidle")
-    page.locator(".cost-breakdown summary").first.click()
+    page.locator(".cost-toggle").first.click()
+    expect(page.locator(".cost-toggle").first).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("tr.cost-breakdown").first).to_be_visible()
     page.get_by_text(re.compile(r"micro-USD")).first.wait_for()
     # A bad filter answers a message in place, not an error page
     page.get_by_label("IP address", exact=True).fill("not-an-ip")
@@ -77,7 +80,7 @@ def test_filter_the_logs_page_and_see_the_charts(logs_page):
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(4)
     page.reload()
-    assert page.locator("#log-results tbody tr").count() == 4
+    assert page.locator("#log-results tbody tr:not(.cost-breakdown)").count() == 4
     # The charts drew from their JSON, and switching a period redraws
     for chart in ("chart-per-minute", "chart-by-token", "chart-model-cost", "chart-model-requests"):
         page.wait_for_selector(f"#{chart}[data-chart-ready]")

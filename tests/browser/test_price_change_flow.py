@@ -109,7 +109,7 @@ def test_pricing_page_filters_in_place_and_profile_subscribes(page, live_server)
 
     page.goto("/pricing")
     table = page.locator("#pricing-table")
-    table.get_by_text("gpt-4o-mini").wait_for()
+    table.get_by_text("gpt-4o-mini", exact=True).wait_for()
     page.get_by_placeholder("Search models").fill("claude")
     page.wait_for_function(
         "() => !document.querySelector('#pricing-table').textContent.includes('gpt-4o-mini')"
