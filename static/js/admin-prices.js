@@ -43,13 +43,14 @@
     return quotient;
   }
 
-  // display.usd: "$1.25", at least 2 decimals, at most `places`, no trailing zeros.
+  // display.price: "$1.25", "$1,200.00": at least 2 decimals, at most `places`, no
+  // trailing zeros, thousands separated.
   function usd(value, scale, places) {
     if (value === null) return "\u2014";
     var units = roundHalfEven(value, scale, places);
     var whole = units / pow10(places);
     var fraction = (units % pow10(places)).toString().padStart(places, "0");
-    return "$" + whole.toString() + "." + fraction.replace(/0+$/, "").padEnd(2, "0");
+    return "$" + whole.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",") + "." + fraction.replace(/0+$/, "").padEnd(2, "0");
   }
 
   function numberAttribute(element, name) {

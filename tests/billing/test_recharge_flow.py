@@ -93,7 +93,7 @@ def test_return_page_asks_stripe_marks_paid_and_follows_to_credited(
             == 200
         )
     poll = user_client.get(reverse("billing:order", args=[order.number]), HTTP_HX_REQUEST="true")
-    assert "Credited: <span class=\"money\">$25.00</span>" in poll.content.decode()
+    assert 'Credited: <span class="money">$25.00</span>' in poll.content.decode()
     assert "hx-trigger" not in poll.content.decode()
     assert len(credits_of(order)) == 1
     assert balance_of(user) == 25 * USD

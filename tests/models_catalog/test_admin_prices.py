@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from models_catalog.admin import price_preview_row
-from models_catalog.display import price_preview_constants, prices_of, usd
+from models_catalog.display import price, price_preview_constants, prices_of
 from models_catalog.models import CatalogModel, PriceChange, PricingGroup
 from models_catalog.pricing import MICRO_USD_PER_TOKEN_AT_RATIO_ONE
 
@@ -67,8 +67,8 @@ def test_the_model_form_shows_each_groups_prices_with_the_constants_for_the_scri
             page,
         )
         assert row is not None, group
-        assert f'<td data-price="input">{usd(expected.input_per_1m)}</td>' in row.group(1)
-        assert f'<td data-price="output">{usd(expected.output_per_1m)}</td>' in row.group(1)
+        assert f'<td data-price="input">{price(expected.input_per_1m)}</td>' in row.group(1)
+        assert f'<td data-price="output">{price(expected.output_per_1m)}</td>' in row.group(1)
 
 
 def test_the_group_form_shows_what_models_cost_in_the_group(admin_client, catalog):
@@ -80,11 +80,11 @@ def test_the_group_form_shows_what_models_cost_in_the_group(admin_client, catalo
     ).content.decode()
 
     first = CatalogModel.objects.filter(is_enabled=True, model_ratio__isnull=False).first()
-    expected = usd(2 * first.model_ratio * group.group_ratio)
+    expected = price(2 * first.model_ratio * group.group_ratio)
     assert f'<th scope="row">{first.name}</th><td data-price="input">{expected}</td>' in page
     assert f"What 10 of the {CatalogModel.objects.filter(is_enabled=True).count()}" in page
     listing = admin_client.get(reverse("admin:models_catalog_pricinggroup_changelist"))
-    assert f"{usd(2 * group.group_ratio)} / 1M input tokens" in listing.content.decode()
+    assert f"{price(2 * group.group_ratio)} / 1M input tokens" in listing.content.decode()
 
 
 def test_a_price_edited_in_the_form_still_goes_through_the_service(admin_client, catalog):
