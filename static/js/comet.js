@@ -124,4 +124,30 @@
     var message = event.target.getAttribute("data-confirm");
     if (message && !window.confirm(message)) event.preventDefault();
   });
+
+  // The header's "Menu" on narrow screens: opens and closes the links; Escape or a
+  // click elsewhere closes them.
+  document.addEventListener("click", function (event) {
+    var header = document.querySelector(".site-header");
+    var toggle = header && header.querySelector("[data-nav-toggle]");
+    if (!toggle) return;
+    var open = header.hasAttribute("data-nav-open");
+    if (event.target.closest("[data-nav-toggle]")) {
+      open = !open;
+    } else if (open && !event.target.closest("#nav-links")) {
+      open = false;
+    } else {
+      return;
+    }
+    header.toggleAttribute("data-nav-open", open);
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+  document.addEventListener("keydown", function (event) {
+    var header = document.querySelector(".site-header[data-nav-open]");
+    if (event.key !== "Escape" || !header) return;
+    header.removeAttribute("data-nav-open");
+    var toggle = header.querySelector("[data-nav-toggle]");
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.focus();
+  });
 })();

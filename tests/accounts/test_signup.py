@@ -65,7 +65,7 @@ def test_verification_link_verifies_and_signs_in(client):
     assert EmailAddress.objects.get(email="verify@example.com").verified
     home = client.get(reverse("console:home"))
     assert b"Welcome," in home.content
-    assert b"Log out" in home.content
+    assert b"Sign out" in home.content
 
 
 def test_wrong_verification_link_says_so_and_verifies_nothing(client):

@@ -80,3 +80,10 @@ def sign_in(page, user, password: str | None = None) -> None:
     page.locator("input[name=password]").fill(password or DEFAULT_PASSWORD)
     page.locator("form button[type=submit]").first.click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def open_menu(page) -> None:
+    """Open the header's menu where the links fold behind it (narrow screens)."""
+    toggle = page.locator("[data-nav-toggle]")
+    if toggle.is_visible() and toggle.get_attribute("aria-expanded") == "false":
+        toggle.click()

@@ -3,8 +3,7 @@ both sizes; the header's theme menu is remembered and applied before the page pa
 
 axe-core is vendored in tests/browser/vendor/ (VERSIONS.txt) and injected into each
 page; a serious or critical violation fails the test. Pages other workers own are
-checked where they are listed in PAGES; the sign-in pages (allauth), the tokens list
-and the recharge page are left out here.
+checked where they are listed in PAGES (signed in) and SIGNED_OUT_PAGES.
 """
 
 import json
@@ -27,6 +26,16 @@ PAGES = {
     "pricing": "/pricing",
     "orders": "/billing/orders/",
     "history": "/billing/history/",
+    "tokens": "/tokens/",
+    "recharge": "/recharge/",
+    "profile": "/profile/",
+    "relay-api": "/relay-api/",
+}
+SIGNED_OUT_PAGES = {
+    "pricing": "/pricing",
+    "sign-in": "/accounts/login/",
+    "sign-up": "/accounts/signup/",
+    "password-reset": "/accounts/password/reset/",
 }
 THEMES = ("light", "dark")
 
@@ -97,13 +106,21 @@ def test_console_pages_pass_axe_in_both_themes(axe_page):
     assert found == {}
 
 
-def test_pricing_passes_axe_signed_out(axe_page):
+def test_public_and_sign_in_pages_pass_axe_signed_out(axe_page):
     page = axe_page
     load_demo_catalog()
+    found = {}
     for theme in THEMES:
-        page.goto("/pricing")
-        choose_theme(page, theme)
-        assert serious_violations(page) == [], theme
+        for size in SIZES:
+            resize(page, size)
+            page.goto("/pricing")
+            choose_theme(page, theme)
+            for name, url in SIGNED_OUT_PAGES.items():
+                page.goto(url)
+                violations = serious_violations(page)
+                if violations:
+                    found[f"{name} {theme} {size}"] = violations
+    assert found == {}
 
 
 def test_the_theme_menu_is_remembered_and_applied_before_the_first_paint(axe_page):
@@ -150,8 +167,8 @@ def test_the_theme_menu_is_remembered_and_applied_before_the_first_paint(axe_pag
     page.reload()
     assert page.evaluate("localStorage.getItem('comet-theme')") is None
 
-    # The keyboard reaches the menu, and shows where it is.
-    page.get_by_role("button", name="Log out").focus()
+    # The keyboard reaches the menu (right after the brand), and shows where it is.
+    page.locator(".site-header .brand").focus()
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "theme-choice"
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")

@@ -46,8 +46,8 @@ def test_sign_up_verify_log_in_and_log_out(page):
 
     # Confirming the address signs the user in and lands on the console home.
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
-    page.get_by_role("button", name="Log out").click()
-    page.get_by_role("link", name="Log in").first.wait_for()
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("link", name="Sign in").first.wait_for()
 
     page.goto("/accounts/login/")
     page.get_by_label("Email", exact=True).fill("browser@example.com")
@@ -80,7 +80,7 @@ def test_turning_on_two_factor_authentication(page):
     page.goto("/profile/")
     assert page.get_by_text("On", exact=True).is_visible()
 
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Sign out").click()
     page.goto("/accounts/login/")
     page.get_by_label("Email", exact=True).fill("mfa@example.com")
     page.get_by_label("Password", exact=True).fill(PASSWORD)

@@ -8,7 +8,7 @@ import pytest
 from accounts.services import token_create
 from billing.models import Account
 from relay.app import CALLS
-from tests.browser.conftest import SIZES, look, resize, sign_in
+from tests.browser.conftest import SIZES, look, open_menu, resize, sign_in
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -83,6 +83,7 @@ def test_the_relay_api_page_lists_every_route_with_the_real_base_url(page, live_
     resize(page, size)
     sign_in(page, user)
 
+    open_menu(page)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Relay API").click()
     page.get_by_role("heading", name="Relay API", exact=True).wait_for()
     text = page.locator("main").inner_text()

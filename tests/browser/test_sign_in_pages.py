@@ -8,7 +8,7 @@ from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.core import mail
 
-from tests.browser.conftest import SIZES, look, resize, sign_in
+from tests.browser.conftest import SIZES, look, open_menu, resize, sign_in
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -132,7 +132,7 @@ def test_management_and_two_factor_pages(page):
     look_at_both_sizes(page, "email-addresses")
 
     page.goto("/accounts/logout/")
-    page.get_by_role("heading", name="Log out").wait_for()
+    page.get_by_role("heading", name="Sign out").wait_for()
     look_at_both_sizes(page, "logout")
 
     TOTP.activate(user, generate_totp_secret())
@@ -153,7 +153,8 @@ def test_management_and_two_factor_pages(page):
     page.get_by_role("heading", name="Confirm it's you").wait_for()
     look_at_both_sizes(page, "mfa-reauthenticate")
 
-    page.get_by_role("button", name="Log out").click()
+    open_menu(page)
+    page.get_by_role("button", name="Sign out").click()
     page.goto("/accounts/login/")
     page.get_by_label("Email", exact=True).fill(user.email)
     page.get_by_label("Password", exact=True).fill(DEFAULT_PASSWORD)
@@ -173,7 +174,7 @@ def test_confirming_in_the_browser_that_signed_up_signs_in(page):
     page.get_by_role("button", name="Confirm email").click()
 
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
-    assert page.get_by_role("button", name="Log out").is_visible()
+    assert page.get_by_role("button", name="Sign out").is_visible()
 
 
 def test_confirming_in_another_browser_confirms_and_asks_for_the_password(page, browser):

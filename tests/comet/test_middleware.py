@@ -117,4 +117,4 @@ def test_a_session_cookie_django_never_issued_is_no_session(cookie):
     client = Client()
     response = client.get("/", HTTP_COOKIE=cookie)
     assert response.status_code == 200
-    assert "Log in" in response.content.decode()
+    assert "Sign in" in response.content.decode()

@@ -422,7 +422,7 @@ def run_the_site(
     assert response.status_code == 302, response.text[:2000]
     home = browser.get("/")
     assert home.status_code == 200
-    assert "Log out" in home.text
+    assert "Sign out" in home.text
     # WhiteNoise serves what the release step collected, under its hashed name.
     stylesheet = re.search(r'href="(/static/[^"]+\.css)"', home.text)
     assert stylesheet, home.text[:2000]
