@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from accounts.services import token_create
+from billing.grants import CreditMeter
 from billing.services import account_credit
 from comet.clientaddress import ClientAddressMiddleware
 from logs.models import RequestLog
@@ -113,10 +114,12 @@ def relay_url(relay_server, transactional_db):
     relay = relay_server.relay
     while (relay.pending_work or relay.refusals.pending) and time.monotonic() < deadline:
         time.sleep(0.01)
-    # Write everything and give every grant back now, so the meter's writer has nothing
-    # to do (no row to lock) while the test database is flushed after the test.
-    if relay_server.relay.meter is not None:
-        relay_server.relay.meter.return_all()
+    # Write everything, give every grant back and stop the meter's writer thread, so
+    # that nothing of the relay's holds a lock while the test database is flushed
+    # after the test (a fresh meter starts its writer at its first request).
+    if relay.meter is not None:
+        relay.meter.close()
+        relay.meter = CreditMeter()
 
 
 @pytest.fixture
