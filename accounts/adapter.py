@@ -3,6 +3,7 @@ from typing import Any
 from urllib.parse import quote
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.internal.flows.login import record_authentication
 from allauth.account.models import EmailConfirmation
 from django.conf import settings
 from django.http import HttpRequest
@@ -25,6 +26,18 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         """Let operators close public sign-up with COMET_SIGNUP_OPEN=false."""
         return getattr(settings, "COMET_SIGNUP_OPEN", True)
+
+    def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
+        """Count choosing a password at sign-up as a sign-in of this browser session.
+
+        Confirming the email in the same session then signs in (allauth), and
+        creating the first token right away asks for no password again: the
+        console's "recent sign-in" reads these records.
+        """
+        user = super().save_user(request, user, form, commit=commit)
+        if commit:
+            record_authentication(request, user, method="password", signup=True)
+        return user
 
     def clean_email(self, email: str) -> str:
         """Store addresses in lower case, so one mailbox is one account."""

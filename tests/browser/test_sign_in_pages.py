@@ -175,6 +175,9 @@ def test_confirming_in_the_browser_that_signed_up_signs_in(page):
 
     page.get_by_role("heading", name=re.compile("Welcome")).wait_for()
     assert page.get_by_role("button", name="Sign out").is_visible()
+    # The password was just chosen: the first token needs no second one
+    page.goto("/tokens/new/")
+    page.get_by_role("heading", name="New token").wait_for()
 
 
 def test_confirming_in_another_browser_confirms_and_asks_for_the_password(page, browser):
