@@ -43,9 +43,8 @@ _ROLLUPS: dict[str, type[UsageDay] | type[UsageHour] | type[UsageMinute]] = {
 }
 
 
-def log_list(*, filters: LogFilters) -> QuerySet[RequestLog]:
-    """Return the rows matching `filters`, newest first (`user_id` None: every user)."""
-    rows = RequestLog.objects.filter(created_at__gte=filters.start, created_at__lt=filters.end)
+def _who_and_what(rows: QuerySet, filters: LogFilters) -> QuerySet:
+    """Filter request log or refusal rows by user, token, model and client address."""
     if filters.user_id is not None:
         rows = rows.filter(user_id=filters.user_id)
     if filters.token_id is not None:
@@ -54,6 +53,13 @@ def log_list(*, filters: LogFilters) -> QuerySet[RequestLog]:
         rows = rows.filter(model=filters.model)
     if filters.client_ip:
         rows = rows.filter(client_ip=filters.client_ip)
+    return rows
+
+
+def log_list(*, filters: LogFilters) -> QuerySet[RequestLog]:
+    """Return the rows matching `filters`, newest first (`user_id` None: every user)."""
+    rows = RequestLog.objects.filter(created_at__gte=filters.start, created_at__lt=filters.end)
+    rows = _who_and_what(rows, filters)
     if filters.channel_id is not None:
         rows = rows.filter(channel_id=filters.channel_id)
     if filters.status == "ok":
@@ -75,14 +81,7 @@ REFUSALS_COUNTED = 10_000
 
 def _refusals(filters: LogFilters) -> QuerySet[Refusal]:
     rows = Refusal.objects.filter(second__gte=filters.start, second__lt=filters.end)
-    if filters.user_id is not None:
-        rows = rows.filter(user_id=filters.user_id)
-    if filters.token_id is not None:
-        rows = rows.filter(token_id=filters.token_id)
-    if filters.model:
-        rows = rows.filter(model=filters.model)
-    if filters.client_ip:
-        rows = rows.filter(client_ip=filters.client_ip)
+    rows = _who_and_what(rows, filters)
     if filters.status_code is not None:
         rows = rows.filter(status_code=filters.status_code)
     return rows.order_by("-second", "-id")

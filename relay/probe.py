@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.utils.translation import gettext as _
 
+from comet.db import connection_return
 from models_catalog.models import CatalogModel
 
 from .models import Channel
@@ -154,6 +156,10 @@ def channel_test(channel: Channel) -> ChannelTestResult:
     )
     endpoint, body = _test_request(route, model, kind)
     upstream_model = route.upstream_model(model)
+    if not connection.in_atomic_block:
+        # Up to CHANNEL_TEST_TIMEOUT_SECONDS of waiting on the upstream: the pooled
+        # connection is not held for it.
+        connection_return()
     started = time.monotonic()
     try:
         async_to_sync(_send_test)(route, endpoint, body)
