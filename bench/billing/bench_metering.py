@@ -141,10 +141,10 @@ def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
     them all and returned the grants, not at the deadline.
     """
     _setup_django()
+    from billing.metering import UsageRefused
     from django.db import connection
 
     from billing.grants import CreditMeter
-    from billing.metering import UsageRefused
 
     meter = CreditMeter()
     counts = [0] * arguments[0]

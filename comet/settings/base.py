@@ -330,25 +330,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 RELAY_MAX_BODY_BYTES = env.int("RELAY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 # A crashed process's concurrency slots free themselves after this many seconds.
 RELAY_SLOT_LEASE_SECONDS = env.int("RELAY_SLOT_LEASE_SECONDS", default=60)
-# Reservations assume this many completion tokens when a request sets no max_tokens.
-RELAY_DEFAULT_MAX_TOKENS = env.int("RELAY_DEFAULT_MAX_TOKENS", default=4096)
 RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=3)
 # Consecutive failures after which a channel is disabled until a probe succeeds.
 RELAY_CHANNEL_FAILURE_THRESHOLD = env.int("RELAY_CHANNEL_FAILURE_THRESHOLD", default=5)
-# Settle (the database write of cost + log row) after the response is sent, off the
-# client's latency; shutdown waits for pending settlements. bench/relay compares both.
-RELAY_SETTLE_AFTER_RESPONSE = env.bool("RELAY_SETTLE_AFTER_RESPONSE", default=True)
-# Settlements after the response are written in batches of at most this many (one
-# statement each, relay.settler); a batch waits this long for company first.
-RELAY_SETTLE_BATCH_SIZE = env.int("RELAY_SETTLE_BATCH_SIZE", default=200)
-RELAY_SETTLE_BATCH_WAIT_MS = env.float("RELAY_SETTLE_BATCH_WAIT_MS", default=20)
-# PostgreSQL connections per relay process for reservations, on its event loop
-# (billing.metering.ReservePool); 0 reserves on the database threads instead.
-RELAY_RESERVE_CONNECTIONS = env.int("RELAY_RESERVE_CONNECTIONS", default=4)
-# Reserve and settle in each relay process's memory against credit grants
-# (billing.grants; PostgreSQL only): the hot account row is written once per batch
-# instead of twice per request. Off: one reservation statement per request.
-RELAY_CREDIT_GRANTS = env.bool("RELAY_CREDIT_GRANTS", default=True)
 # Tokens and prices stay this long in each relay process's memory (revocation is
 # promised within 1 s); 0 turns the memory off.
 RELAY_LOCAL_CACHE_SECONDS = env.float("RELAY_LOCAL_CACHE_SECONDS", default=0.5)
@@ -365,20 +349,8 @@ COMET_TOKENS_PER_USER = env.int("COMET_TOKENS_PER_USER", default=50)
 COMET_QUOTA_QUERIES_PER_MINUTE = env.int("COMET_QUOTA_QUERIES_PER_MINUTE", default=60)
 # USD credited (a "bonus" ledger entry) to every new account; 0 turns it off.
 COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="0")
-# A reservation never settled or released is released after this many seconds.
-COMET_RESERVATION_LEASE_SECONDS = env.int("COMET_RESERVATION_LEASE_SECONDS", default=900)
-# Credit grants (billing.grants): each relay process holds a block of an account's
-# money and admits requests against it in memory. A grant holds at most this much
-# (micro-USD), takes new requests for at most this long, and is written back every
-# COMET_GRANT_FLUSH_MS; requests wait when this many settled ones are unwritten. A
-# grant not renewed for COMET_GRANT_LEASE_SECONDS (its process died) is released.
-COMET_GRANT_MAX_MICRO_USD = env.int("COMET_GRANT_MAX_MICRO_USD", default=10_000_000)
-COMET_GRANT_MAX_AGE_SECONDS = env.float("COMET_GRANT_MAX_AGE_SECONDS", default=1.0)
-COMET_GRANT_FLUSH_MS = env.float("COMET_GRANT_FLUSH_MS", default=20)
-COMET_GRANT_MAX_PENDING = env.int("COMET_GRANT_MAX_PENDING", default=5000)
-COMET_GRANT_LEASE_SECONDS = env.int("COMET_GRANT_LEASE_SECONDS", default=60)
-CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {
-    "task": "billing.tasks.reservation_release_expired_task",
+CELERY_BEAT_SCHEDULE["billing-release-expired-grants"] = {
+    "task": "billing.tasks.grant_release_expired_task",
     "schedule": 30.0,
     "options": {"expires": 25},
 }

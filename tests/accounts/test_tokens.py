@@ -301,12 +301,11 @@ def test_a_changed_pricing_group_or_deactivation_reaches_cached_tokens(
 
 
 def test_a_quota_below_what_requests_in_flight_hold_is_refused_and_changes_nothing(user):
-    from billing.metering import usage_reserve
-    from tests.billing.helpers import books_snapshot, fund
+    from tests.billing.helpers import books_snapshot, fund, hold
 
     fund(user, 1_000_000)
     token, _ = token_create(user=user, name="ci", quota_remaining=500_000)
-    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=300_000)
+    hold(token, 300_000)
     before = books_snapshot()
 
     with pytest.raises(ValidationError, match="in flight"):
