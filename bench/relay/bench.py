@@ -219,7 +219,7 @@ def main() -> None:
     }
     python = sys.executable
     upstream = subprocess.Popen(
-        [python, "-m", "relay.fake_upstream", "--port", "9101"], cwd=ROOT, env=environment
+        [python, "-m", "tests.fake_upstream", "--port", "9101"], cwd=ROOT, env=environment
     )
     relay = subprocess.Popen(
         [

@@ -5,7 +5,7 @@ The test reads the Procfile and runs its `release` line, then its `web`, `worker
 flag in the Procfile is what gets tested), against a database of its own. It then
 drives the site over HTTP as a customer behind the TLS proxy would: the test is that
 proxy (from 127.0.0.1, listed in FORWARDED_ALLOW_IPS), adding X-Forwarded-For and
-X-Forwarded-Proto. Upstream of the relay is the fake upstream (`relay.fake_upstream`);
+X-Forwarded-Proto. Upstream of the relay is the fake upstream (`tests.fake_upstream`);
 Stripe is the fake Stripe API of the billing tests (`tests.billing.stripe_fake`).
 
 Every process writes its log to a file; on a failure the logs are printed.
@@ -36,9 +36,9 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from relay.fake_upstream import FakeUpstream, ServerThread
 from tests.billing.stripe_fake import SECRET_KEY as STRIPE_SECRET_KEY
 from tests.billing.stripe_fake import WEBHOOK_SECRET, event, sign, start_fake_stripe
+from tests.fake_upstream import FakeUpstream, ServerThread
 
 pytestmark = pytest.mark.slow
 

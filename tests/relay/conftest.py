@@ -19,10 +19,10 @@ from logs.models import RequestLog
 from models_catalog.models import CatalogModel, PricingGroup, Vendor
 from models_catalog.services import catalog_entry_create
 from relay.app import RelayApplication
-from relay.fake_upstream import FakeUpstream, ServerThread
 from relay.routing import routing_table_expire
 from relay.services import channel_create
 from tests.factories import UserFactory
+from tests.fake_upstream import FakeUpstream, ServerThread
 
 MODEL = "gpt-test"
 

@@ -7,7 +7,7 @@ usage, `/break-stream/v1` drops the connection after two chunks, `/chunk-delay-5
 waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`.
 Answers are the mock channel's (`relay.mock`).
 
-    python -m relay.fake_upstream --port 9100
+    python -m tests.fake_upstream --port 9100
 """
 
 import argparse
@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from . import mock
+from relay import mock
 
 
 @dataclass
