@@ -50,7 +50,7 @@ from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_nam
 from . import translate, upstream
 from .ids import unique_id
 from .limits import LimitOutcome, limiter
-from .memo import LocalMemo
+from .memo import LOCAL_CACHE_SECONDS, LocalMemo
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
@@ -77,6 +77,15 @@ CALLS = {
     "/v1/messages": upstream.MESSAGES,
 }
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# The largest request body read (413 past it): room for a long conversation with a few
+# images inlined, while one request cannot make a process hold an unbounded buffer.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+# Completion tokens a request's hold assumes when it sets no max_tokens: a long
+# answer of most models; what the answer really costs is charged in full anyway.
+DEFAULT_MAX_TOKENS = 4096
+# Channels tried per request before the failure is answered: a second and a third
+# chance on another channel, without letting one request wait on every channel.
+MAX_ATTEMPTS = 3
 # Every estimate of a prompt from its body is capped here, so a huge body is
 # refused by the upstream rather than reserving an absurd amount.
 MAX_RESERVED_PROMPT_TOKENS = 1_000_000
@@ -202,7 +211,7 @@ def reservation_amount(
         return _call_cost(price)
     completion = 0
     if has_completion:
-        completion = settings.RELAY_DEFAULT_MAX_TOKENS
+        completion = DEFAULT_MAX_TOKENS
         for key in COMPLETION_LIMIT_KEYS:
             value = body.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -318,8 +327,8 @@ class RelayApplication:
             wait_seconds=settings.RELAY_SETTLE_BATCH_WAIT_MS / 1000,
         )
         self.upstream = upstream.UpstreamClient()
-        self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
-        self.prices: LocalMemo[ModelPrice | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
+        self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(LOCAL_CACHE_SECONDS)
+        self.prices: LocalMemo[ModelPrice | None] = LocalMemo(LOCAL_CACHE_SECONDS)
         self.refusals = RefusalCounter()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -502,7 +511,7 @@ class RelayApplication:
         # Refused from here on (never forwarded, nothing charged): counted for the logs.
         named: list[str] = []
         with self._counting_refusals(token, address, named):
-            raw_body = await _read_body(receive, settings.RELAY_MAX_BODY_BYTES)
+            raw_body = await _read_body(receive, MAX_BODY_BYTES)
             body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
             named.append(model)
             stream = endpoint.can_stream and body.get("stream") is True
@@ -689,7 +698,7 @@ class RelayApplication:
         request_id: str,
     ) -> Outcome:
         last_failure: upstream.AttemptFailed | None = None
-        for route in routes[: settings.RELAY_MAX_ATTEMPTS]:
+        for route in routes[:MAX_ATTEMPTS]:
             try:
                 answer = await self.upstream.attempt(
                     route, endpoint, body=body, model=model, stream=stream, client_headers=headers

@@ -222,7 +222,6 @@ def main() -> None:
     environment = {
         **os.environ,
         "RELAY_SETTLE_AFTER_RESPONSE": "true" if arguments.settle == "background" else "false",
-        "LOG_LEVEL": "INFO",
     }
     python = sys.executable
     upstream = subprocess.Popen(
