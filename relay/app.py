@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
-
 from accounts.tokens import TokenInfo, atoken_authenticate
 from billing.grants import UsageRefused
 from billing.meter import CreditMeter
@@ -44,13 +42,17 @@ from .forwarding import Outcome, forward
 from .http import Message, RelayError, Scope, api_key, read_body, send_error, send_json
 from .ids import unique_id
 from .limits import LimitOutcome, limiter
-from .memo import LocalMemo
+from .memo import LOCAL_CACHE_SECONDS, LocalMemo
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
 from .services import channel_record_failure, channel_record_success
 
 logger = logging.getLogger("relay")
+
+# The largest request body read (413 past it): room for a long conversation with a few
+# images inlined, while one request cannot make a process hold an unbounded buffer.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 # HTTP status of each reason the money core gives for refusing a request.
 REFUSAL_STATUS = {
@@ -101,8 +103,8 @@ class RelayApplication:
         # in bulk (credit grants), and written to the books in batches by the meter.
         self.meter = CreditMeter()
         self.upstream = upstream.UpstreamClient()
-        self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
-        self.prices: LocalMemo[ModelPrice | None] = LocalMemo(settings.RELAY_LOCAL_CACHE_SECONDS)
+        self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(LOCAL_CACHE_SECONDS)
+        self.prices: LocalMemo[ModelPrice | None] = LocalMemo(LOCAL_CACHE_SECONDS)
         self.refusals = RefusalCounter()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -280,7 +282,7 @@ class RelayApplication:
         # Refused from here on (never forwarded, nothing charged): counted for the logs.
         named: list[str] = []
         with self._counting_refusals(token, address, named):
-            raw_body = await read_body(receive, settings.RELAY_MAX_BODY_BYTES)
+            raw_body = await read_body(receive, MAX_BODY_BYTES)
             body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
             named.append(model)
             if not token.allows_model(model):

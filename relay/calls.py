@@ -34,7 +34,8 @@ COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens")
 # (legacy completions) of which `n` are returned. Bounded like OpenAI's own limit.
 CHOICE_KEYS = ("n", "best_of")
 MAX_CHOICES = 128
-# A request that sets no completion limit is held for this many completion tokens.
+# Completion tokens a request's hold assumes when it sets no max_tokens: a long
+# answer of most models; what the answer really costs is charged in full anyway.
 DEFAULT_MAX_TOKENS = 4096
 
 

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
-
 from . import translate, upstream
 from .calls import Call
 from .http import RelayError, send_error, send_json
@@ -30,6 +28,10 @@ from .usage import (
 )
 
 logger = logging.getLogger("relay")
+
+# Channels tried per request before the failure is answered: a second and a third
+# chance on another channel, without letting one request wait on every channel.
+MAX_ATTEMPTS = 3
 
 
 @dataclass
@@ -57,7 +59,7 @@ async def forward(
     endpoint = call.endpoint
     request_id_header = (b"x-request-id", call.request_id.encode())
     last_failure: upstream.AttemptFailed | None = None
-    for route in call.routes[: settings.RELAY_MAX_ATTEMPTS]:
+    for route in call.routes[:MAX_ATTEMPTS]:
         try:
             answer = await client.attempt(
                 route,

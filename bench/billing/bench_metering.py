@@ -11,7 +11,7 @@ then checks the books: balance = initial - Σ costs exactly, and `books_drift` i
 
 Usage (see README.md):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/comet_money \\
-    REDIS_URL=redis://127.0.0.1:6379/11 CACHE_KEY_PREFIX=comet_money \\
+    REDIS_URL=redis://127.0.0.1:6379/11 \\
     .venv/bin/python bench/billing/bench_metering.py --seconds 10 --concurrency 1 16 50
 """
 

@@ -215,7 +215,6 @@ def main() -> None:
     upstream_url, relay_url = "http://127.0.0.1:9101", "http://127.0.0.1:9102"
     environment = {
         **os.environ,
-        "LOG_LEVEL": "INFO",
     }
     python = sys.executable
     upstream = subprocess.Popen(

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.test.utils import CaptureQueriesContext, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Token
 from accounts.services import token_create, token_set_enabled, token_update
@@ -203,8 +203,8 @@ def test_the_async_twin_agrees():
     assert async_to_sync(atoken_authenticate)(bad) is None
 
 
-@override_settings(COMET_TOKENS_PER_USER=2)
-def test_the_per_user_token_limit_is_enforced(user):
+def test_the_per_user_token_limit_is_enforced(user, monkeypatch):
+    monkeypatch.setattr("accounts.services.TOKENS_PER_USER", 2)
     token_create(user=user, name="one")
     token_create(user=user, name="two")
 
