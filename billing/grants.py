@@ -80,7 +80,7 @@ from billing.metering import (
 )
 from billing.models import Account, Reservation
 from billing.services import account_debt_notify
-from comet.db import connection_return
+from core.db import connection_return
 from logs.models import RequestLog, RequestLogData
 from logs.rollups import SETTLE_CTE, SETTLE_SELECT
 from logs.services import new_ip_notify

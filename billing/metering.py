@@ -63,9 +63,9 @@ from psycopg.pq import TransactionStatus
 from accounts.models import Token
 from billing.locks import lock_rows
 from billing.models import Account, Reservation
-from billing.money import format_owed
 from billing.services import account_debt_notify
-from comet.db import on_database_thread
+from core.db import on_database_thread
+from core.money import format_owed
 from logs.models import RequestLog, RequestLogData
 from logs.rollups import SETTLE_CTE, SETTLE_SELECT, rollups_record
 from logs.services import new_ip_notify

@@ -33,16 +33,16 @@ from billing.metering import (
     areservation_renew,
     ausage_settle,
 )
-from comet.api import error_body
-from comet.clientaddress import UNKNOWN_ADDRESS, address_clean
-from comet.db import (
+from core.api import error_body
+from core.clientaddress import UNKNOWN_ADDRESS, address_clean
+from core.db import (
     BUSY_CODE,
     BUSY_MESSAGE,
     BUSY_RETRY_AFTER_SECONDS,
     database_busy,
     run_in_database_thread,
 )
-from comet.inputs import json_loads, storable_text_problem
+from core.inputs import json_loads, storable_text_problem
 from logs.data import RequestLogData
 from models_catalog.pricing import call_cost, request_cost
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names

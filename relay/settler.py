@@ -20,7 +20,7 @@ import asyncio
 import logging
 
 from billing.metering import Settlement, usage_settle_many
-from comet.db import run_in_database_thread
+from core.db import run_in_database_thread
 
 logger = logging.getLogger("relay")
 

@@ -1,15 +1,18 @@
-"""Writes to accounts: API tokens and the user's own settings."""
+"""Writes of API tokens: create, change, enable or disable, roll the key, delete.
+
+The Token model and authentication are `accounts`'; these services are here, above
+`billing`, because deleting a token gives back what billing holds for it.
+"""
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from accounts.form_nonces import FORM_NONCE_MAX_AGE_SECONDS
 from accounts.models import Token, TokenFormNonce, User
 from accounts.tokens import (
     key_display_parts,
@@ -18,21 +21,9 @@ from accounts.tokens import (
     networks_parse,
     token_cache_invalidate,
 )
-
-# A user save that changes only these fields cannot change what a token allows.
-_FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name", "notify_new_ip"})
-
-
-def token_cache_forget_for_user(
-    sender: Any, instance: User, created: bool, update_fields: Any = None, **kwargs: Any
-) -> None:
-    """Forget the cached tokens of a user who changed (a post_save receiver)."""
-    if created or kwargs.get("raw"):
-        return
-    if update_fields is not None and set(update_fields) <= _FIELDS_TOKENS_IGNORE:
-        return
-    for hashed in Token.objects.filter(user=instance).values_list("key_hash", flat=True):
-        token_cache_invalidate(hashed)
+from billing.locks import lock_rows
+from billing.models import Account, Reservation
+from tokens.form_nonces import FORM_NONCE_MAX_AGE_SECONDS
 
 
 def _clean_models(models: Sequence[str]) -> list[str]:
@@ -104,7 +95,7 @@ def token_create(
 ) -> tuple[Token, str]:
     """Create a token and return it with its key: the only time the key exists in full.
 
-    With `form_nonce` (a console form's, checked by `accounts.form_nonces`), a second
+    With `form_nonce` (a console form's, checked by `tokens.form_nonces`), a second
     call with the same nonce creates nothing and raises `FormAlreadyUsed`.
     """
     _check_quota(quota_remaining)
@@ -219,9 +210,29 @@ def token_set_enabled(*, token: Token, is_enabled: bool) -> Token:
     return token
 
 
-def user_set_notify_new_ip(*, user: User, is_enabled: bool) -> User:
-    """Turn the "token used from a new IP address" email on or off."""
-    if user.notify_new_ip != is_enabled:
-        user.notify_new_ip = is_enabled
-        user.save(update_fields=["notify_new_ip"])
-    return user
+def token_delete(*, token: Token) -> None:
+    """Delete a token, even while requests use it; its request logs keep its name.
+
+    What its grants and reservations hold goes back to the account at once. The
+    requests they already admitted are charged in full when they settle (logged
+    without the token); new requests are refused within a second. Locks the
+    account, the token, then its open reservations, in the one order.
+    """
+    with transaction.atomic():
+        lock_rows(accounts=[token.user_id], tokens=[token.pk])
+        # Every path that makes a reservation locks the account first: none can appear now.
+        open_reservations = Reservation.objects.filter(
+            token_id=token.pk, status=Reservation.Status.OPEN
+        )
+        lock_rows(reservations=open_reservations.values_list("pk", flat=True))
+        held = list(open_reservations.values_list("pk", "amount"))
+        if held:
+            Reservation.objects.filter(pk__in=[pk for pk, _ in held]).update(
+                status=Reservation.Status.RELEASED
+            )
+            Account.objects.filter(pk=token.user_id).update(
+                reserved=F("reserved") - sum(amount for _, amount in held)
+            )
+        Reservation.objects.filter(token_id=token.pk).update(token=None)
+        token_cache_invalidate(token.key_hash)
+        Token.objects.filter(pk=token.pk).delete()

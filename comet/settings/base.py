@@ -24,7 +24,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Proxies whose X-Forwarded-For (and X-Forwarded-Proto) is believed, as IPs or CIDRs;
 # `*` makes every peer one. From anyone else the header is ignored and the socket's
-# peer is the client. comet/clientaddress.py decides the address once, for the site
+# peer is the client. core/clientaddress.py decides the address once, for the site
 # and the relay; uvicorn runs with --no-proxy-headers. Defaults to FORWARDED_ALLOW_IPS,
 # the variable uvicorn reads for the same list.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=[]))
@@ -47,9 +47,11 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "core",
     "comet",
     "accounts",
     "billing",
+    "tokens",
     "models_catalog",
     "announcements",
     "logs",
@@ -106,7 +108,7 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # its own, so persistent connections pile up. Instead each process draws from ONE
 # pool of at most DATABASE_POOL_MAX_SIZE connections, shared by console requests,
 # the relay's database threads and the credit meter's writer; each gives its
-# connection back when done (comet.db). What waits DATABASE_POOL_TIMEOUT_SECONDS for
+# connection back when done (core.db). What waits DATABASE_POOL_TIMEOUT_SECONDS for
 # one is answered 503. Idle connections above DATABASE_POOL_MIN_SIZE close after
 # DATABASE_POOL_MAX_IDLE_SECONDS. 0 = no pool: a connection per request or task,
 # closed after it (Celery workers, where each child runs one task at a time).
@@ -283,7 +285,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "comet.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -410,7 +412,7 @@ CELERY_BEAT_SCHEDULE["billing-sweep-recharge-orders"] = {
 # (charts keep their per-day rollups).
 LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE["logs-retention"] = {
-    "task": "logs.tasks.log_retention_task",
+    "task": "billing.tasks.log_retention_task",
     # In the 1-5 AM maintenance window.
     "schedule": crontab(hour=3, minute=30),
     "options": {"expires": 60 * 60},
@@ -421,7 +423,7 @@ CELERY_BEAT_SCHEDULE["logs-retention"] = {
 # Absolute links in emails (unsubscribe) start with this.
 COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="http://127.0.0.1:8000")
 # Unset, pages that show the relay's address (quickstart snippets) use the address the
-# page was asked on: a local server on another PORT shows its own (comet.links.site_root).
+# page was asked on: a local server on another PORT shows its own (core.links.site_root).
 COMET_PUBLIC_URL_IS_SET = bool(env("COMET_PUBLIC_URL", default=""))
 # Price changes within this window go out as one email per subscriber.
 PRICE_CHANGE_BATCH_WINDOW_SECONDS = env.int("PRICE_CHANGE_BATCH_WINDOW_SECONDS", default=600)

@@ -25,7 +25,7 @@ from billing.grants import (
 from billing.metering import UsageRefused, reservation_release_expired
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
-from comet.clientaddress import UNKNOWN_ADDRESS
+from core.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog, RequestLogData
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
 from tests.factories import UserFactory

@@ -4,7 +4,6 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Token
-from accounts.services import token_set_enabled
 from billing.metering import (
     UsageRefused,
     reservation_release_expired,
@@ -14,10 +13,10 @@ from billing.metering import (
 )
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
-from billing.services import token_delete
 from billing.tasks import reservation_release_expired_task
 from logs.models import RequestLog
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token
+from tokens.services import token_delete, token_set_enabled
 
 pytestmark = pytest.mark.django_db
 

@@ -3,8 +3,9 @@
 from decimal import Decimal
 
 import pytest
+from billing.templatetags.money import usd
 
-from billing.money import (
+from core.money import (
     MAX_AMOUNT_USD,
     AmountError,
     format_owed,
@@ -12,7 +13,6 @@ from billing.money import (
     format_usd_exact,
     usd_to_micro,
 )
-from billing.templatetags.money import usd
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Token
-from accounts.services import token_create, token_set_enabled
 from billing.metering import usage_reserve, usage_settle
 from tests.billing.helpers import LOG, fund
+from tokens.services import token_create, token_set_enabled
 
 pytestmark = pytest.mark.django_db
 

@@ -5,12 +5,12 @@ import asyncio
 import pytest
 from django.db import connection
 
-from accounts.services import token_set_enabled
 from billing.metering import RESERVE_APPLICATION_NAME, ReservePool, UsageRefused
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
 from tests.billing.helpers import books_snapshot, fund, make_token
 from tests.factories import UserFactory
+from tokens.services import token_set_enabled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,9 +14,9 @@ import redis
 from django.conf import settings
 
 from accounts.models import Token
-from accounts.services import token_create
 from billing.models import Account
 from relay.limits import Limiter, LimitOutcome, slots_key
+from tokens.services import token_create
 
 from .conftest import MODEL, free_port, make_channel, wait_for_logs
 
