@@ -14,12 +14,12 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import form_nonces
 from accounts.models import Token, TokenFormNonce
 from accounts.tokens import key_hash, token_authenticate
 from billing.models import Account, LedgerEntry
 from billing.services import account_credit
 from tests.factories import UserFactory
+from tokens import form_nonces
 from tokens.form_nonces import form_nonce_check, form_nonce_issue
 from tokens.services import FormAlreadyUsed, token_create, token_delete, token_roll
 

@@ -3,7 +3,6 @@
 from decimal import Decimal
 
 import pytest
-from billing.templatetags.money import usd
 
 from core.money import (
     MAX_AMOUNT_USD,
@@ -13,6 +12,7 @@ from core.money import (
     format_usd_exact,
     usd_to_micro,
 )
+from core.templatetags.money import usd
 
 
 @pytest.mark.parametrize(

@@ -357,5 +357,6 @@ def test_the_channel_list_shows_each_channels_error_rate(staff_client):
         rate.name: (rate.requests, rate.failures) for rate in response.context["channel_rates"]
     }
     assert rates == {"flaky": (4, 1), "steady": (1, 0), "Deleted channel #987654": (1, 1)}
-    assert [rate.name for rate in response.context["channel_rates"]][0] == "Deleted channel #987654"
+    worst = response.context["channel_rates"][0]
+    assert worst.name == "Deleted channel #987654"
     assert 'id="channel-error-rates"' in response.content.decode()
