@@ -19,7 +19,7 @@ def price(amount: Decimal | None) -> str:
     """Return a price as people read it, exact: `$1.25`, `$0.075`, `$1,200.00`, `—` for none.
 
     A price (per 1M tokens, per call) is not a balance: it keeps every decimal it has,
-    at least 2 and at most 6, so the display rule of balances (`billing.money.format_usd`,
+    at least 2 and at most 6, so the display rule of balances (`core.money.format_usd`,
     floored to the cent) does not apply to it.
     """
     if amount is None:

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.money import (
+from core.money import (
     MAX_AMOUNT_USD,
     AmountError,
     format_owed,
@@ -12,7 +12,7 @@ from billing.money import (
     format_usd_exact,
     usd_to_micro,
 )
-from billing.templatetags.money import usd
+from core.templatetags.money import usd
 
 
 @pytest.mark.parametrize(
