@@ -1,4 +1,4 @@
-"""Writes to accounts: API tokens and the user's own settings."""
+"""Writes to accounts: API tokens, the user's own settings, and the audit log."""
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -6,11 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.form_nonces import FORM_NONCE_MAX_AGE_SECONDS
-from accounts.models import Token, TokenFormNonce, User
+from accounts.models import AUDIT_LABEL_LENGTH, AuditEvent, Token, TokenFormNonce, User
 from accounts.tokens import (
     key_display_parts,
     key_generate,
@@ -18,6 +18,41 @@ from accounts.tokens import (
     networks_parse,
     token_cache_invalidate,
 )
+
+
+class AuditOutsideTransaction(RuntimeError):
+    """`audit_record` was called outside a transaction: its row could outlive the change."""
+
+
+def audit_record(
+    *,
+    action: AuditEvent.Action,
+    target: models.Model,
+    label: str = "",
+    user_id: int | None = None,
+    actor: User | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Write the audit row of a change, in the transaction that makes the change.
+
+    `target` is the object changed (still holding its id when it is being deleted),
+    `label` its short name for people (never a key or a secret), `user_id` whose
+    account it concerns, `actor` who did it (None: the system, saying why in
+    `detail`). Called outside a transaction it raises `AuditOutsideTransaction`:
+    a change and its row commit together or not at all.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise AuditOutsideTransaction(f"{action} recorded outside a transaction")
+    return AuditEvent.objects.create(
+        action=action,
+        target_type=target._meta.label_lower,
+        target_id=target.pk,
+        target_label=label[:AUDIT_LABEL_LENGTH],
+        user_id=user_id,
+        actor=actor,
+        detail=detail or {},
+    )
+
 
 # A user save that changes only these fields cannot change what a token allows.
 _FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name", "notify_new_ip"})
@@ -101,11 +136,13 @@ def token_create(
     concurrency_limit: int = 100,
     rpm_limit: int | None = None,
     form_nonce: str | None = None,
+    actor: User | None = None,
 ) -> tuple[Token, str]:
     """Create a token and return it with its key: the only time the key exists in full.
 
     With `form_nonce` (a console form's, checked by `accounts.form_nonces`), a second
-    call with the same nonce creates nothing and raises `FormAlreadyUsed`.
+    call with the same nonce creates nothing and raises `FormAlreadyUsed`. `actor`
+    is who asked (the owner in the console; None for the system), for the audit log.
     """
     _check_quota(quota_remaining)
     networks = _clean_networks(allowed_networks)
@@ -136,10 +173,19 @@ def token_create(
             rpm_limit=rpm_limit,
         )
         _form_nonce_record(user=user, nonce=form_nonce, token=token)
+        audit_record(
+            action=AuditEvent.Action.TOKEN_CREATED,
+            target=token,
+            label=token.name,
+            user_id=user.pk,
+            actor=actor,
+        )
     return token, raw_key
 
 
-def token_roll(*, token: Token, form_nonce: str | None = None) -> tuple[Token, str]:
+def token_roll(
+    *, token: Token, form_nonce: str | None = None, actor: User | None = None
+) -> tuple[Token, str]:
     """Give a token a new key and return it with the key, shown this once.
 
     The token keeps its id, settings, quota, usage and logs; only the key changes.
@@ -159,6 +205,13 @@ def token_roll(*, token: Token, form_nonce: str | None = None) -> tuple[Token, s
         locked.key_prefix = prefix
         locked.key_last4 = last4
         locked.save(update_fields=["key_hash", "key_prefix", "key_last4", "updated_at"])
+        audit_record(
+            action=AuditEvent.Action.TOKEN_KEY_ROLLED,
+            target=locked,
+            label=locked.name,
+            user_id=locked.user_id,
+            actor=actor,
+        )
         token_cache_invalidate(old_hash)
         token_cache_invalidate(locked.key_hash)
     return locked, raw_key
@@ -174,8 +227,12 @@ def token_update(
     allowed_networks: Sequence[str],
     concurrency_limit: int,
     rpm_limit: int | None,
+    actor: User | None = None,
 ) -> Token:
-    """Change a token's settings; every process sees the change once it commits."""
+    """Change a token's settings; every process sees the change once it commits.
+
+    The audit log names the settings that changed (a save that changes none has no row).
+    """
     _check_quota(quota_remaining)
     networks = _clean_networks(allowed_networks)
     with transaction.atomic():
@@ -187,33 +244,57 @@ def token_update(
                     "set it to at least what they hold or try again in a moment."
                 }
             )
-        locked.name = name.strip()
-        locked.quota_remaining = quota_remaining
-        locked.expires_at = expires_at
-        locked.allowed_models = _clean_models(allowed_models)
-        locked.allowed_networks = networks
-        locked.concurrency_limit = concurrency_limit
-        locked.rpm_limit = rpm_limit
-        locked.save(
-            update_fields=[
-                "name",
-                "quota_remaining",
-                "expires_at",
-                "allowed_models",
-                "allowed_networks",
-                "concurrency_limit",
-                "rpm_limit",
-                "updated_at",
-            ]
+        settings_now = {
+            "name": name.strip(),
+            "quota_remaining": quota_remaining,
+            "expires_at": expires_at,
+            "allowed_models": _clean_models(allowed_models),
+            "allowed_networks": networks,
+            "concurrency_limit": concurrency_limit,
+            "rpm_limit": rpm_limit,
+        }
+        changed = sorted(
+            field for field, value in settings_now.items() if getattr(locked, field) != value
         )
+        for field, value in settings_now.items():
+            setattr(locked, field, value)
+        locked.save(update_fields=[*settings_now, "updated_at"])
+        if changed:
+            audit_record(
+                action=AuditEvent.Action.TOKEN_CHANGED,
+                target=locked,
+                label=locked.name,
+                user_id=locked.user_id,
+                actor=actor,
+                detail={"changed": changed},
+            )
         token_cache_invalidate(locked.key_hash)
     return locked
 
 
-def token_set_enabled(*, token: Token, is_enabled: bool) -> Token:
-    """Enable or disable a token; a disabled token is refused by every process at once."""
+def token_set_enabled(*, token: Token, is_enabled: bool, actor: User | None = None) -> Token:
+    """Enable or disable a token; a disabled token is refused by every process at once.
+
+    Only a token that was not already so is changed (and has an audit row).
+    """
     with transaction.atomic():
-        Token.objects.filter(pk=token.pk).update(is_enabled=is_enabled, updated_at=timezone.now())
+        changed = (
+            Token.objects.filter(pk=token.pk)
+            .exclude(is_enabled=is_enabled)
+            .update(is_enabled=is_enabled, updated_at=timezone.now())
+        )
+        if changed:
+            audit_record(
+                action=(
+                    AuditEvent.Action.TOKEN_ENABLED
+                    if is_enabled
+                    else AuditEvent.Action.TOKEN_DISABLED
+                ),
+                target=token,
+                label=token.name,
+                user_id=token.user_id,
+                actor=actor,
+            )
         token_cache_invalidate(token.key_hash)
     token.refresh_from_db()
     return token

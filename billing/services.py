@@ -21,7 +21,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Token, User
+from accounts.models import AuditEvent, Token, User
+from accounts.services import audit_record
 from accounts.tokens import token_cache_invalidate
 from billing.locks import lock_rows
 from billing.models import Account, LedgerEntry, RechargeTier, Reservation, UserDiscount
@@ -276,13 +277,14 @@ def account_debt_forgive(*, user_id: int, reason: str, created_by: User | None) 
         )
 
 
-def token_delete(*, token: Token) -> None:
+def token_delete(*, token: Token, actor: User | None = None) -> None:
     """Delete a token, even while requests use it; its request logs keep its name.
 
     What its grants and reservations hold goes back to the account at once. The
     requests they already admitted are charged in full when they settle (logged
     without the token); new requests are refused within a second. Locks the
-    account, the token, then its open reservations, in the one order.
+    account, the token, then its open reservations, in the one order. The audit
+    log keeps the token's id and name, with `actor` (who asked).
     """
     with transaction.atomic():
         lock_rows(accounts=[token.user_id], tokens=[token.pk])
@@ -301,7 +303,15 @@ def token_delete(*, token: Token) -> None:
             )
         Reservation.objects.filter(token_id=token.pk).update(token=None)
         token_cache_invalidate(token.key_hash)
-        Token.objects.filter(pk=token.pk).delete()
+        deleted, _by_model = Token.objects.filter(pk=token.pk).delete()
+        if deleted:
+            audit_record(
+                action=AuditEvent.Action.TOKEN_DELETED,
+                target=token,
+                label=token.name,
+                user_id=token.user_id,
+                actor=actor,
+            )
 
 
 def account_debt_email_send(*, account_id: int) -> bool:

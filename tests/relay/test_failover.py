@@ -6,6 +6,7 @@ import time
 import httpx
 import pytest
 
+from accounts.models import AuditEvent
 from relay.models import Channel
 from relay.routing import routing_table_expire
 from relay.tasks import channel_probe_disabled_task
@@ -146,6 +147,12 @@ def test_a_dead_channel_is_disabled_and_comes_back_after_a_probe(
     assert _post(relay_url, token_key).status_code == 200
     # Three refused requests, two probes, and this answer.
     assert fake_upstream.app.stats.by_scenario["switch-a"] == 6
+    # The audit log says the system disabled it and the probe brought it back.
+    events = AuditEvent.objects.filter(target_type="relay.channel", target_id=dead.pk)
+    assert list(events.order_by("pk").values_list("action", "actor_id")) == [
+        (AuditEvent.Action.CHANNEL_DISABLED, None),
+        (AuditEvent.Action.CHANNEL_ENABLED, None),
+    ]
 
 
 def test_a_channel_whose_key_no_configured_key_opens_is_skipped_as_failing_and_logged_once(
