@@ -1,4 +1,4 @@
-from accounts.models import Token, User
+from accounts.models import AuditEvent, Token, User
 
 
 def user_by_email(*, email: str) -> User | None:
@@ -9,3 +9,15 @@ def user_by_email(*, email: str) -> User | None:
 def token_count(*, user_id: int) -> int:
     """Return how many API tokens the user has (enabled or not)."""
     return Token.objects.filter(user_id=user_id).count()
+
+
+TOKEN_ACTIONS = [action for action in AuditEvent.Action if action.startswith("token.")]
+
+
+def token_events_recent(*, user_id: int, limit: int = 10) -> list[AuditEvent]:
+    """Return the latest audit rows about the user's tokens, newest first."""
+    return list(
+        AuditEvent.objects.filter(user_id=user_id, action__in=TOKEN_ACTIONS).order_by(
+            "-created_at", "-id"
+        )[:limit]
+    )

@@ -2,6 +2,7 @@
 in the change's own transaction; none for a change refused or rolled back."""
 
 import json
+import re
 from io import StringIO
 
 import pytest
@@ -304,3 +305,33 @@ def test_the_admin_lists_filters_and_searches_but_changes_nothing(staff_client):
         reverse("admin:accounts_auditevent_change", args=[event.pk]), {"target_label": "x"}
     )
     assert AuditEvent.objects.get(pk=event.pk).target_label != "x"
+
+
+# --- The customer's own token events on the profile ---------------------------------
+
+
+def test_the_profile_lists_the_users_own_token_events_newest_first(user_client, user):
+    token, _key = token_create(user=user, name="ci", actor=user)
+    token_set_enabled(token=token, is_enabled=False, actor=StaffFactory())
+    token_create(user=user, name="from-a-command")
+    token_create(user=UserFactory(), name="not-mine", actor=None)
+
+    page = user_client.get(reverse("accounts:profile")).content.decode()
+
+    card = page[page.index('id="recent-activity"') :].split("</table>")[0]
+    rows = [
+        re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[1:]
+        for row in card.split("<tbody>")[1].split("<tr>")[1:]
+    ]
+    assert rows == [
+        ["Token created", "from-a-command", "Comet"],
+        ["Token disabled", "ci", "Comet staff"],
+        ["Token created", "ci", "You"],
+    ]
+    assert "not-mine" not in page
+
+
+def test_the_profile_says_when_there_is_no_activity_yet(user_client):
+    page = user_client.get(reverse("accounts:profile")).content.decode()
+
+    assert "Nothing yet. Creating, changing, disabling or deleting a token is listed here." in page
