@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from core.admin import DollarsAdmin
 
-from .models import Token, User
+from .models import AuditEvent, Token, User
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -55,4 +57,43 @@ class TokenAdmin(DollarsAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit log, read-only: rows are written with the changes they record."""
+
+    list_display = ("created_at", "action", "user", "actor_display", "target_display", "detail")
+    list_filter = ("action", "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("user__email",)
+    list_select_related = ("user", "actor")
+    fields = (
+        "created_at",
+        "action",
+        "user",
+        "actor",
+        "target_type",
+        "target_id",
+        "target_label",
+        "detail",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=gettext_lazy("Done by"), ordering="actor__email")
+    def actor_display(self, event: AuditEvent) -> str:
+        return event.actor.email if event.actor else _("the system")
+
+    @admin.display(description=gettext_lazy("Object"))
+    def target_display(self, event: AuditEvent) -> str:
+        return f"{event.target_label or '—'} ({event.target_type} {event.target_id})"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -3,6 +3,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .managers import UserManager
 
@@ -155,3 +156,58 @@ class TokenFormNonce(models.Model):
 
     def __str__(self) -> str:
         return f"form nonce of user {self.user_id}"
+
+
+AUDIT_LABEL_LENGTH = 100
+
+
+class AuditEvent(models.Model):
+    """One state change a customer or an operator may ask about later: who, what, when.
+
+    Written by `accounts.services.audit_record` in the transaction of the change
+    itself, so a change that commits has its row and one rolled back has none.
+    `actor` is who did it (empty: the system, with its reason in `detail`); `user`
+    is whose account it concerns (empty for a channel). The object is named by its
+    type, id and a short label (a token's or a channel's name): never a key or a
+    secret. Rows are never changed; the admin shows them read-only.
+    """
+
+    class Action(models.TextChoices):
+        TOKEN_CREATED = "token.created", _("Token created")
+        TOKEN_CHANGED = "token.changed", _("Token settings changed")
+        TOKEN_ENABLED = "token.enabled", _("Token enabled")
+        TOKEN_DISABLED = "token.disabled", _("Token disabled")
+        TOKEN_KEY_ROLLED = "token.key_rolled", _("Token key rolled")
+        TOKEN_DELETED = "token.deleted", _("Token deleted")
+        ACCOUNT_FROZEN = "account.frozen", _("Account frozen")
+        ACCOUNT_UNFROZEN = "account.unfrozen", _("Account unfrozen")
+        CHANNEL_ENABLED = "channel.enabled", _("Channel enabled")
+        CHANNEL_DISABLED = "channel.disabled", _("Channel disabled")
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    actor = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices)
+    # "app_label.model" of the object, e.g. "accounts.token"
+    target_type = models.CharField(max_length=64)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_label = models.CharField(max_length=AUDIT_LABEL_LENGTH, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "audit event"
+        verbose_name_plural = "audit log"
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="accounts_audit_user_time"),
+            models.Index(fields=["-created_at"], name="accounts_audit_time"),
+            models.Index(fields=["action", "-created_at"], name="accounts_audit_action_time"),
+            models.Index(fields=["target_type", "target_id"], name="accounts_audit_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.target_label or self.target_type}"

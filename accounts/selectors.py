@@ -1,6 +1,6 @@
 from django.db.models import QuerySet
 
-from accounts.models import Token, User
+from accounts.models import AuditEvent, Token, User
 
 
 def user_by_email(*, email: str) -> User | None:
@@ -16,3 +16,15 @@ def token_count(*, user_id: int) -> int:
 def token_list(*, user_id: int) -> QuerySet[Token]:
     """Return the user's tokens, newest first."""
     return Token.objects.filter(user_id=user_id).order_by("-created_at", "-id")
+
+
+TOKEN_ACTIONS = [action for action in AuditEvent.Action if action.startswith("token.")]
+
+
+def token_events_recent(*, user_id: int, limit: int = 10) -> list[AuditEvent]:
+    """Return the latest audit rows about the user's tokens, newest first."""
+    return list(
+        AuditEvent.objects.filter(user_id=user_id, action__in=TOKEN_ACTIONS).order_by(
+            "-created_at", "-id"
+        )[:limit]
+    )

@@ -1,9 +1,47 @@
-"""Writes to accounts: the user's own settings, and what a changed user does to tokens."""
+"""Writes to accounts: the user's own settings, what a changed user does to tokens, and
+the audit log."""
 
 from typing import Any
 
-from accounts.models import Token, User
+from django.db import models, transaction
+
+from accounts.models import AUDIT_LABEL_LENGTH, AuditEvent, Token, User
 from accounts.tokens import token_cache_invalidate
+
+
+class AuditOutsideTransaction(RuntimeError):
+    """`audit_record` was called outside a transaction: its row could outlive the change."""
+
+
+def audit_record(
+    *,
+    action: AuditEvent.Action,
+    target: models.Model,
+    label: str = "",
+    user_id: int | None = None,
+    actor: User | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Write the audit row of a change, in the transaction that makes the change.
+
+    `target` is the object changed (still holding its id when it is being deleted),
+    `label` its short name for people (never a key or a secret), `user_id` whose
+    account it concerns, `actor` who did it (None: the system, saying why in
+    `detail`). Called outside a transaction it raises `AuditOutsideTransaction`:
+    a change and its row commit together or not at all.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise AuditOutsideTransaction(f"{action} recorded outside a transaction")
+    return AuditEvent.objects.create(
+        action=action,
+        target_type=target._meta.label_lower,
+        target_id=target.pk,
+        target_label=label[:AUDIT_LABEL_LENGTH],
+        user_id=user_id,
+        actor=actor,
+        detail=detail or {},
+    )
+
 
 # A user save that changes only these fields cannot change what a token allows.
 _FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name", "notify_new_ip"})

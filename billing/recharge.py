@@ -21,7 +21,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import AuditEvent, User
+from accounts.services import audit_record
 from billing.models import (
     Account,
     LedgerEntry,
@@ -328,8 +329,28 @@ def _credit_given(order: RechargeOrder) -> bool:
     return order.is_credited or order.paid_at is not None
 
 
-def _account_freeze(*, user_id: int, frozen: bool, reason: str = "") -> None:
-    Account.objects.filter(pk=user_id).update(is_frozen=frozen, frozen_reason=reason)
+def _account_freeze(*, user_id: int, frozen: bool, reason: str) -> None:
+    """Freeze or unfreeze an account for the payment system, saying why in the audit log.
+
+    A frozen account keeps the reason of its latest dispute; only a change of state
+    (frozen, unfrozen) is an audit row.
+    """
+    changed = (
+        Account.objects.filter(pk=user_id)
+        .exclude(is_frozen=frozen)
+        .update(is_frozen=frozen, frozen_reason=reason if frozen else "")
+    )
+    if frozen and not changed:
+        Account.objects.filter(pk=user_id).update(frozen_reason=reason)
+    if changed:
+        audit_record(
+            action=AuditEvent.Action.ACCOUNT_FROZEN
+            if frozen
+            else AuditEvent.Action.ACCOUNT_UNFROZEN,
+            target=Account(pk=user_id),
+            user_id=user_id,
+            detail={"reason": reason},
+        )
 
 
 def order_dispute_open(*, dispute: Dispute) -> RechargeOrder | None:
@@ -388,7 +409,12 @@ def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
             .exists()
         )
         if not still_disputed:
-            _account_freeze(user_id=order.user_id, frozen=False)
+            _account_freeze(
+                user_id=order.user_id,
+                frozen=False,
+                reason=f"Payment dispute {dispute.id} on order {order.number} closed "
+                f"({dispute.status})",
+            )
     return order
 
 

@@ -23,6 +23,7 @@ ACCOUNT_MODELS: dict[tuple[str, str], Any] = {
     ("account", "emailaddress"): _("Email addresses"),
     ("mfa", "authenticator"): _("Two-factor authenticators"),
     ("auth", "group"): _("Staff permission groups"),
+    ("accounts", "auditevent"): _("Audit log"),
 }
 ACCOUNTS_APP_LABEL = "accounts"
 

@@ -19,7 +19,7 @@ from .models import Channel
 from .probe import ChannelTestResult, channel_test
 from .routing import routing_table_expire
 from .selectors import channel_error_rates
-from .services import channel_set_api_key
+from .services import channel_set_api_key, channel_status_audit
 
 # Channels one "Test" action sends a request through (each may take up to its timeout).
 MAX_CHANNELS_TESTED = 5
@@ -218,6 +218,7 @@ class ChannelAdmin(admin.ModelAdmin):
         api_key = form.cleaned_data.get("api_key")
         if api_key:
             channel_set_api_key(channel=obj, api_key=api_key, save=False)
+        status_changed = change and "status" in form.changed_data
         if "status" in form.changed_data:
             # Enabling by hand starts a clean count: otherwise the next failure would
             # disable the channel again at once.
@@ -227,6 +228,15 @@ class ChannelAdmin(admin.ModelAdmin):
             else:
                 obj.disabled_at = timezone.now()
         super().save_model(request, obj, form, change)
+        if status_changed:
+            # The admin saves in one transaction: the row commits with the change.
+            channel_status_audit(
+                channel=obj,
+                status=obj.status,
+                previous=form.initial["status"],
+                reason="Changed in the admin",
+                actor=request.user,
+            )
         routing_table_expire()
         served = [str(name) for name in obj.served_models or []]
         known = set(CatalogModel.objects.filter(name__in=served).values_list("name", flat=True))

@@ -22,9 +22,21 @@ from .ids import unique_id
 
 WINDOW_MS = 60_000
 
-ACQUIRE_SCRIPT = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+# The time in milliseconds: the caller's, passed after the other arguments, or else
+# Redis's own clock, one for every relay process.
+NOW = """
+local now
+if ARGV[NOW_ARG] then
+  now = tonumber(ARGV[NOW_ARG])
+else
+  local now_parts = redis.call('TIME')
+  now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+end
+"""
+
+ACQUIRE_SCRIPT = (
+    NOW.replace("NOW_ARG", "5")
+    + """
 local lease_ms = tonumber(ARGV[1])
 local slot_limit = tonumber(ARGV[2])
 local rpm_limit = tonumber(ARGV[3])
@@ -45,6 +57,7 @@ redis.call('ZADD', KEYS[1], now + lease_ms, member)
 redis.call('PEXPIRE', KEYS[1], lease_ms * 2)
 return 0
 """
+)
 
 RENEW_SCRIPT = """
 local now_parts = redis.call('TIME')
@@ -57,11 +70,12 @@ end
 return 0
 """
 
-COUNT_SCRIPT = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+COUNT_SCRIPT = (
+    NOW.replace("NOW_ARG", "1")
+    + """
 return redis.call('ZCOUNT', KEYS[1], now, '+inf')
 """
+)
 
 
 class LimitOutcome(Enum):
@@ -129,15 +143,27 @@ class Limiter:
         return found
 
     async def acquire(
-        self, *, token_id: int, concurrency_limit: int, rpm_limit: int | None
+        self,
+        *,
+        token_id: int,
+        concurrency_limit: int,
+        rpm_limit: int | None,
+        now_ms: int | None = None,
     ) -> tuple[LimitOutcome, Slot | None]:
-        """Take a concurrency slot (and count the request in the RPM window) if both allow."""
+        """Take a concurrency slot (and count the request in the RPM window) if both allow.
+
+        `now_ms` is the time in milliseconds; without it Redis's clock (or, without
+        Redis, this process's monotonic clock) is read.
+        """
         member = unique_id()
         if not self.redis_url:
-            outcome = self._acquire_locally(token_id, member, concurrency_limit, rpm_limit)
+            now = time.monotonic() * 1000 if now_ms is None else now_ms
+            outcome = self._acquire_locally(token_id, member, concurrency_limit, rpm_limit, now)
         else:
             keys = [slots_key(token_id), rpm_key(token_id)]
             args: list[int | str] = [self.lease_ms, concurrency_limit, rpm_limit or 0, member]
+            if now_ms is not None:
+                args.append(now_ms)
             outcome = LimitOutcome(int(await self.connection().acquire(keys=keys, args=args)))
         if outcome is not LimitOutcome.ACQUIRED:
             return outcome, None
@@ -155,17 +181,22 @@ class Limiter:
             return
         await self.connection().client.zrem(slots_key(slot.token_id), slot.member)
 
-    async def slots_in_use(self, token_id: int) -> int:
-        """Return how many of a token's slots are held (leases not yet ended)."""
+    async def slots_in_use(self, token_id: int, now_ms: int | None = None) -> int:
+        """Return how many of a token's slots are held (leases not yet ended at `now_ms`)."""
         if not self.redis_url:
-            now = time.monotonic() * 1000
+            now = time.monotonic() * 1000 if now_ms is None else now_ms
             return sum(1 for end in self._local.slots.get(token_id, {}).values() if end > now)
-        return int(await self.connection().count(keys=[slots_key(token_id)]))
+        args = [] if now_ms is None else [now_ms]
+        return int(await self.connection().count(keys=[slots_key(token_id)], args=args))
 
     def _acquire_locally(
-        self, token_id: int, member: str, concurrency_limit: int, rpm_limit: int | None
+        self,
+        token_id: int,
+        member: str,
+        concurrency_limit: int,
+        rpm_limit: int | None,
+        now: float,
     ) -> LimitOutcome:
-        now = time.monotonic() * 1000
         slots = self._local.slots.setdefault(token_id, {})
         for expired in [key for key, end in slots.items() if end <= now]:
             del slots[expired]

@@ -3,8 +3,11 @@
 Token and price lookups are cached in Redis by their owners; every Redis read from
 the event loop is a hop to a worker thread and back, which costs more than the rest
 of the relay's own work. Holding the answer in memory for `LOCAL_CACHE_SECONDS`
-keeps a revoked token usable for at most that much longer: the promise is "within
-1 second".
+(0.5 s by default) keeps a revoked token usable for at most that much longer: the
+promise is "within 1 second".
+
+The time is read from `clock` (`time.monotonic` unless given), so a test can move
+it instead of waiting.
 """
 
 import asyncio
@@ -26,8 +29,9 @@ LOCAL_CACHE_SECONDS = 0.5
 class LocalMemo(Generic[T]):
     """Remember the results of an async lookup for `seconds`, misses included."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
+        self.clock = clock
         self._entries: dict[Hashable, tuple[float, T]] = {}
         self._loading: dict[Hashable, asyncio.Future[T]] = {}
 
@@ -40,7 +44,7 @@ class LocalMemo(Generic[T]):
         if self.seconds <= 0:
             return await load()
         found = self._entries.get(key)
-        if found is not None and found[0] > time.monotonic():
+        if found is not None and found[0] > self.clock():
             return found[1]
         loading = self._loading.get(key)
         if loading is None:
@@ -52,7 +56,7 @@ class LocalMemo(Generic[T]):
 
     async def _load(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         value = await load()
-        now = time.monotonic()
+        now = self.clock()
         if len(self._entries) >= MAX_ENTRIES:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
             if len(self._entries) >= MAX_ENTRIES:

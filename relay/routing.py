@@ -2,12 +2,14 @@
 
 Each process keeps the table of enabled channels in memory and reloads it every
 `REFRESH_SECONDS`, so a status change made anywhere is seen everywhere that soon,
-without a query per request.
+without a query per request. The table's age is read from `clock`
+(`time.monotonic`; a test sets its own).
 """
 
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -16,6 +18,8 @@ from core.db import run_in_database_thread
 from .selectors import ChannelRoute, channel_routes_enabled, default_pricing_group_id
 
 REFRESH_SECONDS = 1.0
+
+clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -33,19 +37,19 @@ def _load() -> RoutingTable:
     return RoutingTable(
         routes=channel_routes_enabled(),
         default_group_id=default_pricing_group_id(),
-        loaded_at=time.monotonic(),
+        loaded_at=clock(),
     )
 
 
 async def routing_table() -> RoutingTable:
     """Return the routing table, reloading it when it is older than REFRESH_SECONDS."""
     global _table
-    if time.monotonic() - _table.loaded_at < REFRESH_SECONDS:
+    if clock() - _table.loaded_at < REFRESH_SECONDS:
         return _table
     loop = asyncio.get_running_loop()
     lock = _locks.setdefault(loop, asyncio.Lock())
     async with lock:
-        if time.monotonic() - _table.loaded_at >= REFRESH_SECONDS:
+        if clock() - _table.loaded_at >= REFRESH_SECONDS:
             _table = await run_in_database_thread(_load)
     return _table
 

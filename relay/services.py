@@ -7,6 +7,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.models import AuditEvent, User
+from accounts.services import audit_record
 from logs.rollups import channel_attempt_record
 from models_catalog.models import PricingGroup
 from models_catalog.selectors import enabled_model_names
@@ -120,11 +122,36 @@ def channel_keys_reencrypt() -> ReencryptReport:
     return report
 
 
+def channel_status_audit(
+    *,
+    channel: Channel,
+    status: str,
+    previous: str,
+    reason: str,
+    actor: User | None = None,
+) -> None:
+    """Write the audit row of a channel's status change (in the change's transaction).
+
+    `actor` None is the system: the relay after repeated failures, or a probe.
+    """
+    audit_record(
+        action=(
+            AuditEvent.Action.CHANNEL_ENABLED
+            if status == Channel.Status.ENABLED
+            else AuditEvent.Action.CHANNEL_DISABLED
+        ),
+        target=channel,
+        label=channel.name,
+        actor=actor,
+        detail={"status": status, "previous": previous, "reason": reason},
+    )
+
+
 def channel_record_failure(*, channel_id: int, error: str) -> bool:
     """Count a failed attempt; return True when it disabled the channel.
 
     The threshold check is one conditional UPDATE, so two processes failing at once
-    disable a channel once.
+    disable a channel once (and write one audit row).
     """
     now = timezone.now()
     channel_attempt_record(channel_id=channel_id, failed=True, at=now)
@@ -134,11 +161,18 @@ def channel_record_failure(*, channel_id: int, error: str) -> bool:
         last_error=error[:200],
         last_failure_at=now,
     )
-    disabled = Channel.objects.filter(
-        pk=channel_id,
-        status=Channel.Status.ENABLED,
-        consecutive_failures__gte=CHANNEL_FAILURE_THRESHOLD,
-    ).update(status=Channel.Status.AUTO_DISABLED, disabled_at=now, updated_at=now)
+    threshold = CHANNEL_FAILURE_THRESHOLD
+    with transaction.atomic():
+        disabled = Channel.objects.filter(
+            pk=channel_id, status=Channel.Status.ENABLED, consecutive_failures__gte=threshold
+        ).update(status=Channel.Status.AUTO_DISABLED, disabled_at=now, updated_at=now)
+        if disabled:
+            channel_status_audit(
+                channel=Channel.objects.only("pk", "name").get(pk=channel_id),
+                status=Channel.Status.AUTO_DISABLED,
+                previous=Channel.Status.ENABLED,
+                reason=f"{threshold} failed attempts in a row; the last: {error[:200]}",
+            )
     return disabled > 0
 
 
@@ -149,15 +183,21 @@ def channel_record_success(*, channel_id: int) -> None:
 
 def channel_reenable_after_probe(*, channel_id: int) -> bool:
     """Re-enable an auto-disabled channel whose probe succeeded; return True if it was."""
-    return (
-        Channel.objects.filter(pk=channel_id, status=Channel.Status.AUTO_DISABLED).update(
+    with transaction.atomic():
+        enabled = Channel.objects.filter(pk=channel_id, status=Channel.Status.AUTO_DISABLED).update(
             status=Channel.Status.ENABLED,
             consecutive_failures=0,
             disabled_at=None,
             updated_at=timezone.now(),
         )
-        > 0
-    )
+        if enabled:
+            channel_status_audit(
+                channel=Channel.objects.only("pk", "name").get(pk=channel_id),
+                status=Channel.Status.ENABLED,
+                previous=Channel.Status.AUTO_DISABLED,
+                reason="A health probe was answered",
+            )
+    return enabled > 0
 
 
 MOCK_CHANNEL_NAME = "Built-in mock"

@@ -153,7 +153,9 @@ class TokenViewSet(
         serializer.is_valid(raise_exception=True)
         try:
             token, raw_key = token_create(
-                user=_user(request), **_service_arguments(serializer.validated_data)
+                user=_user(request),
+                actor=_user(request),
+                **_service_arguments(serializer.validated_data),
             )
         except DjangoValidationError as error:
             raise serializers.ValidationError(error.messages) from error
@@ -167,11 +169,15 @@ class TokenViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            token = token_update(token=token, **_service_arguments(data, token))
+            token = token_update(
+                token=token, actor=_user(request), **_service_arguments(data, token)
+            )
         except DjangoValidationError as error:
             raise serializers.ValidationError(error.messages) from error
         if "is_enabled" in data and data["is_enabled"] != token.is_enabled:
-            token = token_set_enabled(token=token, is_enabled=data["is_enabled"])
+            token = token_set_enabled(
+                token=token, is_enabled=data["is_enabled"], actor=_user(request)
+            )
         return Response(TokenSerializer(token).data)
 
     @extend_schema(request=TokenSerializer, responses=TokenSerializer)
@@ -186,9 +192,9 @@ class TokenViewSet(
         token = self.get_object()
         if not signed_in_recently(request):
             raise RollReauthenticationNeeded()
-        token, raw_key = token_roll(token=token)
+        token, raw_key = token_roll(token=token, actor=_user(request))
         data = TokenRolledSerializer(token).data | {"key": raw_key}
         return Response(data, headers={"Cache-Control": "no-store"})
 
     def perform_destroy(self, instance: Token) -> None:
-        token_delete(token=instance)
+        token_delete(token=instance, actor=_user(self.request))

@@ -12,7 +12,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Token, TokenFormNonce, User
+from accounts.models import AuditEvent, Token, TokenFormNonce, User
+from accounts.services import audit_record
 from accounts.tokens import (
     key_display_parts,
     key_generate,
@@ -95,11 +96,13 @@ def token_create(
     concurrency_limit: int = 100,
     rpm_limit: int | None = None,
     form_nonce: str | None = None,
+    actor: User | None = None,
 ) -> tuple[Token, str]:
     """Create a token and return it with its key: the only time the key exists in full.
 
     With `form_nonce` (a console form's, checked by `tokens.form_nonces`), a second
-    call with the same nonce creates nothing and raises `FormAlreadyUsed`.
+    call with the same nonce creates nothing and raises `FormAlreadyUsed`. `actor`
+    is who asked (the owner in the console; None for the system), for the audit log.
     """
     _check_quota(quota_remaining)
     networks = _clean_networks(allowed_networks)
@@ -130,10 +133,19 @@ def token_create(
             rpm_limit=rpm_limit,
         )
         _form_nonce_record(user=user, nonce=form_nonce, token=token)
+        audit_record(
+            action=AuditEvent.Action.TOKEN_CREATED,
+            target=token,
+            label=token.name,
+            user_id=user.pk,
+            actor=actor,
+        )
     return token, raw_key
 
 
-def token_roll(*, token: Token, form_nonce: str | None = None) -> tuple[Token, str]:
+def token_roll(
+    *, token: Token, form_nonce: str | None = None, actor: User | None = None
+) -> tuple[Token, str]:
     """Give a token a new key and return it with the key, shown this once.
 
     The token keeps its id, settings, quota, usage and logs; only the key changes.
@@ -153,6 +165,13 @@ def token_roll(*, token: Token, form_nonce: str | None = None) -> tuple[Token, s
         locked.key_prefix = prefix
         locked.key_last4 = last4
         locked.save(update_fields=["key_hash", "key_prefix", "key_last4", "updated_at"])
+        audit_record(
+            action=AuditEvent.Action.TOKEN_KEY_ROLLED,
+            target=locked,
+            label=locked.name,
+            user_id=locked.user_id,
+            actor=actor,
+        )
         token_cache_invalidate(old_hash)
         token_cache_invalidate(locked.key_hash)
     return locked, raw_key
@@ -168,8 +187,12 @@ def token_update(
     allowed_networks: Sequence[str],
     concurrency_limit: int,
     rpm_limit: int | None,
+    actor: User | None = None,
 ) -> Token:
-    """Change a token's settings; every process sees the change once it commits."""
+    """Change a token's settings; every process sees the change once it commits.
+
+    The audit log names the settings that changed (a save that changes none has no row).
+    """
     _check_quota(quota_remaining)
     networks = _clean_networks(allowed_networks)
     with transaction.atomic():
@@ -181,45 +204,70 @@ def token_update(
                     "set it to at least what they hold or try again in a moment."
                 }
             )
-        locked.name = name.strip()
-        locked.quota_remaining = quota_remaining
-        locked.expires_at = expires_at
-        locked.allowed_models = _clean_models(allowed_models)
-        locked.allowed_networks = networks
-        locked.concurrency_limit = concurrency_limit
-        locked.rpm_limit = rpm_limit
-        locked.save(
-            update_fields=[
-                "name",
-                "quota_remaining",
-                "expires_at",
-                "allowed_models",
-                "allowed_networks",
-                "concurrency_limit",
-                "rpm_limit",
-                "updated_at",
-            ]
+        settings_now = {
+            "name": name.strip(),
+            "quota_remaining": quota_remaining,
+            "expires_at": expires_at,
+            "allowed_models": _clean_models(allowed_models),
+            "allowed_networks": networks,
+            "concurrency_limit": concurrency_limit,
+            "rpm_limit": rpm_limit,
+        }
+        changed = sorted(
+            field for field, value in settings_now.items() if getattr(locked, field) != value
         )
+        for field, value in settings_now.items():
+            setattr(locked, field, value)
+        locked.save(update_fields=[*settings_now, "updated_at"])
+        if changed:
+            audit_record(
+                action=AuditEvent.Action.TOKEN_CHANGED,
+                target=locked,
+                label=locked.name,
+                user_id=locked.user_id,
+                actor=actor,
+                detail={"changed": changed},
+            )
         token_cache_invalidate(locked.key_hash)
     return locked
 
 
-def token_set_enabled(*, token: Token, is_enabled: bool) -> Token:
-    """Enable or disable a token; a disabled token is refused by every process at once."""
+def token_set_enabled(*, token: Token, is_enabled: bool, actor: User | None = None) -> Token:
+    """Enable or disable a token; a disabled token is refused by every process at once.
+
+    Only a token that was not already so is changed (and has an audit row).
+    """
     with transaction.atomic():
-        Token.objects.filter(pk=token.pk).update(is_enabled=is_enabled, updated_at=timezone.now())
+        changed = (
+            Token.objects.filter(pk=token.pk)
+            .exclude(is_enabled=is_enabled)
+            .update(is_enabled=is_enabled, updated_at=timezone.now())
+        )
+        if changed:
+            audit_record(
+                action=(
+                    AuditEvent.Action.TOKEN_ENABLED
+                    if is_enabled
+                    else AuditEvent.Action.TOKEN_DISABLED
+                ),
+                target=token,
+                label=token.name,
+                user_id=token.user_id,
+                actor=actor,
+            )
         token_cache_invalidate(token.key_hash)
     token.refresh_from_db()
     return token
 
 
-def token_delete(*, token: Token) -> None:
+def token_delete(*, token: Token, actor: User | None = None) -> None:
     """Delete a token, even while requests use it; its request logs keep its name.
 
     What its grants and reservations hold goes back to the account at once. The
     requests they already admitted are charged in full when they settle (logged
     without the token); new requests are refused within a second. Locks the
-    account, the token, then its open reservations, in the one order.
+    account, the token, then its open reservations, in the one order. The audit
+    log keeps the token's id and name, with `actor` (who asked).
     """
     with transaction.atomic():
         lock_rows(accounts=[token.user_id], tokens=[token.pk])
@@ -238,4 +286,12 @@ def token_delete(*, token: Token) -> None:
             )
         Reservation.objects.filter(token_id=token.pk).update(token=None)
         token_cache_invalidate(token.key_hash)
-        Token.objects.filter(pk=token.pk).delete()
+        deleted, _by_model = Token.objects.filter(pk=token.pk).delete()
+        if deleted:
+            audit_record(
+                action=AuditEvent.Action.TOKEN_DELETED,
+                target=token,
+                label=token.name,
+                user_id=token.user_id,
+                actor=actor,
+            )

@@ -106,6 +106,7 @@ def token_create_view(request: ConsoleRequest) -> HttpResponse:
             token, raw_key = token_create(
                 user=request.user,
                 form_nonce=form.cleaned_data["form_nonce"],
+                actor=request.user,
                 **form.service_arguments(),
             )
         except ValidationError as error:
@@ -127,7 +128,7 @@ def token_edit(request: ConsoleRequest, token_id: int) -> HttpResponse:
     form = TokenForm(request.POST or None, initial=TokenForm.initial_for(token))
     if request.method == "POST" and form.is_valid():
         try:
-            token_update(token=token, **form.service_arguments())
+            token_update(token=token, actor=request.user, **form.service_arguments())
         except ValidationError as error:
             form.add_error(None, error.messages)
         else:
@@ -142,7 +143,7 @@ def token_edit(request: ConsoleRequest, token_id: int) -> HttpResponse:
 def token_toggle(request: ConsoleRequest, token_id: int) -> HttpResponse:
     """Enable a disabled token or disable an enabled one (inline, with htmx)."""
     token = _owned_token(request, token_id)
-    token = token_set_enabled(token=token, is_enabled=not token.is_enabled)
+    token = token_set_enabled(token=token, is_enabled=not token.is_enabled, actor=request.user)
     if request.htmx:
         return render(request, "tokens/_row.html", {"token": token})
     if token.is_enabled:
@@ -159,7 +160,7 @@ def token_delete_view(request: ConsoleRequest, token_id: int) -> HttpResponse:
     """Delete a token (the form asks for confirmation first)."""
     token = _owned_token(request, token_id)
     name = token.name
-    token_delete(token=token)
+    token_delete(token=token, actor=request.user)
     messages.success(
         request,
         _("Token “%(name)s” deleted. Programs using it are refused now.") % {"name": name},
@@ -176,7 +177,9 @@ def token_roll_view(request: ConsoleRequest, token_id: int) -> HttpResponse:
     form = TokenRollForm(request.POST or None, user_id=request.user.pk)
     if request.method == "POST" and form.is_valid():
         try:
-            token, raw_key = token_roll(token=token, form_nonce=form.cleaned_data["form_nonce"])
+            token, raw_key = token_roll(
+                token=token, form_nonce=form.cleaned_data["form_nonce"], actor=request.user
+            )
         except FormAlreadyUsed as error:
             return _form_used_again(request, error, rolled=True)
         return _key_shown(request, token, raw_key, rolled=True)

@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -224,25 +223,21 @@ def test_bad_networks_and_negative_quotas_are_refused(user):
 
 
 SUBPROCESS_WATCHER = """
-import sys, time
+import sys
 import django
 django.setup()
 from accounts.tokens import token_authenticate
 key = sys.stdin.readline().strip()
 assert token_authenticate(key) is not None
 print("ready", flush=True)
-deadline = time.time() + 20
-while time.time() < deadline:
-    if token_authenticate(key) is None:
-        print(f"refused {time.time()}", flush=True)
-        break
-    time.sleep(0.01)
+sys.stdin.readline()
+print("accepted" if token_authenticate(key) else "refused", flush=True)
 """
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_disabled_token_is_refused_by_another_process_within_a_second():
-    # Given another process that has the token cached and keeps authenticating with it
+def test_a_disabled_token_is_refused_by_another_process_at_its_next_lookup():
+    # Given another process that has looked the token up (it is in the shared cache)
     user = UserFactory()
     token, key = token_create(user=user, name="ci")
     database = settings.DATABASES["default"]
@@ -268,15 +263,15 @@ def test_a_disabled_token_is_refused_by_another_process_within_a_second():
 
         # When the owner disables it here
         token_set_enabled(token=token, is_enabled=False)
-        disabled_at = time.time()
 
-        # Then the other process refuses it within one second
+        # Then the other process's next lookup refuses it (the shared cache forgot it)
+        watcher.stdin.write("again\n")
+        watcher.stdin.flush()
         line = watcher.stdout.readline().strip()
     finally:
         watcher.kill()
         watcher.wait()
-    assert line.startswith("refused"), line
-    assert float(line.split()[1]) - disabled_at < 1.0
+    assert line == "refused", line
 
 
 def test_a_changed_pricing_group_or_deactivation_reaches_cached_tokens(

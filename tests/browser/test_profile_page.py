@@ -43,3 +43,35 @@ def test_saving_price_change_emails_swaps_the_card_with_no_console_error_or_leak
     assert page.locator(".messages").count() == 0
     page.goto("/profile/")
     assert page.get_by_text("Price change emails: saved.").count() == 0
+
+
+def test_recent_activity_lists_the_users_token_changes_at_both_sizes(page):
+    from tokens.services import token_create, token_delete, token_set_enabled
+
+    user = UserFactory()
+    ci, _key = token_create(user=user, name="ci", actor=user)
+    laptop, _key = token_create(user=user, name="laptop-with-a-rather-long-name", actor=user)
+    token_set_enabled(token=laptop, is_enabled=False, actor=user)
+    token_delete(token=ci, actor=user)
+    token_create(user=user, name="made-by-a-command")
+    token_create(user=UserFactory(), name="not-mine")
+    sign_in(page, user)
+    page.goto("/profile/")
+
+    card = page.locator("#recent-activity")
+    rows = card.locator("tbody tr")
+    assert rows.count() == 5
+    assert rows.nth(0).inner_text().split("\t")[1:] == [
+        "Token created",
+        "made-by-a-command",
+        "Comet",
+    ]
+    assert rows.nth(1).inner_text().split("\t")[1:] == ["Token deleted", "ci", "You"]
+    assert card.get_by_text("not-mine").count() == 0
+    for size in SIZES:
+        resize(page, size)
+        # The table fits its card: no column is cut off or scrolls sideways.
+        table_width = card.locator("table").evaluate("table => table.scrollWidth")
+        assert table_width <= card.evaluate("card => card.clientWidth")
+        card.scroll_into_view_if_needed()
+        look(page, f"profile-recent-activity-{size}")

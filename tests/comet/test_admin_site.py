@@ -48,6 +48,7 @@ def test_the_index_gathers_everything_about_an_account_in_one_section(staff_clie
         "Email addresses",
         "Two-factor authenticators",
         "Staff permission groups",
+        "Audit log",
     ]
     assert "Authentication and Authorization" not in found
     assert "MFA" not in found

@@ -20,6 +20,7 @@ from models_catalog.services import catalog_entry_create
 from relay.app import RelayApplication
 from relay.routing import routing_table_expire
 from relay.services import channel_create
+from tests.clock import FakeClock
 from tests.factories import UserFactory
 from tests.fake_upstream import FakeUpstream, ServerThread
 from tokens.services import token_create
@@ -184,3 +185,16 @@ def make_channel(name: str, base_url: str, **options):
 @pytest.fixture
 def openai_channel(fake_upstream, catalog_model):
     return make_channel("fake", f"{fake_upstream.url}/v1")
+
+
+@pytest.fixture
+def token_memory_clock(relay_server, monkeypatch):
+    """The clock of the relay's memory of tokens, standing still until the test moves it.
+
+    What the relay remembers of a token lasts `relay.memo.LOCAL_CACHE_SECONDS` on this clock;
+    `advance` by that much stands for the wait without waiting.
+    """
+    memo = relay_server.relay.tokens
+    monkeypatch.setattr(memo, "clock", FakeClock(time.monotonic()))
+    yield memo.clock
+    memo.clear()

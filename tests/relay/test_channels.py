@@ -1,15 +1,20 @@
 """Channels: keys encrypted at rest and never shown again; the demo's mock channel."""
 
+import asyncio
+
 import httpx
 import openai
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
+from relay import routing
 from relay.crypto import decrypt_secret
 from relay.models import Channel
+from relay.routing import routing_table_expire
 from relay.selectors import channel_routes_enabled
 from relay.services import MOCK_CHANNEL_NAME, channel_create
+from tests.clock import FakeClock
 from tests.factories import StaffFactory
 
 from .conftest import MODEL, wait_for_logs
@@ -170,3 +175,29 @@ def test_enabling_an_auto_disabled_channel_in_the_admin_resets_its_failures(clie
     channel.refresh_from_db()
     assert (channel.status, channel.consecutive_failures) == (Channel.Status.ENABLED, 0)
     assert channel.total_failures == 9  # the history stays
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_change_reaches_the_routing_table_within_its_refresh(monkeypatch):
+    # Given a process whose routing table, read on a clock the test moves, has a channel
+    clock = FakeClock()
+    monkeypatch.setattr(routing, "clock", clock)
+    routing_table_expire()
+    channel = channel_create(name="a", kind="mock", served_models=["m"])
+
+    def routed() -> list[int]:
+        return [route.channel_id for route in asyncio.run(routing.routing_table()).routes]
+
+    try:
+        assert routed() == [channel.pk]
+
+        # When the channel is disabled elsewhere (another process, the admin)
+        Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.DISABLED)
+
+        # Then this process routes to it until its table is REFRESH_SECONDS old, not after
+        clock.advance(routing.REFRESH_SECONDS - 0.001)
+        assert routed() == [channel.pk]
+        clock.advance(0.001)
+        assert routed() == []
+    finally:
+        routing_table_expire()

@@ -1,7 +1,6 @@
 """Refusals: a clear 4xx in OpenAI's error shape, nothing charged, nothing forwarded."""
 
 import json
-import time
 from datetime import timedelta
 from io import StringIO
 
@@ -14,6 +13,7 @@ from accounts.models import Token
 from accounts.tokens import token_authenticate
 from billing.models import Account, Reservation
 from logs.models import RequestLog
+from relay.memo import LOCAL_CACHE_SECONDS
 from tokens.services import token_create
 
 from .conftest import MODEL
@@ -265,15 +265,18 @@ def test_upstream_client_error_is_passed_through_without_charge(
 
 
 def test_a_disabled_token_is_refused_within_one_second(
-    relay_url, token_key, openai_channel, funded_user
+    relay_url, token_key, openai_channel, funded_user, token_memory_clock, settings
 ):
     from accounts.models import Token
     from tokens.services import token_set_enabled
 
+    # The promise: the shared cache forgets the token when it is disabled, and the
+    # relay's own memory holds it relay.memo.LOCAL_CACHE_SECONDS at most.
+    assert LOCAL_CACHE_SECONDS < 1
     headers = {"authorization": f"Bearer {token_key}"}
     first = httpx.post(f"{relay_url}/chat/completions", json=CHAT, headers=headers, timeout=10)
     token_set_enabled(token=Token.objects.get(user=funded_user), is_enabled=False)
-    time.sleep(1.0)
+    token_memory_clock.advance(LOCAL_CACHE_SECONDS)
     second = httpx.post(f"{relay_url}/chat/completions", json=CHAT, headers=headers, timeout=10)
 
     assert (first.status_code, second.status_code) == (200, 401)

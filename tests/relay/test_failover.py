@@ -6,7 +6,9 @@ import time
 import httpx
 import pytest
 
+from accounts.models import AuditEvent
 from relay.models import Channel
+from relay.routing import routing_table_expire
 from relay.tasks import channel_probe_disabled_task
 
 from .conftest import MODEL, free_port, make_channel, wait_for_logs
@@ -125,8 +127,9 @@ def test_a_dead_channel_is_disabled_and_comes_back_after_a_probe(
     while Channel.objects.get(pk=dead.pk).status != Channel.Status.AUTO_DISABLED:
         assert time.monotonic() < deadline, "the channel was not disabled"
         time.sleep(0.02)
-    # …and once disabled, "a" gets no more traffic.
-    time.sleep(1.1)  # Other processes would see the change within the routing table's refresh.
+    # …and once disabled, "a" gets no more traffic (this process reloads its routing
+    # table at once; another would within REFRESH_SECONDS, which this stands for).
+    routing_table_expire()
     assert _post(relay_url, token_key).status_code == 200
     assert fake_upstream.app.stats.by_scenario["switch-a"] == 3
 
@@ -139,17 +142,22 @@ def test_a_dead_channel_is_disabled_and_comes_back_after_a_probe(
     assert channel_probe_disabled_task.delay().get() == 1
     channel = Channel.objects.get(pk=dead.pk)
     assert (channel.status, channel.consecutive_failures) == (Channel.Status.ENABLED, 0)
-    time.sleep(1.1)
+    # The probe ran elsewhere (a worker): the relay sees it at its next table refresh.
+    routing_table_expire()
     assert _post(relay_url, token_key).status_code == 200
     # Three refused requests, two probes, and this answer.
     assert fake_upstream.app.stats.by_scenario["switch-a"] == 6
+    # The audit log says the system disabled it and the probe brought it back.
+    events = AuditEvent.objects.filter(target_type="relay.channel", target_id=dead.pk)
+    assert list(events.order_by("pk").values_list("action", "actor_id")) == [
+        (AuditEvent.Action.CHANNEL_DISABLED, None),
+        (AuditEvent.Action.CHANNEL_ENABLED, None),
+    ]
 
 
 def test_a_channel_whose_key_no_configured_key_opens_is_skipped_as_failing_and_logged_once(
     relay_url, token_key, catalog_model, fake_upstream, settings, caplog
 ):
-    from relay.routing import routing_table_expire
-
     from .conftest import UPSTREAM_KEY
 
     # Given a preferred channel stored under a SECRET_KEY since rotated away (no

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from accounts.models import Token
 from billing.models import Account
-from relay.limits import Limiter, LimitOutcome, slots_key
+from relay.limits import Limiter, LimitOutcome, rpm_key, slots_key
 from tests.settings_module import settings_environment
 from tokens.services import token_create
 
@@ -173,8 +173,8 @@ def test_slots_of_a_killed_relay_process_free_after_the_lease(
                 return slots_before_kill
 
         assert asyncio.run(hold()) == 5
-        # Then the slots are still held just after the crash…
-        assert _slots(token.pk) > 0
+        # Then the dead process gave none of its slots back…
+        assert redis.Redis.from_url(settings.REDIS_URL).zcard(slots_key(token.pk)) == 5
         # …and free once their lease has ended
         _wait_until(lambda: _slots(token.pk) == 0, timeout=5)
     finally:
@@ -191,41 +191,79 @@ def _is_up(url: str) -> bool:
 
 
 def test_leases_are_renewed_while_a_request_is_in_flight():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(slots_key(987))
+
     async def scenario():
         limiter = Limiter(settings.REDIS_URL, lease_seconds=1)
         outcome, slot = await limiter.acquire(token_id=987, concurrency_limit=1, rpm_limit=None)
         assert outcome is LimitOutcome.ACQUIRED
-        await asyncio.sleep(1.5)  # Longer than the lease: only renewal keeps the slot.
-        held = await limiter.slots_in_use(987)
-        refused, _ = await limiter.acquire(token_id=987, concurrency_limit=1, rpm_limit=None)
+        first_end = client.zscore(slots_key(987), slot.member)
+        # The renewer moves the lease's end on while the request is in flight
+        deadline = time.monotonic() + 10
+        while client.zscore(slots_key(987), slot.member) == first_end:
+            assert time.monotonic() < deadline, "the lease was not renewed"
+            await asyncio.sleep(0.05)
+        renewed_end = client.zscore(slots_key(987), slot.member)
+        # …so the slot is held when the first lease would have ended.
+        held = await limiter.slots_in_use(987, now_ms=int(first_end))
+        refused, _ = await limiter.acquire(
+            token_id=987, concurrency_limit=1, rpm_limit=None, now_ms=int(first_end)
+        )
         await limiter.release(slot)
         after = await limiter.slots_in_use(987)
         await limiter.aclose()
-        return held, refused, after
+        return renewed_end > first_end, held, refused, after
 
-    assert asyncio.run(scenario()) == (1, LimitOutcome.CONCURRENCY_EXCEEDED, 0)
+    assert asyncio.run(scenario()) == (True, 1, LimitOutcome.CONCURRENCY_EXCEEDED, 0)
 
 
-def test_the_rpm_window_slides():
+SECOND_MS = 1000
+
+
+@pytest.mark.parametrize("redis_url", ["redis", ""], ids=["redis", "in process"])
+def test_the_rpm_window_slides(redis_url):
+    # Given a token allowed 2 requests a minute, on a clock the test sets
+    url = settings.REDIS_URL if redis_url else ""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(slots_key(654), rpm_key(654))
+    start = 5_000_000 * SECOND_MS
+
     async def scenario():
-        limiter = Limiter(settings.REDIS_URL, lease_seconds=60)
-        results = []
-        for _ in range(3):
-            outcome, slot = await limiter.acquire(token_id=654, concurrency_limit=10, rpm_limit=2)
-            results.append(outcome)
+        limiter = Limiter(url, lease_seconds=60)
+        outcomes = []
+        for second in (0, 30, 59, 60, 61, 89, 90, 121):
+            outcome, slot = await limiter.acquire(
+                token_id=654,
+                concurrency_limit=10,
+                rpm_limit=2,
+                now_ms=start + second * SECOND_MS,
+            )
+            outcomes.append((second, outcome.name))
             if slot:
                 await limiter.release(slot)
         await limiter.aclose()
-        return results
+        return outcomes
 
+    # Then a request is refused while two were accepted in the minute before it, and
+    # accepted again once the oldest of them is a full minute old
     assert asyncio.run(scenario()) == [
-        LimitOutcome.ACQUIRED,
-        LimitOutcome.ACQUIRED,
-        LimitOutcome.RPM_EXCEEDED,
+        (0, "ACQUIRED"),
+        (30, "ACQUIRED"),
+        (59, "RPM_EXCEEDED"),
+        (60, "ACQUIRED"),
+        (61, "RPM_EXCEEDED"),
+        (89, "RPM_EXCEEDED"),
+        (90, "ACQUIRED"),
+        (121, "ACQUIRED"),
     ]
-    # A refused request does not count: the window holds exactly the two accepted.
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    assert client.zcard(slots_key(654).replace(":slots:", ":rpm:")) == 2
+    if redis_url:
+        # A refused request does not count: the window holds the two accepted last.
+        window = client.zrange(rpm_key(654), 0, -1, withscores=True)
+        assert [score for _member, score in window] == [
+            start + 90 * SECOND_MS,
+            start + 121 * SECOND_MS,
+        ]
 
 
 def test_without_redis_the_same_rules_hold_in_process():

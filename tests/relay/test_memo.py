@@ -1,29 +1,72 @@
+"""The relay's memory in front of the token and price caches, on a clock the test moves."""
+
 import asyncio
 
 from relay.memo import LOCAL_CACHE_SECONDS, LocalMemo
+from tests.clock import FakeClock
 
 
-def test_concurrent_misses_share_one_load_and_entries_expire():
+def test_concurrent_misses_share_one_load():
     calls = []
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def load():
+            calls.append(1)
+            await release.wait()
+            return len(calls)
+
+        memo = LocalMemo(seconds=0.5, clock=FakeClock())
+        waiting = [asyncio.ensure_future(memo.get("k", load)) for _ in range(20)]
+        # Every request asks before the first load answers.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(*waiting)
+
+    assert asyncio.run(scenario()) == [1] * 20
+    assert len(calls) == 1
+
+
+def test_an_answer_is_remembered_for_its_seconds_and_no_longer():
+    calls = []
+    clock = FakeClock()
 
     async def load():
         calls.append(1)
-        await asyncio.sleep(0.05)
         return len(calls)
 
     async def scenario():
-        memo = LocalMemo(seconds=0.2)
-        together = await asyncio.gather(*(memo.get("k", load) for _ in range(20)))
-        cached = await memo.get("k", load)
-        await asyncio.sleep(0.25)
-        reloaded = await memo.get("k", load)
-        return together, cached, reloaded
+        memo = LocalMemo(seconds=0.5, clock=clock)
+        answers = [await memo.get("k", load)]
+        clock.advance(0.499)
+        answers.append(await memo.get("k", load))
+        clock.advance(0.001)
+        answers.append(await memo.get("k", load))
+        answers.append(await memo.get("k", load))
+        return answers
 
-    together, cached, reloaded = asyncio.run(scenario())
+    assert asyncio.run(scenario()) == [1, 1, 2, 2]
+    assert len(calls) == 2
 
-    assert together == [1] * 20
-    assert cached == 1
-    assert reloaded == 2
+
+def test_a_miss_is_remembered_too():
+    calls = []
+    clock = FakeClock()
+
+    async def load():
+        calls.append(1)
+        return None
+
+    async def scenario():
+        memo = LocalMemo(seconds=0.5, clock=clock)
+        await memo.get("unknown", load)
+        await memo.get("unknown", load)
+        clock.advance(0.5)
+        await memo.get("unknown", load)
+
+    asyncio.run(scenario())
     assert len(calls) == 2
 
 
