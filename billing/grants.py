@@ -251,12 +251,13 @@ WITH input AS (
         %(cached_tokens)b::integer[], %(model_ratio)b::numeric[], %(completion_ratio)b::numeric[],
         %(group_ratio)b::numeric[], %(price_per_call)b::bigint[], %(client_ip)b::inet[],
         %(status_code)b::integer[], %(error_code)b::varchar[], %(latency_ms)b::integer[],
-        %(first_token_ms)b::integer[], %(is_stream)b::boolean[], %(usage_estimated)b::boolean[]
+        %(first_token_ms)b::integer[], %(is_stream)b::boolean[], %(usage_estimated)b::boolean[],
+        %(cached_ratio)b::numeric[]
     ) WITH ORDINALITY AS i(
         grant_id, request_id, cost, overrun, created_at, token_name, model, channel_id,
         prompt_tokens, completion_tokens, cached_tokens, model_ratio, completion_ratio,
         group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
-        first_token_ms, is_stream, usage_estimated, ord
+        first_token_ms, is_stream, usage_estimated, cached_ratio, ord
     )
 ), grants AS (
     SELECT r.id, r.account_id, r.token_id, r.token_amount > 0 AS on_quota
@@ -267,13 +268,13 @@ WITH input AS (
         created_at, request_id, user_id, token_id, token_name, model, channel_id,
         prompt_tokens, completion_tokens, cached_tokens, cost, model_ratio, completion_ratio,
         group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
-        first_token_ms, is_stream, usage_estimated
+        first_token_ms, is_stream, usage_estimated, cached_ratio
     )
     SELECT i.created_at, i.request_id, g.account_id, g.token_id, i.token_name, i.model,
         i.channel_id, i.prompt_tokens, i.completion_tokens, i.cached_tokens, i.cost,
         i.model_ratio, i.completion_ratio, i.group_ratio, i.price_per_call, i.client_ip,
         i.status_code, i.error_code, i.latency_ms, i.first_token_ms, i.is_stream,
-        i.usage_estimated
+        i.usage_estimated, i.cached_ratio
     FROM input i JOIN grants g ON g.id = i.grant_id ORDER BY i.ord
     ON CONFLICT (request_id) DO NOTHING
     RETURNING *

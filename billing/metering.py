@@ -144,12 +144,13 @@ WITH input AS (
         %(cached_tokens)s::integer[], %(model_ratio)s::numeric[], %(completion_ratio)s::numeric[],
         %(group_ratio)s::numeric[], %(price_per_call)s::bigint[], %(client_ip)s::inet[],
         %(status_code)s::integer[], %(error_code)s::varchar[], %(latency_ms)s::integer[],
-        %(first_token_ms)s::integer[], %(is_stream)s::boolean[], %(usage_estimated)s::boolean[]
+        %(first_token_ms)s::integer[], %(is_stream)s::boolean[], %(usage_estimated)s::boolean[],
+        %(cached_ratio)s::numeric[]
     ) WITH ORDINALITY AS i(
         request_id, cost, created_at, token_name, model, channel_id, prompt_tokens,
         completion_tokens, cached_tokens, model_ratio, completion_ratio, group_ratio,
         price_per_call, client_ip, status_code, error_code, latency_ms, first_token_ms,
-        is_stream, usage_estimated, ord
+        is_stream, usage_estimated, cached_ratio, ord
     )
 ), claimed AS (
     UPDATE {_RESERVATION} AS r SET status = 'settled'
@@ -184,12 +185,12 @@ WITH input AS (
         created_at, request_id, user_id, token_id, token_name, model, channel_id,
         prompt_tokens, completion_tokens, cached_tokens, cost, model_ratio, completion_ratio,
         group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
-        first_token_ms, is_stream, usage_estimated
+        first_token_ms, is_stream, usage_estimated, cached_ratio
     )
     SELECT created_at, request_id, account_id, token_id, token_name, model, channel_id,
         prompt_tokens, completion_tokens, cached_tokens, cost, model_ratio, completion_ratio,
         group_ratio, price_per_call, client_ip, status_code, error_code, latency_ms,
-        first_token_ms, is_stream, usage_estimated
+        first_token_ms, is_stream, usage_estimated, cached_ratio
     FROM claimed ORDER BY ord
     RETURNING *
 ){SETTLE_CTE}
@@ -684,6 +685,7 @@ def _log_fields(log: RequestLogData, cost: int, now: datetime) -> dict:
         "model_ratio": log.model_ratio,
         "completion_ratio": log.completion_ratio,
         "group_ratio": log.group_ratio,
+        "cached_ratio": log.cached_ratio,
         "price_per_call": log.price_per_call,
         "client_ip": log.client_ip,
         "status_code": log.status_code,

@@ -44,7 +44,7 @@ from comet.db import (
 )
 from comet.inputs import json_loads, storable_text_problem
 from logs.data import RequestLogData
-from models_catalog.pricing import call_cost, request_cost
+from models_catalog.pricing import billed_cached_ratio, request_cost
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
 
 from . import translate, upstream
@@ -189,17 +189,13 @@ def _api_key(headers: dict[bytes, bytes]) -> str | None:
     return api_key.decode("latin-1").strip() if api_key else None
 
 
-def _call_cost(price: ModelPrice) -> int:
-    return call_cost(price_per_call=price.price_per_call or 0, group_ratio=price.group_ratio)
-
-
 def reservation_amount(
     *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
 ) -> int:
     """Return the most a request can cost: its whole body as prompt, plus its max_tokens
     for every choice it asks for (`n`, `best_of`)."""
     if price.price_per_call is not None or price.model_ratio is None:
-        return _call_cost(price)
+        return request_cost(price)
     completion = 0
     if has_completion:
         completion = settings.RELAY_DEFAULT_MAX_TOKENS
@@ -212,11 +208,9 @@ def reservation_amount(
             [1] + [body[key] for key in CHOICE_KEYS if isinstance(body.get(key), int)]
         )
     return request_cost(
+        price,
         prompt_tokens=min(body_size, MAX_RESERVED_PROMPT_TOKENS),
         completion_tokens=completion,
-        model_ratio=price.model_ratio,
-        completion_ratio=price.completion_ratio,
-        group_ratio=price.group_ratio,
     )
 
 
@@ -280,16 +274,11 @@ def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[s
 
 def actual_cost(*, usage: Usage, price: ModelPrice) -> int:
     """Return what an answered request costs."""
-    if price.price_per_call is not None or price.model_ratio is None:
-        return _call_cost(price)
     return request_cost(
+        price,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
-        cached_tokens=min(usage.cached_tokens, usage.prompt_tokens),
-        cached_ratio=price.cached_ratio,
-        model_ratio=price.model_ratio,
-        completion_ratio=price.completion_ratio,
-        group_ratio=price.group_ratio,
+        cached_tokens=usage.cached_tokens,
     )
 
 
@@ -655,6 +644,7 @@ class RelayApplication:
             model_ratio=price.model_ratio or Decimal(0),
             completion_ratio=price.completion_ratio,
             group_ratio=price.group_ratio,
+            cached_ratio=billed_cached_ratio(price),
             price_per_call=price.price_per_call,
             error_code=outcome.error_code,
             latency_ms=int((time.perf_counter() - started) * 1000),
