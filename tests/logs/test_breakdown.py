@@ -3,8 +3,13 @@
 
 from decimal import Decimal
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from logs.breakdown import cost_breakdown
 from logs.models import RequestLog
+from models_catalog.pricing import billed_cached_ratio, request_cost
+from tests.models_catalog.test_pricing import prices, tokens
 
 
 def _row(**fields) -> RequestLog:
@@ -100,3 +105,36 @@ def test_a_discrepancy_is_explained():
     assert failed.computed is None
     assert "nothing to bill" in failed.worked
     assert failed.note == ""
+
+
+@given(
+    price=prices,
+    prompt=tokens,
+    completion=tokens,
+    cached_share=st.floats(min_value=0, max_value=1.2),
+)
+def test_every_row_the_relay_writes_breaks_down_to_its_charge(
+    price, prompt, completion, cached_share
+):
+    # A row as the relay writes it: its usage, its price, the charge.
+    usage = {
+        "prompt_tokens": 0 if price.price_per_call else prompt,
+        "completion_tokens": 0 if price.price_per_call else completion,
+        "cached_tokens": 0 if price.price_per_call else int(prompt * cached_share),
+    }
+    row = _row(
+        **usage,
+        model_ratio=price.model_ratio or Decimal(0),
+        completion_ratio=price.completion_ratio,
+        group_ratio=price.group_ratio,
+        cached_ratio=billed_cached_ratio(price),
+        price_per_call=price.price_per_call,
+        cost=request_cost(price, **usage),
+    )
+
+    breakdown = cost_breakdown(row)
+
+    assert breakdown.computed == row.cost
+    assert breakdown.is_exact
+    assert breakdown.note == ""
+    assert breakdown.worked.endswith(f"{row.cost:,} micro-USD")
