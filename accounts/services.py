@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -18,6 +17,10 @@ from accounts.tokens import (
     networks_parse,
     token_cache_invalidate,
 )
+
+# The most tokens one account may have: one per app or environment leaves room to
+# spare, while a script stuck in a loop cannot fill the table (or the token list).
+TOKENS_PER_USER = 50
 
 # A user save that changes only these fields cannot change what a token allows.
 _FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name", "notify_new_ip"})
@@ -111,7 +114,7 @@ def token_create(
     networks = _clean_networks(allowed_networks)
     raw_key = key_generate()
     prefix, last4 = key_display_parts(raw_key)
-    limit = settings.COMET_TOKENS_PER_USER
+    limit = TOKENS_PER_USER
     with transaction.atomic():
         # Lock the owner so two concurrent creations cannot both pass the limit
         # (no_key: the request log's foreign-key checks on the user are not blocked).

@@ -98,7 +98,7 @@ class TokenInfo:
     """What the relay needs to know about a token, as cached.
 
     `quota_remaining` is a snapshot (None = unlimited, 0 = query-only): the
-    reservation in `billing.metering` is the authority on spending.
+    credit meter (`billing.meter`) is the authority on spending.
     """
 
     id: int

@@ -18,7 +18,7 @@ class Account(models.Model):
     """A user's money: balance, what is held for in-flight requests, lifetime totals.
 
     `balance` only changes through `billing.services` (ledger entries) and
-    `billing.metering` / `billing.grants` (usage), by conditional UPDATEs or under
+    `billing.settlement` (usage), by conditional UPDATEs or under
     the row locks of `billing.locks`, never by read-then-write in Python.
     `reserved` is the sum of open reservations; what a user may still spend is
     `balance - reserved`. The balance may go below zero: an answered request is
@@ -125,12 +125,15 @@ class LedgerEntry(models.Model):
 
 
 class Reservation(models.Model):
-    """An upper-bound cost held for one in-flight request until it settles.
+    """Money held out of an account's free balance: a relay process's credit grant.
 
-    An open reservation counts in `Account.reserved` (and `Token.reserved`).
-    Settling or releasing closes it exactly once (the status changes by a
-    conditional UPDATE); one whose lease expired is released by
-    `reservation_release_expired_task`, and closed rows are deleted a day later.
+    An open reservation counts in `Account.reserved` (and `Token.reserved` when
+    `token_amount` is not 0); its `amount` is what it still holds. A grant
+    (`billing.grants`, request id `grant:<hex>`) is released exactly once (the
+    status changes under the row locks of `billing.locks`); one whose lease
+    passed is released by `grant_release_expired_task`, and closed rows are
+    deleted a day later. `settled` is kept for the rows of the per-request
+    reservations Comet made before grants were its one engine.
     """
 
     class Status(models.TextChoices):

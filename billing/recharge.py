@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -38,6 +37,15 @@ logger = logging.getLogger(__name__)
 
 Status = RechargeOrder.Status
 
+# A paid order still uncredited this long after payment needs attention: admins are
+# emailed, and the customer's order page offers support. Crediting takes well under a
+# second, and the sweeper retries every minute (billing.tasks), so ten minutes means
+# something is wrong that a person should look at.
+ATTENTION_SECONDS = 600
+# The sweeper leaves an order alone this long after payment: time for the credit task
+# the webhook enqueued to run first.
+SWEEP_GRACE_SECONDS = 30
+
 
 class RechargeError(Exception):
     """A refused recharge operation; the message is for a person. Nothing was changed."""
@@ -50,11 +58,7 @@ def _event(order: RechargeOrder, kind: str, message: str, actor: User | None = N
 def _enqueue_credit(order_id: int) -> None:
     from billing.tasks import order_credit_task
 
-    transaction.on_commit(
-        lambda: order_credit_task.apply_async(
-            (order_id,), countdown=settings.COMET_RECHARGE_HOLD_SECONDS or None
-        )
-    )
+    transaction.on_commit(lambda: order_credit_task.delay(order_id))
 
 
 def order_create(*, user: User, credit: int) -> RechargeOrder:
@@ -391,19 +395,19 @@ def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
 def orders_sweep(*, now: datetime | None = None) -> list[int]:
     """Return paid-but-uncredited orders to credit again; flag the late ones.
 
-    An order still uncredited `COMET_RECHARGE_ATTENTION_SECONDS` after payment
+    An order still uncredited `ATTENTION_SECONDS` after payment
     becomes "needs attention" (it is still credited automatically if a credit
     gets through).
     """
     now = now or timezone.now()
-    grace = timedelta(seconds=settings.COMET_RECHARGE_HOLD_SECONDS + 30)
+    grace = timedelta(seconds=SWEEP_GRACE_SECONDS)
     uncredited = RechargeOrder.objects.filter(
         paid_at__isnull=False, ledger_entry__isnull=True, paid_at__lte=now - grace
     )
     order_ids = list(uncredited.order_by("paid_at").values_list("pk", flat=True)[:500])
     late = uncredited.filter(
         status=Status.PAID,
-        paid_at__lte=now - timedelta(seconds=settings.COMET_RECHARGE_ATTENTION_SECONDS),
+        paid_at__lte=now - timedelta(seconds=ATTENTION_SECONDS),
     )
     for order_id in late.values_list("pk", flat=True):
         with transaction.atomic():
@@ -412,7 +416,7 @@ def orders_sweep(*, now: datetime | None = None) -> list[int]:
                 continue
             order.status = Status.NEEDS_ATTENTION
             order.save(update_fields=["status", "updated_at"])
-            minutes = settings.COMET_RECHARGE_ATTENTION_SECONDS // 60
+            minutes = ATTENTION_SECONDS // 60
             _event(
                 order, "late", f"Not credited within {minutes} minutes of payment: needs attention."
             )

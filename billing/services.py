@@ -1,6 +1,6 @@
 """Writes to money: accounts, the ledger and the recharge discounts.
 
-Every balance change other than per-request usage (see `billing.metering`) is
+Every balance change other than per-request usage (see `billing.settlement`) is
 one ledger entry written here, in the same transaction as a conditional UPDATE of
 the account row. Rows are locked in one order everywhere -- accounts, tokens,
 reservations (`billing.locks`) -- so two transactions never wait on each other in a

@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.metering import reservation_release_expired
+from billing.grants import grant_release_expired
 from billing.models import OrderEvent, RechargeOrder
 from billing.money import format_minor, format_usd
 from billing.recharge import order_credit, orders_needing_notice, orders_sweep
@@ -22,9 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task
-def reservation_release_expired_task() -> int:
-    """Release reservations whose lease passed (a crashed relay never settled them)."""
-    return reservation_release_expired()
+def grant_release_expired_task() -> int:
+    """Free the grants whose lease passed (the relay process holding them died)."""
+    return grant_release_expired()
 
 
 @shared_task(

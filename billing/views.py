@@ -24,6 +24,7 @@ from billing.models import RechargeOrder, RechargeSettings, RechargeTier
 from billing.money import AmountError, format_usd, micro_to_json, micro_to_usd, usd_to_micro
 from billing.pricing import recharge_quote, recharge_settings
 from billing.recharge import (
+    ATTENTION_SECONDS,
     Payment,
     RechargeError,
     code_redeem,
@@ -65,6 +66,9 @@ def billing_history(request: ConsoleRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+# Balance queries (`/user/quota`) one client address may make per minute (429 past it):
+# a dashboard refreshing every few seconds stays under it, a key-guessing loop does not.
+QUOTA_QUERIES_PER_MINUTE = 60
 QUOTA_QUERY_WINDOW_SECONDS = 60
 
 
@@ -74,9 +78,6 @@ def _quota_query_over_limit(request: HttpRequest) -> bool:
     Every query counts, a bad key too, so the endpoint cannot be used to guess keys
     quickly. The window opens at an address's first query and closes 60 s later.
     """
-    limit = settings.COMET_QUOTA_QUERIES_PER_MINUTE
-    if not limit:
-        return False
     key = f"quota-query:{request.META.get('REMOTE_ADDR', '')}"
     cache.add(key, 0, timeout=QUOTA_QUERY_WINDOW_SECONDS)
     try:
@@ -84,7 +85,7 @@ def _quota_query_over_limit(request: HttpRequest) -> bool:
     except ValueError:  # The window closed between add and incr.
         cache.set(key, 1, timeout=QUOTA_QUERY_WINDOW_SECONDS)
         count = 1
-    return count > limit
+    return count > QUOTA_QUERIES_PER_MINUTE
 
 
 def _bearer_key(request: HttpRequest) -> str:
@@ -196,7 +197,7 @@ def _recharge_context(request: ConsoleRequest, **extra: Any) -> dict[str, Any]:
         "personal_discount": personal,
         "best_percent": max(percents, default=None),
         "redeem_form": RedeemForm(),
-        "attention_after_minutes": settings.COMET_RECHARGE_ATTENTION_SECONDS // 60,
+        "attention_after_minutes": ATTENTION_SECONDS // 60,
         **extra,
     }
 
@@ -332,7 +333,7 @@ def order_detail(request: ConsoleRequest, number: str) -> HttpResponse:
     context = {
         "order": order,
         "is_final": order.status in ORDER_FINAL,
-        "attention_after_minutes": settings.COMET_RECHARGE_ATTENTION_SECONDS // 60,
+        "attention_after_minutes": ATTENTION_SECONDS // 60,
         "pending_too_long": order.status == RechargeOrder.Status.PENDING
         and timezone.now() - order.created_at >= ORDER_SUPPORT_AFTER,
         "support_after_minutes": int(ORDER_SUPPORT_AFTER.total_seconds()) // 60,
@@ -384,6 +385,9 @@ def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
     return render(request, "billing/recharge.html", context, status=status)
 
 
+# Redemption codes one user may try per hour (429 past it): more than anyone types
+# by hand, far too few to guess a code.
+REDEEM_ATTEMPTS_PER_HOUR = 20
 REDEEM_WINDOW_SECONDS = 3600
 
 
@@ -392,9 +396,6 @@ def _redeem_attempts_over_limit(user_id: int) -> bool:
 
     Codes are random enough not to be guessed, but a limit keeps it so.
     """
-    limit = settings.COMET_REDEEM_ATTEMPTS_PER_HOUR
-    if not limit:
-        return False
     key = f"redeem-attempts:{user_id}"
     cache.add(key, 0, timeout=REDEEM_WINDOW_SECONDS)
     try:
@@ -402,7 +403,13 @@ def _redeem_attempts_over_limit(user_id: int) -> bool:
     except ValueError:  # The window closed between add and incr.
         cache.set(key, 1, timeout=REDEEM_WINDOW_SECONDS)
         count = 1
-    return count > limit
+    return count > REDEEM_ATTEMPTS_PER_HOUR
+
+
+# A webhook whose signature is older than this many seconds is refused, so a captured
+# one cannot be replayed later: Stripe's own default (it signs every delivery, a retry
+# too, as it sends it).
+WEBHOOK_TOLERANCE_SECONDS = 300
 
 
 @csrf_exempt
@@ -418,7 +425,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             payload.decode("utf-8"),
             request.headers.get("Stripe-Signature"),
             secret,
-            tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+            tolerance=WEBHOOK_TOLERANCE_SECONDS,
         )
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
         return HttpResponse("Bad signature.", status=400, content_type="text/plain")

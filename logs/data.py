@@ -1,4 +1,4 @@
-"""What the relay hands to `usage_settle` about one request (never its content)."""
+"""What the relay hands to the credit meter about one request (never its content)."""
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -13,8 +13,8 @@ _INT4_MAX = 2**31 - 1
 class RequestLogData:
     """The facts of one request that become its `RequestLog` row.
 
-    The cost, the request id, the user and the token are given to the metering
-    service separately; everything here is metadata. Never put request or
+    The cost, the request id, the user and the token are given to the credit
+    meter separately; everything here is metadata. Never put request or
     response content in here: there is no field for it on purpose.
     """
 

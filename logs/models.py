@@ -24,7 +24,7 @@ class RequestLog(models.Model):
 
     This table is also the usage journal of the books: an account's balance is
     the sum of its ledger entries minus the costs of the rows written since its
-    last usage settlement entry. Rows are written by `billing.metering.usage_settle`
+    last usage settlement entry. Rows are written by `billing.settlement.settle_many`
     in the same transaction that charges the cost, and never changed afterwards.
     Request and response content is never stored here.
 

@@ -1,7 +1,7 @@
 """The rollup tables: written as requests settle, rebuilt from raw rows on demand.
 
-`billing.metering.usage_settle_many` (and `usage_settle`, a batch of one) appends
-`SETTLE_CTE` to its single PostgreSQL statement, so a batch's log rows and every
+`billing.settlement.settle_many` appends `SETTLE_CTE` to its single PostgreSQL
+statement, so a batch's log rows and every
 rollup increment commit together or not at all; its ORM path (SQLite, rare cases)
 calls `rollups_record` inside its transaction. Increments are
 `INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x`: two settles of the same
@@ -72,7 +72,7 @@ def _cte_bucket(name: str, unit: str, table: str) -> str:
 
 
 # Appended after the `log` step (`INSERT ... RETURNING *`) of the settle statement,
-# which writes one row per request of a batch (`billing.metering.usage_settle_many`).
+# which writes one row per request of a batch (`billing.settlement.settle_many`).
 # Each step sums the batch per rollup row, since one INSERT ... ON CONFLICT may not
 # touch a row twice, and upserts the sums in key order, so two batches lock shared
 # rows in the same order. `token_ip` reports the addresses new on their token (the
@@ -131,7 +131,7 @@ def bucket_start(moment: datetime, unit: str) -> datetime:
 def rollups_record(*, log: RequestLog) -> bool:
     """Add one settled row to every rollup; return True if its IP is new on its token.
 
-    The ORM path of `usage_settle` calls this inside its transaction; the SQL is the
+    The ORM path of `billing.settlement` calls this inside its transaction; the SQL is the
     same upsert as `SETTLE_CTE`, with buckets computed here (SQLite has no date_trunc).
     """
     created_at = log.created_at.astimezone(UTC)

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -29,6 +28,10 @@ from .models import (
 CHANGE_PRICES_PERMISSION = "models_catalog.change_prices"
 MODEL_PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
 GROUP_PRICE_FIELDS = ("group_ratio",)
+# Price changes made within this many seconds of each other go out as one email per
+# subscriber; a scheduled change must be at least this far ahead, so subscribers hear
+# of it before it takes effect. Ten minutes: an admin's editing session.
+BATCH_WINDOW_SECONDS = 600
 
 
 class PriceChangeError(ValueError):
@@ -36,7 +39,7 @@ class PriceChangeError(ValueError):
 
 
 def batch_window() -> timedelta:
-    return timedelta(seconds=settings.PRICE_CHANGE_BATCH_WINDOW_SECONDS)
+    return timedelta(seconds=BATCH_WINDOW_SECONDS)
 
 
 def _price_fields(target: CatalogModel | PricingGroup) -> tuple[str, ...]:
@@ -87,7 +90,7 @@ def price_change_validate(
         if effective_at < earliest:
             raise PriceChangeError(
                 "A scheduled change must be at least "
-                f"{settings.PRICE_CHANGE_BATCH_WINDOW_SECONDS // 60} minutes ahead, so that "
+                f"{BATCH_WINDOW_SECONDS // 60} minutes ahead, so that "
                 "subscribers are emailed before it takes effect. Leave the time empty to "
                 "change the price now."
             )

@@ -2,9 +2,9 @@
 
 Token and price lookups are cached in Redis by their owners; every Redis read from
 the event loop is a hop to a worker thread and back, which costs more than the rest
-of the relay's own work. Holding the answer in memory for `RELAY_LOCAL_CACHE_SECONDS`
-(0.5 s by default) keeps a revoked token usable for at most that much longer: the
-promise is "within 1 second".
+of the relay's own work. Holding the answer in memory for `LOCAL_CACHE_SECONDS`
+keeps a revoked token usable for at most that much longer: the promise is "within
+1 second".
 """
 
 import asyncio
@@ -15,6 +15,12 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 MAX_ENTRIES = 10_000
+# How long the relay keeps tokens and prices in a process's memory. A disabled,
+# deleted or rolled token is refused by every server within 1 second (the promise the
+# token pages make): the shared cache sees the change as it commits (accounts.tokens),
+# and this memory adds at most half a second. Not a setting, so that no deployment
+# can stretch the promise.
+LOCAL_CACHE_SECONDS = 0.5
 
 
 class LocalMemo(Generic[T]):

@@ -3,7 +3,6 @@
 import logging
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -21,6 +20,10 @@ from .crypto import (
 from .models import Channel
 
 logger = logging.getLogger(__name__)
+
+# Consecutive failures after which a channel is disabled until a probe succeeds: one
+# or two errors are an upstream's hiccup, five in a row an outage worth routing around.
+CHANNEL_FAILURE_THRESHOLD = 5
 
 
 def channel_create(
@@ -134,7 +137,7 @@ def channel_record_failure(*, channel_id: int, error: str) -> bool:
     disabled = Channel.objects.filter(
         pk=channel_id,
         status=Channel.Status.ENABLED,
-        consecutive_failures__gte=settings.RELAY_CHANNEL_FAILURE_THRESHOLD,
+        consecutive_failures__gte=CHANNEL_FAILURE_THRESHOLD,
     ).update(status=Channel.Status.AUTO_DISABLED, disabled_at=now, updated_at=now)
     return disabled > 0
 

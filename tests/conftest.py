@@ -58,5 +58,4 @@ def fake_stripe(_fake_stripe_server, settings):
     settings.STRIPE_SECRET_KEY = SECRET_KEY
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.STRIPE_API_BASE = fake.url
-    settings.COMET_RECHARGE_HOLD_SECONDS = 0
     return fake

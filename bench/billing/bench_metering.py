@@ -3,14 +3,15 @@
 Runs, in the same invocation and against the same PostgreSQL:
 1. pgbench's rate of a single-row UPDATE (`UPDATE ... SET n = n + 1 WHERE id = 1`)
    at each concurrency, in a scratch table of the same database;
-2. `usage_reserve` + `usage_settle` (each its own transaction, the request log row
-   written by the settle) from worker threads spread over worker processes, all on
-   one account and one token, at each concurrency;
+2. hold + settle through a credit meter per worker process (`billing.meter`, as
+   each relay process does: requests held in memory against grants, written in
+   batches by the meter's writer), from worker threads spread over worker
+   processes, all on one account and one token, at each concurrency;
 then checks the books: balance = initial - Σ costs exactly, and `books_drift` is empty.
 
 Usage (see README.md):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/comet_money \\
-    REDIS_URL=redis://127.0.0.1:6379/11 CACHE_KEY_PREFIX=comet_money \\
+    REDIS_URL=redis://127.0.0.1:6379/11 \\
     .venv/bin/python bench/billing/bench_metering.py --seconds 10 --concurrency 1 16 50
 """
 
@@ -107,7 +108,7 @@ def _run_threads(arguments: tuple, step, finish=None) -> None:
     Threads take the accounts in turn (all the same one with --accounts 1), and open
     their database connection before the clock starts.
     """
-    threads, first_thread, pairs, start_at, deadline, _settle_batch = arguments
+    threads, first_thread, pairs, start_at, deadline = arguments
     import threading
 
     from django.db import connection
@@ -133,8 +134,8 @@ def _run_threads(arguments: tuple, step, finish=None) -> None:
         worker.join()
 
 
-def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
-    """Reserve + settle through this process's credit meter (billing.grants).
+def _worker_process(arguments: tuple) -> tuple[int, int, float]:
+    """Hold + settle through this process's credit meter, as a relay process does.
 
     Returns (billed, errors, when the last of them was written): the meter writes
     settled requests in the background, so the clock stops when `close` has written
@@ -143,8 +144,8 @@ def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
     _setup_django()
     from django.db import connection
 
-    from billing.grants import CreditMeter
-    from billing.metering import UsageRefused
+    from billing.grants import UsageRefused
+    from billing.meter import CreditMeter
 
     meter = CreditMeter()
     counts = [0] * arguments[0]
@@ -166,50 +167,11 @@ def _grant_worker_process(arguments: tuple) -> tuple[int, int, float]:
     return sum(counts), sum(errors), written_at
 
 
-def _worker_process(arguments: tuple) -> tuple[int, int]:
-    """Reserve + settle with the per-request statements; return (billed, errors)."""
-    settle_batch = arguments[5]
-    _setup_django()
-    from billing.metering import Settlement, UsageRefused, usage_reserve, usage_settle_many
-
-    counts = [0] * arguments[0]
-    errors = [0] * arguments[0]
-    reserved: list[list[str]] = [[] for _ in range(arguments[0])]
-
-    def step(index: int, token_id: int, user_id: int, request_id: str) -> None:
-        try:
-            usage_reserve(token_id=token_id, user_id=user_id, request_id=request_id, amount=HOLD)
-        except UsageRefused:
-            errors[index] += 1
-            return
-        reserved[index].append(request_id)
-        if len(reserved[index]) < settle_batch:
-            return
-        # usage_settle is usage_settle_many of one; the relay settles in batches.
-        failed = usage_settle_many(
-            [Settlement(request_id=done, cost=COST, log=LOG) for done in reserved[index]]
-        )
-        counts[index] += failed.count(None)
-        errors[index] += len(failed) - failed.count(None)
-        reserved[index].clear()
-
-    def finish(index: int) -> None:
-        # The last partial batch is settled after the clock, so the books close; not counted.
-        usage_settle_many(
-            [Settlement(request_id=done, cost=COST, log=LOG) for done in reserved[index]]
-        )
-
-    _run_threads(arguments, step, finish)
-    return sum(counts), sum(errors)
-
-
 def metering_rate(
     concurrency: int,
     processes: int,
     seconds: int,
     pairs: list[tuple[int, int]],
-    settle_batch: int = 1,
-    grants: bool = False,
 ):
     processes = min(processes, concurrency)
     shares = [
@@ -221,17 +183,16 @@ def metering_rate(
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         results = pool.map(
-            _grant_worker_process if grants else _worker_process,
+            _worker_process,
             [
-                (share, sum(shares[:number]), pairs, start_at, deadline, settle_batch)
+                (share, sum(shares[:number]), pairs, start_at, deadline)
                 for number, share in enumerate(shares)
             ],
         )
     billed = sum(result[0] for result in results)
     errors = sum(result[1] for result in results)
-    if grants:
-        # Until the last request was written, not just served.
-        seconds = max(result[2] for result in results) - start_at
+    # Until the last request was written, not just served.
+    seconds = max(result[2] for result in results) - start_at
     return billed / seconds, billed, errors
 
 
@@ -245,17 +206,6 @@ def main() -> None:
         type=int,
         default=1,
         help="spread the workers over this many accounts (1 = the hot-account case)",
-    )
-    parser.add_argument(
-        "--settle-batch",
-        type=int,
-        default=1,
-        help="each worker settles its requests this many at a time (usage_settle_many)",
-    )
-    parser.add_argument(
-        "--grants",
-        action="store_true",
-        help="reserve and settle through credit grants (billing.grants), as the relay does",
     )
     options = parser.parse_args()
     _setup_django()
@@ -291,8 +241,6 @@ def main() -> None:
             options.processes,
             options.seconds,
             pairs,
-            options.settle_batch,
-            options.grants,
         )
         print(
             f"{concurrency:>11} {pg_rate:>17.0f} {rate:>13.0f} {rate / pg_rate:>6.2f} {errors:>8}"

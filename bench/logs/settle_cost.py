@@ -1,9 +1,10 @@
 """What the rollup upserts add to a settle: the same settle with and without them.
 
-One thread, one account, N reserve + settle pairs per variant, alternating blocks so
-both see the same load: "with rollups" is `usage_settle` as shipped; "without" runs
-the same single statement minus `logs.rollups.SETTLE_CTE` (a measurement only: the
-books are not kept for those rows' rollups). Prints settles/s and per-settle ms.
+One thread, one account, one grant, N settled requests per variant each written by
+its own `billing.settlement.settle_many` call, alternating blocks so both see the
+same load: "with rollups" is the statement as shipped; "without" is the same
+statement minus `logs.rollups.SETTLE_CTE` (a measurement only: the books are not
+kept for those rows' rollups). Prints settles/s and per-settle ms.
 
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/comet_logs_settle \\
@@ -37,7 +38,8 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from accounts.models import User
     from accounts.services import token_create
-    from billing import metering
+    from billing import settlement
+    from billing.grants import grant_take
     from billing.services import account_credit
     from logs.models import RequestLogData
     from logs.rollups import SETTLE_CTE, SETTLE_SELECT
@@ -53,19 +55,21 @@ def main() -> None:
         completion_tokens=40,
         channel_id=1,
     )
-    with_rollups = metering._SETTLE_SQL
+    grant_id, _ = grant_take(
+        token_id=token.pk, user_id=user.pk, minimum=10**11, desired=10**11, lease_seconds=3600
+    )
+    with_rollups = settlement._settle_statement()
     without = with_rollups.replace(SETTLE_CTE, "").replace(f", {SETTLE_SELECT}", ", NULL")
     assert without != with_rollups
 
     def block(sql: str) -> float:
-        metering._SETTLE_SQL = sql
+        settlement._settle_statement = lambda: sql
         started = time.perf_counter()
         for _ in range(arguments.settles):
-            request_id = uuid.uuid4().hex
-            metering.usage_reserve(
-                token_id=token.pk, user_id=user.pk, request_id=request_id, amount=5_000
+            one = settlement.Settlement(
+                grant_id=grant_id, request_id=uuid.uuid4().hex, cost=1_237, log=log
             )
-            metering.usage_settle(request_id=request_id, cost=1_237, log=log)
+            settlement.settle_many([one], lease_seconds=3600)
         return arguments.settles / (time.perf_counter() - started)
 
     rates: dict[str, list[float]] = {"with rollups": [], "without rollups": []}
@@ -74,8 +78,7 @@ def main() -> None:
             :: 1 if index % 2 == 0 else -1
         ]:
             rates[name].append(block(sql))
-    metering._SETTLE_SQL = with_rollups
-    print("| variant | reserve + settle pairs/s (median of blocks) | ms per pair |")
+    print("| variant | settled requests/s, one per statement (median of blocks) | ms each |")
     print("|---|---|---|")
     for name, values in rates.items():
         median = statistics.median(values)

@@ -5,7 +5,7 @@ Measures from enqueuing the batch's fan-out to the last message accepted by the 
 and checks that every subscriber got exactly one email.
 
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/comet_catalog \\
-           REDIS_URL=redis://127.0.0.1:6379/12 CACHE_KEY_PREFIX=comet_catalog
+           REDIS_URL=redis://127.0.0.1:6379/12
     .venv/bin/python bench/pricing_emails/run.py --subscribers 10000
 """
 
@@ -97,7 +97,7 @@ def main() -> None:
         queue=queue,
         smtp_port=sink.port,
         concurrency=args.concurrency,
-        PRICE_CHANGE_EMAIL_CHUNK_SIZE=str(args.chunk_size),
+        PRICE_CHANGE_EMAIL_CHUNK_SIZE=args.chunk_size,
     )
     try:
         time.sleep(4)  # let the worker connect before the clock starts

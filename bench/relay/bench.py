@@ -4,11 +4,11 @@ Starts the fake upstream and the relay (uvicorn, comet.asgi) as processes, creat
 funded user, a token, a model and a channel, then drives both with a minimal
 keep-alive HTTP/1.1 load generator (raw asyncio on uvloop, so the client costs little):
 concurrency 1 (p50, p99) and concurrency 50 (throughput, p50, p99). Auth, limits,
-billing (reserve + settle + request log row) and logging are all on.
+billing (hold + settle in the credit meter, log rows written in batches) and logging are all on.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/relay/bench.py
 
-Options: --workers N (relay processes), --settle inline|background, --requests N.
+Options: --workers N (relay processes), --accounts N, --requests N, --route-overhead.
 """
 
 import argparse
@@ -204,16 +204,10 @@ def wait_until_up(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--settle", choices=["background", "inline"], default="background")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--serial-requests", type=int, default=1000)
     parser.add_argument("--route-overhead", action="store_true")
     parser.add_argument("--accounts", type=int, default=1, help="spread the load over N accounts")
-    parser.add_argument(
-        "--unmetered",
-        action="store_true",
-        help="diagnostic: serve bench/relay/unmetered.py (reserve and settle are no-ops)",
-    )
     arguments = parser.parse_args()
     if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
         raise SystemExit("Set DATABASE_URL (PostgreSQL) and REDIS_URL: the bench measures them.")
@@ -221,21 +215,19 @@ def main() -> None:
     upstream_url, relay_url = "http://127.0.0.1:9101", "http://127.0.0.1:9102"
     environment = {
         **os.environ,
-        "RELAY_SETTLE_AFTER_RESPONSE": "true" if arguments.settle == "background" else "false",
-        "LOG_LEVEL": "INFO",
     }
     python = sys.executable
     upstream = subprocess.Popen(
-        [python, "-m", "relay.fake_upstream", "--port", "9101"], cwd=ROOT, env=environment
+        [python, "-m", "tests.fake_upstream", "--port", "9101"], cwd=ROOT, env=environment
     )
     relay = subprocess.Popen(
         [
             python,
             "-m",
             "uvicorn",
-            "unmetered:application" if arguments.unmetered else "comet.asgi:application",
+            "comet.asgi:application",
             "--app-dir",
-            str(ROOT / "bench" / "relay") if arguments.unmetered else str(ROOT),
+            str(ROOT),
             "--port",
             "9102",
             "--workers",
@@ -281,8 +273,7 @@ def main() -> None:
         direct, through = results["direct"], results["relay"]
         print(json.dumps(results, indent=2))
         print(
-            f"\nworkers={arguments.workers} settle={arguments.settle}"
-            f"{' UNMETERED' if arguments.unmetered else ''} accounts={arguments.accounts}\n"
+            f"\nworkers={arguments.workers} accounts={arguments.accounts}\n"
             f"c=1  overhead p50 {through['c1']['p50_ms'] - direct['c1']['p50_ms']:.2f} ms, "
             f"p99 {through['c1']['p99_ms'] - direct['c1']['p99_ms']:.2f} ms "
             f"(relay p50 {through['c1']['p50_ms']:.2f} / p99 {through['c1']['p99_ms']:.2f}; "
@@ -297,7 +288,7 @@ def main() -> None:
         upstream.terminate()
         relay.wait()
         upstream.wait()
-    if not arguments.unmetered and not arguments.route_overhead:
+    if not arguments.route_overhead:
         sent = 300 + arguments.serial_requests + arguments.requests
         if not books_check(sent):
             sys.exit(1)

@@ -1,5 +1,9 @@
-"""Settings shared by every environment; each value comes from the environment.
+"""Settings shared by every environment.
 
+Only the variables of the README's "Configuration" table are read from the
+environment: what an operator has a reason to change. Every other value is fixed,
+here or as a constant beside the code it bounds, with the reason for its value;
+tests/comet/test_settings_documented.py holds the code and the table to each other.
 The modules beside this one (`local`, `production`, `test`) start from here and
 change only what differs for them.
 """
@@ -14,6 +18,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
 
+# The product's name: page titles, the header, every email's subject, greeting and
+# signature, and the issuer an authenticator app shows. A rebranded deployment edits it here.
+COMET_SITE_NAME = "Comet"
+
 SECRET_KEY = env("SECRET_KEY", default="")
 # Earlier signing keys, still accepted while SECRET_KEY is rotated: sessions,
 # password-reset links and channel API keys made with them keep working until
@@ -21,13 +29,12 @@ SECRET_KEY = env("SECRET_KEY", default="")
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Proxies whose X-Forwarded-For (and X-Forwarded-Proto) is believed, as IPs or CIDRs;
 # `*` makes every peer one. From anyone else the header is ignored and the socket's
 # peer is the client. comet/clientaddress.py decides the address once, for the site
-# and the relay; uvicorn runs with --no-proxy-headers. Defaults to FORWARDED_ALLOW_IPS,
-# the variable uvicorn reads for the same list.
-TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=[]))
+# and the relay; uvicorn runs with --no-proxy-headers. Production trusts 127.0.0.1
+# (a TLS proxy on the same host) unless this is set.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 # --- Applications -----------------------------------------------------------
 
@@ -106,17 +113,28 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # its own, so persistent connections pile up. Instead each process draws from ONE
 # pool of at most DATABASE_POOL_MAX_SIZE connections, shared by console requests,
 # the relay's database threads and the credit meter's writer; each gives its
-# connection back when done (comet.db). What waits DATABASE_POOL_TIMEOUT_SECONDS for
-# one is answered 503. Idle connections above DATABASE_POOL_MIN_SIZE close after
-# DATABASE_POOL_MAX_IDLE_SECONDS. 0 = no pool: a connection per request or task,
-# closed after it (Celery workers, where each child runs one task at a time).
-DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=2)
+# connection back when done (comet.db). 0 = no pool: a connection per request or
+# task, closed after it (Celery workers, where each child runs one task at a time).
 DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
-DATABASE_POOL_TIMEOUT_SECONDS = env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=5)
-DATABASE_POOL_MAX_IDLE_SECONDS = env.float("DATABASE_POOL_MAX_IDLE_SECONDS", default=60)
+# Connections the pool keeps open while idle, so the first requests after a quiet
+# spell do not each pay for a new connection.
+DATABASE_POOL_MIN_SIZE = 2
+# How long a request waits for a free connection before it is answered 503 with
+# Retry-After: long enough to ride out a burst, short enough that a client retries
+# sooner than a proxy's own timeout would end the request.
+DATABASE_POOL_TIMEOUT_SECONDS = 5.0
+# An idle connection above DATABASE_POOL_MIN_SIZE is closed after this long, giving
+# PostgreSQL its connection slot back after a burst.
+DATABASE_POOL_MAX_IDLE_SECONDS = 60.0
 
 
-def postgresql_connections(database: dict[str, Any], *, pool_max_size: int) -> None:
+def postgresql_connections(
+    database: dict[str, Any],
+    *,
+    pool_max_size: int,
+    pool_min_size: int = DATABASE_POOL_MIN_SIZE,
+    pool_timeout_seconds: float = DATABASE_POOL_TIMEOUT_SECONDS,
+) -> None:
     """Give a PostgreSQL `database` short-lived connections, from a pool when one is sized."""
     if database["ENGINE"] != "django.db.backends.postgresql":
         return
@@ -127,9 +145,9 @@ def postgresql_connections(database: dict[str, Any], *, pool_max_size: int) -> N
         # that died idle (a database restart) is replaced instead of failing a request.
         database["CONN_HEALTH_CHECKS"] = True
         database.setdefault("OPTIONS", {})["pool"] = {
-            "min_size": min(DATABASE_POOL_MIN_SIZE, pool_max_size),
+            "min_size": min(pool_min_size, pool_max_size),
             "max_size": pool_max_size,
-            "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
+            "timeout": pool_timeout_seconds,
             "max_idle": DATABASE_POOL_MAX_IDLE_SECONDS,
         }
 
@@ -145,7 +163,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="comet"),
+            "KEY_PREFIX": "comet",
         }
     }
 else:
@@ -189,8 +207,8 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
-ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Comet] "
-ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
+ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{COMET_SITE_NAME}] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http"  # production: https
 # A taken email at sign-up is answered like a free one (and its owner is told by
 # email), so the form cannot be used to find out who has an account.
 ACCOUNT_PREVENT_ENUMERATION = True
@@ -205,19 +223,23 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "reauthenticate": "10/m/user",
 }
-ACCOUNT_REAUTHENTICATION_TIMEOUT = env.int("ACCOUNT_REAUTHENTICATION_TIMEOUT", default=300)
+# Seconds a sign-in (or a password entered again) counts as recent: the token pages
+# and allauth's sensitive actions ask for the password again past it. Five minutes,
+# allauth's default: long enough for one task, short for an unattended browser.
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
-MFA_TOTP_ISSUER = "Comet"
+MFA_TOTP_ISSUER = COMET_SITE_NAME
 
-# Staff must have used a second factor in this session to reach /admin/.
-COMET_REQUIRE_STAFF_MFA = env.bool("COMET_REQUIRE_STAFF_MFA", default=False)
+# Staff must have used a second factor in this session to reach /admin/. Always on in
+# production (production.py); off here and locally, where there is no second factor yet.
+COMET_REQUIRE_STAFF_MFA = False
 
 # --- Email ------------------------------------------------------------------
 
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Comet <no-reply@comet.localhost>")
-SERVER_EMAIL = env("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Internationalisation ---------------------------------------------------
 
@@ -230,7 +252,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 # `collectstatic` writes here; WhiteNoise serves from here.
-STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -327,58 +349,22 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 
 # --- Relay ------------------------------------------------------------------
 
-RELAY_MAX_BODY_BYTES = env.int("RELAY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
-# A crashed process's concurrency slots free themselves after this many seconds.
-RELAY_SLOT_LEASE_SECONDS = env.int("RELAY_SLOT_LEASE_SECONDS", default=60)
-# Reservations assume this many completion tokens when a request sets no max_tokens.
-RELAY_DEFAULT_MAX_TOKENS = env.int("RELAY_DEFAULT_MAX_TOKENS", default=4096)
-RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=3)
-# Consecutive failures after which a channel is disabled until a probe succeeds.
-RELAY_CHANNEL_FAILURE_THRESHOLD = env.int("RELAY_CHANNEL_FAILURE_THRESHOLD", default=5)
-# Settle (the database write of cost + log row) after the response is sent, off the
-# client's latency; shutdown waits for pending settlements. bench/relay compares both.
-RELAY_SETTLE_AFTER_RESPONSE = env.bool("RELAY_SETTLE_AFTER_RESPONSE", default=True)
-# Settlements after the response are written in batches of at most this many (one
-# statement each, relay.settler); a batch waits this long for company first.
-RELAY_SETTLE_BATCH_SIZE = env.int("RELAY_SETTLE_BATCH_SIZE", default=200)
-RELAY_SETTLE_BATCH_WAIT_MS = env.float("RELAY_SETTLE_BATCH_WAIT_MS", default=20)
-# PostgreSQL connections per relay process for reservations, on its event loop
-# (billing.metering.ReservePool); 0 reserves on the database threads instead.
-RELAY_RESERVE_CONNECTIONS = env.int("RELAY_RESERVE_CONNECTIONS", default=4)
-# Reserve and settle in each relay process's memory against credit grants
-# (billing.grants; PostgreSQL only): the hot account row is written once per batch
-# instead of twice per request. Off: one reservation statement per request.
-RELAY_CREDIT_GRANTS = env.bool("RELAY_CREDIT_GRANTS", default=True)
-# Tokens and prices stay this long in each relay process's memory (revocation is
-# promised within 1 s); 0 turns the memory off.
-RELAY_LOCAL_CACHE_SECONDS = env.float("RELAY_LOCAL_CACHE_SECONDS", default=0.5)
+# A crashed process's concurrency slots free themselves after this many seconds: the
+# longest a request may hold a slot without renewing it (relay.limits). A setting,
+# not a constant, because a test gives a relay process of its own a short one.
+RELAY_SLOT_LEASE_SECONDS = 60
 CELERY_BEAT_SCHEDULE["relay-probe-disabled-channels"] = {
     "task": "relay.tasks.channel_probe_disabled_task",
     "schedule": 60.0,
     "options": {"expires": 55},
 }
 
-# --- Billing and API tokens -------------------------------------------------
+# --- Billing ----------------------------------------------------------------
 
-COMET_TOKENS_PER_USER = env.int("COMET_TOKENS_PER_USER", default=50)
-# Balance queries (`/user/quota`) one client address may make per minute; 0 = no limit.
-COMET_QUOTA_QUERIES_PER_MINUTE = env.int("COMET_QUOTA_QUERIES_PER_MINUTE", default=60)
 # USD credited (a "bonus" ledger entry) to every new account; 0 turns it off.
 COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="0")
-# A reservation never settled or released is released after this many seconds.
-COMET_RESERVATION_LEASE_SECONDS = env.int("COMET_RESERVATION_LEASE_SECONDS", default=900)
-# Credit grants (billing.grants): each relay process holds a block of an account's
-# money and admits requests against it in memory. A grant holds at most this much
-# (micro-USD), takes new requests for at most this long, and is written back every
-# COMET_GRANT_FLUSH_MS; requests wait when this many settled ones are unwritten. A
-# grant not renewed for COMET_GRANT_LEASE_SECONDS (its process died) is released.
-COMET_GRANT_MAX_MICRO_USD = env.int("COMET_GRANT_MAX_MICRO_USD", default=10_000_000)
-COMET_GRANT_MAX_AGE_SECONDS = env.float("COMET_GRANT_MAX_AGE_SECONDS", default=1.0)
-COMET_GRANT_FLUSH_MS = env.float("COMET_GRANT_FLUSH_MS", default=20)
-COMET_GRANT_MAX_PENDING = env.int("COMET_GRANT_MAX_PENDING", default=5000)
-COMET_GRANT_LEASE_SECONDS = env.int("COMET_GRANT_LEASE_SECONDS", default=60)
-CELERY_BEAT_SCHEDULE["billing-release-expired-reservations"] = {
-    "task": "billing.tasks.reservation_release_expired_task",
+CELERY_BEAT_SCHEDULE["billing-release-expired-grants"] = {
+    "task": "billing.tasks.grant_release_expired_task",
     "schedule": 30.0,
     "options": {"expires": 25},
 }
@@ -390,14 +376,6 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # Points the `stripe` library at another host (the tests' fake Stripe API).
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
-# Webhook signatures older than this many seconds are refused (replays).
-STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
-# Seconds between a verified payment and its crediting task running.
-COMET_RECHARGE_HOLD_SECONDS = env.int("COMET_RECHARGE_HOLD_SECONDS", default=0)
-# A paid order still uncredited this long after payment needs attention (admins emailed).
-COMET_RECHARGE_ATTENTION_SECONDS = env.int("COMET_RECHARGE_ATTENTION_SECONDS", default=600)
-# Redemption codes one user may try per hour (429 past it); 0 = no limit.
-COMET_REDEEM_ATTEMPTS_PER_HOUR = env.int("COMET_REDEEM_ATTEMPTS_PER_HOUR", default=20)
 CELERY_BEAT_SCHEDULE["billing-sweep-recharge-orders"] = {
     "task": "billing.tasks.recharge_orders_sweep_task",
     "schedule": 60.0,
@@ -423,13 +401,17 @@ COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="http://127.0.0.1:8000")
 # Unset, pages that show the relay's address (quickstart snippets) use the address the
 # page was asked on: a local server on another PORT shows its own (comet.links.site_root).
 COMET_PUBLIC_URL_IS_SET = bool(env("COMET_PUBLIC_URL", default=""))
-# Price changes within this window go out as one email per subscriber.
-PRICE_CHANGE_BATCH_WINDOW_SECONDS = env.int("PRICE_CHANGE_BATCH_WINDOW_SECONDS", default=600)
-PRICE_CHANGE_EMAIL_CHUNK_SIZE = env.int("PRICE_CHANGE_EMAIL_CHUNK_SIZE", default=250)
-# An email claimed by a worker that died is sent again after this many seconds.
-PRICE_CHANGE_EMAIL_LEASE_SECONDS = env.int("PRICE_CHANGE_EMAIL_LEASE_SECONDS", default=600)
-# Tests and benchmarks point their own worker at their own queue.
-CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Price-change emails are sent by tasks of this many recipients each: one task's
+# SMTP work stays well under a minute, and a worker that dies resends at most one
+# chunk's worth (models_catalog.emails).
+PRICE_CHANGE_EMAIL_CHUNK_SIZE = 250
+# An email claimed by a worker that died is sent again after this many seconds:
+# longer than a chunk takes to send, so a live worker's claims are never taken over.
+PRICE_CHANGE_EMAIL_LEASE_SECONDS = 600
+# (Both are settings, not constants, because a test's own worker process uses a
+# short lease and small chunks: tests/models_catalog/test_worker_kill.py.)
+# Celery's own default queue; tests and benchmarks give their workers queues of their own.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_BEAT_SCHEDULE["models-catalog-apply-scheduled-prices"] = {
     "task": "models_catalog.tasks.price_changes_apply_due_task",
     "schedule": 30.0,
@@ -472,7 +454,7 @@ LOGGING = {
             "filters": ["mask_secrets"],
         },
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         # Django's own handlers (a debug-only console, mail_admins, runserver's lines)
         # do not mask: its loggers write through ours instead.
@@ -489,8 +471,6 @@ LOGGING = {
     },
 }
 
-# The product's name: page titles, the header, and every email's greeting and signature.
-COMET_SITE_NAME = env("COMET_SITE_NAME", default="Comet")
 # Where customers reach the platform's support: an address, a help-desk URL, or both.
 # Shown in the footer, on error pages, on slow orders and in every email; unset, nowhere.
 COMET_SUPPORT_EMAIL = env("COMET_SUPPORT_EMAIL", default="")

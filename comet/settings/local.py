@@ -13,7 +13,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 SECRET_KEY = env("SECRET_KEY", default="django-insecure-local-only-never-use-in-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
-COMET_REQUIRE_STAFF_MFA = env.bool("COMET_REQUIRE_STAFF_MFA", default=False)
 # A newcomer's first token works against the mock channel without a recharge.
 COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="5")
 # `make run` serves on PORT: links in emails lead back to the server that sent them.

@@ -35,12 +35,23 @@ if not is_site_root_url(COMET_PUBLIC_URL):
         "credentials, path, query or fragment, e.g. https://console.example.com."
     )
 
-ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"
-COMET_REQUIRE_STAFF_MFA = env.bool("COMET_REQUIRE_STAFF_MFA", default=True)
+# A form posted from the public address is the site's own, even when the proxy in
+# front passes another Host on.
+CSRF_TRUSTED_ORIGINS = [COMET_PUBLIC_URL.rstrip("/")]
+# The TLS proxy the Procfile expects runs on the same host (README, "Running in
+# production"); TRUSTED_PROXIES names others.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1"])
 
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"
+# Staff reach /admin/ only with a second factor used in the session: not configurable,
+# since the admin moves money.
+COMET_REQUIRE_STAFF_MFA = True
+
+# HTTPS only: plain HTTP is redirected, and browsers are told (HSTS, one year, the
+# value preload lists require) never to try it again.
+SECURE_SSL_REDIRECT = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True

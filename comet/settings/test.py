@@ -12,9 +12,10 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # The suite runs on plain connections (pytest-django: the test database, a connection
-# per test thread). Tests that serve Comet in a subprocess set DATABASE_POOL_MAX_SIZE
-# there to pool its connections as deployments do (tests/comet/test_connections.py).
-DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+# per test thread). Tests that serve Comet in a subprocess give it a pool, as
+# deployments have, through a settings module of their own (tests/settings_module.py,
+# tests/comet/test_connections.py).
+DATABASE_POOL_MAX_SIZE = 0
 postgresql_connections(DATABASES["default"], pool_max_size=DATABASE_POOL_MAX_SIZE)
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
@@ -22,7 +23,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="comet-test"),
+        "KEY_PREFIX": "comet-test",
     }
 }
 CELERY_BROKER_URL = REDIS_URL

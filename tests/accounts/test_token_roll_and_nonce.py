@@ -208,9 +208,9 @@ def test_a_form_with_a_bad_field_keeps_its_nonce_and_works_once_fixed(user_clien
     assert Token.objects.count() == 1
 
 
-def test_a_refused_creation_uses_no_nonce(user_client, user, settings):
+def test_a_refused_creation_uses_no_nonce(user_client, user, monkeypatch):
     _signed_in_now(user_client, user)
-    settings.COMET_TOKENS_PER_USER = 1
+    monkeypatch.setattr("accounts.services.TOKENS_PER_USER", 1)
     existing, _key = token_create(user=user, name="only")
     form = NEW_TOKEN | {"form_nonce": form_nonce_issue(user.pk)}
 

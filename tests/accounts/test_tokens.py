@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.test.utils import CaptureQueriesContext, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Token
 from accounts.services import token_create, token_set_enabled, token_update
@@ -203,8 +203,8 @@ def test_the_async_twin_agrees():
     assert async_to_sync(atoken_authenticate)(bad) is None
 
 
-@override_settings(COMET_TOKENS_PER_USER=2)
-def test_the_per_user_token_limit_is_enforced(user):
+def test_the_per_user_token_limit_is_enforced(user, monkeypatch):
+    monkeypatch.setattr("accounts.services.TOKENS_PER_USER", 2)
     token_create(user=user, name="one")
     token_create(user=user, name="two")
 
@@ -301,12 +301,11 @@ def test_a_changed_pricing_group_or_deactivation_reaches_cached_tokens(
 
 
 def test_a_quota_below_what_requests_in_flight_hold_is_refused_and_changes_nothing(user):
-    from billing.metering import usage_reserve
-    from tests.billing.helpers import books_snapshot, fund
+    from tests.billing.helpers import books_snapshot, fund, hold
 
     fund(user, 1_000_000)
     token, _ = token_create(user=user, name="ci", quota_remaining=500_000)
-    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=300_000)
+    hold(token, 300_000)
     before = books_snapshot()
 
     with pytest.raises(ValidationError, match="in flight"):

@@ -1,6 +1,7 @@
 """Helpers shared by the billing and token tests: fund accounts, snapshot the books."""
 
 import asyncio
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from django.db import connection
 
 from accounts.models import Token, User
 from accounts.services import token_create
+from billing.grants import grant_take
+from billing.meter import CreditMeter
 from billing.models import Account, LedgerEntry, Reservation
 from billing.services import account_credit
 from logs.models import RequestLog, RequestLogData
@@ -25,6 +28,45 @@ def fund(user: User, amount: int, *, key: str | None = None) -> None:
 
 def make_token(user: User, *, quota: int | None = None, name: str = "test") -> tuple[Token, str]:
     return token_create(user=user, name=name, quota_remaining=quota)
+
+
+_request_numbers = itertools.count(1)
+
+
+def hold(token: Token, amount: int) -> int:
+    """Hold exactly `amount` of the token's account (and quota) in a grant; return its id.
+
+    What a relay process holds while requests are in flight; raises UsageRefused,
+    changing nothing, when the account or the token cannot cover it.
+    """
+    grant_id, _ = grant_take(
+        token_id=token.pk, user_id=token.user_id, minimum=amount, desired=amount, lease_seconds=60
+    )
+    return grant_id
+
+
+def spend(
+    token: Token,
+    *,
+    cost: int,
+    log: RequestLogData = LOG,
+    request_id: str | None = None,
+    held: int | None = None,
+) -> str:
+    """Hold, answer and settle one request of `token` through a credit meter, as the
+    relay does, and write it to the books at once; return its request id.
+
+    `held` is the request's hold (its most cost; the cost by default): a cost above
+    it is charged in full all the same.
+    """
+    request_id = request_id or f"test-{next(_request_numbers)}-{token.pk}"
+    meter = CreditMeter(background=False)
+    meter.reserve(
+        token_id=token.pk, user_id=token.user_id, request_id=request_id, amount=max(held or cost, 1)
+    )
+    meter.settle(request_id=request_id, cost=cost, log=log)
+    meter.close()
+    return request_id
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Credit grants (billing.grants) against PostgreSQL: exact books under real threads."""
+"""The credit meter and its grants against PostgreSQL: exact books under real threads."""
 
 import asyncio
 import dataclasses
@@ -14,17 +14,11 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from billing.grants import (
-    GRANT_PREFIX,
-    CreditMeter,
-    GrantSettlement,
-    _settle_with_orm,
-    grant_settle_many,
-    grant_take,
-)
-from billing.metering import UsageRefused, reservation_release_expired
+from billing.grants import GRANT_PREFIX, UsageRefused, grant_release_expired, grant_take
+from billing.meter import CreditMeter
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
+from billing.settlement import Settlement, _settle_with_orm, settle_many
 from comet.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog, RequestLogData
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
@@ -254,8 +248,8 @@ def test_duplicate_request_ids_and_double_settles_charge_once():
     meter.flush()
     # A settlement written twice (a retried flush) is charged once.
     grant_id = Reservation.objects.get(request_id__startswith=GRANT_PREFIX).pk
-    grant_settle_many(
-        [GrantSettlement(grant_id=grant_id, request_id="same", cost=400, log=LOG)],
+    settle_many(
+        [Settlement(grant_id=grant_id, request_id="same", cost=400, log=LOG)],
         lease_seconds=60,
     )
     meter.close()
@@ -322,7 +316,7 @@ def test_a_dead_process_loses_only_what_it_had_not_written_and_its_grant_is_free
     Reservation.objects.filter(request_id__startswith=GRANT_PREFIX).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
-    assert reservation_release_expired() == 1
+    assert grant_release_expired() == 1
 
     # Then only the written request was charged, nothing stays held, the books agree
     assert _account(user) == (1_000_000 - 700, 0, 700, 1)
@@ -338,12 +332,12 @@ def test_a_request_written_after_its_grant_was_freed_is_charged_in_full():
     )
     assert granted == 1_000
     Reservation.objects.filter(pk=grant_id).update(expires_at=timezone.now())
-    reservation_release_expired()
+    grant_release_expired()
 
-    grant_settle_many(
+    settle_many(
         [
-            GrantSettlement(grant_id=grant_id, request_id="late-1", cost=6_000, log=LOG),
-            GrantSettlement(grant_id=grant_id, request_id="late-2", cost=6_000, log=LOG),
+            Settlement(grant_id=grant_id, request_id="late-1", cost=6_000, log=LOG),
+            Settlement(grant_id=grant_id, request_id="late-2", cost=6_000, log=LOG),
         ],
         lease_seconds=60,
     )
@@ -382,10 +376,10 @@ def test_the_orm_path_writes_the_same_books():
     )
     now = timezone.now()
     _settle_with_orm(
-        GrantSettlement(grant_id=grant_id, request_id="orm-1", cost=1_500, log=LOG), now=now
+        Settlement(grant_id=grant_id, request_id="orm-1", cost=1_500, log=LOG), now=now
     )
     _settle_with_orm(
-        GrantSettlement(grant_id=grant_id, request_id="orm-1", cost=1_500, log=LOG), now=now
+        Settlement(grant_id=grant_id, request_id="orm-1", cost=1_500, log=LOG), now=now
     )
     assert Reservation.objects.get(pk=grant_id).amount == 2_500
     assert _account(user) == (8_500, 2_500, 1_500, 1)

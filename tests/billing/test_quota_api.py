@@ -6,8 +6,7 @@ from django.utils import timezone
 
 from accounts.models import Token
 from accounts.services import token_create, token_set_enabled
-from billing.metering import usage_reserve, usage_settle
-from tests.billing.helpers import LOG, fund
+from tests.billing.helpers import fund, spend
 
 pytestmark = pytest.mark.django_db
 
@@ -18,8 +17,7 @@ def keys(user, django_capture_on_commit_callbacks):
     user.save()
     fund(user, 2_105_234_088)
     spender, spender_key = token_create(user=user, name="tts_test", quota_remaining=11_037_926)
-    usage_reserve(token_id=spender.pk, user_id=user.pk, request_id="q1", amount=2_099_206)
-    usage_settle(request_id="q1", cost=2_099_206, log=LOG)
+    spend(spender, cost=2_099_206)
     _query_only, query_key = token_create(user=user, name="query_only", quota_remaining=0)
     _unlimited, unlimited_key = token_create(user=user, name="unlimited")
     return {"spender": spender_key, "query": query_key, "unlimited": unlimited_key}
@@ -100,8 +98,8 @@ def test_the_key_never_reaches_the_server_log(client, keys, caplog):
         assert keys["spender"] not in record.getMessage()
 
 
-def test_balance_queries_past_the_limit_are_refused_with_429(client, keys, settings):
-    settings.COMET_QUOTA_QUERIES_PER_MINUTE = 3
+def test_balance_queries_past_the_limit_are_refused_with_429(client, keys, monkeypatch):
+    monkeypatch.setattr("billing.views.QUOTA_QUERIES_PER_MINUTE", 3)
     good = {"HTTP_AUTHORIZATION": f"Bearer {keys['query']}"}
 
     # Bad keys count too: the endpoint is no fast way to guess keys.

@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from billing.metering import UsageRefused, usage_reserve
+from billing.grants import UsageRefused
 from billing.models import Account, LedgerEntry, OrderEvent, RechargeOrder, StripeEvent
-from tests.billing.helpers import books_snapshot, fund, make_token, post_webhook
+from tests.billing.helpers import books_snapshot, fund, hold, make_token, post_webhook
 from tests.billing.recharge_helpers import balance_of, credits_of, new_order
 from tests.billing.stripe_fake import (
     charge_object,
@@ -283,7 +283,7 @@ def test_a_refund_after_spending_takes_the_balance_negative_and_blocks_usage(
 ):
     order = _paid_and_credited(client, user, django_capture_on_commit_callbacks)
     token, _ = make_token(user)
-    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="spend", amount=4_000_000)
+    hold(token, 4_000_000)
     assert (
         post_webhook(client, event("charge.refunded", charge_object(order, [("re_1", 1000)])))
         == 200
@@ -292,7 +292,7 @@ def test_a_refund_after_spending_takes_the_balance_negative_and_blocks_usage(
     assert account.balance == 0
     assert account.reserved == 4_000_000
     with pytest.raises(UsageRefused) as refused:
-        usage_reserve(token_id=token.pk, user_id=user.pk, request_id="next", amount=1)
+        hold(token, 1)
     assert refused.value.code == "insufficient_quota"
     assert Account.objects.get(pk=user.pk).reserved == 4_000_000
 
@@ -307,7 +307,7 @@ def test_dispute_created_freezes_and_won_unfreezes_without_touching_the_balance(
     assert Account.objects.get(pk=user.pk).is_frozen
     before = books_snapshot()
     with pytest.raises(UsageRefused) as refused:
-        usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=1)
+        hold(token, 1)
     assert refused.value.code == "account_frozen"
     assert "dispute" in refused.value.message
     assert books_snapshot() == before
@@ -318,7 +318,7 @@ def test_dispute_created_freezes_and_won_unfreezes_without_touching_the_balance(
     assert account.balance == USD_10
     order.refresh_from_db()
     assert order.status == Status.CREDITED
-    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r2", amount=1)
+    hold(token, 1)
 
 
 def test_a_lost_dispute_debits_once_and_unfreezes(

@@ -76,7 +76,7 @@ def _worker_waits_on_account():
 def test_killed_worker_mid_credit_credits_every_order_exactly_once(settings):
     sink = start_sink(SinkHandler())
     queue = unique_queue("comet_recharge_test")
-    worker = Worker(queue=queue, smtp_port=sink.port, COMET_RECHARGE_HOLD_SECONDS="0")
+    worker = Worker(queue=queue, smtp_port=sink.port)
     interrupted = 0
     mid_transaction = 0
     try:
@@ -105,7 +105,7 @@ def test_killed_worker_mid_credit_credits_every_order_exactly_once(settings):
                 blocker.close()
             interrupted += at_kill < ORDERS_PER_ROUND
 
-            worker = Worker(queue=queue, smtp_port=sink.port, COMET_RECHARGE_HOLD_SECONDS="0")
+            worker = Worker(queue=queue, smtp_port=sink.port)
             send("billing.tasks.recharge_orders_sweep_task", queue=queue)
             assert wait_for(
                 lambda credited=credited: credited() == ORDERS_PER_ROUND, timeout=60, interval=0.1

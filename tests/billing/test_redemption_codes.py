@@ -225,8 +225,8 @@ def test_unknown_and_expired_codes_are_refused_and_change_nothing(user_client, u
     assert RedemptionCode.objects.get().redeemed_at is None
 
 
-def test_redeeming_is_limited_per_user_per_hour(user_client, user, settings):
-    settings.COMET_REDEEM_ATTEMPTS_PER_HOUR = 3
+def test_redeeming_is_limited_per_user_per_hour(user_client, user, monkeypatch):
+    monkeypatch.setattr("billing.views.REDEEM_ATTEMPTS_PER_HOUR", 3)
     [minted] = _mint(credit=USD, batch="b")
     for _ in range(3):
         wrong = user_client.post(reverse("billing:redeem"), {"code": "AAAA-BBBB-CCCC-DDDD"})

@@ -1,6 +1,5 @@
 import pytest
 
-from billing.metering import usage_reserve, usage_settle
 from billing.models import Account, LedgerEntry
 from billing.selectors import books_drift
 from billing.services import (
@@ -12,7 +11,7 @@ from billing.services import (
     account_debit,
     usage_settlement_record,
 )
-from tests.billing.helpers import LOG, books_snapshot, fund, make_token
+from tests.billing.helpers import books_snapshot, fund, hold, make_token, spend
 from tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -96,7 +95,7 @@ def test_the_same_key_for_another_user_is_refused(user):
 def test_a_debit_larger_than_the_free_balance_is_refused_and_changes_nothing(user):
     fund(user, 1_000_000)
     token, _ = make_token(user)
-    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="r1", amount=600_000)
+    hold(token, 600_000)
     before = books_snapshot()
 
     with pytest.raises(InsufficientBalance):
@@ -151,9 +150,8 @@ def test_zero_and_negative_credits_are_refused(user):
 def test_a_usage_settlement_folds_request_costs_and_the_books_still_close(user):
     fund(user, 1_000_000)
     token, _ = make_token(user)
-    for number in range(3):
-        usage_reserve(token_id=token.pk, user_id=user.pk, request_id=f"u{number}", amount=10_000)
-        usage_settle(request_id=f"u{number}", cost=7_000, log=LOG)
+    for _ in range(3):
+        spend(token, cost=7_000, held=10_000)
     from logs.models import RequestLog
 
     through = RequestLog.objects.order_by("id").values_list("id", flat=True)[1]

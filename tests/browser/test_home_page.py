@@ -7,7 +7,7 @@ import pytest
 
 from accounts.services import token_create
 from billing.models import Account
-from relay.app import CALLS
+from relay.calls import CALLS
 from tests.browser.conftest import SIZES, look, open_menu, resize, sign_in
 from tests.factories import UserFactory
 

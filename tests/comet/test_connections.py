@@ -33,6 +33,7 @@ from models_catalog.models import CatalogModel, PricingGroup, Vendor
 from models_catalog.services import catalog_entry_create
 from relay.services import channel_create
 from tests.factories import UserFactory
+from tests.settings_module import settings_environment
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -81,13 +82,23 @@ def server_connections(conn: psycopg.Connection, *, waiting_on_a_lock: bool = Fa
 
 
 @contextmanager
-def comet_server(**environment: str) -> Iterator[str]:
-    """Serve Comet with uvicorn in a subprocess; yield its root URL."""
+def comet_server(
+    directory: Path, *, pool_max_size: int, pool_timeout_seconds: float, **environment: str
+) -> Iterator[str]:
+    """Serve Comet with uvicorn in a subprocess, its connections pooled; yield its root URL.
+
+    The pool keeps one connection open when idle and waits `pool_timeout_seconds` for
+    a free one (`comet.settings.base.postgresql_connections`).
+    """
     port = free_port()
+    pool = (
+        f'postgresql_connections(DATABASES["default"], pool_max_size={pool_max_size}, '
+        f"pool_min_size=1, pool_timeout_seconds={pool_timeout_seconds})"
+    )
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "comet.settings.test",
         "DATABASE_URL": database_url(application_name=APPLICATION_NAME),
+        **settings_environment(directory, "comet.settings.test", pool),
         **environment,
     }
     process = subprocess.Popen(
@@ -179,27 +190,12 @@ def wait_for(condition, timeout: float = 15.0) -> bool:
     return True
 
 
-@pytest.mark.parametrize(
-    ("environment", "bound"),
-    [
-        # Credit grants (the default on PostgreSQL): everything draws from the pool.
-        ({}, POOL_SIZE),
-        # Without grants the relay reserves on RELAY_RESERVE_CONNECTIONS of its own.
-        ({"RELAY_CREDIT_GRANTS": "false", "RELAY_RESERVE_CONNECTIONS": "2"}, POOL_SIZE + 2),
-    ],
-    ids=["credit-grants", "reserve-connections"],
-)
 def test_a_burst_of_page_views_and_relay_calls_stays_within_the_documented_bound(
-    signed_in, environment, bound
+    signed_in, tmp_path
 ):
     session, key = signed_in
     # Given Comet served with a pool of POOL_SIZE connections (waiting up to 30 s for one)
-    with comet_server(
-        DATABASE_POOL_MIN_SIZE="1",
-        DATABASE_POOL_MAX_SIZE=str(POOL_SIZE),
-        DATABASE_POOL_TIMEOUT_SECONDS="30",
-        **environment,
-    ) as url:
+    with comet_server(tmp_path, pool_max_size=POOL_SIZE, pool_timeout_seconds=30) as url:
         sampler = ConnectionSampler()
         sampler.start()
 
@@ -236,19 +232,15 @@ def test_a_burst_of_page_views_and_relay_calls_stays_within_the_documented_bound
     assert written, RequestLog.objects.count()
     # and the server never held more connections than the documented bound.
     assert sampler.samples > 10
-    print(f"peak connections: {peak} (bound {bound})")
-    assert 1 <= peak <= bound
+    print(f"peak connections: {peak} (bound {POOL_SIZE})")
+    assert 1 <= peak <= POOL_SIZE
 
 
-def test_what_cannot_get_a_connection_in_time_is_answered_503(signed_in):
+def test_what_cannot_get_a_connection_in_time_is_answered_503(signed_in, tmp_path):
     session, key = signed_in
     # Given Comet with a pool of ONE connection that waits at most half a second
     with (
-        comet_server(
-            DATABASE_POOL_MIN_SIZE="1",
-            DATABASE_POOL_MAX_SIZE="1",
-            DATABASE_POOL_TIMEOUT_SECONDS="0.5",
-        ) as url,
+        comet_server(tmp_path, pool_max_size=1, pool_timeout_seconds=0.5) as url,
         connect() as locker,
         connect() as watcher,
     ):

@@ -15,6 +15,7 @@ from django.utils import timezone
 from comet.links import is_site_root_url, public_domain, public_url
 from comet.logging import MaskSecretsFilter, MaskSecretsFormatter, mask_secrets
 from comet.tasks import clear_expired_sessions_task
+from tests.settings_module import settings_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -85,7 +86,7 @@ def production_manage(*args: str, **overrides: str) -> subprocess.CompletedProce
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "COMET_PUBLIC_URL", "STATIC_ROOT"}
+        if key not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "COMET_PUBLIC_URL"}
     }
     env.update(DJANGO_SETTINGS_MODULE="comet.settings.production", ALLOWED_HOSTS="example.com")
     env.update(overrides)
@@ -188,14 +189,13 @@ def test_release_collectstatic_succeeds_under_production_settings(tmp_path):
     # Given production settings (WhiteNoise's manifest storage, which refuses a file
     # that names a missing one) and a fresh STATIC_ROOT,
     static_root = tmp_path / "staticfiles"
+    production = settings_environment(
+        tmp_path, "comet.settings.production", STATIC_ROOT=str(static_root)
+    )
 
     # when the release step collects the static files,
     result = production_manage(
-        "collectstatic",
-        "--noinput",
-        **REAL_SERVICES,
-        COMET_PUBLIC_URL=PUBLIC_URL,
-        STATIC_ROOT=str(static_root),
+        "collectstatic", "--noinput", **REAL_SERVICES, COMET_PUBLIC_URL=PUBLIC_URL, **production
     )
 
     # then it finishes and the vendored scripts are in the manifest, compressed.

@@ -4,8 +4,8 @@ The test reads the Procfile and runs its `release` line, then its `web`, `worker
 `beat` lines, each through `bash -c` with the production environment (so a changed
 flag in the Procfile is what gets tested), against a database of its own. It then
 drives the site over HTTP as a customer behind the TLS proxy would: the test is that
-proxy (from 127.0.0.1, listed in FORWARDED_ALLOW_IPS), adding X-Forwarded-For and
-X-Forwarded-Proto. Upstream of the relay is the fake upstream (`relay.fake_upstream`);
+proxy (from 127.0.0.1, which production trusts by default), adding X-Forwarded-For and
+X-Forwarded-Proto. Upstream of the relay is the fake upstream (`tests.fake_upstream`);
 Stripe is the fake Stripe API of the billing tests (`tests.billing.stripe_fake`).
 
 Every process writes its log to a file; on a failure the logs are printed.
@@ -36,9 +36,10 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from relay.fake_upstream import FakeUpstream, ServerThread
 from tests.billing.stripe_fake import SECRET_KEY as STRIPE_SECRET_KEY
 from tests.billing.stripe_fake import WEBHOOK_SECRET, event, sign, start_fake_stripe
+from tests.fake_upstream import FakeUpstream, ServerThread
+from tests.settings_module import settings_environment
 
 pytestmark = pytest.mark.slow
 
@@ -321,25 +322,26 @@ def test_production_site_serves_relays_bills_and_credits(
         "HOME": os.environ.get("HOME", str(tmp_path)),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "PYTHONUNBUFFERED": "1",
-        "DJANGO_SETTINGS_MODULE": "comet.settings.production",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": HOST,
         "COMET_PUBLIC_URL": PUBLIC_URL,
         "DATABASE_URL": database.url,
         "REDIS_URL": settings.REDIS_URL,
-        # Keys and queue of this run only, on the suite's Redis database.
-        "CACHE_KEY_PREFIX": f"comet-prod-{database.name}",
-        "CELERY_TASK_DEFAULT_QUEUE": database.name,
         # django-environ reads the path after "filemail://" as relative: "/" + absolute path.
         "EMAIL_URL": f"filemail:///{mail_dir}",
-        "STATIC_ROOT": str(tmp_path / "static"),
         "STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "STRIPE_API_BASE": fake_stripe.url,
-        "COMET_RECHARGE_HOLD_SECONDS": "0",
         "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "FORWARDED_ALLOW_IPS": "127.0.0.1",
+        # Production settings, but the keys and queue of this run only, on the suite's
+        # Redis database, and the static files in a folder of its own.
+        **settings_environment(
+            tmp_path,
+            "comet.settings.production",
+            f'CACHES["default"]["KEY_PREFIX"] = "comet-prod-{database.name}"',
+            CELERY_TASK_DEFAULT_QUEUE=database.name,
+            STATIC_ROOT=str(tmp_path / "static"),
+        ),
     }
     processes = Processes(environment, tmp_path)
     schedules_before = set(ROOT.glob("celerybeat-schedule*"))

@@ -9,7 +9,6 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Trunc
 
 from accounts.models import Token, User
-from billing.metering import usage_reserve, usage_settle
 from logs.models import (
     RequestLog,
     RequestLogData,
@@ -18,7 +17,7 @@ from logs.models import (
     UsageIpHour,
     UsageMinute,
 )
-from tests.billing.helpers import fund, make_token
+from tests.billing.helpers import fund, make_token, spend
 
 _numbers = itertools.count(1)
 BASE = RequestLogData(
@@ -44,14 +43,10 @@ def settle(
     request_id: str | None = None,
     **fields,
 ) -> str:
-    """Reserve and settle one request of `token`; return its request id."""
+    """Hold and settle one request of `token` as the relay does; return its request id."""
     request_id = request_id or f"test-{next(_numbers)}-{token.pk}"
-    usage_reserve(
-        token_id=token.pk, user_id=token.user_id, request_id=request_id, amount=max(cost, 1)
-    )
     log = replace(BASE, token_name=token.name, created_at=created_at, **fields)
-    usage_settle(request_id=request_id, cost=cost, log=log)
-    return request_id
+    return spend(token, cost=cost, log=log, request_id=request_id)
 
 
 def raw_aggregates(unit: str) -> dict:

@@ -10,11 +10,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count, Sum
 
-from billing.metering import usage_release, usage_reserve, usage_settle
+from billing.grants import grant_return
 from billing.selectors import books_drift
+from billing.settlement import Settlement, settle_many
 from logs.models import ChannelHour, RequestLog, TokenIp, UsageDay, UsageIpHour, UsageMinute
 from logs.rollups import rollup_rebuild
 from relay.services import channel_record_failure
+from tests.billing.helpers import hold
 from tests.factories import UserFactory
 from tests.logs.helpers import (
     BASE,
@@ -33,7 +35,7 @@ UNITS = ("minute", "hour", "day")
 def metering_path(request, monkeypatch):
     """Both settle paths: PostgreSQL's one statement and the portable ORM one."""
     if request.param == "orm":
-        monkeypatch.setattr("billing.metering._single_statement", lambda: False)
+        monkeypatch.setattr("billing.settlement.uses_one_statement", lambda: False)
     return request.param
 
 
@@ -65,13 +67,15 @@ def test_each_settle_adds_to_every_rollup(user, metering_path):
 @pytest.mark.django_db
 def test_a_late_settle_and_a_refused_settle_keep_rollups_exact(user, metering_path):
     token = funded_user_with_token(user)
-    # A reservation released before its settle arrives (lease expired) still logs once
-    usage_reserve(token_id=token.pk, user_id=user.pk, request_id="late", amount=500)
-    usage_release(request_id="late")
-    usage_settle(request_id="late", cost=300, log=BASE)
-    # A settle repeated for the same request changes nothing
-    usage_settle(request_id="late", cost=300, log=BASE)
+    # A request whose grant was freed before it was written (the lease ended) logs once
+    grant_id = hold(token, 500)
+    grant_return(grant_id=grant_id)
+    late = Settlement(grant_id=grant_id, request_id="late", cost=300, log=BASE)
+    settle_many([late], lease_seconds=60)
+    # Written again (a writer retrying), it changes nothing
+    settle_many([late], lease_seconds=60)
     assert RequestLog.objects.count() == 1
+    assert books_drift() == []
     for unit in UNITS:
         assert rollup_aggregates(unit) == raw_aggregates(unit)
     assert rollup_ip_hours() == raw_ip_hours()

@@ -53,8 +53,10 @@ def test_killed_worker_loses_no_subscriber_and_duplicates_at_most_the_bound(cata
     handler = SinkHandler(delay_seconds=0.01)
     sink = start_sink(handler)
     queue = unique_queue()
-    worker_env = {"PRICE_CHANGE_EMAIL_LEASE_SECONDS": "2", "PRICE_CHANGE_EMAIL_CHUNK_SIZE": "50"}
-    first = Worker(queue=queue, smtp_port=sink.port, concurrency=WORKER_CONCURRENCY, **worker_env)
+    worker_settings = {"PRICE_CHANGE_EMAIL_LEASE_SECONDS": 2, "PRICE_CHANGE_EMAIL_CHUNK_SIZE": 50}
+    first = Worker(
+        queue=queue, smtp_port=sink.port, concurrency=WORKER_CONCURRENCY, **worker_settings
+    )
     second = None
     try:
         send("models_catalog.tasks.price_change_batch_fan_out_task", change.batch_id, queue=queue)
@@ -64,7 +66,7 @@ def test_killed_worker_loses_no_subscriber_and_duplicates_at_most_the_bound(cata
         delivered_before_kill = len(handler.messages)
         assert delivered_before_kill < SUBSCRIBERS
 
-        second = Worker(queue=queue, smtp_port=sink.port, concurrency=1, **worker_env)
+        second = Worker(queue=queue, smtp_port=sink.port, concurrency=1, **worker_settings)
         time.sleep(2.5)  # the dead worker's claims outlive their lease
         # What the beat schedule does every 5 minutes:
         send("models_catalog.tasks.price_change_emails_resume_task", 0, queue=queue)

@@ -12,17 +12,17 @@ import pytest
 from django.db import connection
 
 from accounts.services import token_create
-from billing.grants import CreditMeter
+from billing.meter import CreditMeter
 from billing.services import account_credit
 from comet.clientaddress import ClientAddressMiddleware
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel, PricingGroup, Vendor
 from models_catalog.services import catalog_entry_create
 from relay.app import RelayApplication
-from relay.fake_upstream import FakeUpstream, ServerThread
 from relay.routing import routing_table_expire
 from relay.services import channel_create
 from tests.factories import UserFactory
+from tests.fake_upstream import FakeUpstream, ServerThread
 
 MODEL = "gpt-test"
 
@@ -87,7 +87,7 @@ def forwarded_for_from_hex(app):
 @pytest.fixture(scope="session")
 def relay_server(django_db_setup, django_db_blocker):
     """The relay app as production runs it: behind the step that decides the client's
-    address (comet/asgi.py), settling after the response is sent."""
+    address (comet/asgi.py), its credit meter writing settled requests in batches."""
     relay = RelayApplication()
     server = ServerThread(forwarded_for_from_hex(ClientAddressMiddleware(relay))).start()
     server.relay = relay
@@ -117,22 +117,20 @@ def relay_url(relay_server, transactional_db):
     # Write everything, give every grant back and stop the meter's writer thread, so
     # that nothing of the relay's holds a lock while the test database is flushed
     # after the test (a fresh meter starts its writer at its first request).
-    if relay.meter is not None:
-        relay.meter.close()
-        relay.meter = CreditMeter()
+    relay.meter.close()
+    relay.meter = CreditMeter()
 
 
 @pytest.fixture
 def return_grants(relay_server):
     """Return a function that writes what the relay settled and gives its grants back.
 
-    With credit grants (billing.grants) the relay holds part of an account's money
-    for up to a second after use; tests that check `reserved` call this first.
+    The relay's credit meter holds part of an account's money for up to a second
+    after use; tests that check `reserved` call this first.
     """
 
     def write_and_return() -> None:
-        if relay_server.relay.meter is not None:
-            relay_server.relay.meter.return_all()
+        relay_server.relay.meter.return_all()
 
     return write_and_return
 

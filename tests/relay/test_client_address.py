@@ -19,7 +19,10 @@ from billing.models import Account
 from comet.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog
 from models_catalog.selectors import model_price
-from relay.app import Outcome
+from relay import upstream
+from relay.app import call_charge
+from relay.calls import Call
+from relay.forwarding import Outcome
 from relay.usage import Usage
 
 from .conftest import MODEL, wait_for_logs
@@ -139,16 +142,23 @@ def test_the_log_row_gets_a_valid_address_even_without_the_entry_step(
     token = token_authenticate(token_key)
     price = model_price(model_name=MODEL, pricing_group_id=token.pricing_group_id)
 
-    settlement = relay_server.relay._settlement(
+    call = Call(
         request_id="alone",
+        endpoint=upstream.CHAT,
         token=token,
-        model=MODEL,
-        price=price,
-        outcome=Outcome(is_answered=True, usage=Usage(prompt_tokens=3, completion_tokens=2)),
         address=scope_client,
+        headers={},
+        body={},
+        model=MODEL,
         stream=False,
+        price=price,
+        routes=[],
         started=time.perf_counter(),
     )
 
-    assert settlement.log.client_ip == address
-    assert settlement.cost > 0
+    cost, log = call_charge(
+        call, Outcome(is_answered=True, usage=Usage(prompt_tokens=3, completion_tokens=2))
+    )
+
+    assert log.client_ip == address
+    assert cost > 0

@@ -134,8 +134,8 @@ def test_missing_model(refused):
     assert (status, error["code"], error["param"]) == (400, "missing_model", "model")
 
 
-def test_oversized_body(refused, settings):
-    settings.RELAY_MAX_BODY_BYTES = 1000
+def test_oversized_body(refused, monkeypatch):
+    monkeypatch.setattr("relay.app.MAX_BODY_BYTES", 1000)
     status, error = refused(json={**CHAT, "padding": "x" * 2000})
     assert (status, error["code"]) == (413, "request_too_large")
 

@@ -111,9 +111,9 @@ def test_a_stream_that_already_sent_bytes_is_not_retried(
 
 
 def test_a_dead_channel_is_disabled_and_comes_back_after_a_probe(
-    relay_url, token_key, catalog_model, fake_upstream, settings
+    relay_url, token_key, catalog_model, fake_upstream, monkeypatch
 ):
-    settings.RELAY_CHANNEL_FAILURE_THRESHOLD = 3
+    monkeypatch.setattr("relay.services.CHANNEL_FAILURE_THRESHOLD", 3)
     fake_upstream.app.switched_off.add("a")
     dead = make_channel("a", f"{fake_upstream.url}/switch-a/v1", priority=10)
     make_channel("b", f"{fake_upstream.url}/v1")

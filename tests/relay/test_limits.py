@@ -17,6 +17,7 @@ from accounts.models import Token
 from accounts.services import token_create
 from billing.models import Account
 from relay.limits import Limiter, LimitOutcome, slots_key
+from tests.settings_module import settings_environment
 
 from .conftest import MODEL, free_port, make_channel, wait_for_logs
 
@@ -120,7 +121,7 @@ def test_a_client_that_disconnects_mid_stream_is_charged_and_frees_its_slot(
 
 
 def test_slots_of_a_killed_relay_process_free_after_the_lease(
-    token_key, catalog_model, fake_upstream, funded_user, relay_server
+    token_key, catalog_model, fake_upstream, funded_user, relay_server, tmp_path
 ):
     # Given a relay in its own process, with a 2-second lease, holding 5 requests in flight
     make_channel("hangs", f"{fake_upstream.url}/hang/v1")
@@ -128,9 +129,8 @@ def test_slots_of_a_killed_relay_process_free_after_the_lease(
     database = settings.DATABASES["default"]
     environment = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "comet.settings.test",
         "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        "RELAY_SLOT_LEASE_SECONDS": "2",
+        **settings_environment(tmp_path, "comet.settings.test", RELAY_SLOT_LEASE_SECONDS=2),
     }
     port = free_port()
     process = subprocess.Popen(

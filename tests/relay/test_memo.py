@@ -1,6 +1,6 @@
 import asyncio
 
-from relay.memo import LocalMemo
+from relay.memo import LOCAL_CACHE_SECONDS, LocalMemo
 
 
 def test_concurrent_misses_share_one_load_and_entries_expire():
@@ -41,3 +41,10 @@ def test_zero_seconds_remembers_nothing():
 
     asyncio.run(scenario())
     assert len(calls) == 2
+
+
+def test_the_relay_remembers_tokens_for_less_than_the_promised_second():
+    # A disabled or deleted token is refused within 1 s: the process memory in front
+    # of the shared cache must leave room for that (the shared cache sees a change as
+    # it commits).
+    assert 0 <= LOCAL_CACHE_SECONDS < 1

@@ -89,9 +89,7 @@ def _books_close(user, answered: int) -> None:
 def busy_channel(fake_upstream, catalog_model, relay_server, monkeypatch):
     # Each answer takes 50 ms, so several requests are always in flight, and grants
     # are small, so new ones are taken (account, token, grant rows locked) all the time.
-    meter = relay_server.relay.meter
-    if meter is not None:
-        monkeypatch.setattr(meter, "max_grant", 2_000)
+    monkeypatch.setattr(relay_server.relay.meter, "max_grant", 2_000)
     return make_channel("fake", f"{fake_upstream.url}/delay-50/v1")
 
 

@@ -9,7 +9,7 @@ waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`,
 `prompt_tokens_details`, in answers that are not streamed).
 Answers are the mock channel's (`relay.mock`).
 
-    python -m relay.fake_upstream --port 9100
+    python -m tests.fake_upstream --port 9100
 """
 
 import argparse
@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from . import mock
+from relay import mock
 
 
 @dataclass

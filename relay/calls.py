@@ -1,0 +1,138 @@
+"""One relayed call: its facts in one object, the checks of its body, its price.
+
+A `Call` is built once the request is authenticated and its body read, and is
+what the forwarding (`relay.forwarding`) and the settlement see of it.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from accounts.tokens import TokenInfo
+from comet.inputs import json_loads, storable_text_problem
+from models_catalog.pricing import request_cost
+from models_catalog.selectors import ModelPrice
+
+from . import upstream
+from .http import RelayError
+from .selectors import ChannelRoute
+from .usage import Usage
+
+CALLS = {
+    "/v1/chat/completions": upstream.CHAT,
+    "/v1/completions": upstream.COMPLETIONS,
+    "/v1/embeddings": upstream.EMBEDDINGS,
+    "/v1/messages": upstream.MESSAGES,
+}
+# Every estimate of a prompt from its body is capped here, so a huge body is
+# refused by the upstream rather than holding an absurd amount.
+MAX_RESERVED_PROMPT_TOKENS = 1_000_000
+# The most completion tokens a request may ask for: above every model's output limit,
+# and low enough that its hold stays a sane amount of money.
+MAX_COMPLETION_TOKENS = 1_000_000
+COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens")
+# Each choice an upstream generates is billed: `n` answers, or `best_of` candidates
+# (legacy completions) of which `n` are returned. Bounded like OpenAI's own limit.
+CHOICE_KEYS = ("n", "best_of")
+MAX_CHOICES = 128
+# Completion tokens a request's hold assumes when it sets no max_tokens: a long
+# answer of most models; what the answer really costs is charged in full anyway.
+DEFAULT_MAX_TOKENS = 4096
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """The facts of one relayed request, gathered before it is forwarded."""
+
+    request_id: str
+    endpoint: upstream.Endpoint
+    token: TokenInfo
+    address: str
+    headers: dict[bytes, bytes]
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    price: ModelPrice
+    routes: list[ChannelRoute]
+    started: float  # time.perf_counter() when the request arrived
+
+
+def reservation_amount(
+    *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
+) -> int:
+    """Return the most a request can cost: its whole body as prompt, plus its max_tokens
+    for every choice it asks for (`n`, `best_of`)."""
+    if price.price_per_call is not None or price.model_ratio is None:
+        return request_cost(price)
+    completion = 0
+    if has_completion:
+        completion = DEFAULT_MAX_TOKENS
+        for key in COMPLETION_LIMIT_KEYS:
+            value = body.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                completion = value
+                break
+        completion *= max(
+            [1] + [body[key] for key in CHOICE_KEYS if isinstance(body.get(key), int)]
+        )
+    return request_cost(
+        price,
+        prompt_tokens=min(body_size, MAX_RESERVED_PROMPT_TOKENS),
+        completion_tokens=completion,
+    )
+
+
+def actual_cost(*, usage: Usage, price: ModelPrice) -> int:
+    """Return what an answered request costs."""
+    return request_cost(
+        price,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
+
+
+def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[str, Any], str]:
+    """Return the request's JSON object and its model name, or raise a 400 RelayError.
+
+    Refused here, before anything is held: what is not JSON (invalid UTF-8,
+    nesting deeper than `comet.inputs.MAX_JSON_DEPTH`), a body that is not an object,
+    a model name no database can hold (NUL, a lone surrogate), a completion limit
+    that is not a whole number from 1 to MAX_COMPLETION_TOKENS, and a number of
+    choices (`n`, `best_of`) that is not one from 1 to MAX_CHOICES.
+    """
+    try:
+        body = json_loads(raw_body)
+    except ValueError:
+        raise RelayError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise RelayError(400, "The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RelayError(
+            400, "Name the model: 'model' is required.", code="missing_model", param="model"
+        )
+    problem = storable_text_problem(model)
+    if problem is not None:
+        # Not quoted back: the name is what cannot be shown.
+        raise RelayError(400, f"The model name {problem}.", code="invalid_model", param="model")
+    if has_completion:
+        for keys, highest in (
+            (COMPLETION_LIMIT_KEYS, MAX_COMPLETION_TOKENS),
+            (CHOICE_KEYS, MAX_CHOICES),
+        ):
+            for key in keys:
+                value = body.get(key)
+                if value is None:
+                    continue
+                if (
+                    not isinstance(value, int)
+                    or isinstance(value, bool)
+                    or not 1 <= value <= highest
+                ):
+                    raise RelayError(
+                        400,
+                        f"'{key}' must be a whole number from 1 to {highest}.",
+                        code="invalid_value",
+                        param=key,
+                    )
+    return body, model
