@@ -9,7 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
-from comet.links import public_domain, public_url
+from core.links import public_domain, public_url
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
-from comet.admin_site import DollarsAdmin
+from core.admin import DollarsAdmin
 
 from .models import Token, User
 

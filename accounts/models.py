@@ -132,7 +132,7 @@ class Token(models.Model):
 class TokenFormNonce(models.Model):
     """A single-use nonce of a console form that shows a key: "new token" or "roll key".
 
-    The form carries a signed nonce (`accounts.tokens.form_nonce_issue`); the row is
+    The form carries a signed nonce (`tokens.form_nonces.form_nonce_issue`); the row is
     written in the transaction that creates the token or rolls its key, so a form
     posted twice (a reload, a double click) finds its row and shows nothing new. No
     key is kept here: `token` is what the first post changed (empty once deleted).

@@ -1,3 +1,5 @@
+from django.db.models import QuerySet
+
 from accounts.models import Token, User
 
 
@@ -9,3 +11,8 @@ def user_by_email(*, email: str) -> User | None:
 def token_count(*, user_id: int) -> int:
     """Return how many API tokens the user has (enabled or not)."""
     return Token.objects.filter(user_id=user_id).count()
+
+
+def token_list(*, user_id: int) -> QuerySet[Token]:
+    """Return the user's tokens, newest first."""
+    return Token.objects.filter(user_id=user_id).order_by("-created_at", "-id")

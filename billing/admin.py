@@ -27,14 +27,6 @@ from billing.models import (
     StripeEvent,
     UserDiscount,
 )
-from billing.money import (
-    AmountError,
-    format_minor,
-    format_owed,
-    format_usd,
-    micro_to_usd,
-    usd_to_micro,
-)
 from billing.pricing import recharge_settings
 from billing.recharge import (
     CODE_PREFIX_LENGTH,
@@ -46,8 +38,16 @@ from billing.recharge import (
     order_credit,
 )
 from billing.services import LedgerError, account_adjust, account_debt_forgive
-from comet.admin_site import DollarsAdmin
-from comet.inputs import ascii_int
+from core.admin import DollarsAdmin
+from core.inputs import ascii_int
+from core.money import (
+    AmountError,
+    format_minor,
+    format_owed,
+    format_usd,
+    micro_to_usd,
+    usd_to_micro,
+)
 
 
 class ReadOnlyAdmin(DollarsAdmin):

@@ -1,7 +1,6 @@
 """Console API for money: the account summary and the ledger."""
 
-from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
@@ -11,25 +10,8 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from billing.models import LedgerEntry
-from billing.money import AmountError, micro_to_usd, usd_to_micro
 from billing.selectors import account_for_user, ledger_entry_list
-
-
-class UsdField(serializers.DecimalField):
-    """Integer micro-USD inside, USD with 6 decimals (a string) in JSON."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_digits=18, decimal_places=6, **kwargs)
-
-    def to_representation(self, value: Any) -> Any:
-        return super().to_representation(micro_to_usd(int(value)))
-
-    def to_internal_value(self, data: Any) -> Any:
-        usd: Decimal = super().to_internal_value(data)
-        try:
-            return usd_to_micro(usd)
-        except AmountError as error:
-            raise serializers.ValidationError(str(error)) from error
+from core.serializers import UsdField
 
 
 class AccountSerializer(serializers.Serializer):

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from billing.models import RechargeTier, UserDiscount
-from billing.money import MICRO_PER_USD
 from billing.services import recharge_tier_create, user_discount_set
+from core.money import MICRO_PER_USD
 
 # (kind, threshold in USD, percent off). Single: one top-up of at least that much;
 # lifetime: once a customer's top-ups add up to that much, every later one.

@@ -3,8 +3,8 @@ from decimal import Decimal
 from django import forms
 
 from billing.models import RechargeSettings
-from billing.money import MICRO_PER_USD
-from comet.inputs import ascii_decimal
+from core.inputs import ascii_decimal
+from core.money import MICRO_PER_USD
 
 
 class RechargeAmountForm(forms.Form):

@@ -32,7 +32,7 @@ from django.utils import timezone
 from accounts.models import Token
 from billing.locks import lock_rows
 from billing.models import Account, Reservation
-from billing.money import format_owed
+from core.money import format_owed
 
 GRANT_PREFIX = "grant:"
 # Closed grants are kept this long for the admin and `reconcile` to read, then deleted.

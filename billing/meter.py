@@ -14,7 +14,7 @@ its customers' money in grants (`billing.grants`) and meters requests in memory:
 - A writer thread writes what was settled every `FLUSH_SECONDS` through
   `billing.settlement.settle_many` (one statement per batch on PostgreSQL, the ORM
   on SQLite), on a connection of the process's pool given back after each round
-  (`comet.db`). The hot row is written once per batch, not per request.
+  (`core.db`). The hot row is written once per batch, not per request.
 - A grant takes new holds for at most `MAX_GRANT_AGE_SECONDS` (1 s). Then it is
   retired: at the next write its unused part goes back to the account, and it is
   closed once its last request was written. So every second each busy token's
@@ -53,7 +53,7 @@ from billing.grants import (
     grant_take,
 )
 from billing.settlement import Settlement, settle_many
-from comet.db import connection_return
+from core.db import connection_return
 from logs.data import RequestLogData
 
 logger = logging.getLogger(__name__)

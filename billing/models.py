@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from billing.money import format_usd_exact
+from core.money import format_usd_exact
 
 
 class Account(models.Model):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from billing.models import RechargeOrder, RechargeSettings, RechargeTier, UserDiscount
-from billing.money import charge_minor, format_minor, format_usd
+from core.money import charge_minor, format_minor, format_usd
 
 Source = RechargeOrder.DiscountSource
 

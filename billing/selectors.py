@@ -27,11 +27,6 @@ def ledger_entry_list(*, user_id: int) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(account_id=user_id).select_related("created_by")
 
 
-def token_list(*, user_id: int) -> QuerySet[Token]:
-    """Return the user's tokens, newest first."""
-    return Token.objects.filter(user_id=user_id).order_by("-created_at", "-id")
-
-
 @dataclass(frozen=True)
 class Drift:
     subject: str

@@ -9,6 +9,8 @@ cycle.
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -21,12 +23,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Token, User
-from accounts.tokens import token_cache_invalidate
+from accounts.models import User
 from billing.locks import lock_rows
-from billing.models import Account, LedgerEntry, RechargeTier, Reservation, UserDiscount
-from billing.money import format_owed, usd_to_micro
-from comet.links import public_url
+from billing.models import Account, LedgerEntry, RechargeTier, UserDiscount
+from core.links import public_url
+from core.money import format_owed, usd_to_micro
+from logs.selectors import log_last_ids_before, log_retention_cutoff
+from logs.services import RETENTION_BATCH_SIZE, log_prune
 
 
 class LedgerError(Exception):
@@ -238,6 +241,35 @@ def usage_settlement_record(*, user_id: int, through_log_id: int) -> LedgerEntry
         )
 
 
+@dataclass(frozen=True)
+class RetentionResult:
+    cutoff: datetime
+    settled_users: int
+    deleted_rows: int
+    deleted_rollups: int
+
+
+def log_retention_run(
+    *, now: datetime | None = None, batch_size: int = RETENTION_BATCH_SIZE
+) -> RetentionResult:
+    """Delete request log rows older than LOG_RETENTION_DAYS, keeping the books closed.
+
+    1. Rollups are written with each row as it settles, so nothing is pending there.
+    2. Each user's old rows are folded into one usage settlement ledger entry
+       (`usage_settlement_record`), so balances still prove out.
+    3. Then `logs` deletes the rows, their minute and hour rollups and old refusal
+       counts (`logs.services.log_prune`, in short batches that keep each token's
+       pruned usage).
+    """
+    cutoff = log_retention_cutoff(now=now)
+    settled = 0
+    for user_id, through in log_last_ids_before(cutoff=cutoff):
+        usage_settlement_record(user_id=user_id, through_log_id=through)
+        settled += 1
+    pruned = log_prune(cutoff=cutoff, batch_size=batch_size)
+    return RetentionResult(cutoff, settled, pruned.deleted_rows, pruned.deleted_rollups)
+
+
 def account_debt_notify(*, account_ids: Iterable[int]) -> None:
     """Email, once, each of these accounts that owes money and was not told yet.
 
@@ -274,34 +306,6 @@ def account_debt_forgive(*, user_id: int, reason: str, created_by: User | None) 
             reason=reason.strip(),
             created_by=created_by,
         )
-
-
-def token_delete(*, token: Token) -> None:
-    """Delete a token, even while requests use it; its request logs keep its name.
-
-    What its grants and reservations hold goes back to the account at once. The
-    requests they already admitted are charged in full when they settle (logged
-    without the token); new requests are refused within a second. Locks the
-    account, the token, then its open reservations, in the one order.
-    """
-    with transaction.atomic():
-        lock_rows(accounts=[token.user_id], tokens=[token.pk])
-        # Every path that makes a reservation locks the account first: none can appear now.
-        open_reservations = Reservation.objects.filter(
-            token_id=token.pk, status=Reservation.Status.OPEN
-        )
-        lock_rows(reservations=open_reservations.values_list("pk", flat=True))
-        held = list(open_reservations.values_list("pk", "amount"))
-        if held:
-            Reservation.objects.filter(pk__in=[pk for pk, _ in held]).update(
-                status=Reservation.Status.RELEASED
-            )
-            Account.objects.filter(pk=token.user_id).update(
-                reserved=F("reserved") - sum(amount for _, amount in held)
-            )
-        Reservation.objects.filter(token_id=token.pk).update(token=None)
-        token_cache_invalidate(token.key_hash)
-        Token.objects.filter(pk=token.pk).delete()
 
 
 def account_debt_email_send(*, account_id: int) -> bool:

@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from billing.grants import grant_release_expired
 from billing.models import OrderEvent, RechargeOrder
-from billing.money import format_minor, format_usd
 from billing.recharge import order_credit, orders_needing_notice, orders_sweep
-from billing.services import account_debt_email_send
-from comet.links import public_url
+from billing.services import account_debt_email_send, log_retention_run
+from core.links import public_url
+from core.money import format_minor, format_usd
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +130,10 @@ def order_receipt_send_task(order_id: int) -> None:
 def account_debt_email_task(account_id: int) -> None:
     """Tell a customer, once, that their account owes money."""
     account_debt_email_send(account_id=account_id)
+
+
+@shared_task
+def log_retention_task() -> int:
+    """Fold old request costs into the ledger, then delete request log rows past
+    LOG_RETENTION_DAYS (beat, 03:30); return the rows deleted."""
+    return log_retention_run().deleted_rows

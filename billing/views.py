@@ -18,10 +18,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.http import ConsoleRequest
+from accounts.selectors import token_list
 from accounts.tokens import key_is_well_formed, token_authenticate
 from billing.forms import RechargeAmountForm, RedeemForm
 from billing.models import RechargeOrder, RechargeSettings, RechargeTier
-from billing.money import AmountError, format_usd, micro_to_json, micro_to_usd, usd_to_micro
 from billing.pricing import recharge_quote, recharge_settings
 from billing.recharge import (
     ATTENTION_SECONDS,
@@ -38,7 +38,6 @@ from billing.selectors import (
     ledger_entry_list,
     order_list,
     recharge_tier_list,
-    token_list,
     user_discount_for,
 )
 from billing.stripe_api import (
@@ -48,7 +47,8 @@ from billing.stripe_api import (
     payments_enabled,
 )
 from billing.webhooks import stripe_event_receive
-from comet.api import error_response
+from core.api import error_response
+from core.money import AmountError, format_usd, micro_to_json, micro_to_usd, usd_to_micro
 
 LEDGER_PAGE_SIZE = 50
 # An order still unpaid this long after it was created shows how to reach support.

@@ -6,18 +6,13 @@ Django lists models by the app that defines them, which splits an account across
 gathers them into one section; the other sections stay as their apps make them.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
-from django.db.models import Model
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
-
-from billing.money import format_usd_exact
 
 # (app label, model name) → the name shown in the Accounts section, in the order shown.
 ACCOUNT_MODELS: dict[tuple[str, str], Any] = {
@@ -80,55 +75,3 @@ class CometAdminSite(admin.AdminSite):
 
 class CometAdminConfig(AdminConfig):
     default_site = "comet.admin_site.CometAdminSite"
-
-
-def usd_display(model: type[Model], field: str) -> Callable[[Model], str]:
-    """Return an admin column or read-only row showing a micro-USD field in dollars, exactly."""
-
-    def display(obj: Model) -> str:
-        value = getattr(obj, field)
-        return "—" if value is None else format_usd_exact(value)
-
-    display.__name__ = f"{field}_usd"
-    description = capfirst(str(getattr(model._meta.get_field(field), "verbose_name", field)))
-    return admin.display(description=description, ordering=field)(display)
-
-
-class DollarsAdmin(admin.ModelAdmin):
-    """An admin whose micro-USD fields (`money_fields`) read in dollars, never as raw
-    integers: in the list's columns and in the read-only rows of the change view."""
-
-    money_fields: tuple[str, ...] = ()
-
-    def _dollars(self, field: Any) -> Any:
-        if field not in self.money_fields:
-            return field
-        displays = self.__dict__.setdefault("_money_displays", {})
-        if field not in displays:
-            displays[field] = usd_display(self.model, field)
-        return displays[field]
-
-    def _swap(self, fields: Any) -> list[Any]:
-        swapped: list[Any] = []
-        for field in fields:
-            shown = self._dollars(field)
-            if shown not in swapped:
-                swapped.append(shown)
-        return swapped
-
-    def get_list_display(self, request: HttpRequest) -> Any:
-        return self._swap(super().get_list_display(request))
-
-    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [*(super().get_exclude(request, obj) or ()), *self.money_fields]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        readonly = self._swap(super().get_readonly_fields(request, obj))
-        return readonly + [
-            self._dollars(field)
-            for field in self.money_fields
-            if self._dollars(field) not in readonly
-        ]
-
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self._swap(super().get_fields(request, obj))

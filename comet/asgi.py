@@ -7,7 +7,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comet.settings.local")
 django_application = get_asgi_application()
 
 # Imported after Django is set up: the relay reads models and settings.
-from comet.clientaddress import ClientAddressMiddleware  # noqa: E402
+from core.clientaddress import ClientAddressMiddleware  # noqa: E402
 from relay.app import application as relay_application  # noqa: E402
 
 
@@ -22,5 +22,5 @@ async def route(scope, receive, send):
     await django_application(scope, receive, send)
 
 
-# Every request's client address is decided here, once, for both (comet/clientaddress.py).
+# Every request's client address is decided here, once, for both (core/clientaddress.py).
 application = ClientAddressMiddleware(route)

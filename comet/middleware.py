@@ -6,9 +6,9 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from comet.api import API_PATH_PREFIXES, error_response
-from comet.db import database_busy
 from comet.views import busy
+from core.api import API_PATH_PREFIXES, error_response
+from core.db import database_busy
 
 NUL_MESSAGE = "The address contains a NUL character (%00), which no Comet address or filter has."
 
@@ -56,7 +56,7 @@ class DatabaseBusyMiddleware:
     """Answer 503 "busy, retry" when a view found no database connection free in time.
 
     The pool lends each process at most DATABASE_POOL_MAX_SIZE connections and a
-    request waits DATABASE_POOL_TIMEOUT_SECONDS for one (comet.db). Last in
+    request waits DATABASE_POOL_TIMEOUT_SECONDS for one (core.db). Last in
     MIDDLEWARE, so its `process_exception` is the first to see a view's error.
     """
 

@@ -12,11 +12,11 @@ from django.views.decorators.http import require_GET
 
 from accounts.selectors import token_count
 from billing.selectors import account_for_user, welcome_credit
-from comet.api import API_PATH_PREFIXES, error_response, not_found_json
-from comet.db import BUSY_CODE, BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS, database_busy
-from comet.links import relay_base_url
-from comet.quickstart import KEY_PLACEHOLDER, quickstart_context, quickstart_model, relay_endpoints
+from core.api import API_PATH_PREFIXES, error_response, not_found_json
+from core.db import BUSY_CODE, BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS, database_busy
+from core.links import relay_base_url
 from logs.selectors import home_usage
+from tokens.quickstart import KEY_PLACEHOLDER, quickstart_context, quickstart_model, relay_endpoints
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -5,7 +5,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from accounts.models import User
-from comet.admin_site import DollarsAdmin
+from core.admin import DollarsAdmin
 from logs import selectors
 from logs.breakdown import cost_breakdown
 from logs.forms import AdminLogFilterForm
@@ -17,8 +17,8 @@ class RequestLogAdmin(DollarsAdmin):
     """Every user's requests with the console's filters plus user and channel.
 
     The stock change list counts and offsets over the whole table; this one reads
-    keyset pages through `logs.selectors` like the console, and shows each
-    channel's error rate from the ChannelHour rollup.
+    keyset pages through `logs.selectors` like the console. Each channel's error rate
+    is on the channel list (`relay.admin`).
     """
 
     list_display = ("created_at", "user", "token_name", "model", "cost", "status_code", "client_ip")
@@ -48,7 +48,6 @@ class RequestLogAdmin(DollarsAdmin):
             "form": form,
             "query": query.urlencode(),
             "retention_days": settings.LOG_RETENTION_DAYS,
-            "channel_rates": selectors.channel_error_rates(hours=24),
         }
         status = 200
         if form.is_valid():

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from billing.api import UsdField
+from core.serializers import UsdField
 from logs import selectors
 from logs.forms import LogFilterForm
 from logs.views import csv_response

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
-from comet.clientaddress import UNKNOWN_ADDRESS
+from core.clientaddress import UNKNOWN_ADDRESS
 
 _INT4_MAX = 2**31 - 1
 

@@ -3,7 +3,7 @@
 import csv
 from collections.abc import Iterator
 
-from billing.money import micro_to_usd
+from core.money import micro_to_usd
 from logs.forms import Cursor, LogFilters
 from logs.selectors import log_list
 

@@ -10,7 +10,7 @@ from django.core import signing
 from django.utils import timezone
 
 from accounts.models import Token
-from comet.inputs import ascii_int
+from core.inputs import ascii_int
 
 RANGE_PRESETS = {
     "1h": timedelta(hours=1),

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from billing.money import format_usd_exact
+from core.money import format_usd_exact
 from logs.data import RequestLogData
 
 __all__ = [

@@ -8,15 +8,15 @@ nothing counts the whole range. Totals and charts read the rollup tables.
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models import CharField, Count, Exists, Max, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from accounts.models import Token
 from logs.forms import Cursor, LogFilters
 from logs.models import (
-    ChannelHour,
     Refusal,
     RequestLog,
     TokenIp,
@@ -474,41 +474,18 @@ def home_usage(*, user_id: int, now: datetime | None = None) -> HomeUsage:
     )
 
 
-@dataclass(frozen=True)
-class ChannelErrorRate:
-    channel_id: int
-    name: str
-    requests: int
-    failures: int
-
-    @property
-    def rate(self) -> float:
-        return self.failures / self.requests if self.requests else 0.0
+def log_retention_cutoff(*, now: datetime | None = None) -> datetime:
+    """Return the moment before which request log rows are past LOG_RETENTION_DAYS."""
+    return (now or timezone.now()) - timedelta(days=settings.LOG_RETENTION_DAYS)
 
 
-def channel_error_rates(*, hours: int = 24, now: datetime | None = None) -> list[ChannelErrorRate]:
-    """Return each channel's attempts, failed attempts and error rate over the last hours."""
-    from relay.models import Channel
-
-    since = bucket_start((now or timezone.now()).astimezone(UTC), "hour") - timedelta(
-        hours=hours - 1
+def log_last_ids_before(*, cutoff: datetime) -> list[tuple[int, int]]:
+    """Return (user id, id of the user's newest row) of each user with rows older than
+    `cutoff`, by user id."""
+    return list(
+        RequestLog.objects.filter(created_at__lt=cutoff)
+        .values("user_id")
+        .annotate(through=Max("id"))
+        .order_by("user_id")
+        .values_list("user_id", "through")
     )
-    rows = list(
-        ChannelHour.objects.filter(bucket__gte=since)
-        .values("channel_id")
-        .annotate(requests=Sum("requests"), failures=Sum("failures"))
-        .order_by("channel_id")
-    )
-    names = dict(
-        Channel.objects.filter(pk__in=[row["channel_id"] for row in rows]).values_list("id", "name")
-    )
-    rates = [
-        ChannelErrorRate(
-            row["channel_id"],
-            names.get(row["channel_id"], f"Deleted channel #{row['channel_id']}"),
-            row["requests"],
-            row["failures"],
-        )
-        for row in rows
-    ]
-    return sorted(rates, key=lambda rate: -rate.rate)

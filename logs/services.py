@@ -1,9 +1,9 @@
-"""Writes of the request log outside the settle path: refusals, alerts, retention."""
+"""Writes of the request log outside the settle path: refusals, alerts, pruning."""
 
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import Token
-from comet.links import public_url
+from core.links import public_url
 from logs.data import RefusalData
 from logs.models import PrunedTokenUsage, Refusal, RequestLog, TokenIp
 from logs.rollups import bucket_start, rollup_prune
@@ -114,52 +114,36 @@ def new_ip_email_send(*, log_id: int) -> bool:
 
 
 @dataclass(frozen=True)
-class RetentionResult:
-    cutoff: datetime
-    settled_users: int
+class PruneResult:
     deleted_rows: int
     deleted_rollups: int
 
 
-def log_retention_run(
-    *, now: datetime | None = None, batch_size: int = RETENTION_BATCH_SIZE
-) -> RetentionResult:
-    """Delete request log rows older than LOG_RETENTION_DAYS, keeping the books closed.
+def log_prune(*, cutoff: datetime, batch_size: int = RETENTION_BATCH_SIZE) -> PruneResult:
+    """Delete request log rows, minute and hour rollups and refusals older than `cutoff`.
 
-    1. Rollups are written with each row as it settles, so nothing is pending there.
-    2. Each user's old rows are folded into one usage settlement ledger entry
-       (`billing.services.usage_settlement_record`), so balances still prove out.
-    3. Rows are deleted by id ranges of `batch_size`, each batch in its own short
+    The caller first folds the costs of these rows into the books (retention is
+    `billing.services.log_retention_run`, which does that and then calls this).
+    1. Rows are deleted by id ranges of `batch_size`, each batch in its own short
        transaction that also adds the batch's costs to `PrunedTokenUsage` (so each
        token's `used` still proves out): no long lock, and a crash loses nothing.
-    4. Minute and hour rollups older than the cutoff go too; day rollups stay.
-    5. Refusal counts older than the cutoff go, in batches.
+    2. Minute and hour rollups older than the cutoff go too; day rollups stay.
+    3. Refusal counts older than the cutoff go, in batches.
     """
-    from billing.services import usage_settlement_record
-
-    now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.LOG_RETENTION_DAYS)
-    old_rows = RequestLog.objects.filter(created_at__lt=cutoff)
-    bounds = old_rows.aggregate(first=Min("id"), last=Max("id"))
-    if bounds["last"] is None:
-        deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
-        _refusals_prune(cutoff=cutoff, batch_size=batch_size)
-        return RetentionResult(cutoff, 0, 0, deleted_rollups)
-    settled = 0
-    per_user = old_rows.values("user_id").annotate(through=Max("id")).order_by("user_id")
-    for row in per_user:
-        usage_settlement_record(user_id=row["user_id"], through_log_id=row["through"])
-        settled += 1
+    bounds = RequestLog.objects.filter(created_at__lt=cutoff).aggregate(
+        first=Min("id"), last=Max("id")
+    )
     deleted = 0
-    low = bounds["first"] - 1
-    while low < bounds["last"]:
-        high = min(low + batch_size, bounds["last"])
-        deleted += _delete_batch(low=low, high=high, cutoff=cutoff)
-        low = high
+    if bounds["last"] is not None:
+        low = bounds["first"] - 1
+        while low < bounds["last"]:
+            high = min(low + batch_size, bounds["last"])
+            deleted += _delete_batch(low=low, high=high, cutoff=cutoff)
+            low = high
+        logger.info("Log retention: %d rows older than %s deleted", deleted, cutoff.isoformat())
     deleted_rollups = rollup_prune(before=bucket_start(cutoff, "hour"))
     _refusals_prune(cutoff=cutoff, batch_size=batch_size)
-    logger.info("Log retention: %d rows older than %s deleted", deleted, cutoff.isoformat())
-    return RetentionResult(cutoff, settled, deleted, deleted_rollups)
+    return PruneResult(deleted, deleted_rollups)
 
 
 def _refusals_prune(*, cutoff: datetime, batch_size: int) -> None:

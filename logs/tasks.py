@@ -10,9 +10,3 @@ from logs import services
 def new_ip_email_task(log_id: int) -> bool:
     """Email a user that one of their tokens was used from a new IP (once per address)."""
     return services.new_ip_email_send(log_id=log_id)
-
-
-@shared_task
-def log_retention_task() -> int:
-    """Settle, then delete request log rows past LOG_RETENTION_DAYS (beat, 03:30)."""
-    return services.log_retention_run().deleted_rows

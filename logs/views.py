@@ -9,8 +9,8 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from accounts.http import ConsoleRequest
-from billing.money import micro_to_json
-from comet.inputs import ascii_int
+from core.inputs import ascii_int
+from core.money import micro_to_json
 from logs import selectors
 from logs.breakdown import cost_breakdown
 from logs.export import csv_lines

@@ -17,7 +17,7 @@ from django.utils.functional import Promise
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from comet.inputs import storable_text_problem
+from core.inputs import storable_text_problem
 
 from . import services
 from .display import change_lines, model_prices, price_preview_constants, price_text, prices_of

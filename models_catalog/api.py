@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.money import micro_to_usd
+from core.money import micro_to_usd
 
 from . import selectors
 from .display import model_prices

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from billing.money import MICRO_PER_USD, format_usd_exact
+from core.money import MICRO_PER_USD, format_usd_exact
 
 from .models import CatalogModel, PriceChange
 from .pricing import (
@@ -26,7 +26,7 @@ def price_text(micro: int | None) -> str:
     """Return a price as people read it, exact: `$1.25`, `$0.075`, `$1,200.00`, `—` for none.
 
     A price (per 1M tokens, per call) is not a balance: it keeps every decimal it has to
-    the micro-dollar (`billing.money.format_usd_exact`, the `usd_exact` filter), where a
+    the micro-dollar (`core.money.format_usd_exact`, the `usd_exact` filter), where a
     balance is floored to the cent (`format_usd`, the `usd` filter).
     """
     return "—" if micro is None else format_usd_exact(micro)

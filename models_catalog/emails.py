@@ -31,7 +31,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from comet.links import public_url
+from core.links import public_url
 
 from .display import change_lines
 from .models import (

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import User
-from comet.inputs import storable_text_problem
+from core.inputs import storable_text_problem
 
 from .display import MICRO_USD_PER_USD, PriceLine, change_lines
 from .models import CatalogModel, PriceChange, PricingGroup

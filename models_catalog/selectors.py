@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from comet.db import run_in_database_thread
+from core.db import run_in_database_thread
 
 from .models import (
     CatalogModel,

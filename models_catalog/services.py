@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from comet.inputs import storable_text_problem
+from core.inputs import storable_text_problem
 
 from .models import (
     CatalogModel,

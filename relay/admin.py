@@ -11,13 +11,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from comet.inputs import ascii_int
+from core.inputs import ascii_int
 from models_catalog.models import CatalogModel
 
 from .admin_fields import ModelMappingField, ServedModelsField
 from .models import Channel
 from .probe import ChannelTestResult, channel_test
 from .routing import routing_table_expire
+from .selectors import channel_error_rates
 from .services import channel_set_api_key
 
 # Channels one "Test" action sends a request through (each may take up to its timeout).
@@ -157,9 +158,15 @@ class ChannelAdmin(admin.ModelAdmin):
     )
     actions = ["test_channels"]
     change_form_template = "admin/relay/channel/change_form.html"
+    change_list_template = "admin/relay/channel/change_list.html"
 
     class Media:
         css = {"all": ["css/admin-channels.css"]}
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        """The channel list, with each channel's error rate over the last 24 hours on top."""
+        extra_context = {**(extra_context or {}), "channel_rates": channel_error_rates(hours=24)}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description=gettext_lazy("API key"))
     def api_key_display(self, channel: Channel) -> str:

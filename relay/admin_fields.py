@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from comet.inputs import storable_text_problem
+from core.inputs import storable_text_problem
 
 # As long as a catalog model's name may be (models_catalog.models.CatalogModel.name).
 MAX_MODEL_NAME_LENGTH = 128

@@ -25,8 +25,8 @@ from typing import Any
 from accounts.tokens import TokenInfo, atoken_authenticate
 from billing.grants import UsageRefused
 from billing.meter import CreditMeter
-from comet.clientaddress import UNKNOWN_ADDRESS, address_clean
-from comet.db import (
+from core.clientaddress import UNKNOWN_ADDRESS, address_clean
+from core.db import (
     BUSY_CODE,
     BUSY_MESSAGE,
     BUSY_RETRY_AFTER_SECONDS,
@@ -215,7 +215,7 @@ class RelayApplication:
             raise RelayError(
                 401, "Invalid API key, or the token is disabled or deleted.", code="invalid_api_key"
             )
-        # Decided where the request entered, proxies believed or not (comet/clientaddress.py).
+        # Decided where the request entered, proxies believed or not (core/clientaddress.py).
         address = scope["client"][0] if scope.get("client") else UNKNOWN_ADDRESS
         with self._counting_refusals(token, address):
             if not token.is_enabled:

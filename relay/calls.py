@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts.tokens import TokenInfo
-from comet.inputs import json_loads, storable_text_problem
+from core.inputs import json_loads, storable_text_problem
 from models_catalog.pricing import request_cost
 from models_catalog.selectors import ModelPrice
 
@@ -95,7 +95,7 @@ def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[s
     """Return the request's JSON object and its model name, or raise a 400 RelayError.
 
     Refused here, before anything is held: what is not JSON (invalid UTF-8,
-    nesting deeper than `comet.inputs.MAX_JSON_DEPTH`), a body that is not an object,
+    nesting deeper than `core.inputs.MAX_JSON_DEPTH`), a body that is not an object,
     a model name no database can hold (NUL, a lone surrogate), a completion limit
     that is not a whole number from 1 to MAX_COMPLETION_TOKENS, and a number of
     choices (`n`, `best_of`) that is not one from 1 to MAX_CHOICES.

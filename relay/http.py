@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from comet.api import error_body
+from core.api import error_body
 
 from . import translate
 

@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.utils.translation import gettext as _
 
-from comet.db import connection_return
+from core.db import connection_return
 from models_catalog.models import CatalogModel
 
 from .models import Channel

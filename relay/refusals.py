@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 
 from accounts.tokens import TokenInfo
-from comet.db import run_in_database_thread
+from core.db import run_in_database_thread
 from logs.data import RefusalData
 from logs.services import refusals_record
 

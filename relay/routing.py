@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from comet.db import run_in_database_thread
+from core.db import run_in_database_thread
 
 from .selectors import ChannelRoute, channel_routes_enabled, default_pricing_group_id
 

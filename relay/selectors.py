@@ -1,8 +1,14 @@
-"""Reads of channels, shaped for the relay's routing table."""
+"""Reads of channels: the relay's routing table, and each channel's error rate."""
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from django.db.models import Sum
+from django.utils import timezone
+
+from logs.models import ChannelHour
+from logs.rollups import bucket_start
 from models_catalog.models import PricingGroup
 
 from .crypto import decrypt_secret
@@ -105,3 +111,45 @@ def channel_routes_auto_disabled() -> list[ChannelRoute]:
 def default_pricing_group_id() -> int | None:
     """Return the id of the default pricing group."""
     return PricingGroup.objects.filter(is_default=True).values_list("pk", flat=True).first()
+
+
+@dataclass(frozen=True)
+class ChannelErrorRate:
+    channel_id: int
+    name: str
+    requests: int
+    failures: int
+
+    @property
+    def rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+def channel_error_rates(*, hours: int = 24, now: datetime | None = None) -> list[ChannelErrorRate]:
+    """Return each channel's attempts, failed attempts and error rate over the last hours.
+
+    The counts are `logs`' ChannelHour rollup (written as requests settle); names are
+    the channels'. Worst rate first.
+    """
+    since = bucket_start((now or timezone.now()).astimezone(UTC), "hour") - timedelta(
+        hours=hours - 1
+    )
+    rows = list(
+        ChannelHour.objects.filter(bucket__gte=since)
+        .values("channel_id")
+        .annotate(requests=Sum("requests"), failures=Sum("failures"))
+        .order_by("channel_id")
+    )
+    names = dict(
+        Channel.objects.filter(pk__in=[row["channel_id"] for row in rows]).values_list("id", "name")
+    )
+    rates = [
+        ChannelErrorRate(
+            row["channel_id"],
+            names.get(row["channel_id"], f"Deleted channel #{row['channel_id']}"),
+            row["requests"],
+            row["failures"],
+        )
+        for row in rows
+    ]
+    return sorted(rates, key=lambda rate: -rate.rate)

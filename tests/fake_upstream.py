@@ -163,7 +163,7 @@ class ServerThread:
         self.socket.bind(("127.0.0.1", port))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        # proxy_headers off: Comet decides itself whom to believe (comet/clientaddress.py).
+        # proxy_headers off: Comet decides itself whom to believe (core/clientaddress.py).
         config = uvicorn.Config(
             app, log_level="warning", lifespan="on", access_log=False, proxy_headers=False
         )

@@ -211,11 +211,11 @@ def main() -> None:
     _setup_django()
 
     from accounts.models import User
-    from accounts.services import token_create
     from billing.models import Account
     from billing.selectors import books_drift
     from billing.services import account_credit
     from logs.models import RequestLog
+    from tokens.services import token_create
 
     initial = 10**15
     pairs = []

@@ -37,12 +37,12 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from accounts.models import User
-    from accounts.services import token_create
     from billing import settlement
     from billing.grants import grant_take
     from billing.services import account_credit
     from logs.models import RequestLogData
     from logs.rollups import SETTLE_CTE, SETTLE_SELECT
+    from tokens.services import token_create
 
     user = User.objects.create_user(email=f"settle-{uuid.uuid4().hex[:8]}@bench.example.com")
     account_credit(user_id=user.pk, amount=10**12, idempotency_key=f"bench:{user.pk}")

@@ -74,13 +74,13 @@ def prepare(upstream_url: str, accounts: int = 1) -> str:
 
     from django.core.management import call_command
 
-    from accounts.services import token_create
     from billing.services import account_credit
     from models_catalog.models import CatalogModel, PricingGroup, Vendor
     from models_catalog.services import catalog_entry_create
     from relay.models import Channel
     from relay.services import channel_create
     from tests.factories import UserFactory
+    from tokens.services import token_create
 
     call_command("migrate", verbosity=0)
     PricingGroup.objects.get_or_create(

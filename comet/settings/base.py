@@ -31,7 +31,7 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 # Proxies whose X-Forwarded-For (and X-Forwarded-Proto) is believed, as IPs or CIDRs;
 # `*` makes every peer one. From anyone else the header is ignored and the socket's
-# peer is the client. comet/clientaddress.py decides the address once, for the site
+# peer is the client. core/clientaddress.py decides the address once, for the site
 # and the relay; uvicorn runs with --no-proxy-headers. Production trusts 127.0.0.1
 # (a TLS proxy on the same host) unless this is set.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
@@ -54,9 +54,11 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "core",
     "comet",
     "accounts",
     "billing",
+    "tokens",
     "models_catalog",
     "announcements",
     "logs",
@@ -113,7 +115,7 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # its own, so persistent connections pile up. Instead each process draws from ONE
 # pool of at most DATABASE_POOL_MAX_SIZE connections, shared by console requests,
 # the relay's database threads and the credit meter's writer; each gives its
-# connection back when done (comet.db). 0 = no pool: a connection per request or
+# connection back when done (core.db). 0 = no pool: a connection per request or
 # task, closed after it (Celery workers, where each child runs one task at a time).
 DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
 # Connections the pool keeps open while idle, so the first requests after a quiet
@@ -305,7 +307,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "comet.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -388,7 +390,7 @@ CELERY_BEAT_SCHEDULE["billing-sweep-recharge-orders"] = {
 # (charts keep their per-day rollups).
 LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE["logs-retention"] = {
-    "task": "logs.tasks.log_retention_task",
+    "task": "billing.tasks.log_retention_task",
     # In the 1-5 AM maintenance window.
     "schedule": crontab(hour=3, minute=30),
     "options": {"expires": 60 * 60},
@@ -399,7 +401,7 @@ CELERY_BEAT_SCHEDULE["logs-retention"] = {
 # Absolute links in emails (unsubscribe) start with this.
 COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="http://127.0.0.1:8000")
 # Unset, pages that show the relay's address (quickstart snippets) use the address the
-# page was asked on: a local server on another PORT shows its own (comet.links.site_root).
+# page was asked on: a local server on another PORT shows its own (core.links.site_root).
 COMET_PUBLIC_URL_IS_SET = bool(env("COMET_PUBLIC_URL", default=""))
 # Price-change emails are sent by tasks of this many recipients each: one task's
 # SMTP work stays well under a minute, and a worker that dies resends at most one

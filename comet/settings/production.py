@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from comet.links import is_site_root_url
+from core.links import is_site_root_url
 
 from .base import *  # noqa: F403
 from .base import DATABASES, REDIS_URL, SECRET_KEY, STORAGES, env
@@ -20,7 +20,7 @@ if not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL must be set in production (cache, broker, limits).")
 
 
-# Links in emails start with it (comet.links); no default, since a wrong one would
+# Links in emails start with it (core.links); no default, since a wrong one would
 # send every recipient elsewhere.
 COMET_PUBLIC_URL = env("COMET_PUBLIC_URL", default="")
 if not COMET_PUBLIC_URL:

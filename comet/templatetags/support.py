@@ -5,8 +5,8 @@ A tag rather than a context processor: error pages and emails render without a r
 
 from django import template
 
-from comet.links import SupportContact
-from comet.links import support_contact as configured_support_contact
+from core.links import SupportContact
+from core.links import support_contact as configured_support_contact
 
 register = template.Library()
 

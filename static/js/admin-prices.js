@@ -2,7 +2,7 @@
  * up to date as they are typed.
  *
  * The formula is models_catalog/pricing.py's, the rounding models_catalog/display.py's
- * prices_of (to USD_PLACES decimals, half to even) and the text billing/money.py's
+ * prices_of (to USD_PLACES decimals, half to even) and the text core/money.py's
  * format_usd_exact (display.price_text). Their constants come from the preview's
  * data attributes, rendered by Python: no number of the formula is written here. The
  * arithmetic is exact (BigInt), as Python's Decimal is, so both show the same text.

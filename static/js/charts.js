@@ -6,7 +6,7 @@
 
   var NUMBER = new Intl.NumberFormat("en-US");
 
-  // The console's money display rule (billing/money.py, format_usd) for amounts in
+  // The console's money display rule (core/money.py, format_usd) for amounts in
   // USD: two decimals, never shown larger than it is (nor a debt smaller); below a
   // cent two significant digits; a minus sign (U+2212) for a negative amount.
   function usd(value) {

@@ -11,7 +11,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Token
-from accounts.services import token_create, token_set_enabled, token_update
 from accounts.tokens import (
     KEY_LENGTH,
     atoken_authenticate,
@@ -20,8 +19,8 @@ from accounts.tokens import (
     key_is_well_formed,
     token_authenticate,
 )
-from billing.services import token_delete
 from tests.factories import UserFactory
+from tokens.services import token_create, token_delete, token_set_enabled, token_update
 
 pytestmark = pytest.mark.django_db
 
@@ -204,7 +203,7 @@ def test_the_async_twin_agrees():
 
 
 def test_the_per_user_token_limit_is_enforced(user, monkeypatch):
-    monkeypatch.setattr("accounts.services.TOKENS_PER_USER", 2)
+    monkeypatch.setattr("tokens.services.TOKENS_PER_USER", 2)
     token_create(user=user, name="one")
     token_create(user=user, name="two")
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from django.db import connection
 
 from accounts.models import Token, User
-from accounts.services import token_create
 from billing.grants import grant_take
 from billing.meter import CreditMeter
 from billing.models import Account, LedgerEntry, Reservation
 from billing.services import account_credit
 from logs.models import RequestLog, RequestLogData
+from tokens.services import token_create
 
 LOG = RequestLogData(model="gpt-4o-mini", client_ip="203.0.113.7", token_name="test")
 

@@ -19,7 +19,7 @@ from billing.meter import CreditMeter
 from billing.models import Account, Reservation
 from billing.selectors import books_drift
 from billing.settlement import Settlement, _settle_with_orm, settle_many
-from comet.clientaddress import UNKNOWN_ADDRESS
+from core.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog, RequestLogData
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
 from tests.factories import UserFactory

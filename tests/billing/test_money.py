@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.template import Context, Template
 
-from billing.money import (
+from core.money import (
     MAX_AMOUNT_USD,
     AmountError,
     format_owed,
@@ -13,7 +13,7 @@ from billing.money import (
     format_usd_exact,
     usd_to_micro,
 )
-from billing.templatetags.money import usd
+from core.templatetags.money import usd
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Token
-from accounts.services import token_create, token_set_enabled
 from tests.billing.helpers import fund, spend
+from tokens.services import token_create, token_set_enabled
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,9 @@ import pytest
 from django.urls import reverse
 
 from billing.models import RechargeOrder, RechargeSettings, RechargeTier, UserDiscount
-from billing.money import charge_minor, format_minor
 from billing.pricing import recharge_quote
 from billing.services import account_credit
+from core.money import charge_minor, format_minor
 from tests.billing.helpers import books_snapshot
 
 USD = 1_000_000

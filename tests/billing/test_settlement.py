@@ -180,7 +180,7 @@ def test_a_cost_above_the_token_quota_is_charged_in_full_and_exhausts_the_quota(
 
 @pytest.mark.django_db
 def test_the_request_log_keeps_the_token_name_after_the_token_is_deleted(user):
-    from billing.services import token_delete
+    from tokens.services import token_delete
 
     fund(user, 1_000_000)
     token, _ = make_token(user)

@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-from accounts.services import token_create
 from billing.models import Account
 from relay.calls import CALLS
 from tests.browser.conftest import SIZES, look, open_menu, resize, sign_in
 from tests.factories import UserFactory
+from tokens.services import token_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -3,10 +3,10 @@ import re
 import pytest
 
 from accounts.models import Token
-from accounts.services import token_create
 from accounts.tokens import key_hash
 from tests.browser.conftest import SIZES, look, resize, sign_in
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tokens.services import token_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -25,8 +25,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from accounts.models import Token
-from accounts.services import token_create
 from tests.logs.helpers import funded_user_with_token, settle
+from tokens.services import token_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from accounts.services import token_create
-from comet.clientaddress import (
+from core.clientaddress import (
     MAX_HOPS,
     UNKNOWN_ADDRESS,
     ClientAddressMiddleware,
@@ -26,6 +25,7 @@ from comet.clientaddress import (
     client_address,
 )
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tokens.services import token_create
 
 PROXY = "127.0.0.1"
 FULLWIDTH = "\uff11.\uff12.\uff13.\uff14"  # 1.2.3.4 in fullwidth digits

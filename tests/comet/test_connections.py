@@ -26,7 +26,6 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from accounts.services import token_create
 from billing.services import account_credit
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel, PricingGroup, Vendor
@@ -34,6 +33,7 @@ from models_catalog.services import catalog_entry_create
 from relay.services import channel_create
 from tests.factories import UserFactory
 from tests.settings_module import settings_environment
+from tokens.services import token_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

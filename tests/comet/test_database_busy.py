@@ -13,9 +13,9 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from psycopg_pool import PoolTimeout
 
-from comet.db import BUSY_CODE, database_busy
 from comet.middleware import DatabaseBusyMiddleware
 from comet.views import server_error
+from core.db import BUSY_CODE, database_busy
 
 
 def pool_timeout() -> OperationalError:

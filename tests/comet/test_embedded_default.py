@@ -28,7 +28,7 @@ REQUESTS = 40
 
 SETUP = """
 from accounts.models import User
-from accounts.services import token_create
+from tokens.services import token_create
 from billing.services import account_credit
 user = User.objects.create_user("sqlite@example.com", password="not-used-here-0")
 account_credit(user_id=user.pk, amount=2_000_000, idempotency_key="embedded-test")

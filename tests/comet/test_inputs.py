@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from comet.inputs import (
+from core.inputs import (
     BIGINT_MAX,
     MAX_JSON_DEPTH,
     ascii_decimal,

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from accounts.services import token_create
+from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 

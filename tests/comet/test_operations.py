@@ -12,9 +12,9 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from comet.links import is_site_root_url, public_domain, public_url
 from comet.logging import MaskSecretsFilter, MaskSecretsFormatter, mask_secrets
 from comet.tasks import clear_expired_sessions_task
+from core.links import is_site_root_url, public_domain, public_url
 from tests.settings_module import settings_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

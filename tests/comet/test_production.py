@@ -419,7 +419,7 @@ def run_the_site(
     response = browser.form(link, {})
     assert response.status_code == 302, response.text[:2000]
     # Being signed in by the link is not a sign-in with the password, which creating a
-    # token asks for (accounts.token_views.signed_in_recently).
+    # token asks for (tokens.views.signed_in_recently).
     response = browser.form("/accounts/reauthenticate/", {"password": PASSWORD})
     assert response.status_code == 302, response.text[:2000]
     home = browser.get("/")

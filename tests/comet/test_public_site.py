@@ -11,7 +11,7 @@ from django.core import mail
 from django.template.loader import render_to_string
 from django.test import RequestFactory
 
-from comet.links import support_contact
+from core.links import support_contact
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -6,9 +6,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.services import log_retention_run
 from logs.data import RefusalData
 from logs.models import Refusal
-from logs.services import log_retention_run, refusals_record
+from logs.services import refusals_record
 from tests.factories import UserFactory
 from tests.logs.helpers import funded_user_with_token, settle
 

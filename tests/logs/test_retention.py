@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from billing.models import Account, LedgerEntry
 from billing.selectors import books_drift
+from billing.services import log_retention_run
+from billing.tasks import log_retention_task
 from logs.models import (
     PrunedTokenUsage,
     RequestLog,
@@ -17,8 +19,6 @@ from logs.models import (
     UsageIpHour,
     UsageMinute,
 )
-from logs.services import log_retention_run
-from logs.tasks import log_retention_task
 from tests.factories import UserFactory
 from tests.logs.helpers import (
     funded_user_with_token,
@@ -124,7 +124,7 @@ def test_the_task_runs_retention_and_a_deleted_token_keeps_the_books(aged_rows):
 
 def test_retention_is_scheduled_in_the_maintenance_window():
     entry = settings.CELERY_BEAT_SCHEDULE["logs-retention"]
-    assert entry["task"] == "logs.tasks.log_retention_task"
+    assert entry["task"] == "billing.tasks.log_retention_task"
     assert entry["schedule"].hour == {3}
     assert entry["schedule"].minute == {30}
 

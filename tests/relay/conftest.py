@@ -11,10 +11,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from accounts.services import token_create
 from billing.meter import CreditMeter
 from billing.services import account_credit
-from comet.clientaddress import ClientAddressMiddleware
+from core.clientaddress import ClientAddressMiddleware
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel, PricingGroup, Vendor
 from models_catalog.services import catalog_entry_create
@@ -23,6 +22,7 @@ from relay.routing import routing_table_expire
 from relay.services import channel_create
 from tests.factories import UserFactory
 from tests.fake_upstream import FakeUpstream, ServerThread
+from tokens.services import token_create
 
 MODEL = "gpt-test"
 

@@ -338,3 +338,25 @@ def test_the_change_form_has_a_test_button(staff_client):
 
     assert reverse("admin:relay_channel_test", args=[channel.pk]).encode() in page
     assert b"Test this channel" in page
+
+
+def test_the_channel_list_shows_each_channels_error_rate(staff_client):
+    from logs.rollups import channel_attempt_record
+
+    flaky = channel_create(name="flaky", kind="mock", served_models=[MODEL])
+    steady = channel_create(name="steady", kind="mock", served_models=[MODEL])
+    for failed in (True, False, False, False):
+        channel_attempt_record(channel_id=flaky.pk, failed=failed)
+    channel_attempt_record(channel_id=steady.pk, failed=False)
+    channel_attempt_record(channel_id=987_654, failed=True)
+
+    response = staff_client.get(reverse("admin:relay_channel_changelist"))
+
+    assert response.status_code == 200
+    rates = {
+        rate.name: (rate.requests, rate.failures) for rate in response.context["channel_rates"]
+    }
+    assert rates == {"flaky": (4, 1), "steady": (1, 0), "Deleted channel #987654": (1, 1)}
+    worst = response.context["channel_rates"][0]
+    assert worst.name == "Deleted channel #987654"
+    assert 'id="channel-error-rates"' in response.content.decode()

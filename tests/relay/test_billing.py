@@ -9,7 +9,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
-from accounts.services import token_create
 from billing.grants import grant_release_expired
 from billing.meter import LEASE_SECONDS
 from billing.models import Account
@@ -18,6 +17,7 @@ from billing.services import account_credit
 from models_catalog.models import CatalogModel, Vendor
 from models_catalog.services import catalog_entry_create
 from tests.factories import UserFactory
+from tokens.services import token_create
 
 from .conftest import make_channel, wait_for_logs
 

@@ -1,7 +1,7 @@
 """A hostile X-Forwarded-For through a trusted proxy: answered, logged, charged, books closed.
 
 The relay server of these tests runs behind the step that decides the client's
-address (comet/clientaddress.py), as comet/asgi.py serves it; the test client's
+address (core/clientaddress.py), as comet/asgi.py serves it; the test client's
 loopback address is the proxy.
 """
 
@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from accounts.tokens import token_authenticate
 from billing.models import Account
-from comet.clientaddress import UNKNOWN_ADDRESS
+from core.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog
 from models_catalog.selectors import model_price
 from relay import upstream

@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import Token
-from accounts.services import token_create
 from accounts.tokens import token_authenticate
 from billing.models import Account, Reservation
 from logs.models import RequestLog
+from tokens.services import token_create
 
 from .conftest import MODEL
 
@@ -166,7 +166,7 @@ def test_missing_key(refused):
 
 def test_disabled_token(refused, funded_user):
     from accounts.models import Token
-    from accounts.services import token_set_enabled
+    from tokens.services import token_set_enabled
 
     token_set_enabled(token=Token.objects.get(user=funded_user), is_enabled=False)
     status, error = refused(json=CHAT)
@@ -268,7 +268,7 @@ def test_a_disabled_token_is_refused_within_one_second(
     relay_url, token_key, openai_channel, funded_user
 ):
     from accounts.models import Token
-    from accounts.services import token_set_enabled
+    from tokens.services import token_set_enabled
 
     headers = {"authorization": f"Bearer {token_key}"}
     first = httpx.post(f"{relay_url}/chat/completions", json=CHAT, headers=headers, timeout=10)

@@ -35,11 +35,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from accounts.models import Token
-from accounts.services import token_create, token_set_enabled
 from billing.models import Account
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel, Vendor
 from models_catalog.services import catalog_entry_create
+from tokens.services import token_create, token_set_enabled
 
 from .conftest import MODEL, make_channel
 

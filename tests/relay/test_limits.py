@@ -14,10 +14,10 @@ import redis
 from django.conf import settings
 
 from accounts.models import Token
-from accounts.services import token_create
 from billing.models import Account
 from relay.limits import Limiter, LimitOutcome, slots_key
 from tests.settings_module import settings_environment
+from tokens.services import token_create
 
 from .conftest import MODEL, free_port, make_channel, wait_for_logs
 

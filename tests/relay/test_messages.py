@@ -5,10 +5,10 @@ import json
 import httpx
 import pytest
 
-from accounts.services import token_create
 from billing.models import Account, Reservation
 from logs.models import RequestLog
 from tests.factories import UserFactory
+from tokens.services import token_create
 
 from .conftest import MODEL, UPSTREAM_KEY, make_channel, wait_for_logs
 

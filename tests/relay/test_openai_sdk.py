@@ -136,8 +136,8 @@ def test_unknown_model_is_not_found(relay_url, token_key, openai_channel, fake_u
 def test_empty_balance_is_insufficient_quota(
     relay_url, catalog_model, openai_channel, fake_upstream
 ):
-    from accounts.services import token_create
     from tests.factories import UserFactory
+    from tokens.services import token_create
 
     _token, key = token_create(user=UserFactory(), name="broke")
 
@@ -155,7 +155,7 @@ def test_empty_balance_is_insufficient_quota(
 def test_rpm_limit_is_a_rate_limit_error(
     relay_url, funded_user, catalog_model, openai_channel, fake_upstream
 ):
-    from accounts.services import token_create
+    from tokens.services import token_create
 
     _token, key = token_create(user=funded_user, name="slow", rpm_limit=2)
     client = _client(relay_url, key)

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from accounts.models import Token
-from accounts.services import token_create
 from billing.models import Account
 from logs.data import RefusalData
 from logs.models import Refusal, RequestLog
 from logs.services import refusals_record
+from tokens.services import token_create
 
 from .conftest import MODEL
 

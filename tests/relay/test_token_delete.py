@@ -10,11 +10,11 @@ from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import Token
-from accounts.services import token_create
 from billing.models import Account, Reservation
 from billing.services import account_credit
 from logs.models import RequestLog
 from tests.factories import UserFactory
+from tokens.services import token_create
 
 from .conftest import MODEL, make_channel
 

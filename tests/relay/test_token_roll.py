@@ -8,10 +8,10 @@ import pytest
 from django.test import Client
 
 from accounts.models import Token
-from accounts.services import token_create
 from billing.models import Account, LedgerEntry
 from logs.models import RequestLog
-from tests.accounts.test_token_roll_and_nonce import _signed_in_now
+from tests.tokens.test_roll_and_nonce import _signed_in_now
+from tokens.services import token_create
 
 from .conftest import MODEL, wait_for_logs
 

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.selectors import user_by_email
-from billing.money import AmountError, format_usd, usd_to_micro
 from billing.services import LedgerError, account_adjust
+from core.money import AmountError, format_usd, usd_to_micro
 
 
 class Command(BaseCommand):

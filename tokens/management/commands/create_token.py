@@ -2,8 +2,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.selectors import user_by_email
-from accounts.services import token_create
-from billing.money import AmountError, usd_to_micro
+from core.money import AmountError, usd_to_micro
+from tokens.services import token_create
 
 
 class Command(BaseCommand):

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Token, User
-from accounts.services import token_create
+from accounts.tokens import key_display_parts, key_generate, key_hash
 from billing.models import Account, LedgerEntry
 from billing.services import account_credit
 from logs.models import RequestLog
@@ -116,11 +116,20 @@ def _random_ip(rng: random.Random) -> str:
     return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
 
 
+def _token_create(*, user: User, name: str) -> Token:
+    """A token for generated rows; its key is never shown (`tokens.services.token_create`,
+    which checks the console's limits, is above billing)."""
+    raw_key = key_generate()
+    prefix, last4 = key_display_parts(raw_key)
+    return Token.objects.create(
+        user=user, name=name, key_hash=key_hash(raw_key), key_prefix=prefix, key_last4=last4
+    )
+
+
 def _tokens_for(user: User, *, count: int, rng: random.Random) -> _Tokenset:
     existing = list(Token.objects.filter(user=user).order_by("id")[:count])
     for index in range(len(existing), count):
-        token, _key = token_create(user=user, name=f"generated-{index + 1}")
-        existing.append(token)
+        existing.append(_token_create(user=user, name=f"generated-{index + 1}"))
     tokens = [
         (token.pk, token.name, [_random_ip(rng) for _ in range(rng.randint(1, 3))])
         for token in existing

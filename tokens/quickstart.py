@@ -2,7 +2,7 @@
 
 Shown in the key dialog (filled with the new key, the only time it exists) and on
 the home page and the Relay API page (with a placeholder for the key). The base URL
-is the site's real address (`comet.links.relay_base_url`).
+is the site's real address (`core.links.relay_base_url`).
 """
 
 import json
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from comet.links import relay_base_url
+from core.links import relay_base_url
 from models_catalog.selectors import enabled_model_names
 
 # What the snippets put where the key goes when the key is not shown.

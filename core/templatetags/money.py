@@ -1,7 +1,7 @@
 from django import template
 from django.utils.html import format_html
 
-from billing.money import format_minor, format_owed, format_usd, format_usd_exact
+from core.money import format_minor, format_owed, format_usd, format_usd_exact
 
 register = template.Library()
 

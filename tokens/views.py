@@ -3,7 +3,7 @@
 Creating a token and rolling its key show the key once, in the page that answers
 the post (never redirected: the key is stored nowhere, not even in the session).
 Those forms carry a single-use nonce, so posting one again (a reload) changes
-nothing and says so (`accounts.form_nonces`).
+nothing and says so (`tokens.form_nonces`).
 """
 
 import time
@@ -21,17 +21,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.http import ConsoleRequest
 from accounts.models import Token
-from accounts.services import (
+from accounts.selectors import token_list as token_list_select
+from tokens.forms import TokenCreateForm, TokenForm, TokenRollForm
+from tokens.quickstart import quickstart_context
+from tokens.services import (
     FormAlreadyUsed,
     token_create,
+    token_delete,
     token_roll,
     token_set_enabled,
     token_update,
 )
-from accounts.token_forms import TokenCreateForm, TokenForm, TokenRollForm
-from billing.selectors import token_list as token_list_select
-from billing.services import token_delete
-from comet.quickstart import quickstart_context
 
 
 def signed_in_recently(request: HttpRequest) -> bool:
@@ -67,7 +67,7 @@ def _key_shown(
         "quickstart": quickstart_context(request, key=raw_key),
     }
     status = 200 if rolled else 201
-    response = render(request, "accounts/tokens/list.html", context, status=status)
+    response = render(request, "tokens/list.html", context, status=status)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -80,7 +80,7 @@ def _form_used_again(
         "repeated": {"token": error.token, "rolled": rolled},
     }
     # 200, not 409: a reload lands here, and browsers log every 4xx page as an error.
-    response = render(request, "accounts/tokens/list.html", context)
+    response = render(request, "tokens/list.html", context)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -89,7 +89,7 @@ def _form_used_again(
 @require_GET
 def token_list(request: ConsoleRequest) -> HttpResponse:
     """Show the user's tokens (the table alone for htmx)."""
-    template = "accounts/tokens/_table.html" if request.htmx else "accounts/tokens/list.html"
+    template = "tokens/_table.html" if request.htmx else "tokens/list.html"
     return render(request, template, _list_context(request))
 
 
@@ -116,9 +116,7 @@ def token_create_view(request: ConsoleRequest) -> HttpResponse:
             # Rendered, not redirected: the key must never be stored, not even in the session.
             return _key_shown(request, token, raw_key, rolled=False)
     status = 400 if form.is_bound else 200
-    return render(
-        request, "accounts/tokens/form.html", {"form": form, "token": None}, status=status
-    )
+    return render(request, "tokens/form.html", {"form": form, "token": None}, status=status)
 
 
 @login_required
@@ -136,9 +134,7 @@ def token_edit(request: ConsoleRequest, token_id: int) -> HttpResponse:
             messages.success(request, _("Token “%(name)s” saved.") % {"name": token.name})
             return redirect("tokens:list")
     status = 400 if form.is_bound else 200
-    return render(
-        request, "accounts/tokens/form.html", {"form": form, "token": token}, status=status
-    )
+    return render(request, "tokens/form.html", {"form": form, "token": token}, status=status)
 
 
 @login_required
@@ -148,7 +144,7 @@ def token_toggle(request: ConsoleRequest, token_id: int) -> HttpResponse:
     token = _owned_token(request, token_id)
     token = token_set_enabled(token=token, is_enabled=not token.is_enabled)
     if request.htmx:
-        return render(request, "accounts/tokens/_row.html", {"token": token})
+        return render(request, "tokens/_row.html", {"token": token})
     if token.is_enabled:
         message = _("Token “%(name)s” enabled.")
     else:
@@ -185,6 +181,4 @@ def token_roll_view(request: ConsoleRequest, token_id: int) -> HttpResponse:
             return _form_used_again(request, error, rolled=True)
         return _key_shown(request, token, raw_key, rolled=True)
     status = 400 if form.is_bound else 200
-    return render(
-        request, "accounts/tokens/roll.html", {"form": form, "token": token}, status=status
-    )
+    return render(request, "tokens/roll.html", {"form": form, "token": token}, status=status)

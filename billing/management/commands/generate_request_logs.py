@@ -3,8 +3,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from billing.money import format_usd
-from logs.generator import request_logs_generate
+from billing.log_generator import request_logs_generate
+from core.money import format_usd
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from accounts.api import TokenViewSet
 from billing.api import AccountView, LedgerListView
+from tokens.api import TokenViewSet
 
 router = SimpleRouter()
 router.register("tokens", TokenViewSet, basename="token")

@@ -10,7 +10,7 @@ no thread keeps one while it waits for work; without it, each is closed.
 When the pool lends no connection within DATABASE_POOL_TIMEOUT_SECONDS, psycopg_pool
 raises PoolTimeout, which Django passes on as an OperationalError caused by it.
 `database_busy` recognises that: the console and the API (comet.middleware,
-comet.api) and the relay (relay.app) then answer 503 "busy, retry in a few seconds"
+core.api) and the relay (relay.app) then answer 503 "busy, retry in a few seconds"
 rather than 500.
 """
 

@@ -14,14 +14,14 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import form_nonces
-from accounts.form_nonces import form_nonce_check, form_nonce_issue
 from accounts.models import Token, TokenFormNonce
-from accounts.services import FormAlreadyUsed, token_create, token_roll
 from accounts.tokens import key_hash, token_authenticate
 from billing.models import Account, LedgerEntry
-from billing.services import account_credit, token_delete
+from billing.services import account_credit
 from tests.factories import UserFactory
+from tokens import form_nonces
+from tokens.form_nonces import form_nonce_check, form_nonce_issue
+from tokens.services import FormAlreadyUsed, token_create, token_delete, token_roll
 
 pytestmark = pytest.mark.django_db
 
@@ -210,7 +210,7 @@ def test_a_form_with_a_bad_field_keeps_its_nonce_and_works_once_fixed(user_clien
 
 def test_a_refused_creation_uses_no_nonce(user_client, user, monkeypatch):
     _signed_in_now(user_client, user)
-    monkeypatch.setattr("accounts.services.TOKENS_PER_USER", 1)
+    monkeypatch.setattr("tokens.services.TOKENS_PER_USER", 1)
     existing, _key = token_create(user=user, name="only")
     form = NEW_TOKEN | {"form_nonce": form_nonce_issue(user.pk)}
 

@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from comet.db import BUSY_CODE, BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS, database_busy
+from core.db import BUSY_CODE, BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS, database_busy
 
 # Addresses whose errors (404s and refusals before any view) come in this format.
 API_PATH_PREFIXES = ("/api/", "/user/")
@@ -75,7 +75,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if database_busy(exc):
-        # No database connection was free in time (comet.db): retry shortly.
+        # No database connection was free in time (core.db): retry shortly.
         return Response(
             error_body(BUSY_MESSAGE, status_code=503, code=BUSY_CODE),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -1,4 +1,4 @@
-"""Console API for API tokens."""
+"""Console API for API tokens (`/api/tokens/`)."""
 
 from typing import Any, cast
 
@@ -10,13 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Token, User
-from accounts.services import token_create, token_roll, token_set_enabled, token_update
-from accounts.token_views import signed_in_recently
+from accounts.selectors import token_list
 from accounts.tokens import networks_parse
-from billing.api import UsdField
-from billing.selectors import token_list
-from billing.services import token_delete
-from comet.inputs import ascii_int
+from core.inputs import ascii_int
+from core.serializers import UsdField
+from tokens.services import token_create, token_delete, token_roll, token_set_enabled, token_update
+from tokens.views import signed_in_recently
 
 
 class TokenSerializer(serializers.ModelSerializer):

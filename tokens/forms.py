@@ -5,10 +5,10 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from accounts.form_nonces import form_nonce_check, form_nonce_issue
 from accounts.models import Token
 from accounts.tokens import networks_parse
-from billing.money import AmountError, micro_to_usd, usd_to_micro
+from core.money import AmountError, micro_to_usd, usd_to_micro
+from tokens.form_nonces import form_nonce_check, form_nonce_issue
 
 # The column's limit (a PostgreSQL integer); the API's serializer takes the same.
 PG_INTEGER_MAX = 2**31 - 1
@@ -108,7 +108,7 @@ FORM_EXPIRED = _(
 
 
 class FormNonceMixin(forms.Form):
-    """A hidden single-use nonce (`accounts.form_nonces`) for a form that shows a key.
+    """A hidden single-use nonce (`tokens.form_nonces`) for a form that shows a key.
 
     `cleaned_data["form_nonce"]` is the verified nonce. A missing, forged or stale one
     is a form error, and the form is given a fresh nonce to submit again.

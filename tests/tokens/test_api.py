@@ -8,9 +8,9 @@ from allauth.account.internal.flows.login import (
 )
 
 from accounts.models import Token
-from accounts.services import token_create
 from accounts.tokens import key_hash, token_authenticate
 from tests.factories import UserFactory
+from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ Inside Comet every amount is an integer of micro-USD (1 USD = 1,000,000).
 
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
-from comet.inputs import ascii_decimal
+from core.inputs import ascii_decimal
 
 MICRO_PER_USD = 1_000_000
 _SIX_PLACES = Decimal("0.000001")

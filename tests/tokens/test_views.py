@@ -7,11 +7,11 @@ from allauth.account.internal.flows.login import (
 )
 from django.urls import reverse
 
-from accounts.form_nonces import form_nonce_issue
 from accounts.models import Token
-from accounts.services import token_create
 from accounts.tokens import key_hash, token_authenticate
 from tests.factories import UserFactory
+from tokens.form_nonces import form_nonce_issue
+from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 

@@ -4,9 +4,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
+from billing.log_generator import MODELS
 from billing.selectors import books_drift
 from logs.breakdown import cost_breakdown
-from logs.generator import MODELS
 from logs.models import RequestLog
 from models_catalog.pricing import request_cost
 from tests.logs.helpers import raw_aggregates, raw_ip_hours, rollup_aggregates, rollup_ip_hours

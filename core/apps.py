@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """Helpers every app may use: money types and formatting, input checks, the API's
+    error format, database threads, links, the client's address. No models; an app so
+    its template filters (`{% load money %}`) load."""
+
+    name = "core"
+    verbose_name = "Core"

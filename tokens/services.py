@@ -1,0 +1,241 @@
+"""Writes of API tokens: create, change, enable or disable, roll the key, delete.
+
+The Token model and authentication are `accounts`'; these services are here, above
+`billing`, because deleting a token gives back what billing holds for it.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import Token, TokenFormNonce, User
+from accounts.tokens import (
+    key_display_parts,
+    key_generate,
+    key_hash,
+    networks_parse,
+    token_cache_invalidate,
+)
+from billing.locks import lock_rows
+from billing.models import Account, Reservation
+from tokens.form_nonces import FORM_NONCE_MAX_AGE_SECONDS
+
+# The most tokens one account may have: one per app or environment leaves room to
+# spare, while a script stuck in a loop cannot fill the table (or the token list).
+TOKENS_PER_USER = 50
+
+
+def _clean_models(models: Sequence[str]) -> list[str]:
+    return sorted({name.strip() for name in models if name.strip()})
+
+
+def _clean_networks(networks: Sequence[str]) -> list[str]:
+    try:
+        return [str(network) for network in networks_parse(networks)]
+    except ValueError as error:
+        raise ValidationError({"allowed_networks": str(error)}) from error
+
+
+class FormAlreadyUsed(Exception):
+    """A form that shows a key was posted again: nothing was created or rolled this time.
+
+    `token` is what the first post created or rolled (None once it was deleted).
+    """
+
+    def __init__(self, token: Token | None) -> None:
+        super().__init__("This form was already used.")
+        self.token = token
+
+
+def _form_nonce_refuse_used(*, user: User, nonce: str | None) -> None:
+    """Raise `FormAlreadyUsed` if this form's nonce was used (in the caller's transaction).
+
+    The caller holds a lock that serializes the posts this nonce could come from (the
+    owner's row, or the token's), so a second post waits for the first to commit and
+    then finds its row; the unique constraint is the last word (`_form_nonce_record`).
+    """
+    if nonce is None:
+        return
+    used = TokenFormNonce.objects.filter(user=user, nonce=nonce).select_related("token").first()
+    if used is not None:
+        raise FormAlreadyUsed(used.token)
+
+
+def _form_nonce_record(*, user: User, nonce: str | None, token: Token) -> None:
+    """Record a form's nonce as used by what it did to `token`; forget expired ones."""
+    if nonce is None:
+        return
+    TokenFormNonce.objects.filter(
+        user=user, created_at__lt=timezone.now() - timedelta(seconds=FORM_NONCE_MAX_AGE_SECONDS)
+    ).delete()
+    try:
+        with transaction.atomic():
+            TokenFormNonce.objects.create(user=user, nonce=nonce, token=token)
+    except IntegrityError as error:
+        raise FormAlreadyUsed(None) from error
+
+
+def _check_quota(quota_remaining: int | None) -> None:
+    if quota_remaining is not None and quota_remaining < 0:
+        raise ValidationError({"quota_remaining": "A quota cannot be negative."})
+
+
+def token_create(
+    *,
+    user: User,
+    name: str,
+    quota_remaining: int | None = None,
+    expires_at: datetime | None = None,
+    allowed_models: Sequence[str] = (),
+    allowed_networks: Sequence[str] = (),
+    concurrency_limit: int = 100,
+    rpm_limit: int | None = None,
+    form_nonce: str | None = None,
+) -> tuple[Token, str]:
+    """Create a token and return it with its key: the only time the key exists in full.
+
+    With `form_nonce` (a console form's, checked by `tokens.form_nonces`), a second
+    call with the same nonce creates nothing and raises `FormAlreadyUsed`.
+    """
+    _check_quota(quota_remaining)
+    networks = _clean_networks(allowed_networks)
+    raw_key = key_generate()
+    prefix, last4 = key_display_parts(raw_key)
+    limit = TOKENS_PER_USER
+    with transaction.atomic():
+        # Lock the owner so two concurrent creations cannot both pass the limit
+        # (no_key: the request log's foreign-key checks on the user are not blocked).
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        _form_nonce_refuse_used(user=user, nonce=form_nonce)
+        if Token.objects.filter(user=user).count() >= limit:
+            raise ValidationError(
+                f"You already have {limit} tokens, the most an account may have. "
+                "Delete one you no longer use first."
+            )
+        token = Token.objects.create(
+            user=user,
+            name=name.strip(),
+            key_hash=key_hash(raw_key),
+            key_prefix=prefix,
+            key_last4=last4,
+            quota_remaining=quota_remaining,
+            expires_at=expires_at,
+            allowed_models=_clean_models(allowed_models),
+            allowed_networks=networks,
+            concurrency_limit=concurrency_limit,
+            rpm_limit=rpm_limit,
+        )
+        _form_nonce_record(user=user, nonce=form_nonce, token=token)
+    return token, raw_key
+
+
+def token_roll(*, token: Token, form_nonce: str | None = None) -> tuple[Token, str]:
+    """Give a token a new key and return it with the key, shown this once.
+
+    The token keeps its id, settings, quota, usage and logs; only the key changes.
+    The old key's cache entry is dropped when the change commits, so every process
+    refuses the old key within a second (as for a disabled token: `accounts.tokens`,
+    `relay.memo`). Money is not touched: requests the old key started are charged
+    as usual. With `form_nonce`, a second call with it raises `FormAlreadyUsed`.
+    """
+    raw_key = key_generate()
+    prefix, last4 = key_display_parts(raw_key)
+    with transaction.atomic():
+        locked = Token.objects.select_for_update().select_related("user").get(pk=token.pk)
+        _form_nonce_refuse_used(user=locked.user, nonce=form_nonce)
+        _form_nonce_record(user=locked.user, nonce=form_nonce, token=locked)
+        old_hash = locked.key_hash
+        locked.key_hash = key_hash(raw_key)
+        locked.key_prefix = prefix
+        locked.key_last4 = last4
+        locked.save(update_fields=["key_hash", "key_prefix", "key_last4", "updated_at"])
+        token_cache_invalidate(old_hash)
+        token_cache_invalidate(locked.key_hash)
+    return locked, raw_key
+
+
+def token_update(
+    *,
+    token: Token,
+    name: str,
+    quota_remaining: int | None,
+    expires_at: datetime | None,
+    allowed_models: Sequence[str],
+    allowed_networks: Sequence[str],
+    concurrency_limit: int,
+    rpm_limit: int | None,
+) -> Token:
+    """Change a token's settings; every process sees the change once it commits."""
+    _check_quota(quota_remaining)
+    networks = _clean_networks(allowed_networks)
+    with transaction.atomic():
+        locked = Token.objects.select_for_update().get(pk=token.pk)
+        if quota_remaining is not None and quota_remaining < locked.reserved:
+            raise ValidationError(
+                {
+                    "quota_remaining": "Requests in flight hold part of this quota; "
+                    "set it to at least what they hold or try again in a moment."
+                }
+            )
+        locked.name = name.strip()
+        locked.quota_remaining = quota_remaining
+        locked.expires_at = expires_at
+        locked.allowed_models = _clean_models(allowed_models)
+        locked.allowed_networks = networks
+        locked.concurrency_limit = concurrency_limit
+        locked.rpm_limit = rpm_limit
+        locked.save(
+            update_fields=[
+                "name",
+                "quota_remaining",
+                "expires_at",
+                "allowed_models",
+                "allowed_networks",
+                "concurrency_limit",
+                "rpm_limit",
+                "updated_at",
+            ]
+        )
+        token_cache_invalidate(locked.key_hash)
+    return locked
+
+
+def token_set_enabled(*, token: Token, is_enabled: bool) -> Token:
+    """Enable or disable a token; a disabled token is refused by every process at once."""
+    with transaction.atomic():
+        Token.objects.filter(pk=token.pk).update(is_enabled=is_enabled, updated_at=timezone.now())
+        token_cache_invalidate(token.key_hash)
+    token.refresh_from_db()
+    return token
+
+
+def token_delete(*, token: Token) -> None:
+    """Delete a token, even while requests use it; its request logs keep its name.
+
+    What its grants and reservations hold goes back to the account at once. The
+    requests they already admitted are charged in full when they settle (logged
+    without the token); new requests are refused within a second. Locks the
+    account, the token, then its open reservations, in the one order.
+    """
+    with transaction.atomic():
+        lock_rows(accounts=[token.user_id], tokens=[token.pk])
+        # Every path that makes a reservation locks the account first: none can appear now.
+        open_reservations = Reservation.objects.filter(
+            token_id=token.pk, status=Reservation.Status.OPEN
+        )
+        lock_rows(reservations=open_reservations.values_list("pk", flat=True))
+        held = list(open_reservations.values_list("pk", "amount"))
+        if held:
+            Reservation.objects.filter(pk__in=[pk for pk, _ in held]).update(
+                status=Reservation.Status.RELEASED
+            )
+            Account.objects.filter(pk=token.user_id).update(
+                reserved=F("reserved") - sum(amount for _, amount in held)
+            )
+        Reservation.objects.filter(token_id=token.pk).update(token=None)
+        token_cache_invalidate(token.key_hash)
+        Token.objects.filter(pk=token.pk).delete()
