@@ -26,31 +26,37 @@ from billing.models import Account, LedgerEntry
 from billing.services import account_credit
 from logs.models import RequestLog
 from logs.rollups import rollup_rebuild
-from models_catalog.pricing import MICRO_USD_PER_TOKEN_AT_RATIO_ONE
-
-_SCALE = 1_000_000  # ratios have 6 decimals
+from models_catalog.pricing import billed_cached_ratio, request_cost
 
 
 @dataclass(frozen=True)
 class GeneratedModel:
+    """A model of the demo logs and its price (a `pricing.Price`, in the default group)."""
+
     name: str
-    model_ratio: Decimal
+    model_ratio: Decimal | None
     completion_ratio: Decimal
     weight: int
     price_per_call: int | None = None
     is_chat: bool = True
+    cached_ratio: Decimal | None = None
+    group_ratio: Decimal = Decimal(1)
 
 
 MODELS = [
-    GeneratedModel("gpt-4o-mini", Decimal("0.075"), Decimal("4"), 30),
-    GeneratedModel("gpt-4o", Decimal("1.25"), Decimal("4"), 12),
-    GeneratedModel("claude-3-5-sonnet", Decimal("1.5"), Decimal("5"), 10),
+    GeneratedModel("gpt-4o-mini", Decimal("0.075"), Decimal("4"), 30, cached_ratio=Decimal("0.5")),
+    GeneratedModel("gpt-4o", Decimal("1.25"), Decimal("4"), 12, cached_ratio=Decimal("0.5")),
+    GeneratedModel(
+        "claude-3-5-sonnet", Decimal("1.5"), Decimal("5"), 10, cached_ratio=Decimal("0.1")
+    ),
     GeneratedModel("claude-3-5-haiku", Decimal("0.4"), Decimal("5"), 10),
     GeneratedModel("gemini-1.5-flash", Decimal("0.0375"), Decimal("4"), 12),
     GeneratedModel("deepseek-chat", Decimal("0.135"), Decimal("2"), 14),
     GeneratedModel("text-embedding-3-small", Decimal("0.01"), Decimal("1"), 10, is_chat=False),
-    GeneratedModel("dall-e-3", Decimal("1"), Decimal("1"), 2, price_per_call=40_000),
+    GeneratedModel("dall-e-3", None, Decimal("1"), 2, price_per_call=40_000),
 ]
+# The share of a cached-priced model's answered requests that reuse a cached prompt.
+CACHED_SHARE = 0.3
 # Status codes with their weights: mostly answered, a few refusals and upstream errors.
 STATUSES = [(200, 9600), (400, 80), (401, 20), (429, 150), (500, 50), (502, 70), (504, 30)]
 ERROR_CODES = {
@@ -76,6 +82,7 @@ COLUMNS = (
     "model_ratio",
     "completion_ratio",
     "group_ratio",
+    "cached_ratio",
     "price_per_call",
     "client_ip",
     "status_code",
@@ -100,17 +107,6 @@ class GeneratedTotals:
 class _Tokenset:
     user_id: int
     tokens: list[tuple[int, str, list[str]]]  # (id, name, usual IPs)
-
-
-def cost_of(model: GeneratedModel, prompt: int, completion: int) -> int:
-    """Return the cost the pricing formula gives, in integer arithmetic (group ratio 1)."""
-    if model.price_per_call is not None:
-        return model.price_per_call
-    model_ratio = int(model.model_ratio * _SCALE)
-    completion_ratio = int(model.completion_ratio * _SCALE)
-    weighted = prompt * _SCALE + completion * completion_ratio
-    numerator = weighted * model_ratio * MICRO_USD_PER_TOKEN_AT_RATIO_ONE
-    return max(1, -(-numerator // (_SCALE * _SCALE)))
 
 
 def _random_ip(rng: random.Random) -> str:
@@ -171,7 +167,7 @@ def _rows(
         model = rng.choices(models, model_weights)[0]
         status = rng.choices(codes, code_weights)[0]
         is_stream = model.is_chat and rng.random() < 0.6
-        prompt = completion = cost = 0
+        prompt = completion = cached = cost = 0
         latency = rng.randint(5, 400)
         first_token = None
         if status == 200:
@@ -179,7 +175,11 @@ def _rows(
             completion = int(rng.lognormvariate(5.5, 1.0)) if model.is_chat else 0
             if model.price_per_call is not None:
                 prompt = completion = 0
-            cost = cost_of(model, prompt, completion)
+            if model.cached_ratio is not None and rng.random() < CACHED_SHARE:
+                cached = int(prompt * rng.uniform(0.5, 0.95))
+            cost = request_cost(
+                model, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached
+            )
             latency = rng.randint(200, 2000) + completion * rng.randint(5, 25)
             first_token = rng.randint(150, 900) if is_stream else None
         totals.rows += 1
@@ -197,11 +197,12 @@ def _rows(
             rng.randint(1, 4),
             prompt,
             completion,
-            0,
+            cached,
             cost,
-            model.model_ratio,
+            model.model_ratio or Decimal(0),
             model.completion_ratio,
-            Decimal(1),
+            model.group_ratio,
+            billed_cached_ratio(model),
             model.price_per_call,
             ip,
             status,

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from accounts.http import ConsoleRequest
 from accounts.selectors import token_list
 from accounts.tokens import key_is_well_formed, token_authenticate
 from billing.forms import RechargeAmountForm, RedeemForm
-from billing.models import RechargeOrder, RechargeTier
+from billing.models import RechargeOrder, RechargeSettings, RechargeTier
 from billing.pricing import recharge_quote, recharge_settings
 from billing.recharge import (
     ATTENTION_SECONDS,
@@ -47,7 +48,7 @@ from billing.stripe_api import (
 )
 from billing.webhooks import stripe_event_receive
 from core.api import error_response
-from core.money import format_usd, micro_to_json, micro_to_usd, usd_to_micro
+from core.money import AmountError, format_usd, micro_to_json, micro_to_usd, usd_to_micro
 
 LEDGER_PAGE_SIZE = 50
 # An order still unpaid this long after it was created shows how to reach support.
@@ -165,6 +166,17 @@ ORDER_FINAL = {
 }
 
 
+def _presets(row: RechargeSettings) -> list[tuple[Decimal, int]]:
+    """Return the preset amounts as (what the amount field takes, micro-USD shown)."""
+    presets = []
+    for preset in row.presets:
+        try:
+            presets.append((preset, usd_to_micro(preset)))
+        except AmountError:
+            continue  # an amount the form refuses too
+    return presets
+
+
 def _recharge_context(request: ConsoleRequest, **extra: Any) -> dict[str, Any]:
     row = recharge_settings()
     tiers = list(recharge_tier_list())
@@ -174,6 +186,7 @@ def _recharge_context(request: ConsoleRequest, **extra: Any) -> dict[str, Any]:
         percents.append(personal.discount_percent)
     return {
         "settings_row": row,
+        "presets": _presets(row),
         "min_credit": usd_to_micro(row.min_credit_usd),
         "max_credit": usd_to_micro(row.max_credit_usd),
         "payments_enabled": payments_enabled(),

@@ -3,7 +3,7 @@
 Inside Comet every amount is an integer of micro-USD (1 USD = 1,000,000).
 """
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from core.inputs import ascii_decimal
 
@@ -84,11 +84,6 @@ def format_usd_exact(micro: int) -> str:
     fraction = fraction.ljust(2, "0")
     sign = "-" if micro < 0 else ""
     return f"{sign}${int(whole):,}.{fraction}"
-
-
-def ceil_micro(value: Decimal) -> int:
-    """Return a Decimal amount of micro-USD rounded up to a whole micro-USD."""
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
 # Currencies Stripe charges in whole units (no minor unit): amounts are sent as is.

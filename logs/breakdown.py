@@ -1,16 +1,28 @@
 """The cost of one request log row, worked out with its own numbers.
 
-The console shows this under each row so a user can check the charge by hand
-against the formula of `models_catalog.pricing` (DESIGN.md, "Pricing formula").
+The console and the admin show this under each row so a user can check the charge by
+hand. The numbers come from `models_catalog.pricing.request_cost_parts`, the arithmetic
+the relay charged with, so the breakdown's result is the charge to the micro-USD: for
+per-token and per-call prices, and for cached prompt tokens, whose ratio the row keeps
+(`RequestLog.cached_ratio`). Rows from before that ratio was kept cannot say what their
+cached tokens cost; their breakdown counts them as input and says so.
 """
 
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Decimal
+
+from django.utils.translation import gettext
 
 from logs.models import RequestLog
-from models_catalog.pricing import MICRO_USD_PER_TOKEN_AT_RATIO_ONE, call_cost, request_cost
+from models_catalog.pricing import (
+    MICRO_USD_PER_TOKEN_AT_RATIO_ONE,
+    CostParts,
+    Rates,
+    request_cost_parts,
+)
 
 TIMES = " \u00d7 "  # the multiplication sign people write formulas with
+MINUS = " \u2212 "
 
 
 @dataclass(frozen=True)
@@ -20,77 +32,141 @@ class CostBreakdown:
     computed: int | None  # micro-USD the formula gives, None when nothing was billable
     charged: int
     note: str = ""
+    # False when the row lacks a number its charge was computed with (see the note).
+    is_exact: bool = True
 
 
-def _number(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+def _number(value: Decimal | int) -> str:
+    return f"{Decimal(value).normalize():f}"
+
+
+def _result(parts: CostParts) -> str:
+    """`= ceil(exact) = cost micro-USD`, and why when the least cost applied."""
+    if parts.exact == 0:
+        return gettext(" = ceil(0); the least a request costs is %(cost)s micro-USD") % {
+            "cost": f"{parts.cost:,}"
+        }
+    return gettext(" = ceil(%(exact)s) = %(cost)s micro-USD") % {
+        "exact": _number(parts.exact),
+        "cost": f"{parts.cost:,}",
+    }
+
+
+def _rates(log: RequestLog, *, cached_ratio: Decimal | None) -> Rates:
+    return Rates(
+        model_ratio=Decimal(log.model_ratio),
+        completion_ratio=Decimal(log.completion_ratio),
+        cached_ratio=cached_ratio,
+        group_ratio=Decimal(log.group_ratio),
+        price_per_call=log.price_per_call,
+    )
 
 
 def cost_breakdown(log: RequestLog) -> CostBreakdown:
     """Return the formula of `log`'s cost with its tokens and multipliers filled in."""
-    group = Decimal(log.group_ratio)
+    group = _number(log.group_ratio)
     if log.price_per_call is not None:
-        computed = call_cost(price_per_call=log.price_per_call, group_ratio=group)
+        parts = request_cost_parts(_rates(log, cached_ratio=None))
         return _with_note(
             log,
-            formula=f"ceil(price per call{TIMES}group ratio)",
-            worked=f"ceil({log.price_per_call:,}{TIMES}{_number(group)}) = {computed:,} micro-USD",
-            computed=computed,
+            formula=gettext("ceil(price per call%(times)s group ratio)") % {"times": TIMES},
+            worked=f"ceil({log.price_per_call:,}{TIMES}{group}){_result(parts)}",
+            parts=parts,
         )
-    formula = (
-        f"ceil((prompt + completion{TIMES}completion ratio){TIMES}model ratio{TIMES}"
-        f"group ratio{TIMES}{MICRO_USD_PER_TOKEN_AT_RATIO_ONE})"
-    )
-    if log.status_code >= 400 or (log.prompt_tokens == 0 and log.completion_tokens == 0):
+    no_tokens = log.prompt_tokens == 0 and log.completion_tokens == 0
+    if log.status_code >= 400 or (no_tokens and log.cost == 0):
         return CostBreakdown(
-            formula=formula,
-            worked="No tokens were used: nothing to bill.",
+            formula=gettext(
+                "ceil((prompt + completion%(times)scompletion ratio)%(times)smodel ratio"
+                "%(times)sgroup ratio%(times)s%(per_token)s)"
+            )
+            % {"times": TIMES, "per_token": MICRO_USD_PER_TOKEN_AT_RATIO_ONE},
+            worked=gettext("The request was not answered: nothing to bill.")
+            if log.status_code >= 400
+            else gettext("No tokens were used: nothing to bill."),
             computed=None,
             charged=log.cost,
-            note="" if log.cost == 0 else "A charge without tokens: contact support.",
+            note="" if log.cost == 0 else gettext("A charge without an answer: contact support."),
         )
-    model, completion_ratio = Decimal(log.model_ratio), Decimal(log.completion_ratio)
-    with localcontext(prec=80):
-        exact = (
-            (log.prompt_tokens + log.completion_tokens * completion_ratio)
-            * model
-            * group
-            * MICRO_USD_PER_TOKEN_AT_RATIO_ONE
-        )
-    computed = request_cost(
+    # A row written before cached_ratio was kept, with cached tokens: their price is not
+    # known here, so they are counted as input (what they cost without a cached price).
+    cached_ratio = None if log.cached_ratio is None else Decimal(log.cached_ratio)
+    is_unrecorded = cached_ratio is None and log.cached_tokens > 0
+    parts = request_cost_parts(
+        _rates(log, cached_ratio=cached_ratio),
         prompt_tokens=log.prompt_tokens,
         completion_tokens=log.completion_tokens,
-        model_ratio=model,
-        completion_ratio=completion_ratio,
-        group_ratio=group,
+        cached_tokens=log.cached_tokens,
     )
-    worked = (
-        f"ceil(({log.prompt_tokens:,} + {log.completion_tokens:,}{TIMES}"
-        f"{_number(completion_ratio)}){TIMES}{_number(model)}{TIMES}{_number(group)}"
-        f"{TIMES}{MICRO_USD_PER_TOKEN_AT_RATIO_ONE}) "
-        f"= ceil({_number(exact)}) = {computed:,} micro-USD"
+    values = {
+        "times": TIMES,
+        "minus": MINUS,
+        "per_token": MICRO_USD_PER_TOKEN_AT_RATIO_ONE,
+    }
+    multipliers = (
+        f"{TIMES}{_number(log.model_ratio)}{TIMES}{group}{TIMES}{MICRO_USD_PER_TOKEN_AT_RATIO_ONE}"
     )
-    return _with_note(log, formula=formula, worked=worked, computed=computed)
+    completion = f"{parts.completion_tokens:,}{TIMES}{_number(log.completion_ratio)}"
+    if cached_ratio is not None and parts.cached_tokens:
+        formula = gettext(
+            "ceil((prompt%(minus)scached + cached%(times)scached ratio + completion%(times)s"
+            "completion ratio)%(times)smodel ratio%(times)sgroup ratio%(times)s%(per_token)s)"
+        )
+        cached = f"{parts.cached_tokens:,}{TIMES}{_number(cached_ratio)}"
+        worked = f"ceil(({parts.input_tokens:,} + {cached} + {completion}){multipliers})"
+    else:
+        formula = gettext(
+            "ceil((prompt + completion%(times)scompletion ratio)%(times)smodel ratio"
+            "%(times)sgroup ratio%(times)s%(per_token)s)"
+        )
+        worked = f"ceil(({parts.input_tokens:,} + {completion}){multipliers})"
+    return _with_note(
+        log,
+        formula=formula % values,
+        worked=worked + _result(parts),
+        parts=parts,
+        is_unrecorded=is_unrecorded,
+    )
 
 
-def _with_note(log: RequestLog, *, formula: str, worked: str, computed: int) -> CostBreakdown:
-    note = ""
+def _with_note(
+    log: RequestLog,
+    *,
+    formula: str,
+    worked: str,
+    parts: CostParts,
+    is_unrecorded: bool = False,
+) -> CostBreakdown:
+    computed = parts.cost
+    notes = []
     if computed != log.cost:
-        if log.cached_tokens and log.cost < computed:
-            note = (
-                f"{log.cached_tokens:,} of the prompt tokens were cached and billed at the "
-                "model's lower cached-input price."
-            )
-        elif log.cost < computed:
-            # Only rows from before every answered request was charged in full.
-            note = (
-                "Less was charged than the formula gives: until 2026-12-05 the part of a "
-                "cost above what the request held was not charged."
+        if log.cost > computed:
+            notes.append(gettext("More was charged than the formula gives: contact support."))
+        elif is_unrecorded:
+            notes.append(
+                gettext(
+                    "An approximation: this row is from before the price of cached prompt "
+                    "tokens was kept with each request. Its %(cached)s cached prompt tokens "
+                    "are counted here as input; they were charged at the model's lower "
+                    "cached-input price, which this row does not record."
+                )
+                % {"cached": f"{log.cached_tokens:,}"}
             )
         else:
-            note = "More was charged than the formula gives: contact support."
+            # Only rows from before every answered request was charged in full.
+            notes.append(
+                gettext(
+                    "Less was charged than the formula gives: until 2026-12-05 the part of a "
+                    "cost above what the request held was not charged."
+                )
+            )
     if log.usage_estimated:
-        note = (note + " " if note else "") + (
-            "The upstream reported no token counts, so they were estimated."
-        )
-    return CostBreakdown(formula, worked, computed, log.cost, note)
+        notes.append(gettext("The upstream reported no token counts, so they were estimated."))
+    return CostBreakdown(
+        formula=formula,
+        worked=worked,
+        computed=computed,
+        charged=log.cost,
+        note=" ".join(notes),
+        is_exact=computed == log.cost or not is_unrecorded,
+    )

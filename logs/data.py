@@ -29,6 +29,9 @@ class RequestLogData:
     model_ratio: Decimal = Decimal(1)
     completion_ratio: Decimal = Decimal(1)
     group_ratio: Decimal = Decimal(1)
+    # The ratio cached prompt tokens were billed at (`pricing.billed_cached_ratio`);
+    # None when it is not known.
+    cached_ratio: Decimal | None = None
     price_per_call: int | None = None
     error_code: str = ""
     latency_ms: int = 0

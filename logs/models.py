@@ -59,6 +59,10 @@ class RequestLog(models.Model):
     model_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
     completion_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
     group_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
+    # What each cached prompt token was billed at, as a share of an input token (1 when
+    # the model has no cached price): with it a cached request's breakdown is exact.
+    # NULL for a per-call price, and on rows written before it was recorded.
+    cached_ratio = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     price_per_call = models.BigIntegerField(null=True, blank=True)
     client_ip = models.GenericIPAddressField()
     status_code = models.PositiveSmallIntegerField(default=200)

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from core.inputs import storable_text_problem
 
 from . import services
-from .display import change_lines, model_prices, price, price_preview_constants, prices_of
+from .display import change_lines, model_prices, price_preview_constants, price_text, prices_of
 from .models import (
     CatalogModel,
     PriceChange,
@@ -183,10 +183,10 @@ def price_preview_row(
         "cached_ratio": _ratio_text(cached_ratio),
         "price_per_call": _ratio_text(price_per_call),
         "group_ratio": _ratio_text(group_ratio),
-        "input": price(prices.input_per_1m),
-        "output": price(prices.output_per_1m),
-        "cached": price(prices.cached_input_per_1m),
-        "per_call": price(prices.per_call),
+        "input": price_text(prices.input_per_1m),
+        "output": price_text(prices.output_per_1m),
+        "cached": price_text(prices.cached_input_per_1m),
+        "per_call": price_text(prices.per_call),
     }
 
 
@@ -349,19 +349,19 @@ class CatalogModelAdmin(PriceEditingAdmin):
     # The list's prices are before any group multiplier (the form shows each group's).
     @admin.display(description=_("Input / 1M"))
     def input_price(self, model: CatalogModel) -> str:
-        return price(model_prices(model).input_per_1m)
+        return price_text(model_prices(model).input_per_1m)
 
     @admin.display(description=_("Output / 1M"))
     def output_price(self, model: CatalogModel) -> str:
-        return price(model_prices(model).output_per_1m)
+        return price_text(model_prices(model).output_per_1m)
 
     @admin.display(description=_("Cached input / 1M"))
     def cached_input_price(self, model: CatalogModel) -> str:
-        return price(model_prices(model).cached_input_per_1m)
+        return price_text(model_prices(model).cached_input_per_1m)
 
     @admin.display(description=_("Price per call"))
     def per_call_price(self, model: CatalogModel) -> str:
-        return price(model_prices(model).per_call)
+        return price_text(model_prices(model).per_call)
 
     @admin.display(description=_("Prices"))
     def price_preview(self, model: CatalogModel) -> str:
@@ -473,7 +473,7 @@ class PricingGroupAdmin(PriceEditingAdmin):
             price_per_call=None,
             group_ratio=group.group_ratio,
         )
-        return _("%(price)s / 1M input tokens") % {"price": price(prices.input_per_1m)}
+        return _("%(price)s / 1M input tokens") % {"price": price_text(prices.input_per_1m)}
 
     @admin.display(description=_("Prices"))
     def price_preview(self, group: PricingGroup) -> str:

@@ -7,6 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.money import micro_to_usd
+
 from . import selectors
 from .display import model_prices
 from .models import CatalogModel, Vendor
@@ -34,6 +36,10 @@ class PricingEntrySerializer(serializers.Serializer):
     per_call = _usd(help_text="USD per call for per-call models, else null.")
 
 
+def _in_usd(micro: int | None):
+    return None if micro is None else micro_to_usd(micro)
+
+
 def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
     group = selectors.pricing_group_of(user)
     entries = []
@@ -51,10 +57,10 @@ def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
                 "model_ratio": model.model_ratio,
                 "completion_ratio": model.completion_ratio if per_token else None,
                 "cached_ratio": model.cached_ratio,
-                "input_per_1m": prices.input_per_1m,
-                "output_per_1m": prices.output_per_1m,
-                "cached_input_per_1m": prices.cached_input_per_1m,
-                "per_call": prices.per_call,
+                "input_per_1m": _in_usd(prices.input_per_1m),
+                "output_per_1m": _in_usd(prices.output_per_1m),
+                "cached_input_per_1m": _in_usd(prices.cached_input_per_1m),
+                "per_call": _in_usd(prices.per_call),
             }
         )
     return entries

@@ -1,7 +1,9 @@
 """How prices read to people: USD per 1M tokens, USD per call, old → new."""
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
+from core.money import MICRO_PER_USD, format_usd_exact
 
 from .models import CatalogModel, PriceChange
 from .pricing import (
@@ -10,37 +12,35 @@ from .pricing import (
     output_usd_per_million,
 )
 
-MICRO_USD_PER_USD = 1_000_000
-# Prices read to the micro-dollar: `usd` rounds to this many decimals (half to even).
+MICRO_USD_PER_USD = MICRO_PER_USD
+# Prices read to the micro-dollar: a price with more decimals is rounded half to even.
 USD_PLACES = 6
 
 
-def price(amount: Decimal | None) -> str:
+def _micro(usd: Decimal) -> int:
+    with localcontext(prec=80):
+        return int((usd * MICRO_USD_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def price_text(micro: int | None) -> str:
     """Return a price as people read it, exact: `$1.25`, `$0.075`, `$1,200.00`, `—` for none.
 
-    A price (per 1M tokens, per call) is not a balance: it keeps every decimal it has,
-    at least 2 and at most 6, so the display rule of balances (`core.money.format_usd`,
-    floored to the cent) does not apply to it.
+    A price (per 1M tokens, per call) is not a balance: it keeps every decimal it has to
+    the micro-dollar (`core.money.format_usd_exact`, the `usd_exact` filter), where a
+    balance is floored to the cent (`format_usd`, the `usd` filter).
     """
-    if amount is None:
-        return "—"
-    text = f"{amount.quantize(Decimal(1).scaleb(-USD_PLACES)):f}".rstrip("0")
-    whole, _, fraction = text.partition(".")
-    return f"${int(whole):,}.{fraction.ljust(2, '0')}"
-
-
-def per_call_usd(price_per_call: int | None) -> Decimal | None:
-    return None if price_per_call is None else Decimal(price_per_call) / MICRO_USD_PER_USD
+    return "—" if micro is None else format_usd_exact(micro)
 
 
 @dataclass(frozen=True)
 class Prices:
-    """A model's prices in USD, for the default group unless scaled by a group ratio."""
+    """A model's prices in micro-USD (to the micro-dollar), for the default group unless
+    scaled by a group ratio. None: the model has no such price."""
 
-    input_per_1m: Decimal | None
-    output_per_1m: Decimal | None
-    cached_input_per_1m: Decimal | None
-    per_call: Decimal | None
+    input_per_1m: int | None
+    output_per_1m: int | None
+    cached_input_per_1m: int | None
+    per_call: int | None
 
 
 def prices_of(
@@ -51,20 +51,31 @@ def prices_of(
     price_per_call: int | None,
     group_ratio: Decimal = Decimal(1),
 ) -> Prices:
-    """Return the USD prices that a set of multipliers means."""
-    if model_ratio is None:
-        call = per_call_usd(price_per_call)
-        return Prices(None, None, None, None if call is None else call * group_ratio)
-    completion_ratio = completion_ratio or Decimal(1)
-    input_price = input_usd_per_million(model_ratio=model_ratio, group_ratio=group_ratio)
-    return Prices(
-        input_per_1m=input_price,
-        output_per_1m=output_usd_per_million(
-            model_ratio=model_ratio, completion_ratio=completion_ratio, group_ratio=group_ratio
-        ),
-        cached_input_per_1m=None if cached_ratio is None else input_price * cached_ratio,
-        per_call=None,
-    )
+    """Return the prices that a set of multipliers means."""
+    with localcontext(prec=80):
+        if model_ratio is None:
+            call = (
+                None
+                if price_per_call is None
+                else _micro(price_per_call * group_ratio / MICRO_USD_PER_USD)
+            )
+            return Prices(None, None, None, call)
+        completion_ratio = completion_ratio or Decimal(1)
+        input_price = input_usd_per_million(model_ratio=model_ratio, group_ratio=group_ratio)
+        return Prices(
+            input_per_1m=_micro(input_price),
+            output_per_1m=_micro(
+                output_usd_per_million(
+                    model_ratio=model_ratio,
+                    completion_ratio=completion_ratio,
+                    group_ratio=group_ratio,
+                )
+            ),
+            cached_input_per_1m=None
+            if cached_ratio is None
+            else _micro(input_price * cached_ratio),
+            per_call=None,
+        )
 
 
 def model_prices(catalog_model: CatalogModel, group_ratio: Decimal = Decimal(1)) -> Prices:
@@ -114,15 +125,15 @@ def change_lines(change: PriceChange) -> list[PriceLine]:
         ("Per call", old.per_call, new.per_call),
     ]:
         if before != after:
-            lines.append(PriceLine(label, price(before), price(after)))
+            lines.append(PriceLine(label, price_text(before), price_text(after)))
     return lines
 
 
 def price_preview_constants() -> dict[str, int]:
     """The numbers the admin's live price preview (static/js/admin-prices.js) computes with.
 
-    Rendered into data attributes, so the script repeats `pricing`'s formula and `usd`'s
-    rounding without writing down a number of its own.
+    Rendered into data attributes, so the script repeats `pricing`'s formula and
+    `price_text`'s rounding without writing down a number of its own.
     """
     return {
         "micro_usd_per_token_at_ratio_one": MICRO_USD_PER_TOKEN_AT_RATIO_ONE,

@@ -34,6 +34,7 @@ from core.db import (
     run_in_database_thread,
 )
 from logs.data import RequestLogData
+from models_catalog.pricing import billed_cached_ratio
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
 
 from . import upstream
@@ -85,6 +86,7 @@ def call_charge(call: Call, outcome: Outcome) -> tuple[int, RequestLogData]:
         model_ratio=price.model_ratio or Decimal(0),
         completion_ratio=price.completion_ratio,
         group_ratio=price.group_ratio,
+        cached_ratio=billed_cached_ratio(price),
         price_per_call=price.price_per_call,
         error_code=outcome.error_code,
         latency_ms=int((time.perf_counter() - call.started) * 1000),

@@ -9,7 +9,7 @@ from typing import Any
 
 from accounts.tokens import TokenInfo
 from core.inputs import json_loads, storable_text_problem
-from models_catalog.pricing import call_cost, request_cost
+from models_catalog.pricing import request_cost
 from models_catalog.selectors import ModelPrice
 
 from . import upstream
@@ -56,17 +56,13 @@ class Call:
     started: float  # time.perf_counter() when the request arrived
 
 
-def _call_cost(price: ModelPrice) -> int:
-    return call_cost(price_per_call=price.price_per_call or 0, group_ratio=price.group_ratio)
-
-
 def reservation_amount(
     *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
 ) -> int:
     """Return the most a request can cost: its whole body as prompt, plus its max_tokens
     for every choice it asks for (`n`, `best_of`)."""
     if price.price_per_call is not None or price.model_ratio is None:
-        return _call_cost(price)
+        return request_cost(price)
     completion = 0
     if has_completion:
         completion = DEFAULT_MAX_TOKENS
@@ -79,26 +75,19 @@ def reservation_amount(
             [1] + [body[key] for key in CHOICE_KEYS if isinstance(body.get(key), int)]
         )
     return request_cost(
+        price,
         prompt_tokens=min(body_size, MAX_RESERVED_PROMPT_TOKENS),
         completion_tokens=completion,
-        model_ratio=price.model_ratio,
-        completion_ratio=price.completion_ratio,
-        group_ratio=price.group_ratio,
     )
 
 
 def actual_cost(*, usage: Usage, price: ModelPrice) -> int:
     """Return what an answered request costs."""
-    if price.price_per_call is not None or price.model_ratio is None:
-        return _call_cost(price)
     return request_cost(
+        price,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
-        cached_tokens=min(usage.cached_tokens, usage.prompt_tokens),
-        cached_ratio=price.cached_ratio,
-        model_ratio=price.model_ratio,
-        completion_ratio=price.completion_ratio,
-        group_ratio=price.group_ratio,
+        cached_tokens=usage.cached_tokens,
     )
 
 

@@ -4,7 +4,9 @@ Never routed by the site. Behaviour comes from the path segments before `/v1`, s
 one server plays many channels: `http://127.0.0.1:PORT/status-500/v1` answers 500,
 `/delay-200/v1` waits 200 ms, `/hang/v1` never answers, `/no-usage/v1` streams without
 usage, `/break-stream/v1` drops the connection after two chunks, `/chunk-delay-50/v1`
-waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`.
+waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`,
+`/cached-3/v1` reports 3 of the prompt's tokens as cached (OpenAI's
+`prompt_tokens_details`, in answers that are not streamed).
 Answers are the mock channel's (`relay.mock`).
 
     python -m tests.fake_upstream --port 9100
@@ -120,6 +122,12 @@ class FakeUpstream:
         if isinstance(answer, bytes):
             if "no-usage" in scenario:
                 answer = json.dumps({**json.loads(answer), "usage": None}).encode()
+            for step in scenario:
+                if step.startswith("cached-"):
+                    payload = json.loads(answer)
+                    cached = {"cached_tokens": int(step.removeprefix("cached-"))}
+                    payload["usage"]["prompt_tokens_details"] = cached
+                    answer = json.dumps(payload).encode()
             await self._send(send, 200, b"application/json", answer)
             return
         await send(

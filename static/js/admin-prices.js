@@ -1,8 +1,9 @@
 /* The admin's price preview: the prices a model's or a group's multipliers make, kept
  * up to date as they are typed.
  *
- * The formula is models_catalog/pricing.py's and the rounding models_catalog/display.py's
- * `usd` (to USD_PLACES decimals, half to even). Their constants come from the preview's
+ * The formula is models_catalog/pricing.py's, the rounding models_catalog/display.py's
+ * prices_of (to USD_PLACES decimals, half to even) and the text core/money.py's
+ * format_usd_exact (display.price_text). Their constants come from the preview's
  * data attributes, rendered by Python: no number of the formula is written here. The
  * arithmetic is exact (BigInt), as Python's Decimal is, so both show the same text.
  */
@@ -43,7 +44,7 @@
     return quotient;
   }
 
-  // display.price: "$1.25", "$1,200.00": at least 2 decimals, at most `places`, no
+  // display.price_text: "$1.25", "$1,200.00": at least 2 decimals, at most `places`, no
   // trailing zeros, thousands separated.
   function usd(value, scale, places) {
     if (value === null) return "\u2014";

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
-from billing.log_generator import MODELS, cost_of
+from billing.log_generator import MODELS
 from billing.selectors import books_drift
 from logs.breakdown import cost_breakdown
 from logs.models import RequestLog
@@ -40,21 +40,23 @@ def test_generate_writes_rows_the_books_and_rollups_agree_with():
     for unit in ("minute", "hour", "day"):
         assert rollup_aggregates(unit) == raw_aggregates(unit)
     assert rollup_ip_hours() == raw_ip_hours()
-    # Every answered row's cost is what its breakdown computes
-    for row in RequestLog.objects.filter(status_code=200)[:300]:
-        assert cost_breakdown(row).computed == row.cost
+    # Every answered row's cost is what its breakdown computes, exactly, cached ones too.
+    answered = RequestLog.objects.filter(status_code=200)
+    assert answered.filter(cached_tokens__gt=0).count() > 50
+    assert answered.filter(price_per_call__isnull=False).exists()
+    for row in answered:
+        breakdown = cost_breakdown(row)
+        assert breakdown.computed == row.cost, row
+        assert breakdown.is_exact
+        assert breakdown.note == ""
 
 
-def test_generated_costs_follow_the_pricing_formula():
-    chat = MODELS[0]
-    for prompt, completion in ((1, 0), (1234, 567), (100_000, 20_000)):
-        assert cost_of(chat, prompt, completion) == request_cost(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            model_ratio=chat.model_ratio,
-            completion_ratio=chat.completion_ratio,
-            group_ratio=chat.model_ratio / chat.model_ratio,
-        )
+def test_generated_rows_are_priced_by_the_pricing_formula():
+    mini = next(model for model in MODELS if model.name == "gpt-4o-mini")
+    # (234 + 1000 * 0.5 + 567 * 4) * 0.075 * 2 = 450.3 → 451
+    assert request_cost(mini, prompt_tokens=1234, completion_tokens=567, cached_tokens=1000) == 451
+    dall_e = next(model for model in MODELS if model.price_per_call is not None)
+    assert request_cost(dall_e, prompt_tokens=10) == dall_e.price_per_call
 
 
 def test_generate_refuses_bad_arguments():

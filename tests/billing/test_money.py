@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+from django.template import Context, Template
 
 from core.money import (
     MAX_AMOUNT_USD,
@@ -98,3 +99,16 @@ def test_the_template_filter_shows_the_rule_and_keeps_the_exact_amount_in_the_ti
     assert usd(2_500_000) == '<span class="money">$2.50</span>'
     assert usd(-1_250_000) == '<span class="money owed">\u2212$1.25</span>'
     assert usd(None) == ""
+
+
+def test_templates_show_amounts_and_prices_from_micro_usd_with_one_filter_family():
+    template = Template(
+        "{% load money %}{{ balance|usd }} {{ debt|owed }} {{ price|usd_exact }} "
+        '{{ no_price|usd_exact|default:"—" }}'
+    )
+    context = {"balance": 7_999_417, "debt": 1_234_567, "price": 75_000, "no_price": None}
+
+    assert template.render(Context(context)) == (
+        '<span class="money" title="$7.999417">$7.99</span> '
+        '<span class="money owed" title="$1.234567">$1.24</span> $0.075 —'
+    )

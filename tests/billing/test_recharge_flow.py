@@ -50,7 +50,7 @@ def test_without_stripe_keys_the_page_says_payment_is_off_and_codes_still_work(
 
 def test_recharge_page_shows_presets_and_the_price_of_the_first(fake_stripe, user_client):
     page = user_client.get(reverse("console:recharge")).content.decode()
-    assert 'data-value="10"' in page
+    assert 'data-value="10"><span class="money">$10.00</span></button>' in page
     assert 'id="quote-charge">$10.00<' in page
     assert "1–3 minutes" in page  # noqa: RUF001
     assert "10 minutes" in page

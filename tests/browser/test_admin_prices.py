@@ -6,7 +6,7 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 
 from models_catalog.demo_catalog import load_demo_catalog
-from models_catalog.display import price, prices_of
+from models_catalog.display import price_text, prices_of
 from models_catalog.models import CatalogModel, PricingGroup
 from tests.factories import StaffFactory
 
@@ -48,10 +48,10 @@ def expected_prices(model_ratio, completion_ratio, cached_ratio, group_ratio) ->
         group_ratio=group_ratio,
     )
     return [
-        price(prices.input_per_1m),
-        price(prices.output_per_1m),
-        price(prices.cached_input_per_1m),
-        price(prices.per_call),
+        price_text(prices.input_per_1m),
+        price_text(prices.output_per_1m),
+        price_text(prices.cached_input_per_1m),
+        price_text(prices.per_call),
     ]
 
 
@@ -112,7 +112,7 @@ def test_a_per_call_price_and_a_group_ratio_are_previewed_too(page):
             price_per_call=123457,
             group_ratio=group.group_ratio,
         )
-        assert row_prices(page, label) == ["—", "—", "—", price(expected.per_call)]
+        assert row_prices(page, label) == ["—", "—", "—", price_text(expected.per_call)]
 
         page.goto(f"/admin/models_catalog/pricinggroup/{group.pk}/change/")
         first = CatalogModel.objects.filter(is_enabled=True, model_ratio__isnull=False).first()

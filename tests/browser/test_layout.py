@@ -14,7 +14,7 @@ from django.utils import timezone
 from billing.models import RechargeOrder
 from billing.services import account_adjust
 from models_catalog.demo_catalog import load_demo_catalog
-from models_catalog.pricing import request_cost
+from models_catalog.pricing import Rates, request_cost
 from tests.billing.recharge_helpers import new_order
 from tests.factories import StaffFactory, UserFactory
 from tests.logs.helpers import funded_user_with_token, settle
@@ -80,11 +80,9 @@ def seed_customer():
         cost = 0
         if not failed:
             cost = request_cost(
+                Rates(model_ratio=ratio, completion_ratio=completion),
                 prompt_tokens=prompt,
                 completion_tokens=answer,
-                model_ratio=ratio,
-                completion_ratio=completion,
-                group_ratio=Decimal(1),
             )
         settle(
             (laptop, ci)[index % 2],

@@ -27,7 +27,7 @@ def test_recharge_preview_follows_presets_and_typing_and_checkout_charges_it(pag
     assert charge.inner_text() == "$10.00"
 
     # A preset fills the field and the price follows without a page load.
-    page.get_by_role("button", name="$100", exact=True).click()
+    page.get_by_role("button", name="$100.00", exact=True).click()
     page.locator("#quote-discount").get_by_text("5%").wait_for()
     assert charge.inner_text() == "$95.00"
 

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from models_catalog.admin import price_preview_row
-from models_catalog.display import price, price_preview_constants, prices_of
+from models_catalog.display import price_preview_constants, price_text, prices_of
 from models_catalog.models import CatalogModel, PriceChange, PricingGroup
 from models_catalog.pricing import MICRO_USD_PER_TOKEN_AT_RATIO_ONE
 
@@ -67,8 +67,8 @@ def test_the_model_form_shows_each_groups_prices_with_the_constants_for_the_scri
             page,
         )
         assert row is not None, group
-        assert f'<td data-price="input">{price(expected.input_per_1m)}</td>' in row.group(1)
-        assert f'<td data-price="output">{price(expected.output_per_1m)}</td>' in row.group(1)
+        assert f'<td data-price="input">{price_text(expected.input_per_1m)}</td>' in row.group(1)
+        assert f'<td data-price="output">{price_text(expected.output_per_1m)}</td>' in row.group(1)
 
 
 def test_the_group_form_shows_what_models_cost_in_the_group(admin_client, catalog):
@@ -80,11 +80,14 @@ def test_the_group_form_shows_what_models_cost_in_the_group(admin_client, catalo
     ).content.decode()
 
     first = CatalogModel.objects.filter(is_enabled=True, model_ratio__isnull=False).first()
-    expected = price(2 * first.model_ratio * group.group_ratio)
+    expected = price_text(int(2 * first.model_ratio * group.group_ratio * 1_000_000))
     assert f'<th scope="row">{first.name}</th><td data-price="input">{expected}</td>' in page
     assert f"What 10 of the {CatalogModel.objects.filter(is_enabled=True).count()}" in page
     listing = admin_client.get(reverse("admin:models_catalog_pricinggroup_changelist"))
-    assert f"{price(2 * group.group_ratio)} / 1M input tokens" in listing.content.decode()
+    assert (
+        f"{price_text(int(2 * group.group_ratio * 1_000_000))} / 1M input tokens"
+        in listing.content.decode()
+    )
 
 
 def test_a_price_edited_in_the_form_still_goes_through_the_service(admin_client, catalog):
@@ -118,3 +121,27 @@ def test_a_preview_row_says_what_its_multipliers_are_and_make():
         "—",
         "—",
     )
+
+
+def test_prices_are_micro_usd_rounded_half_to_even_and_read_exactly():
+    tiny = prices_of(
+        model_ratio=Decimal("0.000001"),
+        completion_ratio=Decimal("0.5"),
+        cached_ratio=Decimal("0.75"),
+        price_per_call=None,
+        group_ratio=Decimal("0.5"),
+    )
+    # Input 0.000001 * 0.5 * 2 = $0.000001; output half of it, cached three quarters.
+    assert (tiny.input_per_1m, tiny.output_per_1m, tiny.cached_input_per_1m) == (1, 0, 1)
+    assert price_text(tiny.input_per_1m) == "$0.000001"
+    assert price_text(tiny.per_call) == "—"
+    for price_per_call, micro in ((3, 2), (5, 2), (40_000, 20_000)):
+        per_call = prices_of(
+            model_ratio=None,
+            completion_ratio=None,
+            cached_ratio=None,
+            price_per_call=price_per_call,
+            group_ratio=Decimal("0.5"),
+        )
+        assert per_call.per_call == micro
+    assert price_text(1_200_000_000) == "$1,200.00"

@@ -1,8 +1,14 @@
 """Usage from the upstream when it reports it; estimated, and flagged, when it does not."""
 
+import math
+from decimal import Decimal
+
 import httpx
 import pytest
 
+from logs.breakdown import cost_breakdown
+from models_catalog.models import CatalogModel
+from models_catalog.services import catalog_entry_create
 from relay.mock import REPLY
 
 from .conftest import MODEL, make_channel, wait_for_logs
@@ -57,3 +63,46 @@ def test_a_translated_message_without_upstream_usage_is_estimated(
     [log] = wait_for_logs(1)
     assert log.usage_estimated is True
     assert log.completion_tokens == (len(REPLY) + 3) // 4
+
+
+@pytest.mark.parametrize(
+    ("cached_ratio", "recorded"), [(Decimal("0.1"), Decimal("0.1")), (None, 1)]
+)
+def test_cached_prompt_tokens_are_billed_at_the_cached_ratio_the_row_keeps(
+    cached_ratio, recorded, relay_url, token_key, catalog_model, fake_upstream
+):
+    # Given a model (with a cached-input price, or without) and an upstream reporting
+    # 3 of the prompt's 4 tokens as cached
+    name = "gpt-cached"
+    catalog_entry_create(
+        entry=CatalogModel(
+            name=name,
+            vendor=catalog_model.vendor,
+            model_ratio=Decimal("1.5"),
+            completion_ratio=Decimal(2),
+            cached_ratio=cached_ratio,
+        )
+    )
+    make_channel("caching", f"{fake_upstream.url}/cached-3/v1", served_models=[name])
+
+    # When a request is answered
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json={**CHAT, "model": name},
+        headers={"authorization": f"Bearer {token_key}"},
+        timeout=10,
+    )
+
+    # Then the cached tokens cost their share of an input token, the row keeps that
+    # share, and the row's breakdown gives the charge exactly
+    assert response.status_code == 200
+    [log] = wait_for_logs(1)
+    assert (log.prompt_tokens, log.cached_tokens) == (4, 3)
+    assert log.cached_ratio == recorded
+    share = Decimal(1) if cached_ratio is None else cached_ratio
+    exact = (1 + 3 * share + 2 * log.completion_tokens) * 3
+    assert log.cost == math.ceil(exact)
+    breakdown = cost_breakdown(log)
+    assert breakdown.computed == log.cost
+    assert breakdown.is_exact
+    assert breakdown.note == ""
