@@ -9,19 +9,12 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent, Token
-from accounts.services import (
-    AuditOutsideTransaction,
-    audit_record,
-    token_create,
-    token_roll,
-    token_set_enabled,
-    token_update,
-)
+from accounts.services import AuditOutsideTransaction, audit_record
 from tests.accounts.helpers import audit_rows_then_roll_back
-from tests.accounts.test_token_api import _signed_in_now
-from tests.accounts.test_token_views import CREATE_FORM, _create_form
 from tests.factories import StaffFactory, UserFactory
-from tokens.services import token_delete
+from tests.tokens.test_api import _signed_in_now
+from tests.tokens.test_views import CREATE_FORM, _create_form
+from tokens.services import token_create, token_delete, token_roll, token_set_enabled, token_update
 
 pytestmark = pytest.mark.django_db
 
