@@ -41,6 +41,7 @@ Limits, by design:
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from django.db import DatabaseError, InterfaceError, OperationalError
@@ -128,6 +129,7 @@ class CreditMeter:
         flush_seconds: float | None = None,
         max_pending: int | None = None,
         background: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_grant = max_grant or MAX_GRANT_MICRO_USD
         self.max_age = MAX_GRANT_AGE_SECONDS if max_age_seconds is None else max_age_seconds
@@ -136,6 +138,8 @@ class CreditMeter:
         self.max_pending = max_pending or MAX_PENDING
         # Without the background writer nothing is written until `flush` is called.
         self.background = background
+        # What grants' ages and remembered refusals are measured on (a test moves it).
+        self._clock = clock
         self.refusal_memory_seconds = REFUSAL_MEMORY_SECONDS
         # How long `reserve` waits for the writer to catch up before refusing.
         self.backlog_wait_seconds = BACKLOG_WAIT_SECONDS
@@ -150,7 +154,7 @@ class CreditMeter:
         self._pending: list[Settlement] = []
         self._flusher: threading.Thread | None = None
         self._closed = False
-        self._renewed_at = time.monotonic()
+        self._renewed_at = clock()
 
     # --- the request path ---------------------------------------------------
 
@@ -176,7 +180,7 @@ class CreditMeter:
             if (
                 state.refusal is not None
                 and amount >= state.refused_amount
-                and time.monotonic() < state.refused_until
+                and self._clock() < state.refused_until
             ):
                 raise UsageRefused(state.refusal.code, state.refusal.message)
         with state.taking:
@@ -187,7 +191,7 @@ class CreditMeter:
                     with self._lock:
                         state.refusal = refusal
                         state.refused_amount = amount
-                        state.refused_until = time.monotonic() + self.refusal_memory_seconds
+                        state.refused_until = self._clock() + self.refusal_memory_seconds
                 raise
 
     def try_reserve(self, *, token_id: int, user_id: int, request_id: str, amount: int) -> bool:
@@ -257,7 +261,7 @@ class CreditMeter:
         grant = self._current.get(token_id)
         if grant is None or grant.user_id != user_id:
             return False
-        if time.monotonic() - grant.taken_at >= self.max_age:
+        if self._clock() - grant.taken_at >= self.max_age:
             self._retire(grant)
             return False
         if grant.available < amount:
@@ -326,7 +330,7 @@ class CreditMeter:
                         user_id=user_id,
                         token_id=token_id,
                         available=0,
-                        taken_at=time.monotonic(),
+                        taken_at=self._clock(),
                     )
                     self._current[token_id] = grant
                 grant.available += granted
@@ -371,7 +375,7 @@ class CreditMeter:
     def flush(self) -> None:
         """Write every settled request, then return the retired grants nothing holds."""
         with self._flushing:
-            now = time.monotonic()
+            now = self._clock()
             with self._lock:
                 batch = self._pending
                 self._pending = []

@@ -4,7 +4,6 @@ import asyncio
 import dataclasses
 import random
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -22,6 +21,7 @@ from billing.settlement import Settlement, _settle_with_orm, settle_many
 from core.clientaddress import UNKNOWN_ADDRESS
 from logs.models import RequestLog, RequestLogData
 from tests.billing.helpers import LOG, books_snapshot, fund, make_token, run_with_threads
+from tests.clock import FakeClock
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -210,20 +210,26 @@ def test_a_refused_reservation_changes_nothing():
 
 
 def test_a_disabled_token_is_refused_once_its_grant_ages():
-    # Given a token spending through a meter whose grants last 50 ms
+    # Given a token spending through a meter whose grants last a second (its clock
+    # stands still until the test moves it)
     user = UserFactory()
     fund(user, 1_000_000)
     token, _ = make_token(user)
-    meter = _meter(max_age_seconds=0.05)
+    clock = FakeClock()
+    meter = _meter(max_age_seconds=1.0, clock=clock)
     meter.reserve(token_id=token.pk, user_id=user.pk, request_id="a", amount=100)
     meter.settle(request_id="a", cost=100, log=LOG)
 
     # When the token is disabled
     token.is_enabled = False
     token.save()
-    time.sleep(0.06)
 
-    # Then the next request asks for a new grant and is refused
+    # Then requests are still held by the current grant for its second at most
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="in-time", amount=100)
+    meter.release(request_id="in-time")
+    clock.advance(1.0)
+
+    # and once it aged, the next request asks for a new grant and is refused
     with pytest.raises(UsageRefused) as refusal:
         meter.reserve(token_id=token.pk, user_id=user.pk, request_id="b", amount=100)
     assert refusal.value.code == "invalid_api_key"

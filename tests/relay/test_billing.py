@@ -151,7 +151,7 @@ def test_a_stream_longer_than_the_lease_keeps_its_hold(
 
     # Then the request was never released under the stream, and was billed in full
     assert response.status_code == 200
-    assert len(released) > 10
+    assert len(released) >= 3  # the sweeper ran all along the stream
     assert sum(released) == 0
     [log] = wait_for_logs(1)
     assert log.cost > 0
