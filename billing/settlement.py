@@ -210,11 +210,17 @@ SELECT (SELECT array_agg(id) FROM grants),
 
 
 def _column_type(name: str) -> str:
+    """Return the base type of a log column: `varchar`, not `varchar(200)`.
+
+    The arrays are cast to base types; the INSERT casts each value to its column, so
+    a value too long or too precise is refused there as before, and the arrays are
+    not checked element by element a second time.
+    """
     field = RequestLog._meta.get_field(name)
     kind = field.db_type(connection) if isinstance(field, models.Field) else None
     if kind is None:
         raise TypeError(f"RequestLog.{name} is not a column.")
-    return kind
+    return kind.split("(")[0]
 
 
 def _settle_with_orm(settlement: Settlement, *, now: datetime) -> None:
