@@ -73,5 +73,8 @@ def test_recent_activity_lists_the_users_token_changes_at_both_sizes(page):
         # The table fits its card: no column is cut off or scrolls sideways.
         table_width = card.locator("table").evaluate("table => table.scrollWidth")
         assert table_width <= card.evaluate("card => card.clientWidth")
+        # and the page fits the window: nothing on it is wider than a phone.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= page.viewport_size["width"], (size, width)
         card.scroll_into_view_if_needed()
         look(page, f"profile-recent-activity-{size}")
