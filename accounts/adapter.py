@@ -24,8 +24,8 @@ class AccountAdapter(DefaultAccountAdapter):
     """Comet's changes to allauth's account flows."""
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
-        """Let operators close public sign-up with COMET_SIGNUP_OPEN=false."""
-        return getattr(settings, "COMET_SIGNUP_OPEN", True)
+        """Public sign-up is open unless the settings close it (`COMET_SIGNUP_OPEN`)."""
+        return settings.COMET_SIGNUP_OPEN
 
     def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
         """Count choosing a password at sign-up as a sign-in of this browser session.

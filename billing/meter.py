@@ -398,10 +398,11 @@ class CreditMeter:
                     chunk = batch[written : written + BATCH_SIZE]
                     self._write(chunk)
                     written += len(chunk)
-            except DatabaseError:
+            except BaseException:
                 with self._lock:
-                    # Not written (the database is unreachable): back to the front of
-                    # the queue, in order, for the next round.
+                    # Not written (the database is unreachable, or anything else went
+                    # wrong): back to the front of the queue, in order, for the next
+                    # round. Settled requests are only ever dropped by a dying process.
                     self._pending[:0] = batch[written:]
                     self._room.notify_all()
                 raise

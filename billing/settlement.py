@@ -3,13 +3,14 @@
 A settled request is written as: its log row → the rollups (`logs.rollups`) → the
 "new IP on this token" mark → the account (balance, reserved, used, count) → the
 token (reserved, used, quota, last use) → its grant's remaining hold. `settle_many`
-does all of that for a batch, in one transaction, with:
+does all of that for a batch with:
 
-- ONE statement on PostgreSQL, built once from the log row's columns
+- ONE statement (and one transaction) on PostgreSQL, built once from the log row's columns
   (`LOG_FACTS`: the fields of `logs.data.RequestLogData`), after the batch's
   accounts, tokens and grants are locked in the one order (`billing.locks`);
-- the ORM, one request at a time, on other databases (the embedded SQLite default)
-  and for a request whose grant was closed before it was written.
+- the ORM, one request (and one transaction) at a time, on other databases (the
+  embedded SQLite default) and for a request whose grant was closed before it was
+  written.
 
 Each request is charged its whole cost. Its grant pays `cost - overrun`; the
 overrun (what neither the request's hold nor its grant's unused part covered)

@@ -3,7 +3,7 @@
 Django gives a request's connection back when the request ends. Work on threads of
 our own has no such end, so it gives its connection back itself: the relay's
 database threads (`run_in_database_thread`) after every call, and the credit
-meter's writer (`billing.grants`) after every round. With the pool (settings,
+meter's writer (`billing.meter`) after every round. With the pool (settings,
 DATABASE_POOL_MAX_SIZE) every connection a process uses is lent by that pool, and
 no thread keeps one while it waits for work; without it, each is closed.
 
@@ -16,7 +16,7 @@ rather than 500.
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -58,16 +58,6 @@ async def run_in_database_thread(function: Callable[P, R], *args: P.args, **kwar
     return await loop.run_in_executor(
         database_executor, functools.partial(_run, function, *args, **kwargs)
     )
-
-
-def on_database_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """Return an awaitable twin of `function` that runs it with `run_in_database_thread`."""
-
-    @functools.wraps(function)
-    async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await run_in_database_thread(function, *args, **kwargs)
-
-    return twin
 
 
 def database_busy(error: BaseException | None) -> bool:

@@ -348,8 +348,11 @@ class RelayApplication:
                 price=price,
                 has_completion=endpoint.has_completion,
             )
+            # The meter that holds the request settles it, even if the app is closed
+            # (and given a fresh meter) while the request is in flight.
+            meter = self.meter
             with self._counting_refusals(token, address, named):
-                await self._hold(call, amount)
+                await self._hold(call, amount, meter)
             outcome: Outcome | None = None
             try:
                 outcome = await forward(
@@ -361,25 +364,26 @@ class RelayApplication:
                     channel_recovered=self._channel_recovered,
                 )
             finally:
-                await limiter().release(slot)
-                slot = None
-                self._settle(call, outcome or Outcome(status_code=500, error_code="relay_error"))
+                # In memory, before anything that could fail or wait: nothing answered
+                # goes unsettled.
+                self._settle(
+                    call, meter, outcome or Outcome(status_code=500, error_code="relay_error")
+                )
         finally:
-            if slot is not None:
-                await limiter().release(slot)
+            await limiter().release(slot)
 
-    async def _hold(self, call: Call, amount: int) -> None:
+    async def _hold(self, call: Call, amount: int, meter: CreditMeter) -> None:
         """Hold `amount` for the call in the meter, or raise the refusal as a RelayError."""
         token = call.token
         hold = functools.partial(
-            self.meter.reserve,
+            meter.reserve,
             token_id=token.id,
             user_id=token.user_id,
             request_id=call.request_id,
             amount=amount,
         )
         try:
-            if not self.meter.try_reserve(
+            if not meter.try_reserve(
                 token_id=token.id, user_id=token.user_id, request_id=call.request_id, amount=amount
             ):
                 # The grant is short (or the writer is behind): on a thread, which may wait.
@@ -388,9 +392,17 @@ class RelayApplication:
             status = REFUSAL_STATUS.get(refused.code, 402)
             raise RelayError(status, refused.message, code=refused.code) from None
 
-    def _settle(self, call: Call, outcome: Outcome) -> None:
-        cost, log = call_charge(call, outcome)
-        self.meter.settle(request_id=call.request_id, cost=cost, log=log)
+    def _settle(self, call: Call, meter: CreditMeter, outcome: Outcome) -> None:
+        try:
+            cost, log = call_charge(call, outcome)
+        except Exception:
+            # Not expected (usage counts are bounded where they are read): give the hold
+            # back rather than keep it until the process ends, and say so loudly.
+            logger.exception("Request %s could not be priced: not charged", call.request_id)
+            meter.release(request_id=call.request_id)
+            return
+        if not meter.settle(request_id=call.request_id, cost=cost, log=log):
+            logger.error("Request %s held nothing when it settled: not charged", call.request_id)
 
     def _channel_failed(self, route: ChannelRoute, reason: str) -> None:
         async def record() -> None:

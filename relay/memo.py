@@ -3,7 +3,7 @@
 Token and price lookups are cached in Redis by their owners; every Redis read from
 the event loop is a hop to a worker thread and back, which costs more than the rest
 of the relay's own work. Holding the answer in memory for `LOCAL_CACHE_SECONDS`
-(0.5 s by default) keeps a revoked token usable for at most that much longer: the
+(0.5 s) keeps a revoked token usable for at most that much longer: the
 promise is "within 1 second".
 
 The time is read from `clock` (`time.monotonic` unless given), so a test can move

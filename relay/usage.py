@@ -61,6 +61,25 @@ def estimate_answer_tokens(payload: Any) -> int:
     return sum(estimate_text_tokens(text) for text in texts)
 
 
+# The most tokens one answer's usage may report: far above any model's context, and
+# low enough that the cost stays a sane integer. More is read as this many.
+MAX_REPORTED_TOKENS = 100_000_000
+
+
+def _count(value: Any) -> int:
+    """Read a token count an upstream reported: a whole number from 0 to the maximum.
+
+    Anything else (a negative, a fraction, text, a bool, a number past every model) is
+    read as the nearest count that makes sense, so a misbehaving upstream can neither
+    break the settle of an answered request nor make it cost a fortune.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if value != value:  # NaN
+        return 0
+    return int(max(0, min(value, MAX_REPORTED_TOKENS)))
+
+
 def usage_from_openai(payload: dict[str, Any]) -> Usage | None:
     """Return the usage of an OpenAI-shaped answer (or final stream chunk), if it has one."""
     usage = payload.get("usage")
@@ -68,9 +87,9 @@ def usage_from_openai(payload: dict[str, Any]) -> Usage | None:
         return None
     details = usage.get("prompt_tokens_details") or {}
     return Usage(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
+        cached_tokens=_count(details.get("cached_tokens")) if isinstance(details, dict) else 0,
     )
 
 
@@ -79,10 +98,10 @@ def usage_from_anthropic(payload: dict[str, Any]) -> Usage | None:
     usage = payload.get("usage")
     if not isinstance(usage, dict):
         return None
-    cached = int(usage.get("cache_read_input_tokens") or 0)
+    cached = _count(usage.get("cache_read_input_tokens"))
     return Usage(
-        prompt_tokens=int(usage.get("input_tokens") or 0) + cached,
-        completion_tokens=int(usage.get("output_tokens") or 0),
+        prompt_tokens=_count(usage.get("input_tokens")) + cached,
+        completion_tokens=_count(usage.get("output_tokens")),
         cached_tokens=cached,
     )
 
@@ -142,7 +161,7 @@ class StreamUsageReader:
         elif kind == "message_delta":
             delta = parsed.get("usage") or {}
             self.usage = self.usage or Usage()
-            self.usage.completion_tokens = int(delta.get("output_tokens") or 0)
+            self.usage.completion_tokens = _count(delta.get("output_tokens"))
 
     def result(self, request_body: dict[str, Any]) -> Usage:
         """Return the usage the upstream reported, or an estimate flagged as such."""

@@ -365,6 +365,9 @@ CELERY_BEAT_SCHEDULE["relay-probe-disabled-channels"] = {
 
 # USD credited (a "bonus" ledger entry) to every new account; 0 turns it off.
 COMET_SIGNUP_CREDIT_USD = env("COMET_SIGNUP_CREDIT_USD", default="0")
+# Public sign-up (allauth, accounts.adapter). A deployment that admits only invited
+# customers sets this to False in its settings module; accounts are then made by admins.
+COMET_SIGNUP_OPEN = True
 CELERY_BEAT_SCHEDULE["billing-release-expired-grants"] = {
     "task": "billing.tasks.grant_release_expired_task",
     "schedule": 30.0,

@@ -204,3 +204,24 @@ def test_account_emails_link_to_the_public_url_not_the_request_host(
     assert all(link.startswith(PUBLIC_URL + "/") for link in links), body
     assert PUBLIC_URL + "//" not in body
     assert "testserver" not in body
+
+
+@pytest.mark.django_db
+def test_sign_up_can_be_closed_by_the_settings(client, settings):
+    settings.COMET_SIGNUP_OPEN = False
+
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "email": "closed@example.com",
+            "password1": "a long passphrase 1",
+            "password2": "a long passphrase 1",
+        },
+    )
+
+    assert response.status_code == 200
+    assert not get_user_model().objects.filter(email="closed@example.com").exists()
+    assert (
+        "closed" in response.content.decode().lower()
+        or "not open" in response.content.decode().lower()
+    )

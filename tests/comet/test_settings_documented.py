@@ -18,8 +18,6 @@ README = ROOT / "README.md"
 MOST_DOCUMENTED = 20
 NOT_COMET = {".venv", ".git", "tests", "bench", "node_modules", "static", "staticfiles", "var"}
 SHELL_FILES = ("bin/run", "Procfile", "Makefile")
-# Read until the metering engine's rewrite (issue 15) removes them; their rows are
-# already gone from the README. Empty this set with that change.
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]*)`")
 
 
