@@ -532,3 +532,32 @@ def test_a_settled_request_whose_row_is_refused_is_still_written_and_charged():
     assert _account(user) == (1_000_000 - 5 * 900, 0, 5 * 900, 5)
     assert meter.pending == 0
     assert books_drift() == []
+
+
+def test_a_write_that_fails_in_any_way_keeps_the_requests_queued(monkeypatch):
+    # Given a settled request, and a writer that fails once with an error that is not
+    # the database's (a bug, say)
+    user = UserFactory()
+    fund(user, 1_000_000)
+    token, _ = make_token(user)
+    meter = _meter(background=False)
+    meter.reserve(token_id=token.pk, user_id=user.pk, request_id="kept", amount=1_000)
+    meter.settle(request_id="kept", cost=700, log=LOG)
+    real = settle_many
+    calls = []
+
+    def failing_once(batch, **options):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise TypeError("not a database error")
+        return real(batch, **options)
+
+    monkeypatch.setattr("billing.meter.settle_many", failing_once)
+
+    # When the write fails, the request stays queued; the next write charges it once
+    with pytest.raises(TypeError):
+        meter.flush()
+    assert meter.pending == 1
+    meter.close()
+    assert _account(user) == (1_000_000 - 700, 0, 700, 1)
+    assert books_drift() == []

@@ -106,3 +106,43 @@ def test_cached_prompt_tokens_are_billed_at_the_cached_ratio_the_row_keeps(
     assert breakdown.computed == log.cost
     assert breakdown.is_exact
     assert breakdown.note == ""
+
+
+@pytest.mark.parametrize(
+    ("reported", "expected"),
+    [
+        ({"prompt_tokens": 12, "completion_tokens": 3}, (12, 3, 0)),
+        ({"prompt_tokens": -5, "completion_tokens": 2.9}, (0, 2, 0)),
+        ({"prompt_tokens": 1e300, "completion_tokens": float("inf")}, (10**8, 10**8, 0)),
+        ({"prompt_tokens": "12", "completion_tokens": True}, (0, 0, 0)),
+        ({"prompt_tokens": float("nan"), "completion_tokens": None}, (0, 0, 0)),
+        (
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 1,
+                "prompt_tokens_details": {"cached_tokens": -1},
+            },
+            (10, 1, 0),
+        ),
+    ],
+)
+def test_what_an_upstream_reports_is_read_as_a_count_that_can_be_priced(reported, expected):
+    # A misbehaving upstream can neither break the settle of an answered request nor
+    # make it cost a fortune: every count is a whole number from 0 to the maximum.
+    from models_catalog.pricing import Rates, request_cost
+    from relay.usage import usage_from_anthropic, usage_from_openai
+
+    usage = usage_from_openai({"usage": reported})
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == expected
+    rates = Rates(model_ratio=Decimal("2.5"), completion_ratio=Decimal(4))
+    cost = request_cost(
+        rates,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
+    assert 0 < cost < 10**13
+    anthropic = usage_from_anthropic(
+        {"usage": {"input_tokens": -3, "output_tokens": 1e40, "cache_read_input_tokens": "x"}}
+    )
+    assert (anthropic.prompt_tokens, anthropic.completion_tokens) == (0, 10**8)
