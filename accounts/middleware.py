@@ -1,4 +1,4 @@
-"""Keep staff without a second factor out of the admin site."""
+"""Keep staff without a second factor out of the admin site; show users their language."""
 
 from collections.abc import Callable
 
@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import translation
 from django.utils.http import urlencode
 
 
@@ -46,3 +47,25 @@ class StaffMFAMiddleware:
     @staticmethod
     def _is_admin_request(request: HttpRequest) -> bool:
         return request.path.startswith(reverse("admin:index"))
+
+
+_LANGUAGE_CODES = frozenset(code for code, _name in settings.LANGUAGES)
+
+
+class UserLanguageMiddleware:
+    """Show a signed-in user's pages in the language saved on their profile.
+
+    Runs after LocaleMiddleware (which chose from the `django_language` cookie, else
+    Accept-Language, else LANGUAGE_CODE) and AuthenticationMiddleware; a user with no
+    saved language keeps that choice.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if user.is_authenticated and user.language in _LANGUAGE_CODES:
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = translation.get_language()
+        return self.get_response(request)

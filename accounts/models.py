@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -31,6 +32,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     # An email when one of the user's tokens is used from an IP address it never was.
     notify_new_ip = models.BooleanField(
         "email me when a token is used from a new IP address", default=False
+    )
+
+    # The language of the pages once signed in; empty follows the browser (README, "Languages").
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, choices=settings.LANGUAGES
     )
 
     objects = UserManager()

@@ -3,6 +3,7 @@ the audit log."""
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 
 from accounts.models import AUDIT_LABEL_LENGTH, AuditEvent, Token, User
@@ -44,7 +45,9 @@ def audit_record(
 
 
 # A user save that changes only these fields cannot change what a token allows.
-_FIELDS_TOKENS_IGNORE = frozenset({"last_login", "password", "display_name", "notify_new_ip"})
+_FIELDS_TOKENS_IGNORE = frozenset(
+    {"last_login", "password", "display_name", "notify_new_ip", "language"}
+)
 
 
 def token_cache_forget_for_user(
@@ -64,4 +67,17 @@ def user_set_notify_new_ip(*, user: User, is_enabled: bool) -> User:
     if user.notify_new_ip != is_enabled:
         user.notify_new_ip = is_enabled
         user.save(update_fields=["notify_new_ip"])
+    return user
+
+
+def user_set_language(*, user: User, language: str) -> User:
+    """Save the language the user's pages are shown in; "" follows the browser.
+
+    Raises ValueError for a code not in LANGUAGES.
+    """
+    if language and language not in dict(settings.LANGUAGES):
+        raise ValueError(f"unknown language {language!r}")
+    if user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
     return user

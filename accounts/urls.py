@@ -6,5 +6,6 @@ app_name = "accounts"
 
 urlpatterns = [
     path("", views.profile, name="profile"),
+    path("language/", views.language, name="language"),
     path("new-ip-alerts/", views.new_ip_alerts, name="new-ip-alerts"),
 ]

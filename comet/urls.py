@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from accounts import views as account_views
 from announcements import views as announcement_views
 from billing import views as billing_views
 from comet import health, views
@@ -41,6 +42,8 @@ urlpatterns = [
     path("api/v1/logs/export.csv", log_api.LogExportView.as_view(), name="api-logs-csv"),
     path("user/quota", billing_views.user_quota, name="user-quota"),
     path("user/quota/", billing_views.user_quota),
+    # Django's set_language, and saving the choice of a signed-in user (README, "Languages").
+    path("i18n/setlang/", account_views.set_language, name="set_language"),
     path("accounts/", include("allauth.urls")),
     path("profile/", include("accounts.urls")),
     path("admin/", admin.site.urls),
