@@ -78,7 +78,7 @@ def sign_in(page, user, password: str | None = None) -> None:
     page.goto("/accounts/login/")
     page.locator("input[name=login]").fill(user.email)
     page.locator("input[name=password]").fill(password or DEFAULT_PASSWORD)
-    page.locator("form button[type=submit]").first.click()
+    page.locator("main form button[type=submit]").first.click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
