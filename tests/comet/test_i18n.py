@@ -42,6 +42,12 @@ MODEL_TOKENS = {
     "Cached input / 1M tokens",
     "Every call's tokens, cost and IP",
     "First token",
+    "%(tokens)s tokens of context",
+    "Pay per token at these prices for your group, <strong>%(group)s</strong>.",
+    "Pay per token at these prices (the %(group)s group; signed-in customers see their group's "
+    "prices).",
+    "A model ratio of 1 is $2 per 1M input tokens; output tokens cost the completion ratio times "
+    "that.",
 }
 # Other msgids that contain a glossary term in a sense the glossary row does not mean.
 GLOSSARY_EXCEPTIONS = {
