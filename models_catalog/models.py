@@ -4,6 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 def RatioField(**options: Any) -> models.DecimalField:
@@ -70,11 +71,11 @@ class CatalogModel(models.Model):
     """
 
     class Kind(models.TextChoices):
-        CHAT = "chat", "Chat"
-        EMBEDDING = "embedding", "Embedding"
-        IMAGE = "image", "Image"
-        AUDIO = "audio", "Audio"
-        VIDEO = "video", "Video"
+        CHAT = "chat", _("Chat")
+        EMBEDDING = "embedding", _("Embedding")
+        IMAGE = "image", _("Image")
+        AUDIO = "audio", _("Audio")
+        VIDEO = "video", _("Video")
 
     PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
 
@@ -272,9 +273,9 @@ class PriceChangeSubscription(models.Model):
     """A user's wish to be emailed about price changes: every model, vendors or models."""
 
     class Scope(models.TextChoices):
-        ALL = "all", "All models"
-        VENDORS = "vendors", "Chosen vendors"
-        MODELS = "models", "Chosen models"
+        ALL = "all", _("All models")
+        VENDORS = "vendors", _("Chosen vendors")
+        MODELS = "models", _("Chosen models")
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
