@@ -374,20 +374,21 @@ class RelayApplication:
 
     async def _hold(self, call: Call, amount: int, meter: CreditMeter) -> None:
         """Hold `amount` for the call in the meter, or raise the refusal as a RelayError."""
-        token = call.token
-        hold = functools.partial(
-            meter.reserve,
-            token_id=token.id,
-            user_id=token.user_id,
-            request_id=call.request_id,
-            amount=amount,
-        )
+        token_id, user_id, request_id = call.token.id, call.token.user_id, call.request_id
         try:
             if not meter.try_reserve(
-                token_id=token.id, user_id=token.user_id, request_id=call.request_id, amount=amount
+                token_id=token_id, user_id=user_id, request_id=request_id, amount=amount
             ):
                 # The grant is short (or the writer is behind): on a thread, which may wait.
-                await run_in_database_thread(hold)
+                await run_in_database_thread(
+                    functools.partial(
+                        meter.reserve,
+                        token_id=token_id,
+                        user_id=user_id,
+                        request_id=request_id,
+                        amount=amount,
+                    )
+                )
         except UsageRefused as refused:
             status = REFUSAL_STATUS.get(refused.code, 402)
             raise RelayError(status, refused.message, code=refused.code) from None

@@ -85,6 +85,20 @@ def _check_quota(quota_remaining: int | None) -> None:
         raise ValidationError({"quota_remaining": "A quota cannot be negative."})
 
 
+def _audit(
+    action: AuditEvent.Action, token: Token, *, actor: User | None, detail: dict | None = None
+) -> None:
+    """Record a change of `token` in the audit log, in the caller's transaction."""
+    audit_record(
+        action=action,
+        target=token,
+        label=token.name,
+        user_id=token.user_id,
+        actor=actor,
+        detail=detail,
+    )
+
+
 def token_create(
     *,
     user: User,
@@ -133,13 +147,7 @@ def token_create(
             rpm_limit=rpm_limit,
         )
         _form_nonce_record(user=user, nonce=form_nonce, token=token)
-        audit_record(
-            action=AuditEvent.Action.TOKEN_CREATED,
-            target=token,
-            label=token.name,
-            user_id=user.pk,
-            actor=actor,
-        )
+        _audit(AuditEvent.Action.TOKEN_CREATED, token, actor=actor)
     return token, raw_key
 
 
@@ -165,13 +173,7 @@ def token_roll(
         locked.key_prefix = prefix
         locked.key_last4 = last4
         locked.save(update_fields=["key_hash", "key_prefix", "key_last4", "updated_at"])
-        audit_record(
-            action=AuditEvent.Action.TOKEN_KEY_ROLLED,
-            target=locked,
-            label=locked.name,
-            user_id=locked.user_id,
-            actor=actor,
-        )
+        _audit(AuditEvent.Action.TOKEN_KEY_ROLLED, locked, actor=actor)
         token_cache_invalidate(old_hash)
         token_cache_invalidate(locked.key_hash)
     return locked, raw_key
@@ -220,13 +222,8 @@ def token_update(
             setattr(locked, field, value)
         locked.save(update_fields=[*settings_now, "updated_at"])
         if changed:
-            audit_record(
-                action=AuditEvent.Action.TOKEN_CHANGED,
-                target=locked,
-                label=locked.name,
-                user_id=locked.user_id,
-                actor=actor,
-                detail={"changed": changed},
+            _audit(
+                AuditEvent.Action.TOKEN_CHANGED, locked, actor=actor, detail={"changed": changed}
             )
         token_cache_invalidate(locked.key_hash)
     return locked
@@ -244,15 +241,13 @@ def token_set_enabled(*, token: Token, is_enabled: bool, actor: User | None = No
             .update(is_enabled=is_enabled, updated_at=timezone.now())
         )
         if changed:
-            audit_record(
-                action=(
+            _audit(
+                (
                     AuditEvent.Action.TOKEN_ENABLED
                     if is_enabled
                     else AuditEvent.Action.TOKEN_DISABLED
                 ),
-                target=token,
-                label=token.name,
-                user_id=token.user_id,
+                token,
                 actor=actor,
             )
         token_cache_invalidate(token.key_hash)
@@ -288,10 +283,4 @@ def token_delete(*, token: Token, actor: User | None = None) -> None:
         token_cache_invalidate(token.key_hash)
         deleted, _by_model = Token.objects.filter(pk=token.pk).delete()
         if deleted:
-            audit_record(
-                action=AuditEvent.Action.TOKEN_DELETED,
-                target=token,
-                label=token.name,
-                user_id=token.user_id,
-                actor=actor,
-            )
+            _audit(AuditEvent.Action.TOKEN_DELETED, token, actor=actor)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.urls import reverse
 
 from accounts.models import User
 
@@ -325,3 +326,31 @@ def test_switching_while_signed_in_saves_the_preference(user_client, user):
     user.refresh_from_db()
     assert user.language == "en"
     assert page_language(user_client.get("/profile/", HTTP_ACCEPT_LANGUAGE="zh-Hans")) == "en"
+
+
+HOSTILE_LANGUAGES = ["", "\x00", "zh-hans\x00", "\uff17", "x" * 5000, "1e309", "en\u202e"]
+HOSTILE_NEXT = [
+    "/\x00",
+    "//evil.example",
+    "https://evil.example/",
+    "\uff0f\uff0f",
+    "/" + "a" * 5000,
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", HOSTILE_LANGUAGES)
+@pytest.mark.parametrize("next_url", HOSTILE_NEXT)
+def test_hostile_switches_are_refused_or_ignored_and_change_nothing(
+    user_client, user, language, next_url
+):
+    signed_out = user_client.__class__()
+    for client in (signed_out, user_client):
+        response = client.post(reverse("set_language"), {"language": language, "next": next_url})
+        assert response.status_code < 500
+        location = response.headers.get("Location", "")
+        assert not location.startswith(("//", "http"))
+    response = user_client.post(reverse("accounts:language"), {"language": language})
+    assert response.status_code in (302, 400)
+    user.refresh_from_db()
+    assert user.language in ("", "en", "zh-hans")
