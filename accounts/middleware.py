@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.http import urlencode
 
+from accounts.locale import LANGUAGE_CODES
+
 
 def session_used_mfa(request: HttpRequest) -> bool:
     """Return whether the signed-in user passed a second factor in this session."""
@@ -49,9 +51,6 @@ class StaffMFAMiddleware:
         return request.path.startswith(reverse("admin:index"))
 
 
-_LANGUAGE_CODES = frozenset(code for code, _name in settings.LANGUAGES)
-
-
 class UserLanguageMiddleware:
     """Show a signed-in user's pages in the language saved on their profile.
 
@@ -65,7 +64,7 @@ class UserLanguageMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = request.user
-        if user.is_authenticated and user.language in _LANGUAGE_CODES:
+        if user.is_authenticated and user.language in LANGUAGE_CODES:
             translation.activate(user.language)
             request.LANGUAGE_CODE = translation.get_language()
         return self.get_response(request)
