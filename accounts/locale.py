@@ -23,3 +23,11 @@ def recipient_locale(user: User | None) -> Iterator[None]:
     """Render what is sent to `user` (subject, text, HTML) in their language."""
     with translation.override(user_language(user)):
         yield
+
+
+def text_for(user_id: int, message: str, **params: object) -> str:
+    """Return `message` (a msgid marked with gettext_noop) in the language of user `user_id`,
+    with `params` filled in: for text stored for a customer to read later (ledger notes)."""
+    language = User.objects.filter(pk=user_id).values_list("language", flat=True).first()
+    with translation.override(language if language in LANGUAGE_CODES else settings.LANGUAGE_CODE):
+        return translation.gettext(message) % params

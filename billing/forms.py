@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from billing.models import RechargeSettings
 from core.inputs import ascii_decimal
@@ -10,7 +11,7 @@ from core.money import MICRO_PER_USD
 class RechargeAmountForm(forms.Form):
     """A credit amount in USD: whole cents, between the admin's minimum and maximum."""
 
-    amount = forms.CharField(label="Amount of credit (USD)", max_length=20)
+    amount = forms.CharField(label=_("Amount of credit (USD)"), max_length=20)
 
     def __init__(self, *args: object, settings_row: RechargeSettings, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -36,7 +37,7 @@ class RechargeAmountForm(forms.Form):
 
 
 class RedeemForm(forms.Form):
-    code = forms.CharField(label="Redemption code", max_length=64)
+    code = forms.CharField(label=_("Redemption code"), max_length=64)
 
     def clean_code(self) -> str:
         return self.cleaned_data["code"].strip().upper()

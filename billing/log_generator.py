@@ -19,7 +19,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
+from accounts.locale import text_for
 from accounts.models import Token, User
 from accounts.tokens import key_display_parts, key_generate, key_hash
 from billing.models import Account, LedgerEntry
@@ -294,7 +296,7 @@ def _books_close(totals: GeneratedTotals) -> None:
                     amount=cost,
                     kind=LedgerEntry.Kind.BONUS,
                     idempotency_key=f"generated-logs:{run}:{user_id}",
-                    reason="Covers generated demo request logs",
+                    reason=text_for(user_id, gettext_noop("Covers generated demo request logs")),
                 )
             # Account first, then tokens: the lock order of billing.services.
             Account.objects.filter(pk=user_id).update(

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.money import format_usd_exact
 
@@ -359,6 +360,24 @@ class RechargeOrder(models.Model):
         return self.ledger_entry_id is not None
 
 
+# What the customer's timeline says for each kind of event, in their language. The stored
+# `message` keeps the details (Stripe ids, amounts in minor units) for the admin.
+_CUSTOMER_TEXTS = {
+    "created": _("Order created."),
+    "checkout": _("The payment page was opened."),
+    "awaiting_payment": _("Checkout completed; the payment is still processing."),
+    "paid": _("Payment received."),
+    "credited": _("Credited to your balance."),
+    "credited_by_hand": _("Credited by our team after checking the payment."),
+    "failed": _("The payment failed."),
+    "expired": _("The checkout expired unpaid."),
+    "refund": _("Refunded."),
+    "dispute_opened": _("The payment is disputed with the bank: the account is frozen."),
+    "dispute_lost": _("The dispute was lost: the payment was taken back."),
+    "dispute_won": _("The dispute is closed."),
+}
+
+
 class OrderEvent(models.Model):
     """One line of an order's timeline: what happened, who did it. Append-only."""
 
@@ -375,6 +394,11 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.kind}"
+
+    @property
+    def customer_text(self) -> str:
+        """What the customer's timeline says: checks and flags read as one sentence."""
+        return str(_CUSTOMER_TEXTS.get(self.kind, _("Checked by our team.")))
 
 
 class StripeEvent(models.Model):

@@ -20,7 +20,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
+from accounts.locale import text_for
 from accounts.models import AuditEvent, User
 from accounts.services import audit_record
 from billing.models import (
@@ -186,9 +188,15 @@ def order_credit(*, order_id: int, actor: User | None = None, reason: str = "") 
             return False
         if actor is None and order.paid_at is None:
             return False
-        note = f"Order {order.number}"
-        if actor is not None:
-            note += f", credited by hand: {reason.strip()}"
+        if actor is None:
+            note = text_for(order.user_id, gettext_noop("Order %(order)s"), order=order.number)
+        else:
+            note = text_for(
+                order.user_id,
+                gettext_noop("Order %(order)s, credited by hand: %(reason)s"),
+                order=order.number,
+                reason=reason.strip(),
+            )
         entry = account_credit(
             user_id=order.user_id,
             amount=order.credit,
@@ -287,7 +295,12 @@ def order_refunds_record(
                 amount=debit,
                 idempotency_key=key,
                 kind=LedgerEntry.Kind.REFUND,
-                reason=f"Refund {refund.id} of order {order.number}",
+                reason=text_for(
+                    order.user_id,
+                    gettext_noop("Refund %(refund)s of order %(order)s"),
+                    refund=refund.id,
+                    order=order.number,
+                ),
                 allow_negative=True,
             )
             _event(order, "refund", f"Refund {refund.id}: {refund.amount_minor} minor units.")
@@ -302,7 +315,11 @@ def order_refunds_record(
                     amount=debit,
                     idempotency_key=f"refund:{charge_id or payment_intent_id}:{running}",
                     kind=LedgerEntry.Kind.REFUND,
-                    reason=f"Refund of order {order.number} (refunded in all: {running})",
+                    reason=text_for(
+                        order.user_id,
+                        gettext_noop("Refund of order %(order)s"),
+                        order=order.number,
+                    ),
                     allow_negative=True,
                 )
                 _event(order, "refund", f"Refunded in all: {running} minor units.")
@@ -366,7 +383,12 @@ def order_dispute_open(*, dispute: Dispute) -> RechargeOrder | None:
         _account_freeze(
             user_id=order.user_id,
             frozen=True,
-            reason=f"Payment dispute {dispute.id} on order {order.number}",
+            reason=text_for(
+                order.user_id,
+                gettext_noop("Payment dispute %(dispute)s on order %(order)s"),
+                dispute=dispute.id,
+                order=order.number,
+            ),
         )
         _event(order, "dispute_opened", f"Dispute {dispute.id} opened: account frozen.")
     return order
@@ -386,7 +408,12 @@ def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
                 amount=_credit_share(order, min(dispute.amount_minor, order.amount_minor)),
                 idempotency_key=f"dispute:{dispute.id}",
                 kind=LedgerEntry.Kind.DISPUTE,
-                reason=f"Lost payment dispute {dispute.id} on order {order.number}",
+                reason=text_for(
+                    order.user_id,
+                    gettext_noop("Lost payment dispute %(dispute)s on order %(order)s"),
+                    dispute=dispute.id,
+                    order=order.number,
+                ),
                 allow_negative=True,
             )
             order.status = Status.REFUNDED
@@ -412,8 +439,12 @@ def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
             _account_freeze(
                 user_id=order.user_id,
                 frozen=False,
-                reason=f"Payment dispute {dispute.id} on order {order.number} closed "
-                f"({dispute.status})",
+                reason=text_for(
+                    order.user_id,
+                    gettext_noop("Payment dispute %(dispute)s on order %(order)s closed"),
+                    dispute=dispute.id,
+                    order=order.number,
+                ),
             )
     return order
 
@@ -585,7 +616,12 @@ def code_redeem(*, user: User, code: str) -> RedemptionCode:
             # The row id, not the code: the ledger outlives the code and is read widely.
             idempotency_key=f"redeem:{row.pk}",
             kind=LedgerEntry.Kind.REDEMPTION,
-            reason=f"Redemption code {row} from batch “{row.batch}”",
+            reason=text_for(
+                user.pk,
+                gettext_noop("Redemption code %(code)s from batch “%(batch)s”"),
+                code=row,
+                batch=row.batch,
+            ),
         )
         row.redeemed_by = user
         row.redeemed_at = timezone.now()

@@ -22,7 +22,9 @@ from django.db.models import F, Max, Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
+from accounts.locale import text_for
 from accounts.models import User
 from billing.locks import lock_rows
 from billing.models import Account, LedgerEntry, RechargeTier, UserDiscount
@@ -55,7 +57,7 @@ def account_create_for_new_user(sender: Any, instance: User, created: bool, **kw
                 amount=signup_credit,
                 kind=LedgerEntry.Kind.BONUS,
                 idempotency_key=f"signup:{instance.pk}",
-                reason="Welcome credit",
+                reason=text_for(instance.pk, gettext_noop("Welcome credit")),
             )
 
 

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.core import signing
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Token
 from core.inputs import ascii_int
@@ -68,11 +69,11 @@ class LogFilterForm(forms.Form):
 
     range = forms.ChoiceField(
         choices=[
-            ("1h", "Last hour"),
-            ("24h", "Last 24 hours"),
-            ("7d", "Last 7 days"),
-            ("30d", "Last 30 days"),
-            ("custom", "Custom"),
+            ("1h", _("Last hour")),
+            ("24h", _("Last 24 hours")),
+            ("7d", _("Last 7 days")),
+            ("30d", _("Last 30 days")),
+            ("custom", _("Custom")),
         ],
         required=False,
         error_messages={"invalid_choice": "Choose a time range: 1h, 24h, 7d, 30d or custom."},
@@ -113,7 +114,7 @@ class LogFilterForm(forms.Form):
                 .values_list("id", "name")
             )
             self.token_ids = {token_id for token_id, _ in tokens}
-            self.fields["token"].widget.choices = [("", "All tokens"), *tokens]
+            self.fields["token"].widget.choices = [("", _("All tokens")), *tokens]
 
     def clean_token(self) -> int | None:
         value = str(self.cleaned_data.get("token") or "").strip()

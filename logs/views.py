@@ -128,8 +128,8 @@ def chart_usage_per_minute(request: ConsoleRequest) -> JsonResponse:
         {
             "labels": series["labels"],
             "datasets": [
-                {"label": "Requests per minute", "data": series["requests"], "axis": "y"},
-                {"label": "Tokens per minute", "data": series["tokens"], "axis": "y1"},
+                {"label": gettext("Requests per minute"), "data": series["requests"], "axis": "y"},
+                {"label": gettext("Tokens per minute"), "data": series["tokens"], "axis": "y1"},
             ],
         }
     )
@@ -172,7 +172,7 @@ def chart_by_token(request: ConsoleRequest) -> JsonResponse:
         {
             "labels": [row["name"] for row in rows],
             "datasets": [
-                {"label": "Spend (USD)", "data": [micro_to_json(row["cost"]) for row in rows]}
+                {"label": gettext("Spend (USD)"), "data": [micro_to_json(row["cost"]) for row in rows]}
             ],
             "unit": "cost",
             "kind": "bar",
@@ -211,7 +211,7 @@ def chart_home(request: ConsoleRequest) -> JsonResponse:
             "labels": usage.last_7_days["labels"],
             "datasets": [
                 {
-                    "label": "Spend (USD)",
+                    "label": gettext("Spend (USD)"),
                     "data": [micro_to_json(value) for value in usage.last_7_days["cost"]],
                 }
             ],

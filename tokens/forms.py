@@ -21,39 +21,42 @@ def _split_lines(text: str) -> list[str]:
 class TokenForm(forms.Form):
     """The token create / edit form; amounts are typed in USD, stored in micro-USD."""
 
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(label=_("Name"), max_length=100)
     quota = forms.DecimalField(
         required=False,
         min_value=Decimal(0),
         max_digits=16,
         decimal_places=6,
-        label="Quota (USD)",
-        help_text="Empty for unlimited; 0 makes a query-only token that cannot spend.",
+        label=_("Quota (USD)"),
+        help_text=_("Empty for unlimited; 0 makes a query-only token that cannot spend."),
     )
     expires_at = forms.DateTimeField(
         required=False,
-        label="Expires at (UTC)",
+        label=_("Expires at"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Empty for never.",
+        help_text=_("Empty for never."),
     )
     allowed_models = forms.CharField(
         required=False,
+        label=_("Allowed models"),
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Model names, one per line or separated by commas; empty allows every model.",
+        help_text=_("Model names, one per line or separated by commas; empty allows every model."),
     )
     allowed_networks = forms.CharField(
         required=False,
-        label="Allowed IPs",
+        label=_("Allowed IPs"),
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="IP addresses or CIDR networks (203.0.113.0/24); empty allows any address.",
+        help_text=_("IP addresses or CIDR networks (203.0.113.0/24); empty allows any address."),
     )
-    concurrency_limit = forms.IntegerField(min_value=1, max_value=10_000, initial=100)
+    concurrency_limit = forms.IntegerField(
+        label=_("Concurrency limit"), min_value=1, max_value=10_000, initial=100
+    )
     rpm_limit = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=PG_INTEGER_MAX,
-        label="Requests per minute",
-        help_text="Empty for no limit beyond the platform's.",
+        label=_("Requests per minute"),
+        help_text=_("Empty for no limit beyond the platform's."),
     )
 
     @classmethod

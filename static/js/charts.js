@@ -94,7 +94,7 @@
         return response.json();
       })
       .then(function (data) { draw(canvas, data); })
-      .catch(function (error) { canvas.replaceWith(document.createTextNode("This chart could not be loaded.")); console.warn(error); });
+      .catch(function (error) { canvas.replaceWith(document.createTextNode(document.body.dataset.chartError)); console.warn(error); });
   }
 
   document.addEventListener("click", function (event) {

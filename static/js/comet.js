@@ -23,7 +23,7 @@
     });
   }
 
-  // <button data-copy-target="#id" [data-copied-label="Copied"]> copies the text of the
+  // <button data-copy-target="#id" [data-copied-label="..."]> copies the text of the
   // element it names; if the browser refuses, the text is selected to copy by hand.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy-target]");
@@ -33,7 +33,7 @@
     var text = source.value !== undefined ? source.value : source.textContent;
     copyText(text.trim(), button).then(function () {
       if (button.dataset.copyLabel === undefined) button.dataset.copyLabel = button.textContent;
-      button.textContent = button.getAttribute("data-copied-label") || "Copied";
+      button.textContent = button.getAttribute("data-copied-label") || document.body.dataset.copiedLabel;
       button.setAttribute("data-copied", "");
       setTimeout(function () {
         button.textContent = button.dataset.copyLabel;

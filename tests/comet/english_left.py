@@ -70,6 +70,9 @@ ALLOWED = {
     "Authorization",
     "Content",
     "Type",
+    "ok",  # the values typed in the logs' status filter
+    "error",
+    "refused",
     "Enter",
     "Esc",
     "Tab",
@@ -82,7 +85,7 @@ _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "me
 _SHOWN_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "data-label", "data-labels"}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019.-]*[A-Za-z]")  # one letter alone is not a word here
 _NOT_PROSE = re.compile(
-    r"https?://\S+|[\w.+-]+@[\w-]+\.[\w.]+|sk-[\w-]+|\b[\w-]+\.(?:json|csv|atom|svg|py)\b"
+    r"https?://\S+|\"\w+\":\s*\w+|\bx-[\w-]+|[\w.+-]+@[\w-]+\.[\w.]+|sk-[\w-]+|\b[\w-]+\.(?:json|csv|atom|svg|py)\b"
     r"|/[\w/.{}-]+|\b\w+_\w+\b|\$[\d,.]+|\d[\d,.:]*"
 )
 

@@ -42,6 +42,8 @@ MODEL_TOKENS = {
     "Output / 1M tokens",
     "Cached input / 1M tokens",
     "Every call's tokens, cost and IP",
+    "Tokens per minute",
+    "Requests and tokens per minute",
     "First token",
     "%(tokens)s tokens of context",
     "Pay per token at these prices for your group, <strong>%(group)s</strong>.",
