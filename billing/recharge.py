@@ -441,9 +441,12 @@ def order_dispute_close(*, dispute: Dispute) -> RechargeOrder | None:
                 frozen=False,
                 reason=text_for(
                     order.user_id,
-                    gettext_noop("Payment dispute %(dispute)s on order %(order)s closed"),
+                    gettext_noop(
+                        "Payment dispute %(dispute)s on order %(order)s closed (%(status)s)"
+                    ),
                     dispute=dispute.id,
                     order=order.number,
+                    status=dispute.status,
                 ),
             )
     return order

@@ -172,7 +172,10 @@ def chart_by_token(request: ConsoleRequest) -> JsonResponse:
         {
             "labels": [row["name"] for row in rows],
             "datasets": [
-                {"label": gettext("Spend (USD)"), "data": [micro_to_json(row["cost"]) for row in rows]}
+                {
+                    "label": gettext("Spend (USD)"),
+                    "data": [micro_to_json(row["cost"]) for row in rows],
+                }
             ],
             "unit": "cost",
             "kind": "bar",
