@@ -167,8 +167,8 @@ def test_the_theme_menu_is_remembered_and_applied_before_the_first_paint(axe_pag
     page.reload()
     assert page.evaluate("localStorage.getItem('comet-theme')") is None
 
-    # The keyboard reaches the menu (right after the brand), and shows where it is.
-    page.locator(".site-header .brand").focus()
+    # The keyboard reaches the menu (the last thing in the footer), and shows where it is.
+    page.locator(".site-footer a").last.focus()
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "theme-choice"
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
