@@ -130,6 +130,26 @@ def test_public_pages_have_no_english_left(client, catalog_names, name):
     assert _left(client.get(reverse(name), **CHINESE), catalog_names) == []
 
 
+CHART_PAGES = [
+    "logs:chart-per-minute",
+    "logs:chart-by-model",
+    "logs:chart-by-token",
+    "logs:chart-errors",
+    "logs:chart-home",
+]
+
+
+@pytest.mark.parametrize("name", CHART_PAGES)
+def test_chart_labels_are_chinese(client, chinese_user, catalog_names, name):
+    """The charts' legends and axis titles come from these answers (static/js/charts.js)."""
+    client.force_login(chinese_user)
+    data = client.get(reverse(name)).json()
+    labels = [dataset["label"] for dataset in data["datasets"]]
+    assert labels
+    html = "".join(f"<p>{label}</p>" for label in labels)
+    assert english_left(html, catalog_names | _data_words()) == []
+
+
 def test_the_detector_finds_english_and_spares_names_and_code():
     html = (
         '<h1>令牌</h1><p title="Copy">复制 <code>client = OpenAI()</code></p>'
