@@ -8,7 +8,10 @@ from allauth.account.models import EmailConfirmation
 from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import translation
 
+from accounts.locale import LANGUAGE_CODES
+from accounts.models import User
 from core.links import public_domain, public_url
 
 
@@ -33,7 +36,13 @@ class AccountAdapter(DefaultAccountAdapter):
         Confirming the email in the same session then signs in (allauth), and
         creating the first token right away asks for no password again: the
         console's "recent sign-in" reads these records.
+
+        The page's language becomes the new user's saved one: a visitor who switched
+        to 中文 before signing up gets Chinese emails, the verification email first.
         """
+        page_language = getattr(request, "LANGUAGE_CODE", "")
+        if not user.language and page_language in LANGUAGE_CODES:
+            user.language = page_language
         user = super().save_user(request, user, form, commit=commit)
         if commit:
             record_authentication(request, user, method="password", signup=True)
@@ -73,4 +82,16 @@ class AccountAdapter(DefaultAccountAdapter):
         # allauth sends this one itself (a password reset for an unknown address).
         if template_prefix == "account/email/unknown_account":
             context["signup_url"] = public_url(reverse("account_signup"))
-        super().send_mail(template_prefix, email, context)
+        with translation.override(self._recipient_language(email, context.get("user"))):
+            super().send_mail(template_prefix, email, context)
+
+    @staticmethod
+    def _recipient_language(email: str, user: Any) -> str:
+        """Return the language an account email is written in: the saved language of the
+        user it is about (or of the account with that address), else the page's."""
+        if not isinstance(user, User):
+            user = User.objects.filter(email__iexact=email).only("language").first()
+        if user is not None and user.language in LANGUAGE_CODES:
+            return user.language
+        page_language = translation.get_language()
+        return page_language if page_language in LANGUAGE_CODES else settings.LANGUAGE_CODE

@@ -11,7 +11,8 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.http import urlencode
 
-from accounts.locale import LANGUAGE_CODES
+from accounts.locale import LANGUAGE_CODES, program_language
+from core.api import API_PATH_PREFIXES
 
 
 def session_used_mfa(request: HttpRequest) -> bool:
@@ -57,12 +58,20 @@ class UserLanguageMiddleware:
     Runs after LocaleMiddleware (which chose from the `django_language` cookie, else
     Accept-Language, else LANGUAGE_CODE) and AuthenticationMiddleware; a user with no
     saved language keeps that choice.
+
+    The APIs (`/api/`, `/user/`) answer programs, like the relay: in English unless the
+    request's Accept-Language prefers Chinese (`accounts.locale.program_language`),
+    whatever the cookie or a saved language say.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PATH_PREFIXES):
+            translation.activate(program_language(request.META.get("HTTP_ACCEPT_LANGUAGE")))
+            request.LANGUAGE_CODE = translation.get_language()
+            return self.get_response(request)
         user = request.user
         if user.is_authenticated and user.language in LANGUAGE_CODES:
             translation.activate(user.language)

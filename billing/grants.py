@@ -22,12 +22,13 @@ Locks: accounts, then tokens, then grants, each by id, through `billing.locks`.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from accounts.models import Token
 from billing.locks import lock_rows
@@ -40,16 +41,32 @@ CLOSED_GRANTS_KEPT = timedelta(days=1)
 
 
 class UsageRefused(Exception):
-    """A request refused by the money core; `code` is for programs, `message` for people."""
+    """A request refused by the money core; `code` is for programs, `message` for people.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+    `template` is an English msgid (gettext_noop) that `params` fill: the relay sends
+    it in the language the request asks for (relay.http.RelayError).
+    """
+
+    def __init__(
+        self, code: str, template: str, params: Mapping[str, object] | None = None
+    ) -> None:
+        super().__init__(template)
         self.code = code
-        self.message = message
+        self.template = template
+        self.params = params
+
+    @property
+    def message(self) -> str:
+        """The message in English."""
+        return self.template % self.params if self.params else self.template
 
 
 def duplicate_refusal(request_id: str) -> UsageRefused:
-    return UsageRefused("duplicate_request", f"The request id {request_id} was already used.")
+    return UsageRefused(
+        "duplicate_request",
+        gettext_noop("The request id %(request_id)s was already used."),
+        {"request_id": request_id},
+    )
 
 
 def balance_refusal(user_id: int | None = None) -> UsageRefused:
@@ -62,18 +79,23 @@ def balance_refusal(user_id: int | None = None) -> UsageRefused:
     if account is not None and account["is_frozen"]:
         return UsageRefused(
             "account_frozen",
-            "A payment dispute froze this account: requests are refused until it is resolved. "
-            "Contact support.",
+            gettext_noop(
+                "A payment dispute froze this account: requests are refused until it is "
+                "resolved. Contact support."
+            ),
         )
     if account is not None and account["balance"] < 0:
         return UsageRefused(
             "insufficient_quota",
-            f"Your account owes {format_owed(-account['balance'])}: requests are refused "
-            "until a top-up or a redemption code pays it back.",
+            gettext_noop(
+                "Your account owes %(owed)s: requests are refused until a top-up or a "
+                "redemption code pays it back."
+            ),
+            {"owed": format_owed(-account["balance"])},
         )
     return UsageRefused(
         "insufficient_quota",
-        "Your balance is too low for this request. Top up your account to continue.",
+        gettext_noop("Your balance is too low for this request. Top up your account to continue."),
     )
 
 
@@ -81,15 +103,21 @@ def token_refusal(*, token_id: int, user_id: int, now: datetime) -> UsageRefused
     """Say why the token cannot pay: gone, disabled, expired, query-only, or short."""
     token = Token.objects.filter(pk=token_id, user_id=user_id).first()
     if token is None or not token.is_enabled:
-        return UsageRefused("invalid_api_key", "This API token is disabled or was deleted.")
+        return UsageRefused(
+            "invalid_api_key", gettext_noop("This API token is disabled or was deleted.")
+        )
     if token.expires_at is not None and token.expires_at <= now:
-        return UsageRefused("invalid_api_key", "This API token has expired.")
+        return UsageRefused("invalid_api_key", gettext_noop("This API token has expired."))
     if token.quota_remaining == 0 and token.reserved == 0:
-        return UsageRefused("insufficient_quota", "This API token is query-only: its quota is 0.")
+        return UsageRefused(
+            "insufficient_quota", gettext_noop("This API token is query-only: its quota is 0.")
+        )
     return UsageRefused(
         "insufficient_quota",
-        "This API token's quota is too low for this request. Raise the token's quota "
-        "or use another token.",
+        gettext_noop(
+            "This API token's quota is too low for this request. Raise the token's quota "
+            "or use another token."
+        ),
     )
 
 

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils.translation import gettext_noop
 
 from billing.grants import (
     UsageRefused,
@@ -171,7 +172,7 @@ class CreditMeter:
                     # The database is down or far behind: say so rather than pile up.
                     raise UsageRefused(
                         "billing_unavailable",
-                        "Usage cannot be recorded right now. Retry in a few seconds.",
+                        gettext_noop("Usage cannot be recorded right now. Retry in a few seconds."),
                     )
                 self._room.wait(timeout=left)
             if self._hold_from_grant(token_id, user_id, request_id, amount):
@@ -182,7 +183,7 @@ class CreditMeter:
                 and amount >= state.refused_amount
                 and self._clock() < state.refused_until
             ):
-                raise UsageRefused(state.refusal.code, state.refusal.message)
+                raise UsageRefused(state.refusal.code, state.refusal.template, state.refusal.params)
         with state.taking:
             try:
                 self._take_and_hold(state, token_id, user_id, request_id, amount)

@@ -22,9 +22,9 @@ from django.db.models import F, Max, Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop
 
-from accounts.locale import text_for
+from accounts.locale import recipient_locale, text_for
 from accounts.models import User
 from billing.locks import lock_rows
 from billing.models import Account, LedgerEntry, RechargeTier, UserDiscount
@@ -324,12 +324,14 @@ def account_debt_email_send(*, account_id: int) -> bool:
         "recharge_url": public_url(reverse("console:recharge")),
     }
     try:
-        send_mail(
-            subject=f"[{settings.COMET_SITE_NAME}] Your account owes {context['owed']}",
-            message=render_to_string("emails/debt.txt", context),
-            from_email=None,
-            recipient_list=[account.user.email],
-        )
+        with recipient_locale(account.user):
+            subject = gettext("Your account owes %(owed)s") % {"owed": context["owed"]}
+            send_mail(
+                subject=f"[{settings.COMET_SITE_NAME}] {subject}",
+                message=render_to_string("emails/debt.txt", context),
+                from_email=None,
+                recipient_list=[account.user.email],
+            )
     except Exception:
         # Let the retry send it: give the claim back.
         Account.objects.filter(pk=account_id).update(debt_notified_at=None)

@@ -9,8 +9,10 @@ from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, ngettext
 
+from accounts.locale import recipient_locale, user_language
 from billing.grants import grant_release_expired
 from billing.models import OrderEvent, RechargeOrder
 from billing.recharge import order_credit, orders_needing_notice, orders_sweep
@@ -55,7 +57,7 @@ def orders_attention_email_task(order_ids: list[int]) -> None:
     """Email everyone who may credit orders by hand about orders needing attention."""
     permission = Q(codename="credit_order_manually", content_type__app_label="billing")
     allowed = Permission.objects.filter(permission)
-    recipients = list(
+    staff = (
         get_user_model()
         .objects.filter(is_active=True)
         .filter(
@@ -64,36 +66,59 @@ def orders_attention_email_task(order_ids: list[int]) -> None:
             | Q(groups__permissions__in=allowed)
         )
         .exclude(email="")
-        .values_list("email", flat=True)
+        .only("email", "language")
         .distinct()
     )
+    # One email per language, to everyone who reads it.
+    recipients: dict[str, list[str]] = {}
+    for person in staff:
+        recipients.setdefault(user_language(person), []).append(person.email)
     if not recipients:
         logger.warning("Orders need attention but nobody may credit them: %s", order_ids)
         return
     latest_event = OrderEvent.objects.filter(order=OuterRef("pk")).order_by("-at", "-id")
-    orders = (
+    orders = list(
         RechargeOrder.objects.filter(pk__in=order_ids)
         .select_related("user")
         .annotate(why=Subquery(latest_event.values("message")[:1]))
         .order_by("pk")
     )
-    lines = [
-        f"{order.number}: {format_usd(order.credit)} for {order.user.email}, "
-        f"{format_minor(order.amount_minor, order.currency)} ({order.get_status_display()})\n"
-        f"  {order.why}\n"
-        f"  {settings.COMET_PUBLIC_URL}/admin/billing/rechargeorder/{order.pk}/change/"
-        for order in orders
-    ]
     admin_url = public_url("/admin/billing/rechargeorder/?attention=yes")
-    send_mail(
-        subject=f"[{settings.COMET_SITE_NAME}] {len(lines)} recharge order(s) need attention",
-        message="These orders need a person: paid but not credited, a payment that did not "
-        "match, or a Stripe event about them that could not be read:\n\n"
-        + "\n".join(lines)
-        + f"\n\nCheck the payment in Stripe, then act by hand: {admin_url}\n",
-        from_email=None,
-        recipient_list=recipients,
-    )
+    for language, emails in sorted(recipients.items()):
+        with translation.override(language):
+            lines = [
+                gettext("%(order)s: %(credit)s for %(email)s, %(charged)s (%(status)s)")
+                % {
+                    "order": order.number,
+                    "credit": format_usd(order.credit),
+                    "email": order.user.email,
+                    "charged": format_minor(order.amount_minor, order.currency),
+                    "status": order.get_status_display(),
+                }
+                + f"\n  {order.why}\n"
+                f"  {settings.COMET_PUBLIC_URL}/admin/billing/rechargeorder/{order.pk}/change/"
+                for order in orders
+            ]
+            subject = ngettext(
+                "%(count)s recharge order needs attention",
+                "%(count)s recharge orders need attention",
+                len(lines),
+            ) % {"count": len(lines)}
+            send_mail(
+                subject=f"[{settings.COMET_SITE_NAME}] {subject}",
+                message=gettext(
+                    "These orders need a person: paid but not credited, a payment that did "
+                    "not match, or a Stripe event about them that could not be read:"
+                )
+                + "\n\n"
+                + "\n".join(lines)
+                + "\n\n"
+                + gettext("Check the payment in Stripe, then act by hand: %(url)s")
+                % {"url": admin_url}
+                + "\n",
+                from_email=None,
+                recipient_list=emails,
+            )
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
@@ -113,12 +138,14 @@ def order_receipt_send_task(order_id: int) -> None:
         "orders_url": public_url(reverse("billing:orders")),
     }
     try:
-        send_mail(
-            subject=f"[{settings.COMET_SITE_NAME}] Receipt for order {order.number}",
-            message=render_to_string("emails/recharge_receipt.txt", context),
-            from_email=None,
-            recipient_list=[order.user.email],
-        )
+        with recipient_locale(order.user):
+            subject = gettext("Receipt for order %(order)s") % {"order": order.number}
+            send_mail(
+                subject=f"[{settings.COMET_SITE_NAME}] {subject}",
+                message=render_to_string("emails/recharge_receipt.txt", context),
+                from_email=None,
+                recipient_list=[order.user.email],
+            )
     except Exception:
         # Let the retry send it: give the claim back.
         with transaction.atomic():

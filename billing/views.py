@@ -104,7 +104,7 @@ def user_quota(request: HttpRequest) -> JsonResponse:
     """
     if _quota_query_over_limit(request):
         response = error_response(
-            "Too many balance queries from this address; try again in a minute.",
+            gettext("Too many balance queries from this address; try again in a minute."),
             status_code=429,
             code="rate_limit_exceeded",
         )
@@ -113,14 +113,14 @@ def user_quota(request: HttpRequest) -> JsonResponse:
     raw_key = _bearer_key(request)
     if not raw_key:
         return error_response(
-            "Pass your API key as `Authorization: Bearer sk-...` or `?key=sk-...`.",
+            gettext("Pass your API key as `Authorization: Bearer sk-...` or `?key=sk-...`."),
             status_code=401,
             code="invalid_api_key",
         )
     info = token_authenticate(raw_key) if key_is_well_formed(raw_key) else None
     if info is None or info.is_expired:
         return error_response(
-            "This API key is not valid: it is malformed, unknown, disabled or expired.",
+            gettext("This API key is not valid: it is malformed, unknown, disabled or expired."),
             status_code=401,
             code="invalid_api_key",
         )

@@ -5,12 +5,15 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext, gettext_noop
 
 from comet.views import busy
 from core.api import API_PATH_PREFIXES, error_response
 from core.db import database_busy
 
-NUL_MESSAGE = "The address contains a NUL character (%00), which no Comet address or filter has."
+NUL_MESSAGE = gettext_noop(
+    "The address contains a NUL character (%00), which no Comet address or filter has."
+)
 
 
 def nul_in_url(request: HttpRequest) -> str | None:
@@ -44,12 +47,12 @@ class NulInUrlMiddleware:
         # The API's addresses and the charts' JSON answer in the API's format.
         if path.startswith(API_PATH_PREFIXES) or path.endswith(".json"):
             return error_response(
-                NUL_MESSAGE,
+                gettext(NUL_MESSAGE),
                 status_code=400,
                 code="null_characters_not_allowed",
                 param=None if where == "path" else where,
             )
-        return render(request, "400.html", {"message": NUL_MESSAGE}, status=400)
+        return render(request, "400.html", {"message": gettext(NUL_MESSAGE)}, status=400)
 
 
 class DatabaseBusyMiddleware:

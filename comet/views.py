@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template import loader
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views import defaults
 from django.views.decorators.http import require_GET
 
@@ -34,7 +35,7 @@ def busy(request: HttpRequest) -> HttpResponse:
     """
     response: HttpResponse
     if request.path.startswith(API_PATH_PREFIXES) or request.path.endswith(".json"):
-        response = error_response(BUSY_MESSAGE, status_code=503, code=BUSY_CODE)
+        response = error_response(gettext(BUSY_MESSAGE), status_code=503, code=BUSY_CODE)
     else:
         response = HttpResponse(loader.render_to_string("503.html"), status=503)
     response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.translation import gettext
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -77,7 +78,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if database_busy(exc):
         # No database connection was free in time (core.db): retry shortly.
         return Response(
-            error_body(BUSY_MESSAGE, status_code=503, code=BUSY_CODE),
+            error_body(gettext(BUSY_MESSAGE), status_code=503, code=BUSY_CODE),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
         )
@@ -105,5 +106,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 def not_found_json(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return error_response(
-        "Unknown API route.", status_code=status.HTTP_404_NOT_FOUND, code="not_found"
+        gettext("Unknown API route."), status_code=status.HTTP_404_NOT_FOUND, code="not_found"
     )

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from django.db import connection
+from django.utils.translation import gettext_noop
 from psycopg_pool import PoolTimeout, TooManyRequests
 
 P = ParamSpec("P")
@@ -31,7 +32,7 @@ DATABASE_THREADS = 16
 database_executor = ThreadPoolExecutor(max_workers=DATABASE_THREADS, thread_name_prefix="comet-db")
 
 # What a request that found no free connection is told, and when to come back.
-BUSY_MESSAGE = "Comet is busy right now. Retry in a few seconds."
+BUSY_MESSAGE = gettext_noop("Comet is busy right now. Retry in a few seconds.")
 BUSY_CODE = "service_unavailable"
 BUSY_RETRY_AFTER_SECONDS = 5
 

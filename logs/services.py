@@ -12,7 +12,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext
 
+from accounts.locale import recipient_locale
 from accounts.models import Token
 from core.links import public_url
 from logs.data import RefusalData
@@ -98,13 +100,17 @@ def new_ip_email_send(*, log_id: int) -> bool:
         "tokens_url": public_url("/tokens/"),
     }
     try:
-        send_mail(
-            subject=f"[{settings.COMET_SITE_NAME}] Token “{log.token_name}” used from a new IP "
-            f"address ({log.client_ip})",
-            message=render_to_string("emails/new_ip.txt", context),
-            from_email=None,
-            recipient_list=[log.user.email],
-        )
+        with recipient_locale(log.user):
+            subject = gettext("Token “%(token)s” used from a new IP address (%(ip)s)") % {
+                "token": log.token_name,
+                "ip": log.client_ip,
+            }
+            send_mail(
+                subject=f"[{settings.COMET_SITE_NAME}] {subject}",
+                message=render_to_string("emails/new_ip.txt", context),
+                from_email=None,
+                recipient_list=[log.user.email],
+            )
     except OSError:
         # Unclaim, so a retry of the task sends it (the claim is not held in a
         # transaction: no mail server is waited on with a row locked).

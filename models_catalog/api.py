@@ -1,5 +1,6 @@
 """`GET /api/v1/pricing`: the pricing page as JSON, public."""
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -86,9 +87,12 @@ class PricingView(APIView):
         kind = request.query_params.get("kind", "")
         if kind and kind not in CatalogModel.Kind.values:
             raise serializers.ValidationError(
-                {"kind": f"Unknown kind. One of: {', '.join(CatalogModel.Kind.values)}."}
+                {
+                    "kind": gettext("Unknown kind. One of: %(kinds)s.")
+                    % {"kinds": ", ".join(CatalogModel.Kind.values)}
+                }
             )
         if vendor and not Vendor.objects.filter(name=vendor).exists():
-            raise serializers.ValidationError({"vendor": "No vendor has that name."})
+            raise serializers.ValidationError({"vendor": gettext("No vendor has that name.")})
         entries = pricing_entries(user=request.user, vendor=vendor, kind=kind)
         return Response(PricingEntrySerializer(entries, many=True).data)

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
+from django.utils.translation import gettext_noop
+
 from core.money import MICRO_PER_USD, format_usd_exact
 
 from .models import CatalogModel, PriceChange
@@ -90,6 +92,7 @@ def model_prices(catalog_model: CatalogModel, group_ratio: Decimal = Decimal(1))
 
 @dataclass(frozen=True)
 class PriceLine:
+    # An English msgid: a template translates it with {% translate line.label %}.
     label: str
     old: str
     new: str
@@ -100,7 +103,7 @@ def change_lines(change: PriceChange) -> list[PriceLine]:
     if change.pricing_group_id:
         return [
             PriceLine(
-                "Group multiplier",
+                gettext_noop("Group multiplier"),
                 f"x{change.old_group_ratio.normalize():f}" if change.old_group_ratio else "—",
                 f"x{change.new_group_ratio.normalize():f}" if change.new_group_ratio else "—",
             )
@@ -119,10 +122,14 @@ def change_lines(change: PriceChange) -> list[PriceLine]:
     )
     lines = []
     for label, before, after in [
-        ("Input / 1M tokens", old.input_per_1m, new.input_per_1m),
-        ("Output / 1M tokens", old.output_per_1m, new.output_per_1m),
-        ("Cached input / 1M tokens", old.cached_input_per_1m, new.cached_input_per_1m),
-        ("Per call", old.per_call, new.per_call),
+        (gettext_noop("Input / 1M tokens"), old.input_per_1m, new.input_per_1m),
+        (gettext_noop("Output / 1M tokens"), old.output_per_1m, new.output_per_1m),
+        (
+            gettext_noop("Cached input / 1M tokens"),
+            old.cached_input_per_1m,
+            new.cached_input_per_1m,
+        ),
+        (gettext_noop("Per call"), old.per_call, new.per_call),
     ]:
         if before != after:
             lines.append(PriceLine(label, price_text(before), price_text(after)))

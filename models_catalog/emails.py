@@ -29,8 +29,10 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, ngettext
 
+from accounts.locale import user_language
 from core.links import public_url
 
 from .display import change_lines
@@ -227,23 +229,31 @@ class RenderedChanges:
     html: str
 
 
-def render_changes(changes: list[PriceChange]) -> RenderedChanges:
-    """Return an email's subject and bodies for a list of changes, without the personal link."""
-    context = {
-        "changes": [(change, change_lines(change)) for change in changes],
-        "unsubscribe_url": _LINK_PLACEHOLDER,
-        "pricing_url": public_url(reverse("pricing")),
-        "site_name": settings.COMET_SITE_NAME,
-    }
-    count = len({change.target_name for change in changes})
-    subject = f"[{settings.COMET_SITE_NAME}] Price changes for {count} " + (
-        "model" if count == 1 else "models"
-    )
-    return RenderedChanges(
-        subject=subject,
-        text=render_to_string("emails/price_change.txt", context),
-        html=render_to_string("emails/price_change.html", context),
-    )
+def _target_name(change: PriceChange) -> str:
+    if change.catalog_model_id:
+        return change.catalog_model.name  # type: ignore[union-attr]
+    return gettext("group %(name)s") % {"name": change.pricing_group.name}  # type: ignore[union-attr]
+
+
+def render_changes(changes: list[PriceChange], language: str = "en") -> RenderedChanges:
+    """Return an email's subject and bodies for a list of changes in `language`, without
+    the personal link."""
+    with translation.override(language):
+        context = {
+            "changes": [(change, _target_name(change), change_lines(change)) for change in changes],
+            "unsubscribe_url": _LINK_PLACEHOLDER,
+            "pricing_url": public_url(reverse("pricing")),
+            "site_name": settings.COMET_SITE_NAME,
+        }
+        count = len({change.target_name for change in changes})
+        subject = f"[{settings.COMET_SITE_NAME}] " + ngettext(
+            "Price changes for %(count)s model", "Price changes for %(count)s models", count
+        ) % {"count": count}
+        return RenderedChanges(
+            subject=subject,
+            text=render_to_string("emails/price_change.txt", context),
+            html=render_to_string("emails/price_change.html", context),
+        )
 
 
 def build_message(
@@ -253,8 +263,8 @@ def build_message(
     connection=None,
     rendered: RenderedChanges | None = None,
 ) -> EmailMultiAlternatives:
-    """Return the HTML + text email listing a subscriber's changes."""
-    rendered = rendered or render_changes(changes)
+    """Return the HTML + text email listing a subscriber's changes, in their language."""
+    rendered = rendered or render_changes(changes, user_language(subscription.user))
     unsubscribe = unsubscribe_url(subscription.pk)
     message = EmailMultiAlternatives(
         subject=rendered.subject,
@@ -304,7 +314,8 @@ def price_change_emails_send(*, email_ids: Iterable[int], now: datetime | None =
         PricingGroup.objects.filter(is_default=True).values_list("pk", flat=True).first()
     )
     changes_by_batch: dict[int, list[PriceChange]] = {}
-    rendered: dict[tuple[int, ...], RenderedChanges] = {}
+    # Rendered once per language and set of changes, not once per subscriber.
+    rendered: dict[tuple[str, tuple[int, ...]], RenderedChanges] = {}
     sent = 0
     connection = get_connection()
     try:
@@ -325,9 +336,10 @@ def price_change_emails_send(*, email_ids: Iterable[int], now: datetime | None =
                     status=PriceChangeEmail.Status.SKIPPED, updated_at=timezone.now()
                 )
                 continue
-            key = tuple(change.pk for change in chosen)
+            language = user_language(subscription.user)
+            key = (language, tuple(change.pk for change in chosen))
             if key not in rendered:
-                rendered[key] = render_changes(chosen)
+                rendered[key] = render_changes(chosen, language)
             build_message(
                 subscription=subscription,
                 changes=chosen,

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from accounts.tokens import TokenInfo, atoken_authenticate
 from billing.grants import UsageRefused
 from billing.meter import CreditMeter
@@ -40,7 +42,16 @@ from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_nam
 from . import upstream
 from .calls import CALLS, Call, actual_cost, request_body_parse, reservation_amount
 from .forwarding import Outcome, forward
-from .http import Message, RelayError, Scope, api_key, read_body, send_error, send_json
+from .http import (
+    Message,
+    RelayError,
+    Scope,
+    api_key,
+    read_body,
+    request_language,
+    send_error,
+    send_json,
+)
 from .ids import unique_id
 from .limits import LimitOutcome, limiter
 from .memo import LOCAL_CACHE_SECONDS, LocalMemo
@@ -54,6 +65,8 @@ logger = logging.getLogger("relay")
 # The largest request body read (413 past it): room for a long conversation with a few
 # images inlined, while one request cannot make a process hold an unbounded buffer.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+
+INVALID_KEY_MESSAGE = gettext_noop("Invalid API key, or the token is disabled or deleted.")
 
 # HTTP status of each reason the money core gives for refusing a request.
 REFUSAL_STATUS = {
@@ -133,7 +146,13 @@ class RelayApplication:
         try:
             await self._route(scope, receive, tracked_send)
         except RelayError as error:
-            await send_error(send, error, anthropic_format=anthropic_format)
+            # Accept-Language is read here, on the error path only.
+            await send_error(
+                send,
+                error,
+                anthropic_format=anthropic_format,
+                language=request_language(scope["headers"]),
+            )
         except ConnectionResetError:
             return
         except Exception as error:
@@ -148,6 +167,7 @@ class RelayApplication:
                         503, BUSY_MESSAGE, code=BUSY_CODE, retry_after=BUSY_RETRY_AFTER_SECONDS
                     ),
                     anthropic_format=anthropic_format,
+                    language=request_language(scope["headers"]),
                 )
                 return
             # Only the error's class and place: its message could quote the request.
@@ -160,8 +180,9 @@ class RelayApplication:
             )
             await send_error(
                 send,
-                RelayError(500, "The relay failed unexpectedly.", code="relay_error"),
+                RelayError(500, gettext_noop("The relay failed unexpectedly."), code="relay_error"),
                 anthropic_format=anthropic_format,
+                language=request_language(scope["headers"]),
             )
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
@@ -190,14 +211,26 @@ class RelayApplication:
         method = scope["method"]
         if path == "/v1/models":
             if method != "GET":
-                raise RelayError(405, "Use GET for /v1/models.", code="method_not_allowed")
+                raise RelayError(
+                    405, gettext_noop("Use GET for /v1/models."), code="method_not_allowed"
+                )
             await self._models(scope, send)
             return
         endpoint = CALLS.get(path)
         if endpoint is None:
-            raise RelayError(404, f"Unknown API route: {method} {path}.", code="not_found")
+            raise RelayError(
+                404,
+                gettext_noop("Unknown API route: %(method)s %(path)s."),
+                code="not_found",
+                params={"method": method, "path": path},
+            )
         if method != "POST":
-            raise RelayError(405, f"Use POST for {path}.", code="method_not_allowed")
+            raise RelayError(
+                405,
+                gettext_noop("Use POST for %(path)s."),
+                code="method_not_allowed",
+                params={"path": path},
+            )
         await self._call(scope, receive, send, endpoint)
 
     async def _authenticate(
@@ -207,28 +240,27 @@ class RelayApplication:
         if raw_key is None:
             raise RelayError(
                 401,
-                "No API key: send it as 'Authorization: Bearer sk-...'.",
+                gettext_noop("No API key: send it as 'Authorization: Bearer sk-...'."),
                 code="invalid_api_key",
             )
         token = await self.tokens.get(raw_key, lambda: atoken_authenticate(raw_key))
         if token is None:
-            raise RelayError(
-                401, "Invalid API key, or the token is disabled or deleted.", code="invalid_api_key"
-            )
+            raise RelayError(401, INVALID_KEY_MESSAGE, code="invalid_api_key")
         # Decided where the request entered, proxies believed or not (core/clientaddress.py).
         address = scope["client"][0] if scope.get("client") else UNKNOWN_ADDRESS
         with self._counting_refusals(token, address):
             if not token.is_enabled:
-                raise RelayError(
-                    401,
-                    "Invalid API key, or the token is disabled or deleted.",
-                    code="invalid_api_key",
-                )
+                raise RelayError(401, INVALID_KEY_MESSAGE, code="invalid_api_key")
             if token.is_expired:
-                raise RelayError(401, "This token has expired.", code="invalid_api_key")
+                raise RelayError(
+                    401, gettext_noop("This token has expired."), code="invalid_api_key"
+                )
             if not token.allows_ip(address):
                 raise RelayError(
-                    403, f"This token may not be used from {address}.", code="ip_not_allowed"
+                    403,
+                    gettext_noop("This token may not be used from %(address)s."),
+                    code="ip_not_allowed",
+                    params={"address": address},
                 )
         return token, address
 
@@ -277,7 +309,7 @@ class RelayApplication:
         if content_type != b"application/json":
             raise RelayError(
                 415,
-                "Send the request body as JSON (Content-Type: application/json).",
+                gettext_noop("Send the request body as JSON (Content-Type: application/json)."),
                 code="unsupported_media_type",
             )
         token, address = await self._authenticate(scope, headers)
@@ -290,9 +322,10 @@ class RelayApplication:
             if not token.allows_model(model):
                 raise RelayError(
                     403,
-                    f"This token may not use the model '{model}'.",
+                    gettext_noop("This token may not use the model '%(model)s'."),
                     code="model_not_allowed",
                     param="model",
+                    params={"model": model},
                 )
             price = await self.prices.get(
                 (model, token.pricing_group_id),
@@ -301,9 +334,10 @@ class RelayApplication:
             if price is None:
                 raise RelayError(
                     404,
-                    f"The model '{model}' does not exist or is not available.",
+                    gettext_noop("The model '%(model)s' does not exist or is not available."),
                     code="model_not_found",
                     param="model",
+                    params={"model": model},
                 )
             routes = candidate_routes(
                 await routing_table(),
@@ -314,8 +348,11 @@ class RelayApplication:
             if not routes:
                 raise RelayError(
                     503,
-                    f"No channel is available for '{model}' right now; try again later.",
+                    gettext_noop(
+                        "No channel is available for '%(model)s' right now; try again later."
+                    ),
                     code="no_available_channel",
+                    params={"model": model},
                 )
             outcome_kind, slot = await limiter().acquire(
                 token_id=token.id,
@@ -324,10 +361,16 @@ class RelayApplication:
             )
             if slot is None:
                 if outcome_kind is LimitOutcome.CONCURRENCY_EXCEEDED:
-                    limit = f"in flight on this token (limit {token.concurrency_limit})"
+                    message = gettext_noop(
+                        "Too many requests in flight on this token (limit %(limit)s)."
+                    )
+                    limit: int | None = token.concurrency_limit
                 else:
-                    limit = f"per minute on this token (limit {token.rpm_limit})"
-                raise RelayError(429, f"Too many requests {limit}.", code="rate_limit_exceeded")
+                    message = gettext_noop(
+                        "Too many requests per minute on this token (limit %(limit)s)."
+                    )
+                    limit = token.rpm_limit
+                raise RelayError(429, message, code="rate_limit_exceeded", params={"limit": limit})
         call = Call(
             request_id=unique_id(),
             endpoint=endpoint,
@@ -391,7 +434,9 @@ class RelayApplication:
                 )
         except UsageRefused as refused:
             status = REFUSAL_STATUS.get(refused.code, 402)
-            raise RelayError(status, refused.message, code=refused.code) from None
+            raise RelayError(
+                status, refused.template, code=refused.code, params=refused.params
+            ) from None
 
     def _settle(self, call: Call, meter: CreditMeter, outcome: Outcome) -> None:
         try:

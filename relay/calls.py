@@ -7,6 +7,8 @@ what the forwarding (`relay.forwarding`) and the settlement see of it.
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from accounts.tokens import TokenInfo
 from core.inputs import json_loads, storable_text_problem
 from models_catalog.pricing import request_cost
@@ -16,6 +18,14 @@ from . import upstream
 from .http import RelayError
 from .selectors import ChannelRoute
 from .usage import Usage
+
+# What `storable_text_problem` finds in a model name, as whole sentences a catalog translates.
+MODEL_NAME_PROBLEMS = {
+    "contains a NUL character": gettext_noop("The model name contains a NUL character."),
+    "contains a lone surrogate (not valid Unicode)": gettext_noop(
+        "The model name contains a lone surrogate (not valid Unicode)."
+    ),
+}
 
 CALLS = {
     "/v1/chat/completions": upstream.CHAT,
@@ -103,18 +113,30 @@ def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[s
     try:
         body = json_loads(raw_body)
     except ValueError:
-        raise RelayError(400, "The request body is not valid JSON.", code="invalid_json") from None
+        raise RelayError(
+            400, gettext_noop("The request body is not valid JSON."), code="invalid_json"
+        ) from None
     if not isinstance(body, dict):
-        raise RelayError(400, "The request body must be a JSON object.", code="invalid_json")
+        raise RelayError(
+            400, gettext_noop("The request body must be a JSON object."), code="invalid_json"
+        )
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise RelayError(
-            400, "Name the model: 'model' is required.", code="missing_model", param="model"
+            400,
+            gettext_noop("Name the model: 'model' is required."),
+            code="missing_model",
+            param="model",
         )
     problem = storable_text_problem(model)
     if problem is not None:
         # Not quoted back: the name is what cannot be shown.
-        raise RelayError(400, f"The model name {problem}.", code="invalid_model", param="model")
+        raise RelayError(
+            400,
+            MODEL_NAME_PROBLEMS.get(problem, "The model name cannot be stored."),
+            code="invalid_model",
+            param="model",
+        )
     if has_completion:
         for keys, highest in (
             (COMPLETION_LIMIT_KEYS, MAX_COMPLETION_TOKENS),
@@ -131,8 +153,9 @@ def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[s
                 ):
                     raise RelayError(
                         400,
-                        f"'{key}' must be a whole number from 1 to {highest}.",
+                        gettext_noop("'%(key)s' must be a whole number from 1 to %(highest)s."),
                         code="invalid_value",
                         param=key,
+                        params={"key": key, "highest": highest},
                     )
     return body, model

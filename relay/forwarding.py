@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from . import translate, upstream
 from .calls import Call
-from .http import RelayError, send_error, send_json
+from .http import RelayError, request_language, send_error, send_json
 from .selectors import ChannelRoute
 from .usage import (
     StreamUsageReader,
@@ -94,10 +96,12 @@ async def forward(
         send,
         RelayError(
             502,
-            f"Every channel for '{call.model}' failed; try again shortly.",
+            gettext_noop("Every channel for '%(model)s' failed; try again shortly."),
             code="upstream_error",
+            params={"model": call.model},
         ),
         anthropic_format=endpoint.anthropic_format,
+        language=request_language(call.headers),
     )
     return Outcome(status_code=502, error_code="upstream_error")
 

@@ -3,6 +3,7 @@
 from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -105,7 +106,7 @@ def _service_arguments(data: dict[str, Any], token: Token | None = None) -> dict
 
 
 class ReauthenticationNeeded(exceptions.PermissionDenied):
-    default_detail = (
+    default_detail = _(
         "Creating a token needs a recent sign-in: sign in again (or re-enter your "
         "password at /accounts/reauthenticate/) and retry."
     )
@@ -113,7 +114,7 @@ class ReauthenticationNeeded(exceptions.PermissionDenied):
 
 
 class RollReauthenticationNeeded(ReauthenticationNeeded):
-    default_detail = (
+    default_detail = _(
         "Rolling a key needs a recent sign-in: sign in again (or re-enter your "
         "password at /accounts/reauthenticate/) and retry."
     )
