@@ -40,6 +40,8 @@ ACCEPT_LANGUAGE_MAX_LENGTH = 500
 # RFC 9110 quality values: 0 to 1, at most three decimals. `float()` would also take
 # "nan", "1e0" and non-ASCII digits.
 _QUALITY = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)", re.ASCII)
+# A language tag (RFC 5646): letters, digits and hyphens only.
+_TAG = re.compile(r"[a-z]{1,8}(?:-[a-z0-9]{1,8})*", re.ASCII)
 
 
 def program_language(accept_language: str | bytes | None) -> str:
@@ -62,6 +64,8 @@ def program_language(accept_language: str | bytes | None) -> str:
     for entry in accept_language.split(","):
         tag, _, parameters = entry.partition(";")
         tag = tag.strip().lower()
+        if not _TAG.fullmatch(tag):
+            continue
         if tag == "zh" or tag.startswith("zh-"):
             language = "zh-hans"
         elif tag == "en" or tag.startswith("en-"):
