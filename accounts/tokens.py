@@ -24,6 +24,7 @@ from datetime import datetime
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.db import run_in_database_thread
 
@@ -89,7 +90,9 @@ def networks_parse(values: Iterable[str]) -> tuple[IPNetwork, ...]:
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError as error:
-            raise ValueError(f"“{text}” is not an IP address or CIDR network.") from error
+            raise ValueError(
+                gettext("“%(value)s” is not an IP address or CIDR network.") % {"value": text}
+            ) from error
     return tuple(networks)
 
 
