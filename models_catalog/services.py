@@ -329,7 +329,7 @@ def price_change_subscription_save(
     """Subscribe a user with a verified email to price-change emails in a scope."""
     if not has_verified_email(user):
         raise SubscriptionError(
-            "Verify your email address first: we only email verified addresses."
+            _("Verify your email address first: we only email verified addresses.")
         )
     subscription, _ = PriceChangeSubscription.objects.select_for_update().get_or_create(user=user)
     subscription.scope = scope

@@ -45,6 +45,7 @@ ALLOWED = {
     "IPs",
     "IPv4",
     "IPv6",
+    "IPv",  # what the word pattern reads of IPv4 and IPv6 (a word stops at a digit)
     "CSV",
     "JSON",
     "HTTP",
