@@ -1,12 +1,61 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group, Permission
+from django.http import HttpRequest
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from core.admin import DollarsAdmin
 
 from .models import AuditEvent, Token, User
+
+# Django stores a permission's name in English ("Can add user"); the admin shows it in the
+# reader's language: the four built-in actions by pattern, Comet's own by these msgids.
+BUILT_IN_PERMISSIONS = {
+    "add": gettext_lazy("Can add %(model)s"),
+    "change": gettext_lazy("Can change %(model)s"),
+    "delete": gettext_lazy("Can delete %(model)s"),
+    "view": gettext_lazy("Can view %(model)s"),
+}
+COMET_PERMISSIONS = [
+    gettext_noop("Can adjust account balances"),
+    gettext_noop("Can credit a recharge order by hand"),
+    gettext_noop("Can mint redemption codes (and see them once)"),
+    gettext_noop("Can change prices and multipliers"),
+]
+
+
+def permission_label(permission: Permission) -> str:
+    """Return "app | model | what it allows" in the active language."""
+    content_type = permission.content_type
+    model = content_type.model_class()
+    action, _separator, model_name = permission.codename.partition("_")
+    if (
+        model is not None
+        and action in BUILT_IN_PERMISSIONS
+        and model_name == model._meta.model_name
+    ):
+        name = BUILT_IN_PERMISSIONS[action] % {"model": model._meta.verbose_name}
+    else:
+        name = _(permission.name)
+    return f"{content_type} | {name}"
+
+
+class PermissionChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return permission_label(obj)
+
+
+def permissions_field(db_field: Any, request: HttpRequest, admin_form_field: Any) -> Any:
+    """Return the permissions field of a user or group form, its choices translated."""
+    field = admin_form_field(db_field, request, form_class=PermissionChoiceField)
+    field.queryset = field.queryset.select_related("content_type")
+    return field
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -32,14 +81,30 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ("date_joined", "last_login")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("display_name", "pricing_group")}),
+        (gettext_lazy("Profile"), {"fields": ("display_name", "pricing_group")}),
         (
-            "Permissions",
+            gettext_lazy("Permissions"),
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        (gettext_lazy("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user_permissions":
+            return permissions_field(db_field, request, super().formfield_for_manytomany)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "permissions":
+            return permissions_field(db_field, request, super().formfield_for_manytomany)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
 @admin.register(Token)

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import translation
 from django.utils.http import urlencode
+from django.utils.translation import gettext
 
 from accounts.locale import LANGUAGE_CODES, program_language
 from core.api import API_PATH_PREFIXES
@@ -39,8 +40,10 @@ class StaffMFAMiddleware:
                 if not is_mfa_enabled(user):
                     messages.warning(
                         request,
-                        "Staff accounts need two-factor authentication to use the admin. "
-                        "Set it up below, then sign in again.",
+                        gettext(
+                            "Staff accounts need two-factor authentication to use the admin. "
+                            "Set it up below, then sign in again."
+                        ),
                     )
                     return HttpResponseRedirect(reverse("mfa_index"))
                 if not session_used_mfa(request):

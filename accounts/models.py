@@ -12,18 +12,19 @@ from .managers import UserManager
 class User(AbstractBaseUser, PermissionsMixin):
     """A person with a Comet account; the email address is the login."""
 
-    email = models.EmailField("email address", unique=True)
-    display_name = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(_("email address"), unique=True)
+    display_name = models.CharField(_("display name"), max_length=150, blank=True)
     is_staff = models.BooleanField(
-        default=False, help_text="Whether the user can sign in to the admin site."
+        _("is staff"), default=False, help_text=_("Whether the user can sign in to the admin site.")
     )
     is_active = models.BooleanField(
-        default=True, help_text="Unselect this instead of deleting the account."
+        _("is active"), default=True, help_text=_("Unselect this instead of deleting the account.")
     )
-    date_joined = models.DateTimeField(default=timezone.now)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
     # Empty means the default group. Set by admins.
     pricing_group = models.ForeignKey(
         "models_catalog.PricingGroup",
+        verbose_name=_("pricing group"),
         null=True,
         blank=True,
         on_delete=models.PROTECT,
@@ -31,7 +32,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     # An email when one of the user's tokens is used from an IP address it never was.
     notify_new_ip = models.BooleanField(
-        "email me when a token is used from a new IP address", default=False
+        _("email me when a token is used from a new IP address"), default=False
     )
 
     # The language of the pages once signed in; empty follows the browser (README, "Languages").
@@ -46,8 +47,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS = []
 
     class Meta:
-        verbose_name = "user"
-        verbose_name_plural = "users"
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         constraints = [
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
         ]
@@ -76,29 +77,33 @@ class Token(models.Model):
     is what open reservations of in-flight requests hold against the quota.
     """
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tokens")
-    name = models.CharField(max_length=100)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    key_prefix = models.CharField(max_length=16, editable=False)
-    key_last4 = models.CharField(max_length=4, editable=False)
-    is_enabled = models.BooleanField(default=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    quota_remaining = models.BigIntegerField(null=True, blank=True)
-    reserved = models.BigIntegerField(default=0)
-    used = models.BigIntegerField(default=0)
-    request_count = models.BigIntegerField(default=0)
+    user = models.ForeignKey(
+        User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="tokens"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    key_prefix = models.CharField(_("key prefix"), max_length=16, editable=False)
+    key_last4 = models.CharField(_("key last4"), max_length=4, editable=False)
+    is_enabled = models.BooleanField(_("is enabled"), default=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    quota_remaining = models.BigIntegerField(_("quota remaining"), null=True, blank=True)
+    reserved = models.BigIntegerField(_("reserved"), default=0)
+    used = models.BigIntegerField(_("used"), default=0)
+    request_count = models.BigIntegerField(_("request count"), default=0)
     # Model names; empty means every model.
-    allowed_models = models.JSONField(default=list, blank=True)
+    allowed_models = models.JSONField(_("allowed models"), default=list, blank=True)
     # IP addresses or CIDR networks as text; empty means any address.
-    allowed_networks = models.JSONField(default=list, blank=True)
-    concurrency_limit = models.PositiveIntegerField(default=100)
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    allowed_networks = models.JSONField(_("allowed networks"), default=list, blank=True)
+    concurrency_limit = models.PositiveIntegerField(_("concurrency limit"), default=100)
+    rpm_limit = models.PositiveIntegerField(_("rpm limit"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(_("last used ip"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("token")
+        verbose_name_plural = _("tokens")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
@@ -146,14 +151,23 @@ class TokenFormNonce(models.Model):
     Rows older than a form may be (`FORM_NONCE_MAX_AGE_SECONDS`) are deleted.
     """
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
-    nonce = models.CharField(max_length=32)
-    token = models.ForeignKey(
-        Token, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    user = models.ForeignKey(
+        User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    nonce = models.CharField(_("nonce"), max_length=32)
+    token = models.ForeignKey(
+        Token,
+        verbose_name=_("token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("token form nonce")
+        verbose_name_plural = _("token form nonces")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "nonce"], name="accounts_tokenformnonce_user_nonce_unique"
@@ -190,24 +204,34 @@ class AuditEvent(models.Model):
         CHANNEL_ENABLED = "channel.enabled", _("Channel enabled")
         CHANNEL_DISABLED = "channel.disabled", _("Channel disabled")
 
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     actor = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        User,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     user = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+        User,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_events",
     )
-    action = models.CharField(max_length=32, choices=Action.choices)
+    action = models.CharField(_("action"), max_length=32, choices=Action.choices)
     # "app_label.model" of the object, e.g. "accounts.token"
-    target_type = models.CharField(max_length=64)
-    target_id = models.BigIntegerField(null=True, blank=True)
-    target_label = models.CharField(max_length=AUDIT_LABEL_LENGTH, blank=True)
-    detail = models.JSONField(default=dict, blank=True)
+    target_type = models.CharField(_("target type"), max_length=64)
+    target_id = models.BigIntegerField(_("target id"), null=True, blank=True)
+    target_label = models.CharField(_("target label"), max_length=AUDIT_LABEL_LENGTH, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        verbose_name = "audit event"
-        verbose_name_plural = "audit log"
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit log")
         indexes = [
             models.Index(fields=["user", "-created_at"], name="accounts_audit_user_time"),
             models.Index(fields=["-created_at"], name="accounts_audit_time"),

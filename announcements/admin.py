@@ -3,6 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .models import Announcement
@@ -21,7 +22,7 @@ class AnnouncementAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     readonly_fields = ["rendered_body"]
 
-    @admin.display(description="As readers see it")
+    @admin.display(description=_("As readers see it"))
     def rendered_body(self, announcement: Announcement) -> SafeString:
         # body_html was sanitised with nh3 when it was saved.
         return mark_safe(announcement.body_html)  # noqa: S308

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AnnouncementsConfig(AppConfig):
     name = "announcements"
-    verbose_name = "Announcements"
+    verbose_name = _("Announcements")

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Announcement(models.Model):
@@ -12,27 +13,41 @@ class Announcement(models.Model):
     """
 
     class Category(models.TextChoices):
-        PLATFORM = "platform", "Platform"
-        NEW_MODEL = "new_model", "New model"
-        PRICE_ADJUSTMENT = "price_adjustment", "Price adjustment"
-        MAINTENANCE = "maintenance", "Maintenance"
+        PLATFORM = "platform", _("Platform")
+        NEW_MODEL = "new_model", _("New model")
+        PRICE_ADJUSTMENT = "price_adjustment", _("Price adjustment")
+        MAINTENANCE = "maintenance", _("Maintenance")
 
-    title = models.CharField(max_length=200)
-    body_markdown = models.TextField(help_text="Markdown; HTML is sanitised.")
-    body_html = models.TextField(editable=False, blank=True)
-    category = models.CharField(max_length=32, choices=Category.choices, default=Category.PLATFORM)
-    is_pinned = models.BooleanField(default=False)
+    title = models.CharField(_("title"), max_length=200)
+    body_markdown = models.TextField(
+        _("body markdown"), help_text=_("Markdown; HTML is sanitised.")
+    )
+    body_html = models.TextField(_("body html"), editable=False, blank=True)
+    category = models.CharField(
+        _("category"), max_length=32, choices=Category.choices, default=Category.PLATFORM
+    )
+    is_pinned = models.BooleanField(_("is pinned"), default=False)
     published_at = models.DateTimeField(
-        null=True, blank=True, help_text="Empty = draft; a future time = scheduled."
+        _("published at"),
+        null=True,
+        blank=True,
+        help_text=_("Empty = draft; a future time = scheduled."),
     )
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("announcement")
+        verbose_name_plural = _("announcements")
         ordering = ["-published_at", "-pk"]
         indexes = [models.Index(fields=["published_at", "expires_at"])]
         constraints = [
@@ -51,11 +66,17 @@ class Announcement(models.Model):
 class AnnouncementRead(models.Model):
     """That a user has read an announcement: what the unread badge counts against."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    announcement = models.ForeignKey(Announcement, on_delete=models.CASCADE, related_name="reads")
-    read_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    announcement = models.ForeignKey(
+        Announcement, verbose_name=_("announcement"), on_delete=models.CASCADE, related_name="reads"
+    )
+    read_at = models.DateTimeField(_("read at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("announcement read")
+        verbose_name_plural = _("announcement reads")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "announcement"], name="announcements_one_read_per_user"

@@ -14,6 +14,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from billing.models import (
     Account,
@@ -65,9 +67,14 @@ class ReadOnlyAdmin(DollarsAdmin):
 
 class AdjustBalanceForm(forms.Form):
     amount = forms.CharField(
-        label="Amount (USD)", help_text="Signed: 25 adds $25, -3.50 takes $3.50 away."
+        label=gettext_lazy("Amount (USD)"),
+        help_text=gettext_lazy("Signed: 25 adds $25, -3.50 takes $3.50 away."),
     )
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required.")
+    reason = forms.CharField(
+        label=gettext_lazy("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=gettext_lazy("Required."),
+    )
 
     def clean_amount(self) -> int:
         try:
@@ -75,14 +82,17 @@ class AdjustBalanceForm(forms.Form):
         except AmountError as error:
             raise forms.ValidationError(str(error)) from error
         if amount == 0:
-            raise forms.ValidationError("The amount must not be zero.")
+            raise forms.ValidationError(_("The amount must not be zero."))
         return amount
 
 
 class ForgiveDebtForm(forms.Form):
     reason = forms.CharField(
+        label=gettext_lazy("Reason"),
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Required: why this debt is forgiven. Recorded in the ledger with your name.",
+        help_text=gettext_lazy(
+            "Required: why this debt is forgiven. Recorded in the ledger with your name."
+        ),
     )
 
 
@@ -95,19 +105,19 @@ class AccountAdmin(ReadOnlyAdmin):
     readonly_fields = ("user", "balance", "reserved", "used", "request_count", "recharged")
     change_form_template = "admin/billing/account/change_form.html"
 
-    @admin.display(description="Balance", ordering="balance")
+    @admin.display(description=gettext_lazy("Balance"), ordering="balance")
     def balance_usd(self, account: Account) -> str:
         return format_usd(account.balance)
 
-    @admin.display(description="Owes")
+    @admin.display(description=gettext_lazy("Owes"))
     def owed_usd(self, account: Account) -> str:
         return format_owed(account.owed) if account.owed else "—"
 
-    @admin.display(description="Reserved")
+    @admin.display(description=gettext_lazy("Reserved"))
     def reserved_usd(self, account: Account) -> str:
         return format_usd(account.reserved)
 
-    @admin.display(description="Used", ordering="used")
+    @admin.display(description=gettext_lazy("Used"), ordering="used")
     def used_usd(self, account: Account) -> str:
         return format_usd(account.used)
 
@@ -138,7 +148,7 @@ class AccountAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         account_id = ascii_int(object_id)
         if account_id is None:
-            raise Http404("No such account.")
+            raise Http404(_("No such account."))
         account = get_object_or_404(Account.objects.select_related("user"), pk=account_id)
         form = AdjustBalanceForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -154,8 +164,11 @@ class AccountAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(
                     request,
-                    f"Adjusted by {format_usd(entry.amount)}; balance now "
-                    f"{format_usd(entry.balance_after)}.",
+                    _("Adjusted by %(amount)s; balance now %(balance)s.")
+                    % {
+                        "amount": format_usd(entry.amount),
+                        "balance": format_usd(entry.balance_after),
+                    },
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(
@@ -166,7 +179,7 @@ class AccountAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
             "account": account,
             "form": form,
-            "title": f"Adjust the balance of {account.user}",
+            "title": _("Adjust the balance of %(user)s") % {"user": account.user},
         }
         return TemplateResponse(request, "admin/billing/account/adjust.html", context)
 
@@ -176,7 +189,7 @@ class AccountAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         account_id = ascii_int(object_id)
         if account_id is None:
-            raise Http404("No such account.")
+            raise Http404(_("No such account."))
         account = get_object_or_404(Account.objects.select_related("user"), pk=account_id)
         form = ForgiveDebtForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -191,8 +204,11 @@ class AccountAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(
                     request,
-                    f"Forgave {format_usd(entry.amount)}; the balance is now "
-                    f"{format_usd(entry.balance_after)}.",
+                    _("Forgave %(amount)s; the balance is now %(balance)s.")
+                    % {
+                        "amount": format_usd(entry.amount),
+                        "balance": format_usd(entry.balance_after),
+                    },
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(
@@ -204,7 +220,7 @@ class AccountAdmin(ReadOnlyAdmin):
             "account": account,
             "owed": format_owed(account.owed),
             "form": form,
-            "title": f"Forgive the debt of {account.user}",
+            "title": _("Forgive the debt of %(user)s") % {"user": account.user},
         }
         return TemplateResponse(request, "admin/billing/account/forgive.html", context)
 
@@ -246,7 +262,9 @@ class RechargeSettingsAdmin(admin.ModelAdmin):
 
 
 class RechargeTierForm(forms.ModelForm):
-    threshold_usd = forms.DecimalField(label="Threshold (USD)", min_value=Decimal("0.01"))
+    threshold_usd = forms.DecimalField(
+        label=gettext_lazy("Threshold (USD)"), min_value=Decimal("0.01")
+    )
 
     class Meta:
         model = RechargeTier
@@ -274,7 +292,7 @@ class RechargeTierAdmin(admin.ModelAdmin):
     list_display = ("kind", "threshold_usd", "discount_percent")
     list_filter = ("kind",)
 
-    @admin.display(description="Threshold", ordering="threshold")
+    @admin.display(description=gettext_lazy("Threshold"), ordering="threshold")
     def threshold_usd(self, tier: RechargeTier) -> str:
         return format_usd(tier.threshold)
 
@@ -288,11 +306,11 @@ class UserDiscountAdmin(admin.ModelAdmin):
 
 
 class NeedsAttentionFilter(admin.SimpleListFilter):
-    title = "needs attention"
+    title = gettext_lazy("needs attention")
     parameter_name = "attention"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Needs attention or paid but not credited")]
+        return [("yes", _("Needs attention or paid but not credited"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
@@ -316,8 +334,11 @@ class OrderEventInline(admin.TabularInline):
 
 class CreditByHandForm(forms.Form):
     reason = forms.CharField(
+        label=gettext_lazy("Reason"),
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Required: how the payment was checked (kept on the order and the ledger).",
+        help_text=gettext_lazy(
+            "Required: how the payment was checked (kept on the order and the ledger)."
+        ),
     )
 
 
@@ -350,11 +371,11 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
     inlines = [OrderEventInline]
     actions = ["credit_by_hand"]
 
-    @admin.display(description="Credit", ordering="credit")
+    @admin.display(description=gettext_lazy("Credit"), ordering="credit")
     def credit_usd(self, order: RechargeOrder) -> str:
         return format_usd(order.credit)
 
-    @admin.display(description="Charged", ordering="amount_minor")
+    @admin.display(description=gettext_lazy("Charged"), ordering="amount_minor")
     def charged(self, order: RechargeOrder) -> str:
         return format_minor(order.amount_minor, order.currency)
 
@@ -364,7 +385,9 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
     def has_credit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.credit_order_manually")
 
-    @admin.action(description="Credit selected orders by hand", permissions=["credit"])
+    @admin.action(
+        description=gettext_lazy("Credit selected orders by hand"), permissions=["credit"]
+    )
     def credit_by_hand(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         """Ask for a reason, then credit each order once (already credited ones are skipped)."""
         form = CreditByHandForm(request.POST if "apply" in request.POST else None)
@@ -383,11 +406,16 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
                     continue
                 (credited if done else skipped).append(order.number)
             if credited:
-                self.message_user(request, f"Credited: {', '.join(credited)}.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    _("Credited: %(orders)s.") % {"orders": ", ".join(credited)},
+                    messages.SUCCESS,
+                )
             if skipped:
                 self.message_user(
                     request,
-                    f"Already credited, nothing changed: {', '.join(skipped)}.",
+                    _("Already credited, nothing changed: %(orders)s.")
+                    % {"orders": ", ".join(skipped)},
                     messages.WARNING,
                 )
             return None
@@ -397,17 +425,23 @@ class RechargeOrderAdmin(ReadOnlyAdmin):
             "orders": queryset,
             "form": form,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "title": "Credit orders by hand",
+            "title": _("Credit orders by hand"),
         }
         return TemplateResponse(request, "admin/billing/rechargeorder/credit.html", context)
 
 
 class MintCodesForm(forms.Form):
-    count = forms.IntegerField(min_value=1, max_value=10_000)
-    credit_usd = forms.DecimalField(label="Worth (USD)", min_value=Decimal("0.01"))
-    batch = forms.CharField(max_length=100, help_text="A name to find and export them by.")
+    count = forms.IntegerField(label=gettext_lazy("Count"), min_value=1, max_value=10_000)
+    credit_usd = forms.DecimalField(label=gettext_lazy("Worth (USD)"), min_value=Decimal("0.01"))
+    batch = forms.CharField(
+        label=gettext_lazy("Batch"),
+        max_length=100,
+        help_text=gettext_lazy("A name to find and export them by."),
+    )
     expires_at = forms.DateTimeField(
-        required=False, help_text="Optional, UTC, e.g. 2027-01-31 23:59."
+        label=gettext_lazy("Expires at"),
+        required=False,
+        help_text=gettext_lazy("Optional, UTC, e.g. 2027-01-31 23:59."),
     )
 
 
@@ -449,17 +483,17 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
     actions = ["export_csv"]
     change_list_template = "admin/billing/redemptioncode/change_list.html"
 
-    @admin.display(description="Code", ordering="code_prefix")
+    @admin.display(description=gettext_lazy("Code"), ordering="code_prefix")
     def code_display(self, code: RedemptionCode) -> str:
         return str(code)
 
-    @admin.display(description="Worth", ordering="credit")
+    @admin.display(description=gettext_lazy("Worth"), ordering="credit")
     def credit_usd(self, code: RedemptionCode) -> str:
         return format_usd(code.credit)
 
-    @admin.display(description="State")
+    @admin.display(description=gettext_lazy("State"))
     def state(self, code: RedemptionCode) -> str:
-        return code.state
+        return code.state_display
 
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return request.user.has_perm("billing.view_redemptioncode")
@@ -509,7 +543,8 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
                 context = {
                     **self.admin_site.each_context(request),
                     "opts": self.model._meta,
-                    "title": f"{len(minted)} codes minted in batch “{batch}”",
+                    "title": _("%(count)s codes minted in batch “%(batch)s”")
+                    % {"count": len(minted), "batch": batch},
                     "batch": batch,
                     "codes": "\n".join(item.code for item in minted),
                     "count": len(minted),
@@ -527,11 +562,13 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "form": form,
-            "title": "Mint redemption codes",
+            "title": _("Mint redemption codes"),
         }
         return TemplateResponse(request, "admin/billing/redemptioncode/mint.html", context)
 
-    @admin.action(description="Export selected codes as CSV (prefixes and state, not the codes)")
+    @admin.action(
+        description=gettext_lazy("Export selected codes as CSV (prefixes and state, not the codes)")
+    )
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="redemption-codes.csv"'

@@ -22,17 +22,21 @@ class RechargeAmountForm(forms.Form):
         # Plain digits only: no exponent ("1e309" made quantize() raise), "inf" or "nan".
         value = ascii_decimal(text, signed=True)
         if value is None:
-            raise forms.ValidationError("Enter an amount in dollars, like 25 or 25.50.")
+            raise forms.ValidationError(_("Enter an amount in dollars, like 25 or 25.50."))
         if value <= 0:
-            raise forms.ValidationError("The amount must be more than zero.")
+            raise forms.ValidationError(_("The amount must be more than zero."))
         minimum, maximum = self.settings_row.min_credit_usd, self.settings_row.max_credit_usd
         # The range first: a number of any size compares, only a bounded one quantizes.
         if value > maximum:
-            raise forms.ValidationError(f"The largest top-up is ${maximum:,.2f}.")
+            raise forms.ValidationError(
+                _("The largest top-up is %(amount)s.") % {"amount": f"${maximum:,.2f}"}
+            )
         if value != value.quantize(Decimal("0.01")):
-            raise forms.ValidationError("Amounts are in whole cents: at most 2 decimals.")
+            raise forms.ValidationError(_("Amounts are in whole cents: at most 2 decimals."))
         if value < minimum:
-            raise forms.ValidationError(f"The smallest top-up is ${minimum:,.2f}.")
+            raise forms.ValidationError(
+                _("The smallest top-up is %(amount)s.") % {"amount": f"${minimum:,.2f}"}
+            )
         return int(value * MICRO_PER_USD)
 
 

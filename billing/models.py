@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.money import format_usd_exact
@@ -31,22 +32,28 @@ class Account(models.Model):
     """
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.PROTECT, related_name="account"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        primary_key=True,
+        on_delete=models.PROTECT,
+        related_name="account",
     )
-    balance = models.BigIntegerField(default=0)
-    reserved = models.BigIntegerField(default=0)
-    used = models.BigIntegerField(default=0)
-    request_count = models.BigIntegerField(default=0)
-    recharged = models.BigIntegerField(default=0)
+    balance = models.BigIntegerField(_("balance"), default=0)
+    reserved = models.BigIntegerField(_("reserved"), default=0)
+    used = models.BigIntegerField(_("used"), default=0)
+    request_count = models.BigIntegerField(_("request count"), default=0)
+    recharged = models.BigIntegerField(_("recharged"), default=0)
     # A payment dispute freezes the account: reservations are refused until it closes.
-    is_frozen = models.BooleanField(default=False)
-    frozen_reason = models.CharField(max_length=200, blank=True)
+    is_frozen = models.BooleanField(_("is frozen"), default=False)
+    frozen_reason = models.CharField(_("frozen reason"), max_length=200, blank=True)
     # When the customer was told the account owes money; cleared once it is paid back.
-    debt_notified_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    debt_notified_at = models.DateTimeField(_("debt notified at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
         permissions = [("adjust_balance", "Can adjust account balances")]
         constraints = [
             models.CheckConstraint(
@@ -56,7 +63,7 @@ class Account(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"account of {self.user_id}"
+        return gettext("account of %(user)s") % {"user": self.user_id}
 
     @property
     def available(self) -> int:
@@ -79,35 +86,41 @@ class LedgerEntry(models.Model):
     """
 
     class Kind(models.TextChoices):
-        RECHARGE = "recharge", "Recharge"
-        BONUS = "bonus", "Bonus"
-        REDEMPTION = "redemption", "Redemption code"
-        ADJUSTMENT = "adjustment", "Adjustment"
-        REFUND = "refund", "Refund"
-        DISPUTE = "dispute", "Dispute"
-        USAGE_SETTLEMENT = "usage_settlement", "Usage settlement"
-        DEBT_FORGIVEN = "debt_forgiven", "Debt forgiven"
+        RECHARGE = "recharge", _("Recharge")
+        BONUS = "bonus", _("Bonus")
+        REDEMPTION = "redemption", _("Redemption code")
+        ADJUSTMENT = "adjustment", _("Adjustment")
+        REFUND = "refund", _("Refund")
+        DISPUTE = "dispute", _("Dispute")
+        USAGE_SETTLEMENT = "usage_settlement", _("Usage settlement")
+        DEBT_FORGIVEN = "debt_forgiven", _("Debt forgiven")
 
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_entries")
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    amount = models.BigIntegerField(help_text="Signed micro-USD: positive credits the balance.")
-    balance_after = models.BigIntegerField()
-    idempotency_key = models.CharField(max_length=200, unique=True)
-    reason = models.TextField(blank=True)
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    amount = models.BigIntegerField(
+        _("amount"), help_text=_("Signed micro-USD: positive credits the balance.")
+    )
+    balance_after = models.BigIntegerField(_("balance after"))
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    reason = models.TextField(_("reason"), blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
     )
     # For usage settlement entries: the last request log id folded into this entry.
-    usage_through_log_id = models.BigIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    usage_through_log_id = models.BigIntegerField(_("usage through log id"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = _("ledger entry")
         ordering = ["-created_at", "-id"]
-        verbose_name_plural = "ledger entries"
+        verbose_name_plural = _("ledger entries")
         indexes = [models.Index(fields=["account", "-id"], name="billing_ledger_account_recent")]
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="billing_ledger_amount_nonzero"),
@@ -138,24 +151,34 @@ class Reservation(models.Model):
     """
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        SETTLED = "settled", "Settled"
-        RELEASED = "released", "Released"
+        OPEN = "open", _("Open")
+        SETTLED = "settled", _("Settled")
+        RELEASED = "released", _("Released")
 
-    request_id = models.CharField(max_length=64, unique=True)
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="reservations")
-    token = models.ForeignKey(
-        "accounts.Token", null=True, on_delete=models.SET_NULL, related_name="reservations"
+    request_id = models.CharField(_("request id"), max_length=64, unique=True)
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), on_delete=models.PROTECT, related_name="reservations"
     )
-    amount = models.BigIntegerField()
+    token = models.ForeignKey(
+        "accounts.Token",
+        verbose_name=_("token"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="reservations",
+    )
+    amount = models.BigIntegerField(_("amount"))
     # What this reservation holds against the token's quota: the amount, or 0 when
     # the token had no quota (unlimited tokens are not locked on reserve).
-    token_amount = models.BigIntegerField(default=0)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
+    token_amount = models.BigIntegerField(_("token amount"), default=0)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.OPEN
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"))
 
     class Meta:
+        verbose_name = _("reservation")
+        verbose_name_plural = _("reservations")
         indexes = [
             models.Index(
                 fields=["expires_at"],
@@ -171,7 +194,10 @@ class Reservation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} holds {format_usd_exact(self.amount)}"
+        return gettext("%(request)s holds %(amount)s") % {
+            "request": self.request_id,
+            "amount": format_usd_exact(self.amount),
+        }
 
 
 class RechargeSettings(models.Model):
@@ -184,26 +210,35 @@ class RechargeSettings(models.Model):
     SINGLETON_PK = 1
 
     currency = models.CharField(
-        max_length=3, default="usd", help_text="ISO code Stripe charges in, lower case."
+        _("currency"),
+        max_length=3,
+        default="usd",
+        help_text=_("ISO code Stripe charges in, lower case."),
     )
     price_per_usd = models.DecimalField(
+        _("price per usd"),
         max_digits=12,
         decimal_places=4,
         default=Decimal("1"),
-        help_text="Price of $1 of credit in the payment currency, before discounts.",
+        help_text=_("Price of $1 of credit in the payment currency, before discounts."),
     )
-    min_credit_usd = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("5"))
-    max_credit_usd = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("10000"))
+    min_credit_usd = models.DecimalField(
+        _("min credit usd"), max_digits=10, decimal_places=2, default=Decimal("5")
+    )
+    max_credit_usd = models.DecimalField(
+        _("max credit usd"), max_digits=10, decimal_places=2, default=Decimal("10000")
+    )
     preset_amounts = models.CharField(
+        _("preset amounts"),
         max_length=200,
         default="10,20,50,100,500,1000",
-        help_text="Credit amounts in USD offered as buttons, separated by commas.",
+        help_text=_("Credit amounts in USD offered as buttons, separated by commas."),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
-        verbose_name = "recharge settings"
-        verbose_name_plural = "recharge settings"
+        verbose_name = _("recharge settings")
+        verbose_name_plural = _("recharge settings")
         constraints = [
             models.CheckConstraint(
                 condition=Q(price_per_usd__gt=0), name="billing_recharge_price_pos"
@@ -215,7 +250,7 @@ class RechargeSettings(models.Model):
         ]
 
     def __str__(self) -> str:
-        return "Recharge settings"
+        return gettext("Recharge settings")
 
     @property
     def presets(self) -> list[Decimal]:
@@ -232,16 +267,18 @@ class RechargeTier(models.Model):
     """A discount reached by one top-up's amount, or by what a user recharged in all."""
 
     class Kind(models.TextChoices):
-        SINGLE = "single", "Single top-up of at least"
-        LIFETIME = "lifetime", "Lifetime recharge of at least"
+        SINGLE = "single", _("Single top-up of at least")
+        LIFETIME = "lifetime", _("Lifetime recharge of at least")
 
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    threshold = models.BigIntegerField(help_text="Micro-USD of credit.")
-    discount_percent = models.DecimalField(max_digits=5, decimal_places=2)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    threshold = models.BigIntegerField(_("threshold"), help_text=_("Micro-USD of credit."))
+    discount_percent = models.DecimalField(_("discount percent"), max_digits=5, decimal_places=2)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("recharge tier")
+        verbose_name_plural = _("recharge tiers")
         ordering = ["kind", "threshold"]
         constraints = [
             models.UniqueConstraint(fields=["kind", "threshold"], name="billing_tier_unique"),
@@ -261,14 +298,19 @@ class UserDiscount(models.Model):
     """A permanent discount agreed with one customer (enterprise)."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recharge_discount"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="recharge_discount",
     )
-    discount_percent = models.DecimalField(max_digits=5, decimal_places=2)
-    note = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    discount_percent = models.DecimalField(_("discount percent"), max_digits=5, decimal_places=2)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("user discount")
+        verbose_name_plural = _("user discounts")
         constraints = [
             models.CheckConstraint(
                 condition=Q(discount_percent__gte=0) & Q(discount_percent__lt=100),
@@ -277,7 +319,10 @@ class UserDiscount(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.discount_percent}% for {self.user_id}"
+        return gettext("%(percent)s%% for %(user)s") % {
+            "percent": self.discount_percent,
+            "user": self.user_id,
+        }
 
 
 class RechargeOrder(models.Model):
@@ -290,52 +335,72 @@ class RechargeOrder(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending payment"
-        PAID = "paid", "Payment received, crediting"
-        CREDITED = "credited", "Credited"
-        FAILED = "failed", "Payment failed"
-        EXPIRED = "expired", "Expired"
-        NEEDS_ATTENTION = "needs_attention", "Needs attention"
-        REFUNDED = "refunded", "Refunded"
-        DISPUTED = "disputed", "Disputed"
+        PENDING = "pending", _("Pending payment")
+        PAID = "paid", _("Payment received, crediting")
+        CREDITED = "credited", _("Credited")
+        FAILED = "failed", _("Payment failed")
+        EXPIRED = "expired", _("Expired")
+        NEEDS_ATTENTION = "needs_attention", _("Needs attention")
+        REFUNDED = "refunded", _("Refunded")
+        DISPUTED = "disputed", _("Disputed")
 
     class DiscountSource(models.TextChoices):
-        NONE = "", "None"
-        SINGLE = "single", "Top-up amount tier"
-        LIFETIME = "lifetime", "Lifetime recharge tier"
-        USER = "user", "Personal discount"
+        NONE = "", _("None")
+        SINGLE = "single", _("Top-up amount tier")
+        LIFETIME = "lifetime", _("Lifetime recharge tier")
+        USER = "user", _("Personal discount")
 
-    number = models.CharField(max_length=32, unique=True)
+    number = models.CharField(_("number"), max_length=32, unique=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="recharge_orders"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.PROTECT,
+        related_name="recharge_orders",
     )
-    credit = models.BigIntegerField(help_text="Micro-USD of credit bought.")
-    currency = models.CharField(max_length=3)
-    price_per_usd = models.DecimalField(max_digits=12, decimal_places=4)
-    amount_minor = models.BigIntegerField(help_text="Charged, in the currency's minor unit.")
-    discount_percent = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal(0))
+    credit = models.BigIntegerField(_("credit"), help_text=_("Micro-USD of credit bought."))
+    currency = models.CharField(_("currency"), max_length=3)
+    price_per_usd = models.DecimalField(_("price per usd"), max_digits=12, decimal_places=4)
+    amount_minor = models.BigIntegerField(
+        _("amount minor"), help_text=_("Charged, in the currency's minor unit.")
+    )
+    discount_percent = models.DecimalField(
+        _("discount percent"), max_digits=5, decimal_places=2, default=Decimal(0)
+    )
     discount_source = models.CharField(
-        max_length=16, choices=DiscountSource.choices, default="", blank=True
+        _("discount source"), max_length=16, choices=DiscountSource.choices, default="", blank=True
     )
     status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+        _("status"), max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
-    livemode = models.BooleanField(default=False)
-    stripe_session_id = models.CharField(max_length=255, blank=True, db_index=True)
-    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
-    stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
-    amount_refunded_minor = models.BigIntegerField(default=0)
-    paid_at = models.DateTimeField(null=True, blank=True)
-    credited_at = models.DateTimeField(null=True, blank=True)
-    attention_notified_at = models.DateTimeField(null=True, blank=True)
-    receipt_sent_at = models.DateTimeField(null=True, blank=True)
+    livemode = models.BooleanField(_("livemode"), default=False)
+    stripe_session_id = models.CharField(
+        _("stripe session id"), max_length=255, blank=True, db_index=True
+    )
+    stripe_payment_intent_id = models.CharField(
+        _("stripe payment intent id"), max_length=255, blank=True, db_index=True
+    )
+    stripe_charge_id = models.CharField(
+        _("stripe charge id"), max_length=255, blank=True, db_index=True
+    )
+    amount_refunded_minor = models.BigIntegerField(_("amount refunded minor"), default=0)
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    credited_at = models.DateTimeField(_("credited at"), null=True, blank=True)
+    attention_notified_at = models.DateTimeField(_("attention notified at"), null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(_("receipt sent at"), null=True, blank=True)
     ledger_entry = models.OneToOneField(
-        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="order"
+        LedgerEntry,
+        verbose_name=_("ledger entry"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="order",
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("recharge order")
+        verbose_name_plural = _("recharge orders")
         ordering = ["-created_at", "-id"]
         permissions = [("credit_order_manually", "Can credit a recharge order by hand")]
         indexes = [
@@ -381,19 +446,28 @@ _CUSTOMER_TEXTS = {
 class OrderEvent(models.Model):
     """One line of an order's timeline: what happened, who did it. Append-only."""
 
-    order = models.ForeignKey(RechargeOrder, on_delete=models.CASCADE, related_name="events")
-    at = models.DateTimeField(auto_now_add=True)
-    kind = models.CharField(max_length=40)
-    message = models.TextField()
+    order = models.ForeignKey(
+        RechargeOrder, verbose_name=_("order"), on_delete=models.CASCADE, related_name="events"
+    )
+    at = models.DateTimeField(_("at"), auto_now_add=True)
+    kind = models.CharField(_("kind"), max_length=40)
+    message = models.TextField(_("message"))
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
 
     class Meta:
+        verbose_name = _("order event")
+        verbose_name_plural = _("order events")
         ordering = ["at", "id"]
 
     def __str__(self) -> str:
-        return f"{self.order_id} {self.kind}"
+        return f"{self.order_id} · {self.customer_text}"
 
     @property
     def customer_text(self) -> str:
@@ -407,16 +481,18 @@ class StripeEvent(models.Model):
     A body that carries no usable id is stored under `unreadable:<SHA-256 of it>`.
     """
 
-    event_id = models.CharField(max_length=255, unique=True)
-    type = models.CharField(max_length=100)
-    livemode = models.BooleanField(default=False)
-    received_at = models.DateTimeField(auto_now_add=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=100)
+    livemode = models.BooleanField(_("livemode"), default=False)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
     # Why a verified event was not acted on (its shape could not be read); empty
     # for every event that was. Such an event moved no money.
-    problem = models.TextField(blank=True)
+    problem = models.TextField(_("problem"), blank=True)
 
     class Meta:
+        verbose_name = _("stripe event")
+        verbose_name_plural = _("stripe events")
         ordering = ["-received_at"]
 
     def __str__(self) -> str:
@@ -432,26 +508,33 @@ class RedemptionCode(models.Model):
     """
 
     # SHA-256 in hex of the normalised code (`billing.recharge.code_hash`).
-    code_hash = models.CharField(max_length=64, unique=True)
+    code_hash = models.CharField(_("code hash"), max_length=64, unique=True)
     # The code's first four characters, e.g. "K7QX" of K7QX-…: a fifth of its randomness.
-    code_prefix = models.CharField(max_length=4)
-    credit = models.BigIntegerField(help_text="Micro-USD credited on redemption.")
-    batch = models.CharField(max_length=100, db_index=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    code_prefix = models.CharField(_("code prefix"), max_length=4)
+    credit = models.BigIntegerField(_("credit"), help_text=_("Micro-USD credited on redemption."))
+    batch = models.CharField(_("batch"), max_length=100, db_index=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     redeemed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("redeemed by"),
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="redeemed_codes",
     )
-    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_at = models.DateTimeField(_("redeemed at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("redemption code")
+        verbose_name_plural = _("redemption codes")
         ordering = ["-created_at", "id"]
         permissions = [("mint_redemption_code", "Can mint redemption codes (and see them once)")]
         constraints = [
@@ -468,3 +551,11 @@ class RedemptionCode(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "Expired"
         return "Unused"
+
+    @property
+    def state_display(self) -> str:
+        """Return the state as people read it, in their language."""
+        return str(_REDEMPTION_STATES[self.state])
+
+
+_REDEMPTION_STATES = {"Redeemed": _("Redeemed"), "Expired": _("Expired"), "Unused": _("Unused")}

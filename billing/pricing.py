@@ -71,7 +71,7 @@ class RechargeQuote:
 
     @property
     def source_label(self) -> str:
-        return Source(self.discount_source).label if self.discount_source else ""
+        return str(Source(self.discount_source).label) if self.discount_source else ""
 
 
 def recharge_settings() -> RechargeSettings:

@@ -20,7 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop
 
 from accounts.locale import text_for
 from accounts.models import AuditEvent, User
@@ -181,7 +181,7 @@ def order_credit(*, order_id: int, actor: User | None = None, reason: str = "") 
     checked by hand. Either way the ledger key `order:<number>` lands once.
     """
     if actor is not None and not reason.strip():
-        raise RechargeError("Crediting an order by hand needs a reason.")
+        raise RechargeError(gettext("Crediting an order by hand needs a reason."))
     with transaction.atomic():
         order = RechargeOrder.objects.select_for_update().filter(pk=order_id).first()
         if order is None or order.ledger_entry_id is not None:
@@ -573,11 +573,11 @@ def codes_mint(
     or log).
     """
     if not 1 <= count <= 10_000:
-        raise RechargeError("Mint between 1 and 10,000 codes at a time.")
+        raise RechargeError(gettext("Mint between 1 and 10,000 codes at a time."))
     if credit <= 0:
-        raise RechargeError("A code is worth a positive amount.")
+        raise RechargeError(gettext("A code is worth a positive amount."))
     if not batch.strip():
-        raise RechargeError("Name the batch.")
+        raise RechargeError(gettext("Name the batch."))
     codes = {code_hash(code): code for code in (_new_code() for _ in range(count))}
     while len(codes) < count:  # Two equal codes in one batch: 80 bits make it theoretical.
         code = _new_code()
@@ -608,11 +608,11 @@ def code_redeem(*, user: User, code: str) -> RedemptionCode:
     with transaction.atomic():
         row = RedemptionCode.objects.select_for_update().filter(code_hash=code_hash(code)).first()
         if row is None:
-            raise RechargeError("This code does not exist. Check it and try again.")
+            raise RechargeError(gettext("This code does not exist. Check it and try again."))
         if row.redeemed_at is not None:
-            raise RechargeError("This code was already redeemed.")
+            raise RechargeError(gettext("This code was already redeemed."))
         if row.expires_at is not None and row.expires_at <= timezone.now():
-            raise RechargeError("This code has expired.")
+            raise RechargeError(gettext("This code has expired."))
         account_credit(
             user_id=user.pk,
             amount=row.credit,

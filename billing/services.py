@@ -112,10 +112,12 @@ def ledger_entry_record(
                 accounts = accounts.filter(balance__gte=F("reserved") - amount)
             if not accounts.update(**changes):
                 if not Account.objects.filter(pk=user_id).exists():
-                    raise LedgerError("This user has no account.")
+                    raise LedgerError(gettext("This user has no account."))
                 raise InsufficientBalance(
-                    "The balance (less what in-flight requests hold) is smaller than "
-                    "this debit; nothing was changed."
+                    gettext(
+                        "The balance (less what in-flight requests hold) is smaller than "
+                        "this debit; nothing was changed."
+                    )
                 )
             # The UPDATE above holds the row lock until commit: this read is exact.
             balance_after = (
@@ -201,7 +203,7 @@ def account_adjust(
 ) -> LedgerEntry:
     """Correct a balance by a signed amount with a stated reason (support and admins)."""
     if not reason.strip():
-        raise LedgerError("An adjustment needs a reason.")
+        raise LedgerError(gettext("An adjustment needs a reason."))
     return ledger_entry_record(
         user_id=user_id,
         kind=LedgerEntry.Kind.ADJUSTMENT,
@@ -292,14 +294,14 @@ def account_debt_notify(*, account_ids: Iterable[int]) -> None:
 def account_debt_forgive(*, user_id: int, reason: str, created_by: User | None) -> LedgerEntry:
     """Forgive what an account owes, as one audited ledger entry that brings it to zero."""
     if not reason.strip():
-        raise LedgerError("Forgiving a debt needs a reason.")
+        raise LedgerError(gettext("Forgiving a debt needs a reason."))
     with transaction.atomic():
         lock_rows(accounts=[user_id])
         balance = Account.objects.filter(pk=user_id).values_list("balance", flat=True).first()
         if balance is None:
-            raise LedgerError("This user has no account.")
+            raise LedgerError(gettext("This user has no account."))
         if balance >= 0:
-            raise LedgerError("This account owes nothing; nothing was changed.")
+            raise LedgerError(gettext("This account owes nothing; nothing was changed."))
         return ledger_entry_record(
             user_id=user_id,
             kind=LedgerEntry.Kind.DEBT_FORGIVEN,

@@ -11,6 +11,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
+from django.utils.translation import gettext
 
 from billing.models import RechargeOrder
 
@@ -41,7 +42,7 @@ def livemode() -> bool:
 
 def _client() -> stripe.StripeClient:
     if not payments_enabled():
-        raise PaymentUnavailable("Online payment is not configured.")
+        raise PaymentUnavailable(gettext("Online payment is not configured."))
     base = settings.STRIPE_API_BASE or stripe.DEFAULT_API_BASE
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
@@ -102,7 +103,7 @@ def checkout_session_create(
         )
     except stripe.StripeError as error:
         raise PaymentUnavailable(
-            "The payment provider did not open a checkout; nothing was charged. Try again."
+            gettext("The payment provider did not open a checkout; nothing was charged. Try again.")
         ) from error
     return _session(json.loads(str(session)))
 
@@ -111,5 +112,5 @@ def checkout_session_retrieve(session_id: str) -> CheckoutSession:
     try:
         session = _client().v1.checkout.sessions.retrieve(session_id)
     except stripe.StripeError as error:
-        raise PaymentUnavailable("The payment provider did not answer.") from error
+        raise PaymentUnavailable(gettext("The payment provider did not answer.")) from error
     return _session(json.loads(str(session)))

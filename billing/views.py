@@ -358,7 +358,7 @@ def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
     form = RedeemForm(request.POST)
     if _redeem_attempts_over_limit(request.user.pk):
         form.is_valid()
-        form.add_error(None, "Too many codes tried in the last hour; try again later.")
+        form.add_error(None, gettext("Too many codes tried in the last hour; try again later."))
         status = 429
     elif form.is_valid():
         try:
@@ -366,7 +366,11 @@ def code_redeem_view(request: ConsoleRequest) -> HttpResponse:
         except RechargeError as error:
             form.add_error("code", str(error))
         else:
-            messages.success(request, f"Code redeemed: {format_usd(code.credit)} credited.")
+            messages.success(
+                request,
+                gettext("Code redeemed: %(amount)s credited.")
+                % {"amount": format_usd(code.credit)},
+            )
             return redirect("console:recharge")
         status = 400
     else:

@@ -15,8 +15,6 @@ from models_catalog import views as catalog_views
 
 # The admin signs in through allauth: the same form, rate limits and second factor.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
-admin.site.site_header = "Comet administration"
-admin.site.site_title = "Comet admin"
 
 console_patterns = (
     [

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.utils.translation import gettext
+
 # The largest value of PostgreSQL's bigint (and of every id column Comet has).
 BIGINT_MAX = 2**63 - 1
 # Request bodies nested deeper than this are refused: no API Comet serves or relays
@@ -83,9 +85,9 @@ def json_depth_exceeds(value: Any, max_depth: int) -> bool:
 def storable_text_problem(text: str) -> str | None:
     """Return why PostgreSQL cannot store `text` (NUL, lone surrogate), or None if it can."""
     if "\x00" in text:
-        return "contains a NUL character"
+        return gettext("contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return "contains a lone surrogate (not valid Unicode)"
+        return gettext("contains a lone surrogate (not valid Unicode)")
     return None

@@ -5,6 +5,8 @@ Inside Comet every amount is an integer of micro-USD (1 USD = 1,000,000).
 
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
+from django.utils.translation import gettext
+
 from core.inputs import ascii_decimal
 
 MICRO_PER_USD = 1_000_000
@@ -28,12 +30,14 @@ def usd_to_micro(value: str | Decimal | int) -> int:
     if isinstance(amount, int):
         amount = Decimal(amount)
     if amount is None or not amount.is_finite():
-        raise AmountError(f"“{value}” is not an amount in USD.")
+        raise AmountError(gettext("“%(value)s” is not an amount in USD.") % {"value": value})
     if abs(amount) > MAX_AMOUNT_USD:
-        raise AmountError(f"Amounts are at most ${MAX_AMOUNT_USD:,}.")
+        raise AmountError(
+            gettext("Amounts are at most %(maximum)s.") % {"maximum": f"${MAX_AMOUNT_USD:,}"}
+        )
     micro = amount * MICRO_PER_USD
     if micro != micro.to_integral_value():
-        raise AmountError("Amounts have at most 6 decimals (one micro-USD).")
+        raise AmountError(gettext("Amounts have at most 6 decimals (one micro-USD)."))
     return int(micro)
 
 

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from core.admin import DollarsAdmin
@@ -44,7 +45,7 @@ class RequestLogAdmin(DollarsAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": "Request logs",
+            "title": _("Request logs"),
             "form": form,
             "query": query.urlencode(),
             "retention_days": settings.LOG_RETENTION_DAYS,

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.core import signing
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Token
@@ -76,30 +77,31 @@ class LogFilterForm(forms.Form):
             ("custom", _("Custom")),
         ],
         required=False,
-        error_messages={"invalid_choice": "Choose a time range: 1h, 24h, 7d, 30d or custom."},
+        label=_("Time range"),
+        error_messages={"invalid_choice": _("Choose a time range: 1h, 24h, 7d, 30d or custom.")},
     )
     start = forms.DateTimeField(
         required=False,
         input_formats=DATETIME_FORMATS,
-        label="From (UTC)",
+        label=_("From (UTC)"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        error_messages={"invalid": "Enter the start as a date and time, like 2026-12-01T14:30."},
+        error_messages={"invalid": _("Enter the start as a date and time, like 2026-12-01T14:30.")},
     )
     end = forms.DateTimeField(
         required=False,
         input_formats=DATETIME_FORMATS,
-        label="To (UTC)",
+        label=_("To (UTC)"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        error_messages={"invalid": "Enter the end as a date and time, like 2026-12-01T15:30."},
+        error_messages={"invalid": _("Enter the end as a date and time, like 2026-12-01T15:30.")},
     )
-    token = forms.CharField(required=False, max_length=20, widget=forms.Select)
-    model = forms.CharField(required=False, max_length=200)
+    token = forms.CharField(required=False, max_length=20, widget=forms.Select, label=_("Token"))
+    model = forms.CharField(required=False, max_length=200, label=_("Model"))
     ip = forms.GenericIPAddressField(
         required=False,
-        label="IP address",
-        error_messages={"invalid": "Enter a valid IPv4 or IPv6 address, like 203.0.113.7."},
+        label=_("IP address"),
+        error_messages={"invalid": _("Enter a valid IPv4 or IPv6 address, like 203.0.113.7.")},
     )
-    status = forms.CharField(required=False, max_length=20)
+    status = forms.CharField(required=False, max_length=20, label=_("Status"))
     cursor = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, user_id: int | None, **kwargs: Any) -> None:
@@ -122,10 +124,14 @@ class LogFilterForm(forms.Form):
             return None
         token_id = ascii_int(value)
         if token_id is None:
-            raise forms.ValidationError(f"“{value}” is not a token id: choose one of your tokens.")
+            raise forms.ValidationError(
+                gettext("“%(value)s” is not a token id: choose one of your tokens.")
+                % {"value": value}
+            )
         if self.user_id is not None and token_id not in self.token_ids:
             raise forms.ValidationError(
-                f"You have no token with id {value}: choose one of your tokens."
+                gettext("You have no token with id %(value)s: choose one of your tokens.")
+                % {"value": value}
             )
         return token_id
 
@@ -137,7 +143,7 @@ class LogFilterForm(forms.Form):
         if code is not None and code >= 100:
             return str(code)
         raise forms.ValidationError(
-            "Status is “ok”, “error”, “refused” or an HTTP status code from 100 to 599."
+            gettext("Status is “ok”, “error”, “refused” or an HTTP status code from 100 to 599.")
         )
 
     def clean_model(self) -> str:
@@ -151,8 +157,10 @@ class LogFilterForm(forms.Form):
             return Cursor.unsign(value)
         except (signing.BadSignature, ValueError, TypeError):
             raise forms.ValidationError(
-                "This page link is not valid (it may be from another filter); start again "
-                "from the first page."
+                gettext(
+                    "This page link is not valid (it may be from another filter); start again "
+                    "from the first page."
+                )
             ) from None
 
     def clean(self) -> dict[str, Any]:
@@ -168,18 +176,20 @@ class LogFilterForm(forms.Form):
             start = data.get("start")
             end = data.get("end") or self.now
             if start is None:
-                raise forms.ValidationError("A custom range needs a start date and time.")
+                raise forms.ValidationError(gettext("A custom range needs a start date and time."))
             start, end = _utc(start), _utc(end)
             if end <= start:
-                raise forms.ValidationError("The end of the range must be after its start.")
+                raise forms.ValidationError(
+                    gettext("The end of the range must be after its start.")
+                )
             oldest = self.now - retention
             if start < oldest - timedelta(minutes=1):
                 raise forms.ValidationError(
-                    f"Logs are kept for {settings.LOG_RETENTION_DAYS} days: choose a start "
-                    f"after {oldest:%Y-%m-%d %H:%M} UTC."
+                    gettext("Logs are kept for %(days)s days: choose a start after %(oldest)s UTC.")
+                    % {"days": settings.LOG_RETENTION_DAYS, "oldest": f"{oldest:%Y-%m-%d %H:%M}"}
                 )
             if end > self.now + timedelta(days=1):
-                raise forms.ValidationError("The end of the range is in the future.")
+                raise forms.ValidationError(gettext("The end of the range is in the future."))
         else:
             end = self.now
             start = end - RANGE_PRESETS[chosen]
@@ -221,17 +231,17 @@ def _utc(moment: datetime) -> datetime:
 class AdminLogFilterForm(LogFilterForm):
     """The same filters over every user's rows, plus the user and the channel."""
 
-    user = forms.CharField(required=False, label="User (email or id)")
+    user = forms.CharField(required=False, label=_("User (email or id)"))
     channel = forms.IntegerField(
         required=False,
         min_value=1,
-        label="Channel id",
-        error_messages={"invalid": "A channel id is a whole number."},
+        label=_("Channel id"),
+        error_messages={"invalid": _("A channel id is a whole number.")},
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, user_id=None, **kwargs)
-        self.fields["token"] = forms.CharField(required=False, max_length=20, label="Token id")
+        self.fields["token"] = forms.CharField(required=False, max_length=20, label=_("Token id"))
 
     def clean_user(self) -> int | None:
         from accounts.models import User
@@ -243,7 +253,7 @@ class AdminLogFilterForm(LogFilterForm):
         lookup = {"pk": pk} if pk is not None else {"email__iexact": value}
         user_id = User.objects.filter(**lookup).values_list("pk", flat=True).first()
         if user_id is None:
-            raise forms.ValidationError(f"No user “{value}”.")
+            raise forms.ValidationError(gettext("No user “%(value)s”.") % {"value": value})
         return user_id
 
     def admin_filters(self) -> LogFilters:

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from core.money import format_usd_exact
 from logs.data import RequestLogData
@@ -34,45 +35,55 @@ class RequestLog(models.Model):
     charts and totals read the rollup tables below. See logs/README.md.
     """
 
-    created_at = models.DateTimeField()
-    request_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created at"))
+    request_id = models.CharField(_("request id"), max_length=64, unique=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="request_logs"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.PROTECT,
+        related_name="request_logs",
     )
     token = models.ForeignKey(
         "accounts.Token",
+        verbose_name=_("token"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="request_logs",
     )
     # Kept so the log still says which token it was after the token is deleted.
-    token_name = models.CharField(max_length=100, blank=True)
-    model = models.CharField(max_length=200)
+    token_name = models.CharField(_("token name"), max_length=100, blank=True)
+    model = models.CharField(_("model"), max_length=200)
     # The relay's Channel lives in relay/; a plain integer keeps this journal
     # independent of channel deletions.
-    channel_id = models.BigIntegerField(null=True, blank=True)
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
-    cost = models.BigIntegerField(help_text="Micro-USD charged for this request.")
-    model_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
-    completion_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
-    group_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
+    channel_id = models.BigIntegerField(_("channel id"), null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), default=0)
+    completion_tokens = models.PositiveIntegerField(_("completion tokens"), default=0)
+    cached_tokens = models.PositiveIntegerField(_("cached tokens"), default=0)
+    cost = models.BigIntegerField(_("cost"), help_text=_("Micro-USD charged for this request."))
+    model_ratio = models.DecimalField(_("model ratio"), max_digits=12, decimal_places=6, default=1)
+    completion_ratio = models.DecimalField(
+        _("completion ratio"), max_digits=12, decimal_places=6, default=1
+    )
+    group_ratio = models.DecimalField(_("group ratio"), max_digits=12, decimal_places=6, default=1)
     # What each cached prompt token was billed at, as a share of an input token (1 when
     # the model has no cached price): with it a cached request's breakdown is exact.
     # NULL for a per-call price, and on rows written before it was recorded.
-    cached_ratio = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
-    price_per_call = models.BigIntegerField(null=True, blank=True)
-    client_ip = models.GenericIPAddressField()
-    status_code = models.PositiveSmallIntegerField(default=200)
-    error_code = models.CharField(max_length=64, blank=True)
-    latency_ms = models.PositiveIntegerField(default=0)
-    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
-    is_stream = models.BooleanField(default=False)
-    usage_estimated = models.BooleanField(default=False)
+    cached_ratio = models.DecimalField(
+        _("cached ratio"), max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    price_per_call = models.BigIntegerField(_("price per call"), null=True, blank=True)
+    client_ip = models.GenericIPAddressField(_("client ip"))
+    status_code = models.PositiveSmallIntegerField(_("status code"), default=200)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    latency_ms = models.PositiveIntegerField(_("latency ms"), default=0)
+    first_token_ms = models.PositiveIntegerField(_("first token ms"), null=True, blank=True)
+    is_stream = models.BooleanField(_("is stream"), default=False)
+    usage_estimated = models.BooleanField(_("usage estimated"), default=False)
 
     class Meta:
+        verbose_name = _("request log")
+        verbose_name_plural = _("request logs")
         indexes = [
             models.Index(fields=["user", "-created_at", "-id"], name="logs_requestlog_user_recent"),
             models.Index(
@@ -121,22 +132,32 @@ class Refusal(models.Model):
     Never any content: the model name asked for is the only part of the body kept.
     """
 
-    second = models.DateTimeField()
+    second = models.DateTimeField(_("second"))
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="refusals"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="refusals",
     )
     token = models.ForeignKey(
-        "accounts.Token", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "accounts.Token",
+        verbose_name=_("token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    token_name = models.CharField(max_length=100, blank=True)
-    status_code = models.PositiveSmallIntegerField()
-    error_code = models.CharField(max_length=64)
+    token_name = models.CharField(_("token name"), max_length=100, blank=True)
+    status_code = models.PositiveSmallIntegerField(_("status code"))
+    error_code = models.CharField(_("error code"), max_length=64)
     # The last model asked for in this second, as the client spelled it (cut short).
-    model = models.CharField(max_length=200, blank=True)
-    client_ip = models.GenericIPAddressField()
-    count = models.PositiveIntegerField(default=1)
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    client_ip = models.GenericIPAddressField(_("client ip"))
+    count = models.PositiveIntegerField(_("count"), default=1)
 
     class Meta:
+        verbose_name = _("refusal")
+        verbose_name_plural = _("refusals")
         indexes = [
             models.Index(fields=["user", "-second", "-id"], name="logs_refusal_user_recent"),
             models.Index(fields=["second"], name="logs_refusal_second"),
@@ -160,15 +181,15 @@ class UsageBucket(models.Model):
     (0 for none) so a deleted token neither breaks the key nor merges buckets.
     """
 
-    user_id = models.BigIntegerField()
-    token_id = models.BigIntegerField(default=0)
-    model = models.CharField(max_length=200)
-    status_code = models.PositiveSmallIntegerField(default=200)
-    bucket = models.DateTimeField()
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost = models.BigIntegerField(default=0)
+    user_id = models.BigIntegerField(_("user id"))
+    token_id = models.BigIntegerField(_("token id"), default=0)
+    model = models.CharField(_("model"), max_length=200)
+    status_code = models.PositiveSmallIntegerField(_("status code"), default=200)
+    bucket = models.DateTimeField(_("bucket"))
+    requests = models.BigIntegerField(_("requests"), default=0)
+    prompt_tokens = models.BigIntegerField(_("prompt tokens"), default=0)
+    completion_tokens = models.BigIntegerField(_("completion tokens"), default=0)
+    cost = models.BigIntegerField(_("cost"), default=0)
 
     class Meta:
         abstract = True
@@ -195,6 +216,8 @@ class UsageMinute(UsageBucket):
     """Per-minute usage: RPM / TPM charts and the edges of a filtered range's totals."""
 
     class Meta:
+        verbose_name = _("usage minute")
+        verbose_name_plural = _("usage minutes")
         constraints = _bucket_key("logs_usageminute")
         indexes = _bucket_index("logs_usageminute")
 
@@ -203,6 +226,8 @@ class UsageHour(UsageBucket):
     """Per-hour usage: totals of long ranges."""
 
     class Meta:
+        verbose_name = _("usage hour")
+        verbose_name_plural = _("usage hours")
         constraints = _bucket_key("logs_usagehour")
         indexes = _bucket_index("logs_usagehour")
 
@@ -211,6 +236,8 @@ class UsageDay(UsageBucket):
     """Per-day (UTC) usage: spend by model and by token over 7 / 30 / 90 days."""
 
     class Meta:
+        verbose_name = _("usage day")
+        verbose_name_plural = _("usage days")
         constraints = _bucket_key("logs_usageday")
         indexes = _bucket_index("logs_usageday")
 
@@ -225,18 +252,20 @@ class UsageIpHour(models.Model):
     Upserted in the settle statement like the other rollups.
     """
 
-    user_id = models.BigIntegerField()
-    client_ip = models.GenericIPAddressField()
-    bucket = models.DateTimeField()
-    token_id = models.BigIntegerField(default=0)
-    model = models.CharField(max_length=200)
-    status_code = models.PositiveSmallIntegerField(default=200)
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost = models.BigIntegerField(default=0)
+    user_id = models.BigIntegerField(_("user id"))
+    client_ip = models.GenericIPAddressField(_("client ip"))
+    bucket = models.DateTimeField(_("bucket"))
+    token_id = models.BigIntegerField(_("token id"), default=0)
+    model = models.CharField(_("model"), max_length=200)
+    status_code = models.PositiveSmallIntegerField(_("status code"), default=200)
+    requests = models.BigIntegerField(_("requests"), default=0)
+    prompt_tokens = models.BigIntegerField(_("prompt tokens"), default=0)
+    completion_tokens = models.BigIntegerField(_("completion tokens"), default=0)
+    cost = models.BigIntegerField(_("cost"), default=0)
 
     class Meta:
+        verbose_name = _("usage ip hour")
+        verbose_name_plural = _("usage ip hours")
         constraints = [
             models.UniqueConstraint(
                 fields=["user_id", "client_ip", "bucket", "token_id", "model", "status_code"],
@@ -256,18 +285,20 @@ class TokenIp(models.Model):
     new on a token that was used before (a leaked key shows up as one).
     """
 
-    token_id = models.BigIntegerField()
-    client_ip = models.GenericIPAddressField()
-    first_log_id = models.BigIntegerField(unique=True)
-    first_seen = models.DateTimeField()
-    last_seen = models.DateTimeField()
-    requests = models.BigIntegerField(default=0)
+    token_id = models.BigIntegerField(_("token id"))
+    client_ip = models.GenericIPAddressField(_("client ip"))
+    first_log_id = models.BigIntegerField(_("first log id"), unique=True)
+    first_seen = models.DateTimeField(_("first seen"))
+    last_seen = models.DateTimeField(_("last seen"))
+    requests = models.BigIntegerField(_("requests"), default=0)
     # False for a token's very first address: only later new addresses are news.
-    is_new_on_token = models.BooleanField(default=True)
+    is_new_on_token = models.BooleanField(_("is new on token"), default=True)
     # Set when the "new IP" email is claimed for sending, so it goes out once.
-    notified_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(_("notified at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("token ip")
+        verbose_name_plural = _("token ips")
         constraints = [
             models.UniqueConstraint(fields=["token_id", "client_ip"], name="logs_tokenip_key"),
         ]
@@ -283,12 +314,14 @@ class ChannelHour(models.Model):
     made the relay move on counts one attempt and one failure.
     """
 
-    channel_id = models.BigIntegerField()
-    bucket = models.DateTimeField()
-    requests = models.BigIntegerField(default=0)
-    failures = models.BigIntegerField(default=0)
+    channel_id = models.BigIntegerField(_("channel id"))
+    bucket = models.DateTimeField(_("bucket"))
+    requests = models.BigIntegerField(_("requests"), default=0)
+    failures = models.BigIntegerField(_("failures"), default=0)
 
     class Meta:
+        verbose_name = _("channel hour")
+        verbose_name_plural = _("channel hours")
         constraints = [
             models.UniqueConstraint(fields=["channel_id", "bucket"], name="logs_channelhour_key"),
         ]
@@ -305,9 +338,13 @@ class PrunedTokenUsage(models.Model):
     DELETE; `billing.selectors.books_drift` counts both.
     """
 
-    token_id = models.BigIntegerField(unique=True)
-    requests = models.BigIntegerField(default=0)
-    cost = models.BigIntegerField(default=0)
+    token_id = models.BigIntegerField(_("token id"), unique=True)
+    requests = models.BigIntegerField(_("requests"), default=0)
+    cost = models.BigIntegerField(_("cost"), default=0)
+
+    class Meta:
+        verbose_name = _("pruned token usage")
+        verbose_name_plural = _("pruned token usages")
 
     def __str__(self) -> str:
         return f"token {self.token_id}: {self.cost} pruned"

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import Promise
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from core.inputs import storable_text_problem
@@ -34,8 +35,8 @@ from .ratio_import import ratio_export, ratio_import_apply, ratio_import_plan
 
 StrOrPromise = str | Promise
 
-REASON_HELP = "Required when a price changes: kept in the price history and announced."
-REASON_REQUIRED = "Give a reason for the price change: it is recorded and announced."
+REASON_HELP = _("Required when a price changes: kept in the price history and announced.")
+REASON_REQUIRED = _("Give a reason for the price change: it is recorded and announced.")
 
 
 class PriceEditForm(forms.ModelForm):
@@ -44,6 +45,7 @@ class PriceEditForm(forms.ModelForm):
     price_fields: tuple[str, ...] = ()
 
     change_reason = forms.CharField(
+        label=_("Change reason"),
         required=False,
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -52,8 +54,8 @@ class PriceEditForm(forms.ModelForm):
     effective_at = forms.SplitDateTimeField(
         required=False,
         widget=AdminSplitDateTime,
-        label="Price change takes effect",
-        help_text=(
+        label=_("Price change takes effect"),
+        help_text=_(
             "Empty = now. A later time (UTC) schedules the change; subscribers are emailed "
             "and it is announced before it applies."
         ),
@@ -120,7 +122,7 @@ class ReasonRequiredFormSet(BaseModelFormSet):
         # Read from the raw POST (the box is above the list, in no form's fields).
         problem = storable_text_problem(reason)
         if edits_price and problem is not None:
-            raise ValidationError(f"The reason {problem}.")
+            raise ValidationError(gettext("The reason %(problem)s.") % {"problem": problem})
 
 
 class PriceHistoryInline(admin.TabularInline):
@@ -130,7 +132,7 @@ class PriceHistoryInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ["-effective_at", "-pk"]
-    verbose_name_plural = "Price history"
+    verbose_name_plural = _("Price history")
 
     def get_queryset(self, request: HttpRequest):
         return (
@@ -145,7 +147,7 @@ class PriceHistoryInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="Old → new")
+    @admin.display(description=_("Old → new"))
     def prices(self, change: PriceChange) -> str:
         return format_html_join(
             "",
@@ -325,7 +327,7 @@ class CatalogModelAdmin(PriceEditingAdmin):
             {"fields": ["name", "vendor", "kind", "context_window", "description", "is_enabled"]},
         ),
         (
-            "Price",
+            _("Price"),
             {
                 "fields": [
                     *services.MODEL_PRICE_FIELDS,
@@ -333,7 +335,7 @@ class CatalogModelAdmin(PriceEditingAdmin):
                     "change_reason",
                     "effective_at",
                 ],
-                "description": (
+                "description": _(
                     "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost "
                     "completion ratio times that. Per call: micro-USD (1 USD = 1,000,000)."
                 ),
@@ -414,7 +416,7 @@ class CatalogModelAdmin(PriceEditingAdmin):
             raise PermissionDenied
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
-            "title": "Import ratios (one-api JSON)",
+            "title": _("Import ratios (one-api JSON)"),
             "opts": self.model._meta,
             "errors": [],
         }
@@ -427,13 +429,19 @@ class CatalogModelAdmin(PriceEditingAdmin):
             )
             try:
                 if not raw:
-                    raise services.PriceChangeError("Choose a JSON file to import.")
+                    raise services.PriceChangeError(gettext("Choose a JSON file to import."))
                 if "apply" in request.POST:
                     if not reason:
                         raise services.PriceChangeError(REASON_REQUIRED)
                     changes = ratio_import_apply(raw=raw, reason=reason, changed_by=request.user)  # type: ignore[arg-type]
                     messages.success(
-                        request, f"Imported: {len(changes)} price change(s) recorded and announced."
+                        request,
+                        ngettext(
+                            "Imported: %(count)s price change recorded and announced.",
+                            "Imported: %(count)s price changes recorded and announced.",
+                            len(changes),
+                        )
+                        % {"count": len(changes)},
                     )
                     return HttpResponseRedirect(
                         reverse("admin:models_catalog_catalogmodel_changelist")
@@ -456,7 +464,7 @@ class PricingGroupAdmin(PriceEditingAdmin):
     list_editable = ["group_ratio"]
     fieldsets = [
         (None, {"fields": ["name", "display_name", "description", "is_default"]}),
-        ("Price", {"fields": ["group_ratio", "price_preview", "change_reason", "effective_at"]}),
+        (_("Price"), {"fields": ["group_ratio", "price_preview", "change_reason", "effective_at"]}),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
@@ -521,7 +529,11 @@ class PriceChangeAdmin(admin.ModelAdmin):
     search_fields = ["catalog_model__name", "pricing_group__name", "reason"]
     actions = ["cancel_scheduled"]
 
-    @admin.display(description="Old → new")
+    @admin.display(description=_("Model or group"))
+    def target_name(self, change: PriceChange) -> str:
+        return change.target_name
+
+    @admin.display(description=_("Old → new"))
     def summary(self, change: PriceChange) -> str:
         return format_html_join(
             "",
@@ -538,7 +550,7 @@ class PriceChangeAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Cancel the selected scheduled changes")
+    @admin.action(description=_("Cancel the selected scheduled changes"))
     def cancel_scheduled(self, request: HttpRequest, queryset) -> None:
         try:
             cancelled = sum(
@@ -547,7 +559,15 @@ class PriceChangeAdmin(admin.ModelAdmin):
             )
         except PermissionError:
             raise PermissionDenied from None
-        self.message_user(request, f"{cancelled} scheduled change(s) cancelled.")
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)s scheduled change cancelled.",
+                "%(count)s scheduled changes cancelled.",
+                cancelled,
+            )
+            % {"count": cancelled},
+        )
 
 
 @admin.register(PriceChangeBatch)
@@ -555,14 +575,14 @@ class PriceChangeBatchAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "closes_at", "closed_at", "announcement_link"]
     readonly_fields = ["status", "closes_at", "closed_at", "announcement"]
 
-    @admin.display(description="Announcement")
+    @admin.display(description=_("Announcement"))
     def announcement_link(self, batch: PriceChangeBatch) -> str:
         if batch.announcement_id is None:
             return "—"
         return format_html(
             '<a href="{}">{}</a>',
             reverse("announcements:detail", args=[batch.announcement_id]),
-            "Public page",
+            gettext("Public page"),
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -25,11 +25,13 @@ class PricingFilterForm(forms.Form):
 
 class SubscriptionForm(forms.Form):
     scope = forms.ChoiceField(
+        label=_("Which price changes"),
         choices=PriceChangeSubscription.Scope.choices,
         widget=forms.RadioSelect,
         initial=PriceChangeSubscription.Scope.ALL,
     )
     vendors = forms.ModelMultipleChoiceField(
+        label=_("Vendors"),
         queryset=Vendor.objects.order_by("display_name"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -38,7 +40,7 @@ class SubscriptionForm(forms.Form):
         queryset=CatalogModel.objects.filter(is_enabled=True).order_by("name"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        label="Models",
+        label=_("Models"),
     )
 
     def clean(self):

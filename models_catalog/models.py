@@ -4,6 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -20,15 +21,17 @@ class PricingGroup(models.Model):
     through `services.price_change_record`, which keeps its history.
     """
 
-    name = models.SlugField(max_length=64, unique=True)
-    display_name = models.CharField(max_length=100)
-    description = models.CharField(max_length=300, blank=True)
-    group_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=1)
-    is_default = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    name = models.SlugField(_("name"), max_length=64, unique=True)
+    display_name = models.CharField(_("display name"), max_length=100)
+    description = models.CharField(_("description"), max_length=300, blank=True)
+    group_ratio = models.DecimalField(_("group ratio"), max_digits=12, decimal_places=6, default=1)
+    is_default = models.BooleanField(_("is default"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("pricing group")
+        verbose_name_plural = _("pricing groups")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
@@ -49,12 +52,14 @@ class Vendor(models.Model):
     """Who makes a model (OpenAI, Anthropic, ...): a filter on the pricing page and a scope
     of price-change subscriptions."""
 
-    name = models.SlugField(max_length=64, unique=True)
-    display_name = models.CharField(max_length=100)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    name = models.SlugField(_("name"), max_length=64, unique=True)
+    display_name = models.CharField(_("display name"), max_length=100)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("vendor")
+        verbose_name_plural = _("vendors")
         ordering = ["display_name"]
 
     def __str__(self) -> str:
@@ -79,32 +84,44 @@ class CatalogModel(models.Model):
 
     PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
 
-    name = models.CharField(max_length=128, unique=True)
-    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="models")
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHAT)
-    context_window = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Tokens; empty where it does not apply."
+    name = models.CharField(_("name"), max_length=128, unique=True)
+    vendor = models.ForeignKey(
+        Vendor, verbose_name=_("vendor"), on_delete=models.PROTECT, related_name="models"
     )
-    description = models.CharField(max_length=300, blank=True)
-    is_enabled = models.BooleanField(default=True)
-    model_ratio = RatioField(null=True, blank=True)
-    completion_ratio = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.CHAT)
+    context_window = models.PositiveIntegerField(
+        _("context window"),
+        null=True,
+        blank=True,
+        help_text=_("Tokens; empty where it does not apply."),
+    )
+    description = models.CharField(_("description"), max_length=300, blank=True)
+    is_enabled = models.BooleanField(_("is enabled"), default=True)
+    model_ratio = RatioField(verbose_name=_("model ratio"), null=True, blank=True)
+    completion_ratio = models.DecimalField(
+        _("completion ratio"), max_digits=12, decimal_places=6, default=Decimal(1)
+    )
     cached_ratio = models.DecimalField(
+        _("cached ratio"),
         max_digits=12,
         decimal_places=6,
         null=True,
         blank=True,
-        help_text="Share of the input price paid for cached input tokens (e.g. 0.5).",
+        help_text=_("Share of the input price paid for cached input tokens (e.g. 0.5)."),
     )
     price_per_call = models.BigIntegerField(
-        null=True, blank=True, help_text="Micro-USD per call (1 USD = 1,000,000)."
+        _("price per call"),
+        null=True,
+        blank=True,
+        help_text=_("Micro-USD per call (1 USD = 1,000,000)."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name_plural = _("models")
         ordering = ["vendor__display_name", "name"]
-        verbose_name = "model"
+        verbose_name = _("model")
         permissions = [("change_prices", "Can change prices and multipliers")]
         constraints = [
             models.CheckConstraint(
@@ -148,27 +165,31 @@ class PriceChangeBatch(models.Model):
     """
 
     class Status(models.TextChoices):
-        OPEN = "open", "Collecting changes"
-        CLOSED = "closed", "Emails being sent"
+        OPEN = "open", _("Collecting changes")
+        CLOSED = "closed", _("Emails being sent")
 
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    closes_at = models.DateTimeField()
-    closed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.OPEN
+    )
+    closes_at = models.DateTimeField(_("closes at"))
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     # Set once every subscriber has an email row: until then the resume task fans out again.
-    fanned_out_at = models.DateTimeField(null=True, blank=True)
+    fanned_out_at = models.DateTimeField(_("fanned out at"), null=True, blank=True)
     announcement = models.OneToOneField(
         "announcements.Announcement",
+        verbose_name=_("announcement"),
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="price_change_batch",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("price change batch")
         ordering = ["-created_at"]
-        verbose_name_plural = "price change batches"
+        verbose_name_plural = _("price change batches")
         constraints = [
             # Every change joins the one open batch, so there is never a second.
             models.UniqueConstraint(
@@ -179,7 +200,7 @@ class PriceChangeBatch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Price change batch #{self.pk}"
+        return gettext("Price change batch #%(number)s") % {"number": self.pk}
 
 
 class PriceChange(models.Model):
@@ -191,18 +212,19 @@ class PriceChange(models.Model):
     """
 
     class Status(models.TextChoices):
-        SCHEDULED = "scheduled", "Scheduled"
-        APPLIED = "applied", "Applied"
-        CANCELLED = "cancelled", "Cancelled"
+        SCHEDULED = "scheduled", _("Scheduled")
+        APPLIED = "applied", _("Applied")
+        CANCELLED = "cancelled", _("Cancelled")
 
     class Source(models.TextChoices):
-        FORM = "form", "Admin form"
-        LIST = "list", "Admin list"
-        IMPORT = "import", "Import"
-        CATALOG = "catalog", "Demo catalog"
+        FORM = "form", _("Admin form")
+        LIST = "list", _("Admin list")
+        IMPORT = "import", _("Import")
+        CATALOG = "catalog", _("Demo catalog")
 
     catalog_model = models.ForeignKey(
         CatalogModel,
+        verbose_name=_("catalog model"),
         on_delete=models.CASCADE,
         null=True,
         blank=True,
@@ -210,40 +232,51 @@ class PriceChange(models.Model):
     )
     pricing_group = models.ForeignKey(
         PricingGroup,
+        verbose_name=_("pricing group"),
         on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="price_changes",
     )
     batch = models.ForeignKey(
-        PriceChangeBatch, on_delete=models.PROTECT, null=True, related_name="changes"
+        PriceChangeBatch,
+        verbose_name=_("batch"),
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="changes",
     )
-    old_model_ratio = RatioField(null=True, blank=True)
-    new_model_ratio = RatioField(null=True, blank=True)
+    old_model_ratio = RatioField(verbose_name=_("old model ratio"), null=True, blank=True)
+    new_model_ratio = RatioField(verbose_name=_("new model ratio"), null=True, blank=True)
     old_completion_ratio = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True
+        _("old completion ratio"), max_digits=12, decimal_places=6, null=True, blank=True
     )
     new_completion_ratio = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True
+        _("new completion ratio"), max_digits=12, decimal_places=6, null=True, blank=True
     )
-    old_cached_ratio = RatioField(null=True, blank=True)
-    new_cached_ratio = RatioField(null=True, blank=True)
-    old_price_per_call = models.BigIntegerField(null=True, blank=True)
-    new_price_per_call = models.BigIntegerField(null=True, blank=True)
-    old_group_ratio = RatioField(null=True, blank=True)
-    new_group_ratio = RatioField(null=True, blank=True)
-    reason = models.CharField(max_length=500)
-    source = models.CharField(max_length=16, choices=Source.choices)
+    old_cached_ratio = RatioField(verbose_name=_("old cached ratio"), null=True, blank=True)
+    new_cached_ratio = RatioField(verbose_name=_("new cached ratio"), null=True, blank=True)
+    old_price_per_call = models.BigIntegerField(_("old price per call"), null=True, blank=True)
+    new_price_per_call = models.BigIntegerField(_("new price per call"), null=True, blank=True)
+    old_group_ratio = RatioField(verbose_name=_("old group ratio"), null=True, blank=True)
+    new_group_ratio = RatioField(verbose_name=_("new group ratio"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=500)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
     changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
     )
-    status = models.CharField(max_length=16, choices=Status.choices)
-    effective_at = models.DateTimeField()
-    applied_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    effective_at = models.DateTimeField(_("effective at"))
+    applied_at = models.DateTimeField(_("applied at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("price change")
+        verbose_name_plural = _("price changes")
         ordering = ["-effective_at", "-pk"]
         indexes = [models.Index(fields=["status", "effective_at"])]
         constraints = [
@@ -266,7 +299,7 @@ class PriceChange(models.Model):
     def target_name(self) -> str:
         if self.catalog_model_id:
             return self.catalog_model.name  # type: ignore[union-attr]
-        return f"group {self.pricing_group.name}"  # type: ignore[union-attr]
+        return gettext("group %(name)s") % {"name": self.pricing_group.name}  # type: ignore[union-attr]
 
 
 class PriceChangeSubscription(models.Model):
@@ -279,17 +312,24 @@ class PriceChangeSubscription(models.Model):
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
         on_delete=models.CASCADE,
         related_name="price_change_subscription",
     )
-    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ALL)
-    vendors = models.ManyToManyField(Vendor, blank=True, related_name="+")
-    catalog_models = models.ManyToManyField(CatalogModel, blank=True, related_name="+")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    scope = models.CharField(_("scope"), max_length=16, choices=Scope.choices, default=Scope.ALL)
+    vendors = models.ManyToManyField(
+        Vendor, verbose_name=_("vendors"), blank=True, related_name="+"
+    )
+    catalog_models = models.ManyToManyField(
+        CatalogModel, verbose_name=_("catalog models"), blank=True, related_name="+"
+    )
+    is_active = models.BooleanField(_("is active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("price change subscription")
+        verbose_name_plural = _("price change subscriptions")
         indexes = [models.Index(fields=["is_active", "scope"])]
 
     def __str__(self) -> str:
@@ -306,25 +346,34 @@ class PriceChangeEmail(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        SKIPPED = "skipped", "Skipped (unsubscribed or out of scope)"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        SKIPPED = "skipped", _("Skipped (unsubscribed or out of scope)")
+        FAILED = "failed", _("Failed")
 
-    batch = models.ForeignKey(PriceChangeBatch, on_delete=models.CASCADE, related_name="emails")
-    subscription = models.ForeignKey(
-        PriceChangeSubscription, on_delete=models.CASCADE, related_name="emails"
+    batch = models.ForeignKey(
+        PriceChangeBatch, verbose_name=_("batch"), on_delete=models.CASCADE, related_name="emails"
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    subscription = models.ForeignKey(
+        PriceChangeSubscription,
+        verbose_name=_("subscription"),
+        on_delete=models.CASCADE,
+        related_name="emails",
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("price change email")
+        verbose_name_plural = _("price change emails")
         constraints = [
             models.UniqueConstraint(
                 fields=["batch", "subscription"], name="models_catalog_one_email_per_batch"
@@ -333,4 +382,8 @@ class PriceChangeEmail(models.Model):
         indexes = [models.Index(fields=["batch", "status"])]
 
     def __str__(self) -> str:
-        return f"Batch #{self.batch_id} → subscription #{self.subscription_id}: {self.status}"
+        return gettext("Batch #%(batch)s → subscription #%(subscription)s: %(status)s") % {
+            "batch": self.batch_id,
+            "subscription": self.subscription_id,
+            "status": self.get_status_display(),
+        }

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from core.inputs import storable_text_problem
@@ -62,7 +63,9 @@ def price_change_validate(
     fields = _price_fields(target)
     unknown = set(new_prices) - set(fields)
     if unknown:
-        raise PriceChangeError(f"Not a price field: {', '.join(sorted(unknown))}.")
+        raise PriceChangeError(
+            _("Not a price field: %(fields)s.") % {"fields": ", ".join(sorted(unknown))}
+        )
     state = {**_current_prices(target), **new_prices}
     for field in fields:
         value = state[field]
@@ -70,32 +73,45 @@ def price_change_validate(
             continue
         if field == "price_per_call":
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise PriceChangeError(f"{target}: the price per call must be above 0.")
+                raise PriceChangeError(
+                    _("%(target)s: the price per call must be above 0.") % {"target": target}
+                )
         elif not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
-            raise PriceChangeError(f"{target}: {field} must be a number above 0.")
+            raise PriceChangeError(
+                _("%(target)s: %(field)s must be a number above 0.")
+                % {"target": target, "field": field}
+            )
         elif value.as_tuple().exponent < -6 or value >= Decimal("1000000"):  # type: ignore[operator]
             raise PriceChangeError(
-                f"{target}: {field} may have at most 6 decimals and must be below 1,000,000."
+                _("%(target)s: %(field)s may have at most 6 decimals and must be below 1,000,000.")
+                % {"target": target, "field": field}
             )
     if isinstance(target, CatalogModel):
         if (state["model_ratio"] is None) == (state["price_per_call"] is None):
             raise PriceChangeError(
-                f"{target}: a model is priced either per token (model ratio) or per call, "
-                "not both and not neither."
+                _(
+                    "%(target)s: a model is priced either per token (model ratio) or per call, "
+                    "not both and not neither."
+                )
+                % {"target": target}
             )
         if state["completion_ratio"] is None:
-            raise PriceChangeError(f"{target}: the completion ratio cannot be empty.")
+            raise PriceChangeError(
+                _("%(target)s: the completion ratio cannot be empty.") % {"target": target}
+            )
     if effective_at is not None and effective_at > now:
         earliest = now + batch_window()
         if effective_at < earliest:
             raise PriceChangeError(
-                "A scheduled change must be at least "
-                f"{BATCH_WINDOW_SECONDS // 60} minutes ahead, so that "
-                "subscribers are emailed before it takes effect. Leave the time empty to "
-                "change the price now."
+                _(
+                    "A scheduled change must be at least %(minutes)s minutes ahead, so that "
+                    "subscribers are emailed before it takes effect. Leave the time empty to "
+                    "change the price now."
+                )
+                % {"minutes": BATCH_WINDOW_SECONDS // 60}
             )
     elif effective_at is not None and effective_at < now - timedelta(minutes=1):
-        raise PriceChangeError("A change cannot take effect in the past.")
+        raise PriceChangeError(_("A change cannot take effect in the past."))
     return state
 
 
@@ -139,10 +155,12 @@ def price_change_record(
         raise PermissionError("You may not change prices.")
     reason = reason.strip()
     if not reason:
-        raise PriceChangeError("Give a reason for the price change: it is recorded and announced.")
+        raise PriceChangeError(
+            _("Give a reason for the price change: it is recorded and announced.")
+        )
     problem = storable_text_problem(reason)
     if problem is not None:
-        raise PriceChangeError(f"The reason {problem}.")
+        raise PriceChangeError(_("The reason %(problem)s.") % {"problem": problem})
     locked = type(target).objects.select_for_update().get(pk=target.pk)
     state = price_change_validate(
         target=locked, new_prices=new_prices, effective_at=effective_at, now=now
@@ -311,7 +329,7 @@ def price_change_subscription_save(
     """Subscribe a user with a verified email to price-change emails in a scope."""
     if not has_verified_email(user):
         raise SubscriptionError(
-            "Verify your email address first: we only email verified addresses."
+            _("Verify your email address first: we only email verified addresses.")
         )
     subscription, _ = PriceChangeSubscription.objects.select_for_update().get_or_create(user=user)
     subscription.scope = scope

@@ -30,6 +30,7 @@ class ChannelForm(forms.ModelForm):
         required=False,
         max_length=500,
         assume_scheme="https",
+        label=Channel._meta.get_field("base_url").verbose_name,
         help_text=Channel._meta.get_field("base_url").help_text,
     )
     api_key = forms.CharField(

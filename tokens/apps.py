@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TokensConfig(AppConfig):
@@ -9,4 +10,4 @@ class TokensConfig(AppConfig):
     """
 
     name = "tokens"
-    verbose_name = "API tokens"
+    verbose_name = _("API tokens")

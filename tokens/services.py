@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import AuditEvent, Token, TokenFormNonce, User
 from accounts.services import audit_record
@@ -82,7 +83,7 @@ def _form_nonce_record(*, user: User, nonce: str | None, token: Token) -> None:
 
 def _check_quota(quota_remaining: int | None) -> None:
     if quota_remaining is not None and quota_remaining < 0:
-        raise ValidationError({"quota_remaining": "A quota cannot be negative."})
+        raise ValidationError({"quota_remaining": gettext("A quota cannot be negative.")})
 
 
 def _audit(
@@ -130,8 +131,11 @@ def token_create(
         _form_nonce_refuse_used(user=user, nonce=form_nonce)
         if Token.objects.filter(user=user).count() >= limit:
             raise ValidationError(
-                f"You already have {limit} tokens, the most an account may have. "
-                "Delete one you no longer use first."
+                gettext(
+                    "You already have %(limit)s tokens, the most an account may have. "
+                    "Delete one you no longer use first."
+                )
+                % {"limit": limit}
             )
         token = Token.objects.create(
             user=user,
@@ -202,8 +206,10 @@ def token_update(
         if quota_remaining is not None and quota_remaining < locked.reserved:
             raise ValidationError(
                 {
-                    "quota_remaining": "Requests in flight hold part of this quota; "
-                    "set it to at least what they hold or try again in a moment."
+                    "quota_remaining": gettext(
+                        "Requests in flight hold part of this quota; "
+                        "set it to at least what they hold or try again in a moment."
+                    )
                 }
             )
         settings_now = {

@@ -45,6 +45,7 @@ ALLOWED = {
     "IPs",
     "IPv4",
     "IPv6",
+    "IPv",  # what the word pattern reads of IPv4 and IPv6 (a word stops at a digit)
     "CSV",
     "JSON",
     "HTTP",
@@ -78,6 +79,17 @@ ALLOWED = {
     "Tab",
     "Ctrl",
     "Cmd",
+    "Control",  # the admin's "hold down Control, or Command on a Mac" (key names)
+    "Command",
+    "Mac",
+    "one-api",  # the relay projects whose ratio files the admin imports
+    "new-api",
+    "WebAuthn",  # a protocol's name, an authenticator type in the admin
+    # The alt text of Django admin's yes / no / unknown icons: Python's values, which Django
+    # writes as they are (django.contrib.admin.templatetags.admin_list._boolean_icon).
+    "True",
+    "False",
+    "None",
 }
 
 _IGNORED_ELEMENTS = {"code", "pre", "kbd", "samp", "script", "style", "template", "svg"}

@@ -51,9 +51,28 @@ MODEL_TOKENS = {
     "prices).",
     "A model ratio of 1 is $2 per 1M input tokens; output tokens cost the completion ratio times "
     "that.",
+    # The admin's field names, help texts and totals (what a request counts).
+    "prompt tokens",
+    "completion tokens",
+    "cached tokens",
+    "first token ms",
+    "Tokens; empty where it does not apply.",
+    "Share of the input price paid for cached input tokens (e.g. 0.5).",
+    "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost completion ratio "
+    "times that. Per call: micro-USD (1 USD = 1,000,000).",
+    "%(target)s: a model is priced either per token (model ratio) or per call, not both and "
+    "not neither.",
+    "%(start)s – %(end)s UTC · %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
+    "completion tokens · %(cost)s.",
+    "%(start)s – %(end)s UTC · ≥ %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
+    "completion tokens · %(cost)s (the newest %(requests)s matching requests only).",
+    "Prices are USD per 1M tokens (or per call) for the default group.",
 }
 # Other msgids that contain a glossary term in a sense the glossary row does not mean.
 GLOSSARY_EXCEPTIONS = {
+    ("key", "idempotency key"): "the ledger's once-only key (幂等键), not a secret",
+}
+GLOSSARY_EXCEPTIONS |= {
     ("token", msgid): "a model's tokens, kept as 'token'"
     for msgid in MODEL_TOKENS
     | {
