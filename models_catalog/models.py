@@ -85,6 +85,14 @@ class CatalogModel(models.Model):
     context_window = models.PositiveIntegerField(
         null=True, blank=True, help_text="Tokens; empty where it does not apply."
     )
+    completion_reserve = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Completion tokens a request's hold assumes when it sets no max_tokens; "
+            "empty for the relay's default (4,096). The answer is charged in full either way."
+        ),
+    )
     description = models.CharField(max_length=300, blank=True)
     is_enabled = models.BooleanField(default=True)
     model_ratio = RatioField(null=True, blank=True)
