@@ -64,7 +64,7 @@ logger = logging.getLogger("relay")
 MAX_BODY_BYTES = 8 * 1024 * 1024
 # Bodies past this size are counted (relay.counting) on a worker thread: up to a few
 # hundred milliseconds for the largest, which the event loop must not wait through.
-COUNT_ON_THREAD_BYTES = 64 * 1024
+COUNT_ON_THREAD_BYTES = 16 * 1024
 
 # HTTP status of each reason the money core gives for refusing a request.
 REFUSAL_STATUS = {

@@ -13,7 +13,9 @@ while a count too high refuses with 402 a customer whose balance covers the call
   (Anthropic's vocabulary is smaller, so it needs more tokens for the same text),
   Gemini and every other model with o200k_base at 90 %.
 - Each chat message adds the few tokens of its role markers (OpenAI's documented 3, and
-  3 for the reply's), tools and functions add their names, descriptions and parameters.
+  3 for the reply's; none for Claude, whose template is not published); tools and
+  functions add their names, descriptions and parameters, and the system text counts
+  like any message.
 - Images follow the vendors' published formulas from the dimensions in the image's
   header bytes (PNG, JPEG, GIF, WebP), read from the base64 without decoding the image:
   OpenAI's 512-px tiles (or 32-px patches for the mini models), Anthropic's
@@ -371,6 +373,9 @@ def data_url_image_size(url: str) -> tuple[int, int] | None:
 
 def base64_image_size(data: str) -> tuple[int, int] | None:
     """Return the dimensions of a base64 image, decoding its header bytes only."""
+    if "\n" in data[:1024]:
+        # Wrapped in lines (MIME style): offsets into the bytes need the text unwrapped.
+        data = "".join(data.split())
 
     def read(start: int, length: int) -> bytes:
         return _b64_bytes(data, start, length) if 0 <= start < len(data) else b""

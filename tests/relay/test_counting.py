@@ -198,6 +198,8 @@ def test_image_sizes_are_read_from_header_bytes_only():
     big = jpeg(4032, 3024, exif_bytes=1_000_000)
     assert len(big) > 1_000_000
     assert base64_image_size(b64(big)) == (4032, 3024)
+    # The same, in base64 wrapped at 76 characters a line
+    assert base64_image_size(base64.encodebytes(big).decode()) == (4032, 3024)
 
 
 @pytest.mark.parametrize(

@@ -250,3 +250,59 @@ def test_ten_thousand_images_are_counted_in_bounded_time(
     assert time.perf_counter() - started < 10
     [log] = wait_for_logs(1)
     assert log.cost > 0
+
+
+@pytest.fixture(scope="module")
+def vendor_upstream():
+    from bench.holds.vendor import VendorUpstream
+    from tests.fake_upstream import ServerThread
+
+    app = VendorUpstream()
+    server = ServerThread(app).start()
+    server.app = app
+    yield server
+    server.stop()
+
+
+def test_no_call_of_the_corpus_is_refused_when_its_balance_covers_it(
+    relay_url, vendor_upstream, return_grants
+):
+    # Given the holds benchmark's corpus (bench/holds), the demo catalog's models on a
+    # channel to the mock upstream that bills as the vendors count, and for each call an
+    # account holding exactly what the call can cost: its prompt as the vendor counts it
+    # plus the completion it allows
+    from bench.holds import corpus, vendor
+    from models_catalog.demo_catalog import load_demo_catalog
+    from models_catalog.pricing import request_cost
+    from models_catalog.selectors import model_price
+    from relay.calls import completion_allowed
+
+    load_demo_catalog()
+    calls = corpus.generate(40, seed=5)
+    make_channel(
+        "vendors", f"{vendor_upstream.url}/v1", served_models=sorted({c.model for c in calls})
+    )
+    refused = []
+    for number, call in enumerate(calls):
+        price = model_price(model_name=call.model, pricing_group_id=None)
+        assert price is not None
+        prompt = vendor.prompt_tokens(call.endpoint, call.body, call.fetched)
+        allowed = (
+            completion_allowed(body=call.body, price=price) if call.endpoint != "embeddings" else 0
+        )
+        balance = request_cost(price, prompt_tokens=prompt, completion_tokens=allowed)
+        _user_id, key = account_with(balance, f"corpus-{number}")
+        vendor_upstream.app.fetched = call.fetched
+        path = {"chat": "chat/completions", "messages": "messages"}.get(call.endpoint, "embeddings")
+
+        # When it is sent through the relay
+        response = post(relay_url, key, call.body, path=path)
+
+        # Then it is answered (never refused for what it cannot cost)
+        if response.status_code != 200:
+            refused.append((call.kind, call.model, response.status_code, response.text[:200]))
+    assert refused == []
+    logs = wait_for_logs(len(calls))
+    assert len(logs) == len(calls)
+    return_grants()
+    assert books_drift() == []
