@@ -162,6 +162,7 @@ def main() -> None:
                             ),
                         ),
                         "old_counted": min(len(raw), OLD_MAX_PROMPT),
+                        "past_allowed": actual_completion > allowed,
                     }
                 )
                 if number and number % 500 == 0:
@@ -195,6 +196,13 @@ def report(rows: list[dict]) -> None:
                 else ""
             )
         )
+        if label == "new" and exceeded:
+            past = sum(r["past_allowed"] for r in exceeded)
+            low = len(exceeded) - past
+            print(
+                f"     of those, the answer ran past the completion reserve (no max_tokens):"
+                f" {past / len(rows):.2%}; the prompt counted low: {low / len(rows):.2%}"
+            )
         tight = sum(r[label][0] > r[label][1] for r in rows)
         covered = [r for r in rows if r[label][1] <= TWO_DOLLARS]
         at_two = sum(r[label][0] > TWO_DOLLARS for r in covered)
