@@ -91,8 +91,8 @@ class CatalogModelForm(PriceEditForm):
     class Meta:
         model = CatalogModel
         fields = [
-            "name", "vendor", "kind", "context_window", "description", "is_enabled",
-            *services.MODEL_PRICE_FIELDS,
+            "name", "vendor", "kind", "context_window", "completion_reserve", "description",
+            "is_enabled", *services.MODEL_PRICE_FIELDS,
         ]  # fmt: skip
 
 
@@ -324,7 +324,17 @@ class CatalogModelAdmin(PriceEditingAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["name", "vendor", "kind", "context_window", "description", "is_enabled"]},
+            {
+                "fields": [
+                    "name",
+                    "vendor",
+                    "kind",
+                    "context_window",
+                    "completion_reserve",
+                    "description",
+                    "is_enabled",
+                ]
+            },
         ),
         (
             _("Price"),

@@ -74,6 +74,21 @@ MODELS: list[tuple[str, str, str, int | None, D | None, D, D | None, int | None]
     ("suno-v4", "suno", AUDIO, None, None, D(1), None, 50_000),
 ]
 
+# Completion tokens a hold assumes when a request sets no max_tokens: a long answer, and
+# room for the reasoning tokens that thinking models bill as completion. Chat models not
+# listed take 4,096; other kinds none (the relay's default applies).
+COMPLETION_RESERVES = {
+    "o1": 16_384,
+    "o3": 16_384,
+    "o4-mini": 16_384,
+    "gemini-2.5-pro": 8_192,
+    "gemini-2.5-flash": 8_192,
+    "deepseek-reasoner": 8_192,
+    "claude-opus-4-20250514": 8_192,
+    "claude-sonnet-4-20250514": 8_192,
+}
+CHAT_COMPLETION_RESERVE = 4_096
+
 GROUPS = [("enterprise", "Enterprise", D("0.9"), "Contracted customers: 10% off every model.")]
 
 
@@ -96,6 +111,9 @@ def load_demo_catalog() -> tuple[int, int]:
                 "vendor": vendors[vendor],
                 "kind": kind,
                 "context_window": context,
+                "completion_reserve": COMPLETION_RESERVES.get(
+                    name, CHAT_COMPLETION_RESERVE if kind == CHAT else None
+                ),
                 "model_ratio": ratio,
                 "completion_ratio": completion,
                 "cached_ratio": cached,

@@ -101,6 +101,15 @@ class CatalogModel(models.Model):
     completion_ratio = models.DecimalField(
         _("completion ratio"), max_digits=12, decimal_places=6, default=Decimal(1)
     )
+    completion_reserve = models.PositiveIntegerField(
+        _("completion reserve"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Completion tokens a request's hold assumes when it sets no max_tokens; "
+            "empty for the relay's default (4,096). The answer is charged in full either way."
+        ),
+    )
     cached_ratio = models.DecimalField(
         _("cached ratio"),
         max_digits=12,

@@ -43,12 +43,16 @@ class ModelPrice:
     price_per_call: int | None
     group_ratio: Decimal
     context_window: int | None
+    # Completion tokens a hold assumes without max_tokens (None: the relay's default).
+    completion_reserve: int | None = None
 
 
 def model_cache_key(model_name: str) -> str:
     # Names come from API clients: hash them into a key any cache accepts.
     digest = hashlib.sha256(model_name.encode()).hexdigest()[:40]
-    return f"models_catalog:model:{digest}"
+    # "v2": rows with the completion reserve; a process of the release before reads
+    # the old key and never a row of another shape.
+    return f"models_catalog:model:v2:{digest}"
 
 
 def group_cache_key(pricing_group_id: int) -> str:
@@ -63,6 +67,7 @@ _MODEL_FIELDS = (
     "cached_ratio",
     "price_per_call",
     "context_window",
+    "completion_reserve",
 )
 
 
@@ -79,7 +84,7 @@ async def _amodel_row(model_name: str) -> tuple | None:
 
 
 def _build(row: tuple, group_ratio: Decimal) -> ModelPrice:
-    name, kind, model_ratio, completion_ratio, cached_ratio, price_per_call, context = row
+    name, kind, model_ratio, completion_ratio, cached_ratio, price_per_call, context, reserve = row
     return ModelPrice(
         model_name=name,
         kind=kind,
@@ -89,6 +94,7 @@ def _build(row: tuple, group_ratio: Decimal) -> ModelPrice:
         price_per_call=price_per_call,
         group_ratio=group_ratio,
         context_window=context,
+        completion_reserve=reserve,
     )
 
 

@@ -40,7 +40,15 @@ from models_catalog.pricing import billed_cached_ratio
 from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
 
 from . import upstream
-from .calls import CALLS, Call, actual_cost, request_body_parse, reservation_amount
+from .calls import (
+    CALLS,
+    Call,
+    actual_cost,
+    prompt_count,
+    request_body_parse,
+    reservation_amount,
+)
+from .counting import encodings_load
 from .forwarding import Outcome, forward
 from .http import (
     Message,
@@ -65,6 +73,9 @@ logger = logging.getLogger("relay")
 # The largest request body read (413 past it): room for a long conversation with a few
 # images inlined, while one request cannot make a process hold an unbounded buffer.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# Bodies past this size are counted (relay.counting) on a worker thread: up to a few
+# hundred milliseconds for the largest, which the event loop must not wait through.
+COUNT_ON_THREAD_BYTES = 16 * 1024
 
 INVALID_KEY_MESSAGE = gettext_noop("Invalid API key, or the token is disabled or deleted.")
 
@@ -189,6 +200,9 @@ class RelayApplication:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # The tokenizer's encodings take most of a second to load: now, not
+                # during the first request.
+                await asyncio.to_thread(encodings_load)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -371,23 +385,31 @@ class RelayApplication:
                     )
                     limit = token.rpm_limit
                 raise RelayError(429, message, code="rate_limit_exceeded", params={"limit": limit})
-        call = Call(
-            request_id=unique_id(),
-            endpoint=endpoint,
-            token=token,
-            address=address,
-            headers=headers,
-            body=body,
-            model=model,
-            stream=endpoint.can_stream and body.get("stream") is True,
-            price=price,
-            routes=routes,
-            started=started,
-        )
         try:
-            amount = reservation_amount(
+            # The hold is the prompt as counted plus the completion allowed (DESIGN).
+            if len(raw_body) > COUNT_ON_THREAD_BYTES:
+                prompt_tokens = await asyncio.to_thread(
+                    prompt_count, body=body, endpoint=endpoint, price=price
+                )
+            else:
+                prompt_tokens = prompt_count(body=body, endpoint=endpoint, price=price)
+            call = Call(
+                request_id=unique_id(),
+                endpoint=endpoint,
+                token=token,
+                address=address,
+                headers=headers,
                 body=body,
-                body_size=len(raw_body),
+                model=model,
+                stream=endpoint.can_stream and body.get("stream") is True,
+                price=price,
+                routes=routes,
+                started=started,
+                prompt_tokens=prompt_tokens,
+            )
+            amount = reservation_amount(
+                prompt_tokens=prompt_tokens,
+                body=body,
                 price=price,
                 has_completion=endpoint.has_completion,
             )

@@ -14,7 +14,7 @@ from core.inputs import json_loads, storable_text_problem
 from models_catalog.pricing import request_cost
 from models_catalog.selectors import ModelPrice
 
-from . import upstream
+from . import counting, upstream
 from .http import RelayError
 from .selectors import ChannelRoute
 from .usage import Usage
@@ -33,9 +33,6 @@ CALLS = {
     "/v1/embeddings": upstream.EMBEDDINGS,
     "/v1/messages": upstream.MESSAGES,
 }
-# Every estimate of a prompt from its body is capped here, so a huge body is
-# refused by the upstream rather than holding an absurd amount.
-MAX_RESERVED_PROMPT_TOKENS = 1_000_000
 # The most completion tokens a request may ask for: above every model's output limit,
 # and low enough that its hold stays a sane amount of money.
 MAX_COMPLETION_TOKENS = 1_000_000
@@ -44,9 +41,10 @@ COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens")
 # (legacy completions) of which `n` are returned. Bounded like OpenAI's own limit.
 CHOICE_KEYS = ("n", "best_of")
 MAX_CHOICES = 128
-# Completion tokens a request's hold assumes when it sets no max_tokens: a long
-# answer of most models; what the answer really costs is charged in full anyway.
-DEFAULT_MAX_TOKENS = 4096
+# Completion tokens a request's hold assumes when it sets no max_tokens and its model
+# has no `completion_reserve`: a long answer of most models; what the answer really
+# costs is charged in full anyway.
+DEFAULT_COMPLETION_RESERVE = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,31 +62,44 @@ class Call:
     price: ModelPrice
     routes: list[ChannelRoute]
     started: float  # time.perf_counter() when the request arrived
+    # The prompt as counted for the hold: the usage logged when the upstream reports none.
+    prompt_tokens: int = 0
+
+
+def completion_allowed(*, body: dict[str, Any], price: ModelPrice) -> int:
+    """Return the completion tokens a request allows, all choices together: its
+    `max_completion_tokens` or `max_tokens`, else its model's completion reserve, times
+    the choices it asks for (`n`, `best_of`)."""
+    completion = price.completion_reserve
+    if completion is None:
+        completion = DEFAULT_COMPLETION_RESERVE
+    for key in COMPLETION_LIMIT_KEYS:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            completion = value
+            break
+    choices = [body[key] for key in CHOICE_KEYS if isinstance(body.get(key), int)]
+    return completion * max([1, *choices])
+
+
+def prompt_count(*, body: dict[str, Any], endpoint: upstream.Endpoint, price: ModelPrice) -> int:
+    """Return the request's prompt tokens as counted from its content (`relay.counting`),
+    never more than its model's context window (the upstream refuses a longer prompt)."""
+    tokens = counting.prompt_tokens(endpoint=endpoint.name, body=body, model=price.model_name)
+    if price.context_window:
+        tokens = min(tokens, price.context_window)
+    return tokens
 
 
 def reservation_amount(
-    *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
+    *, prompt_tokens: int, body: dict[str, Any], price: ModelPrice, has_completion: bool
 ) -> int:
-    """Return the most a request can cost: its whole body as prompt, plus its max_tokens
-    for every choice it asks for (`n`, `best_of`)."""
+    """Return what a request's hold is: its prompt as counted plus the completion it
+    allows (DESIGN's money rules; an answer that costs more is charged in full)."""
     if price.price_per_call is not None or price.model_ratio is None:
         return request_cost(price)
-    completion = 0
-    if has_completion:
-        completion = DEFAULT_MAX_TOKENS
-        for key in COMPLETION_LIMIT_KEYS:
-            value = body.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                completion = value
-                break
-        completion *= max(
-            [1] + [body[key] for key in CHOICE_KEYS if isinstance(body.get(key), int)]
-        )
-    return request_cost(
-        price,
-        prompt_tokens=min(body_size, MAX_RESERVED_PROMPT_TOKENS),
-        completion_tokens=completion,
-    )
+    completion = completion_allowed(body=body, price=price) if has_completion else 0
+    return request_cost(price, prompt_tokens=prompt_tokens, completion_tokens=completion)
 
 
 def actual_cost(*, usage: Usage, price: ModelPrice) -> int:

@@ -24,7 +24,6 @@ from .usage import (
     StreamUsageReader,
     Usage,
     estimate_answer_tokens,
-    estimate_prompt_tokens,
     usage_from_anthropic,
     usage_from_openai,
 )
@@ -123,7 +122,7 @@ async def _send_answer(send: Any, answer: upstream.UpstreamAnswer, call: Call) -
     # No counts at all (or zeros, e.g. a translated answer whose upstream gave none).
     if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
         usage = Usage(
-            prompt_tokens=estimate_prompt_tokens(call.body),
+            prompt_tokens=call.prompt_tokens,
             completion_tokens=estimate_answer_tokens(payload) if endpoint.has_completion else 0,
             is_estimated=True,
         )
@@ -192,5 +191,5 @@ async def _send_stream(
         watching.cancel()
         await asyncio.gather(pumping, watching, return_exceptions=True)
         await answer.aclose()
-    outcome.usage = reader.result(call.body)
+    outcome.usage = reader.result(prompt_tokens=call.prompt_tokens)
     return outcome

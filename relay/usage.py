@@ -163,12 +163,13 @@ class StreamUsageReader:
             self.usage = self.usage or Usage()
             self.usage.completion_tokens = _count(delta.get("output_tokens"))
 
-    def result(self, request_body: dict[str, Any]) -> Usage:
-        """Return the usage the upstream reported, or an estimate flagged as such."""
+    def result(self, *, prompt_tokens: int) -> Usage:
+        """Return the usage the upstream reported, or an estimate flagged as such: the
+        prompt as counted for the hold (`relay.counting`), a token per text event."""
         if self.usage is not None and (self.usage.prompt_tokens or self.usage.completion_tokens):
             return self.usage
         return Usage(
-            prompt_tokens=estimate_prompt_tokens(request_body),
+            prompt_tokens=prompt_tokens,
             completion_tokens=self.events,
             is_estimated=True,
         )

@@ -6,7 +6,8 @@ one server plays many channels: `http://127.0.0.1:PORT/status-500/v1` answers 50
 usage, `/break-stream/v1` drops the connection after two chunks, `/chunk-delay-50/v1`
 waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`,
 `/cached-3/v1` reports 3 of the prompt's tokens as cached (OpenAI's
-`prompt_tokens_details`, in answers that are not streamed).
+`prompt_tokens_details`, in answers that are not streamed), `/prompt-90000/v1` reports
+a prompt of 90,000 tokens (in answers that are not streamed).
 Answers are the mock channel's (`relay.mock`).
 
     python -m tests.fake_upstream --port 9100
@@ -123,6 +124,12 @@ class FakeUpstream:
             if "no-usage" in scenario:
                 answer = json.dumps({**json.loads(answer), "usage": None}).encode()
             for step in scenario:
+                if step.startswith("prompt-"):
+                    payload = json.loads(answer)
+                    reported = int(step.removeprefix("prompt-"))
+                    key = "input_tokens" if route == "/messages" else "prompt_tokens"
+                    payload["usage"][key] = reported
+                    answer = json.dumps(payload).encode()
                 if step.startswith("cached-"):
                     payload = json.loads(answer)
                     cached = {"cached_tokens": int(step.removeprefix("cached-"))}

@@ -123,6 +123,10 @@ def test_price_lookup_answers_none_for_unknown_and_disabled_models(
 
     assert price.kind == "chat"
     assert price.context_window == 128_000
+    assert price.completion_reserve == 4_096
+    reasoning = selectors.model_price(model_name="o3", pricing_group_id=None)
+    assert reasoning is not None
+    assert reasoning.completion_reserve == 16_384
     assert price.cached_ratio == Decimal("0.5")
     assert price.price_per_call is None
 
