@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy
 from core.admin import DollarsAdmin
 
 from .models import AuditEvent, Token, User
+from .services import LINE_FIELDS, user_line_set
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -26,13 +27,33 @@ class UserAdmin(DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
     ordering = ("-date_joined",)
-    list_display = ("email", "display_name", "is_active", "is_staff", "date_joined", "last_login")
-    list_filter = ("is_active", "is_staff", "is_superuser")
+    list_display = (
+        "email",
+        "display_name",
+        "pricing_group",
+        "is_active",
+        "is_staff",
+        "date_joined",
+        "last_login",
+    )
+    list_filter = ("is_active", "is_staff", "is_superuser", "pricing_group")
+    list_select_related = ("pricing_group",)
     search_fields = ("email", "display_name")
     readonly_fields = ("date_joined", "last_login")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("display_name", "pricing_group")}),
+        ("Profile", {"fields": ("display_name",)}),
+        (
+            "Line and limits",
+            {
+                "fields": LINE_FIELDS,
+                "description": (
+                    "The line (pricing group) sets the prices, the models the account may "
+                    "call and its default limits; a limit set here replaces the line's for "
+                    "this account (empty: the line's). Every change is in the audit log."
+                ),
+            },
+        ),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
@@ -40,6 +61,27 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    def save_model(self, request, obj: User, form, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # The line and limits are granted by their service, which writes the audit row;
+        # the form saves the rest with them as they were.
+        wanted = {field: form.cleaned_data.get(field) for field in LINE_FIELDS}
+        saved = User.objects.get(pk=obj.pk)
+        for field in LINE_FIELDS:
+            setattr(obj, field, getattr(saved, field))
+        super().save_model(request, obj, form, change)
+        group = wanted["pricing_group"]
+        user_line_set(
+            user=obj,
+            pricing_group_id=group.pk if group is not None else None,
+            concurrency_limit=wanted["concurrency_limit"],
+            rpm_limit=wanted["rpm_limit"],
+            tpm_limit=wanted["tpm_limit"],
+            actor=request.user,
+        )
 
 
 @admin.register(Token)

@@ -35,14 +35,29 @@ from core.db import (
 )
 from logs.data import RequestLogData
 from models_catalog.pricing import billed_cached_ratio
-from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
+from models_catalog.selectors import (
+    AccountLimits,
+    Line,
+    ModelPrice,
+    account_limits,
+    aline_of,
+    amodel_price,
+    enabled_model_names,
+)
 
 from . import upstream
-from .calls import CALLS, Call, actual_cost, request_body_parse, reservation_amount
+from .calls import (
+    CALLS,
+    Call,
+    actual_cost,
+    hold_tokens,
+    request_body_parse,
+    reservation_amount,
+)
 from .forwarding import Outcome, forward
 from .http import Message, RelayError, Scope, api_key, read_body, send_error, send_json
 from .ids import unique_id
-from .limits import LimitOutcome, limiter
+from .limits import Admission, LimitOutcome, Limits, limiter, rate_headers
 from .memo import LOCAL_CACHE_SECONDS, LocalMemo
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
@@ -97,6 +112,55 @@ def call_charge(call: Call, outcome: Outcome) -> tuple[int, RequestLogData]:
     return cost, log
 
 
+def rate_limit_error(
+    admission: Admission, token: TokenInfo, *, account: AccountLimits, requested_tokens: int
+) -> RelayError:
+    """Return the 429 of a refused admission, with `Retry-After` and `x-ratelimit-*`."""
+    outcome = admission.outcome
+    state = admission.state
+    if outcome is LimitOutcome.TPM_REQUEST_TOO_LARGE:
+        # No wait helps: no Retry-After (relay/README.md).
+        return RelayError(
+            429,
+            f"This request may use {requested_tokens} tokens, more than this account may "
+            f"use in a minute ({account.tpm_limit}): lower max_tokens or shorten the prompt.",
+            code="rate_limit_exceeded",
+            headers=rate_headers(state),
+        )
+    if outcome is LimitOutcome.CONCURRENCY_EXCEEDED:
+        what = f"Too many requests in flight on this token (limit {token.concurrency_limit})."
+    elif outcome is LimitOutcome.RPM_EXCEEDED:
+        what = f"Too many requests per minute on this token (limit {token.rpm_limit})."
+    elif outcome is LimitOutcome.ACCOUNT_CONCURRENCY_EXCEEDED:
+        what = f"Too many requests in flight on this account (limit {account.concurrency_limit})."
+    elif outcome is LimitOutcome.ACCOUNT_RPM_EXCEEDED:
+        what = f"Too many requests per minute on this account (limit {account.rpm_limit})."
+    else:
+        what = (
+            f"Too many tokens per minute on this account (limit {account.tpm_limit}, "
+            f"{max(0, state.tpm_remaining)} left; this request may use {requested_tokens})."
+        )
+    return RelayError(
+        429,
+        f"{what} Retry after the time in Retry-After, or contact support for a higher limit.",
+        code="rate_limit_exceeded",
+        headers=rate_headers(state, refused=True),
+    )
+
+
+def _with_headers(send: Any, headers: list[tuple[bytes, bytes]]) -> Any:
+    """Return `send` adding `headers` to the response's start."""
+    if not headers:
+        return send
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        await send(message)
+
+    return send_with_headers
+
+
 class RelayApplication:
     """The ASGI callable for `/v1/`."""
 
@@ -107,6 +171,7 @@ class RelayApplication:
         self.upstream = upstream.UpstreamClient()
         self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(LOCAL_CACHE_SECONDS)
         self.prices: LocalMemo[ModelPrice | None] = LocalMemo(LOCAL_CACHE_SECONDS)
+        self.lines: LocalMemo[Line] = LocalMemo(LOCAL_CACHE_SECONDS)
         self.refusals = RefusalCounter()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -253,10 +318,20 @@ class RelayApplication:
             )
             raise
 
+    async def _line(self, token: TokenInfo) -> Line:
+        """Return the line (pricing group) of the token's account."""
+        group_id = token.pricing_group_id
+        return await self.lines.get(group_id, lambda: aline_of(pricing_group_id=group_id))
+
     async def _models(self, scope: Scope, send: Any) -> None:
         headers = dict(scope["headers"])
         token, _address = await self._authenticate(scope, headers)
-        names = await run_in_database_thread(enabled_model_names)
+        line = await self._line(token)
+        names = [
+            name
+            for name in await run_in_database_thread(enabled_model_names)
+            if line.allows_model(name)
+        ]
         if token.allowed_models:
             names = [name for name in names if name in token.allowed_models]
         body = {
@@ -294,6 +369,17 @@ class RelayApplication:
                     code="model_not_allowed",
                     param="model",
                 )
+            line = await self._line(token)
+            if not line.allows_model(model):
+                # 404 as for a model that does not exist (OpenAI's answer for a model an
+                # organisation cannot use), saying how to get it (relay/README.md).
+                raise RelayError(
+                    404,
+                    f"The model '{model}' is not available on your line "
+                    f"({line.display_name}). Contact support to have it enabled.",
+                    code="model_not_found",
+                    param="model",
+                )
             price = await self.prices.get(
                 (model, token.pricing_group_id),
                 lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
@@ -317,17 +403,37 @@ class RelayApplication:
                     f"No channel is available for '{model}' right now; try again later.",
                     code="no_available_channel",
                 )
-            outcome_kind, slot = await limiter().acquire(
-                token_id=token.id,
-                concurrency_limit=token.concurrency_limit,
-                rpm_limit=token.rpm_limit,
+            prompt_tokens, completion_tokens = hold_tokens(
+                body=body, body_size=len(raw_body), has_completion=endpoint.has_completion
             )
+            account = account_limits(
+                line,
+                concurrency_limit=token.account_concurrency_limit,
+                rpm_limit=token.account_rpm_limit,
+                tpm_limit=token.account_tpm_limit,
+            )
+            admission = await limiter().acquire(
+                token_id=token.id,
+                user_id=token.user_id,
+                limits=Limits(
+                    token_concurrency=token.concurrency_limit,
+                    token_rpm=token.rpm_limit,
+                    account_concurrency=account.concurrency_limit,
+                    account_rpm=account.rpm_limit,
+                    account_tpm=account.tpm_limit,
+                ),
+                tokens=prompt_tokens + completion_tokens,
+            )
+            slot = admission.slot
             if slot is None:
-                if outcome_kind is LimitOutcome.CONCURRENCY_EXCEEDED:
-                    limit = f"in flight on this token (limit {token.concurrency_limit})"
-                else:
-                    limit = f"per minute on this token (limit {token.rpm_limit})"
-                raise RelayError(429, f"Too many requests {limit}.", code="rate_limit_exceeded")
+                raise rate_limit_error(
+                    admission,
+                    token,
+                    account=account,
+                    requested_tokens=prompt_tokens + completion_tokens,
+                )
+        # What OpenAI clients read of their limits, on the answer too.
+        send = _with_headers(send, rate_headers(admission.state))
         call = Call(
             request_id=unique_id(),
             endpoint=endpoint,
@@ -341,6 +447,7 @@ class RelayApplication:
             routes=routes,
             started=started,
         )
+        tokens_used = 0
         try:
             amount = reservation_amount(
                 body=body,
@@ -369,8 +476,11 @@ class RelayApplication:
                 self._settle(
                     call, meter, outcome or Outcome(status_code=500, error_code="relay_error")
                 )
+                if outcome is not None and outcome.is_answered:
+                    tokens_used = outcome.usage.prompt_tokens + outcome.usage.completion_tokens
         finally:
-            await limiter().release(slot)
+            # Its TPM estimate corrected to what it used: nothing unless answered.
+            await limiter().release(slot, tokens_used=tokens_used)
 
     async def _hold(self, call: Call, amount: int, meter: CreditMeter) -> None:
         """Hold `amount` for the call in the meter, or raise the refusal as a RelayError."""

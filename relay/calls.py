@@ -56,13 +56,11 @@ class Call:
     started: float  # time.perf_counter() when the request arrived
 
 
-def reservation_amount(
-    *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
-) -> int:
-    """Return the most a request can cost: its whole body as prompt, plus its max_tokens
-    for every choice it asks for (`n`, `best_of`)."""
-    if price.price_per_call is not None or price.model_ratio is None:
-        return request_cost(price)
+def hold_tokens(*, body: dict[str, Any], body_size: int, has_completion: bool) -> tuple[int, int]:
+    """Return the tokens a request's hold assumes: (its whole body as prompt, its
+    max_tokens for every choice it asks for: `n`, `best_of`).
+
+    The TPM limit admits a request on their sum (`relay.limits`)."""
     completion = 0
     if has_completion:
         completion = DEFAULT_MAX_TOKENS
@@ -74,11 +72,17 @@ def reservation_amount(
         completion *= max(
             [1] + [body[key] for key in CHOICE_KEYS if isinstance(body.get(key), int)]
         )
-    return request_cost(
-        price,
-        prompt_tokens=min(body_size, MAX_RESERVED_PROMPT_TOKENS),
-        completion_tokens=completion,
-    )
+    return min(body_size, MAX_RESERVED_PROMPT_TOKENS), completion
+
+
+def reservation_amount(
+    *, body: dict[str, Any], body_size: int, price: ModelPrice, has_completion: bool
+) -> int:
+    """Return the most a request can cost: the tokens of its hold (`hold_tokens`) priced."""
+    if price.price_per_call is not None or price.model_ratio is None:
+        return request_cost(price)
+    prompt, completion = hold_tokens(body=body, body_size=body_size, has_completion=has_completion)
+    return request_cost(price, prompt_tokens=prompt, completion_tokens=completion)
 
 
 def actual_cost(*, usage: Usage, price: ModelPrice) -> int:

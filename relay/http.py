@@ -24,6 +24,7 @@ class RelayError(Exception):
         code: str,
         param: str | None = None,
         retry_after: int | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -32,6 +33,8 @@ class RelayError(Exception):
         self.param = param
         # Seconds after which a retry may succeed (a `Retry-After` header).
         self.retry_after = retry_after
+        # More response headers (a rate limit's `x-ratelimit-*` and `retry-after`).
+        self.headers = headers or []
 
 
 async def read_body(receive: Any, limit: int) -> bytes:
@@ -71,9 +74,9 @@ async def send_error(send: Any, error: RelayError, *, anthropic_format: bool = F
         )
         if error.status_code in (502, 503):
             body["error"]["type"] = "upstream_error"
-    extra = None
+    extra = list(error.headers)
     if error.retry_after is not None:
-        extra = [(b"retry-after", str(error.retry_after).encode())]
+        extra.append((b"retry-after", str(error.retry_after).encode()))
     await send_json(send, error.status_code, json.dumps(body).encode(), extra)
 
 
