@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy, gettext_noop
 from core.admin import DollarsAdmin
 
 from .models import AuditEvent, Token, User
+from .services import LINE_FIELDS, user_line_set
 
 # Django stores a permission's name in English ("Can add user"); the admin shows it in the
 # reader's language: the four built-in actions by pattern, Comet's own by these msgids.
@@ -75,13 +76,33 @@ class UserAdmin(DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
     ordering = ("-date_joined",)
-    list_display = ("email", "display_name", "is_active", "is_staff", "date_joined", "last_login")
-    list_filter = ("is_active", "is_staff", "is_superuser")
+    list_display = (
+        "email",
+        "display_name",
+        "pricing_group",
+        "is_active",
+        "is_staff",
+        "date_joined",
+        "last_login",
+    )
+    list_filter = ("is_active", "is_staff", "is_superuser", "pricing_group")
+    list_select_related = ("pricing_group",)
     search_fields = ("email", "display_name")
     readonly_fields = ("date_joined", "last_login")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        (gettext_lazy("Profile"), {"fields": ("display_name", "pricing_group")}),
+        (gettext_lazy("Profile"), {"fields": ("display_name",)}),
+        (
+            gettext_lazy("Line and limits"),
+            {
+                "fields": LINE_FIELDS,
+                "description": gettext_lazy(
+                    "The line (pricing group) sets the prices, the models the account may "
+                    "call and its default limits; a limit set here replaces the line's for "
+                    "this account (empty: the line's). Every change is in the audit log."
+                ),
+            },
+        ),
         (
             gettext_lazy("Permissions"),
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
@@ -94,6 +115,27 @@ class UserAdmin(DjangoUserAdmin):
         if db_field.name == "user_permissions":
             return permissions_field(db_field, request, super().formfield_for_manytomany)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_model(self, request, obj: User, form, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # The line and limits are granted by their service, which writes the audit row;
+        # the form saves the rest with them as they were.
+        wanted = {field: form.cleaned_data.get(field) for field in LINE_FIELDS}
+        saved = User.objects.get(pk=obj.pk)
+        for field in LINE_FIELDS:
+            setattr(obj, field, getattr(saved, field))
+        super().save_model(request, obj, form, change)
+        group = wanted["pricing_group"]
+        user_line_set(
+            user=obj,
+            pricing_group_id=group.pk if group is not None else None,
+            concurrency_limit=wanted["concurrency_limit"],
+            rpm_limit=wanted["rpm_limit"],
+            tpm_limit=wanted["tpm_limit"],
+            actor=request.user,
+        )
 
 
 admin.site.unregister(Group)

@@ -30,6 +30,27 @@ class User(AbstractBaseUser, PermissionsMixin):
         on_delete=models.PROTECT,
         related_name="users",
     )
+    # The account's own limits, set by admins (accounts.services.user_line_set); empty
+    # takes the line's (models_catalog.PricingGroup). A token's own limits may only be
+    # tighter; the relay enforces both (relay.limits).
+    concurrency_limit = models.PositiveIntegerField(
+        _("concurrency limit"),
+        null=True,
+        blank=True,
+        help_text=_("Requests in flight at once; empty: the line's."),
+    )
+    rpm_limit = models.PositiveIntegerField(
+        _("requests per minute"),
+        null=True,
+        blank=True,
+        help_text=_("Requests in any 60 seconds; empty: the line's."),
+    )
+    tpm_limit = models.PositiveIntegerField(
+        _("tokens per minute"),
+        null=True,
+        blank=True,
+        help_text=_("Tokens (prompt + completion) in any 60 seconds; empty: the line's."),
+    )
     # An email when one of the user's tokens is used from an IP address it never was.
     notify_new_ip = models.BooleanField(
         _("email me when a token is used from a new IP address"), default=False
@@ -51,6 +72,14 @@ class User(AbstractBaseUser, PermissionsMixin):
         verbose_name_plural = _("users")
         constraints = [
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(concurrency_limit__isnull=True) | models.Q(concurrency_limit__gte=1)
+                )
+                & (models.Q(rpm_limit__isnull=True) | models.Q(rpm_limit__gte=1))
+                & (models.Q(tpm_limit__isnull=True) | models.Q(tpm_limit__gte=1)),
+                name="accounts_user_limits_positive",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -201,6 +230,7 @@ class AuditEvent(models.Model):
         TOKEN_DELETED = "token.deleted", _("Token deleted")
         ACCOUNT_FROZEN = "account.frozen", _("Account frozen")
         ACCOUNT_UNFROZEN = "account.unfrozen", _("Account unfrozen")
+        ACCOUNT_LINE_CHANGED = "account.line_changed", _("Line or account limits changed")
         CHANNEL_ENABLED = "channel.enabled", _("Channel enabled")
         CHANNEL_DISABLED = "channel.disabled", _("Channel disabled")
 

@@ -81,3 +81,70 @@ def user_set_language(*, user: User, language: str) -> User:
         user.language = language
         user.save(update_fields=["language"])
     return user
+
+
+# What an admin grants an account: its line and its own limits (None: the line's).
+LINE_FIELDS = ("pricing_group", "concurrency_limit", "rpm_limit", "tpm_limit")
+
+
+def _line_name(user: User) -> str | None:
+    group = user.pricing_group
+    return group.name if group is not None else None
+
+
+def user_line_set(
+    *,
+    user: User,
+    pricing_group_id: int | None,
+    concurrency_limit: int | None,
+    rpm_limit: int | None,
+    tpm_limit: int | None,
+    actor: User | None,
+) -> bool:
+    """Grant `user` a line (None: the default one) and their own limits, audited.
+
+    A limit left None takes the line's. Only what changed is written, with one audit
+    row naming each change as [old, new]; return whether anything changed. Every
+    process sees the change within a second: the user's tokens are forgotten from the
+    cache when it commits (`token_cache_forget_for_user`).
+    """
+    for name, value in (
+        ("concurrency_limit", concurrency_limit),
+        ("rpm_limit", rpm_limit),
+        ("tpm_limit", tpm_limit),
+    ):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 (or None for the line's)")
+    with transaction.atomic():
+        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+        wanted = {
+            "pricing_group_id": pricing_group_id,
+            "concurrency_limit": concurrency_limit,
+            "rpm_limit": rpm_limit,
+            "tpm_limit": tpm_limit,
+        }
+        changes: dict[str, list[Any]] = {
+            field.removesuffix("_id"): [getattr(locked, field), value]
+            for field, value in wanted.items()
+            if getattr(locked, field) != value
+        }
+        if not changes:
+            return False
+        old_line = _line_name(locked)
+        for field, value in wanted.items():
+            setattr(locked, field, value)
+        if "pricing_group" in changes:
+            # Named, not numbered: the audit log outlives renumbering (None: the default).
+            changes["pricing_group"] = [old_line, _line_name(locked)]
+        locked.save(update_fields=[*(field.removesuffix("_id") for field in wanted)])
+        audit_record(
+            action=AuditEvent.Action.ACCOUNT_LINE_CHANGED,
+            target=locked,
+            label=locked.email,
+            user_id=locked.pk,
+            actor=actor,
+            detail={"changed": changes},
+        )
+    for field, value in wanted.items():
+        setattr(user, field, value)
+    return True

@@ -115,6 +115,10 @@ class TokenInfo:
     concurrency_limit: int = 100
     rpm_limit: int | None = None
     pricing_group_id: int | None = None
+    # The account's own limits (None: its line's; `models_catalog.selectors.account_limits`).
+    account_concurrency_limit: int | None = None
+    account_rpm_limit: int | None = None
+    account_tpm_limit: int | None = None
 
     @property
     def is_expired(self) -> bool:
@@ -158,6 +162,9 @@ def _token_info_load(hashed: str) -> TokenInfo | None:
             "concurrency_limit",
             "rpm_limit",
             "user__pricing_group_id",
+            "user__concurrency_limit",
+            "user__rpm_limit",
+            "user__tpm_limit",
         )
         .first()
     )
@@ -175,6 +182,9 @@ def _token_info_load(hashed: str) -> TokenInfo | None:
         concurrency_limit=row["concurrency_limit"],
         rpm_limit=row["rpm_limit"],
         pricing_group_id=row["user__pricing_group_id"],
+        account_concurrency_limit=row["user__concurrency_limit"],
+        account_rpm_limit=row["user__rpm_limit"],
+        account_tpm_limit=row["user__tpm_limit"],
     )
 
 

@@ -96,12 +96,23 @@ class CatalogModelForm(PriceEditForm):
         ]  # fmt: skip
 
 
+# What makes a pricing group a line: the models it may call and its accounts' limits.
+LINE_FIELDS = ("allows_all_models", "catalog_models", "concurrency_limit", "rpm_limit", "tpm_limit")
+
+
 class PricingGroupForm(PriceEditForm):
     price_fields = services.GROUP_PRICE_FIELDS
 
     class Meta:
         model = PricingGroup
-        fields = ["name", "display_name", "description", "is_default", "group_ratio"]
+        fields = [
+            "name",
+            "display_name",
+            "description",
+            "is_default",
+            "group_ratio",
+            *LINE_FIELDS,
+        ]
 
 
 class ReasonRequiredFormSet(BaseModelFormSet):
@@ -470,11 +481,33 @@ PREVIEW_MODELS = 10
 class PricingGroupAdmin(PriceEditingAdmin):
     form = PricingGroupForm
     price_fields = services.GROUP_PRICE_FIELDS
-    list_display = ["name", "display_name", "group_ratio", "ratio_one_price", "is_default"]
+    list_display = [
+        "name",
+        "display_name",
+        "group_ratio",
+        "ratio_one_price",
+        "allows_all_models",
+        "concurrency_limit",
+        "rpm_limit",
+        "tpm_limit",
+        "is_default",
+    ]
     list_editable = ["group_ratio"]
+    filter_horizontal = ["catalog_models"]
     fieldsets = [
         (None, {"fields": ["name", "display_name", "description", "is_default"]}),
         (_("Price"), {"fields": ["group_ratio", "price_preview", "change_reason", "effective_at"]}),
+        (
+            _("Line: models and limits"),
+            {
+                "fields": LINE_FIELDS,
+                "description": _(
+                    "What the line's customers may call, and the limits of each of their "
+                    "accounts (an account's own limits, set on the user, replace these). "
+                    "An enterprise line: 30000000 tokens per minute."
+                ),
+            },
+        ),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):

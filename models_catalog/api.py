@@ -44,7 +44,7 @@ def _in_usd(micro: int | None):
 def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
     group = selectors.pricing_group_of(user)
     entries = []
-    for model in selectors.catalog_model_list(vendor=vendor, kind=kind):
+    for model in selectors.catalog_model_list(vendor=vendor, kind=kind, line=group):
         prices = model_prices(model, group.group_ratio)
         per_token = model.model_ratio is not None
         entries.append(
@@ -68,7 +68,8 @@ def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
 
 
 class PricingView(APIView):
-    """Every enabled model's price for the caller's group (the default group when anonymous)."""
+    """The price of every enabled model the caller's line may call (the default line's
+    when anonymous)."""
 
     permission_classes = [AllowAny]
 

@@ -2,6 +2,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext
@@ -13,12 +14,24 @@ def RatioField(**options: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=12, decimal_places=6, **options)
 
 
+# An account's requests in flight on a line that sets nothing else: the help pages' "100
+# concurrent by default, contact support for higher".
+DEFAULT_CONCURRENCY_LIMIT = 100
+
+
 class PricingGroup(models.Model):
-    """A set of customers who pay the same `group_ratio` on top of model prices.
+    """A line (what the help pages call default, training, enterprise): a set of customers who
+    pay the same `group_ratio` on top of model prices, may call the same models, and
+    share default account limits.
 
     Exactly one group is the default: users without a group, and anonymous
     visitors of the pricing page, are priced by it. `group_ratio` changes only
-    through `services.price_change_record`, which keeps its history.
+    through `services.price_change_record`, which keeps its history. A line allows
+    every model (`allows_all_models`) or only its `catalog_models`. Its limits are each
+    account's, not shared by the line's accounts: `concurrency_limit` requests in
+    flight, `rpm_limit` requests and `tpm_limit` tokens in any 60 seconds (empty: no
+    limit). An admin may override them per account (`accounts.User`); the relay
+    enforces them in `relay.limits`.
     """
 
     name = models.SlugField(_("name"), max_length=64, unique=True)
@@ -26,6 +39,41 @@ class PricingGroup(models.Model):
     description = models.CharField(_("description"), max_length=300, blank=True)
     group_ratio = models.DecimalField(_("group ratio"), max_digits=12, decimal_places=6, default=1)
     is_default = models.BooleanField(_("is default"), default=False)
+    allows_all_models = models.BooleanField(
+        _("allows every model"),
+        default=True,
+        help_text=_("Unticked, the line's customers may call only the models chosen below."),
+    )
+    catalog_models: "models.ManyToManyField[CatalogModel, Any]" = models.ManyToManyField(
+        "CatalogModel",
+        verbose_name=_("models"),
+        blank=True,
+        related_name="lines",
+        help_text=_("The models the line may call when it does not allow every model."),
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        _("concurrency limit"),
+        default=DEFAULT_CONCURRENCY_LIMIT,
+        validators=[MinValueValidator(1)],
+        help_text=_("Requests one account may have in flight at once."),
+    )
+    rpm_limit = models.PositiveIntegerField(
+        _("requests per minute"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Requests one account may start in any 60 seconds; empty for no limit."),
+    )
+    tpm_limit = models.PositiveIntegerField(
+        _("tokens per minute"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Tokens (prompt + completion) one account may use in any 60 seconds; "
+            "empty for no limit. The enterprise line: 30000000."
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -41,6 +89,12 @@ class PricingGroup(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(group_ratio__gt=0), name="models_catalog_group_ratio_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(concurrency_limit__gte=1)
+                & (Q(rpm_limit__isnull=True) | Q(rpm_limit__gte=1))
+                & (Q(tpm_limit__isnull=True) | Q(tpm_limit__gte=1)),
+                name="models_catalog_line_limits_positive",
             ),
         ]
 

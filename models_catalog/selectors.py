@@ -181,6 +181,133 @@ def enabled_model_names() -> list[str]:
     return names
 
 
+LINE_DEFAULT_KEY = "models_catalog:line:default"
+
+
+def line_cache_key(pricing_group_id: int) -> str:
+    return f"models_catalog:line:{pricing_group_id}"
+
+
+@dataclass(frozen=True)
+class Line:
+    """What the relay needs of a line (a pricing group): the models it may call and the
+    limits of each of its accounts (None: no limit)."""
+
+    id: int
+    name: str
+    display_name: str
+    allows_all_models: bool
+    model_names: frozenset[str]
+    concurrency_limit: int
+    rpm_limit: int | None
+    tpm_limit: int | None
+
+    def allows_model(self, model_name: str) -> bool:
+        return self.allows_all_models or model_name in self.model_names
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """An account's limits: its own where an admin set them, else its line's."""
+
+    concurrency_limit: int
+    rpm_limit: int | None
+    tpm_limit: int | None
+    # The names of the limits the account has of its own (shown as such in the console).
+    overridden: frozenset[str] = frozenset()
+
+
+def account_limits(
+    line: Line,
+    *,
+    concurrency_limit: int | None,
+    rpm_limit: int | None,
+    tpm_limit: int | None,
+) -> AccountLimits:
+    """Return an account's limits from its own (None: not set) and its line's."""
+    own = {"concurrency_limit": concurrency_limit, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit}
+    return AccountLimits(
+        concurrency_limit=concurrency_limit or line.concurrency_limit,
+        rpm_limit=rpm_limit or line.rpm_limit,
+        tpm_limit=tpm_limit or line.tpm_limit,
+        overridden=frozenset(name for name, value in own.items() if value is not None),
+    )
+
+
+def user_account_limits(user: User) -> AccountLimits:
+    """Return the limits of `user`'s account (their line's, where they have none of their own)."""
+    return account_limits(
+        line_of(pricing_group_id=user.pricing_group_id),
+        concurrency_limit=user.concurrency_limit,
+        rpm_limit=user.rpm_limit,
+        tpm_limit=user.tpm_limit,
+    )
+
+
+def _line_load(pricing_group_id: int | None) -> Line | None:
+    groups = PricingGroup.objects.all()
+    group = (
+        groups.filter(pk=pricing_group_id).first() if pricing_group_id else None
+    ) or groups.filter(is_default=True).first()
+    if group is None:
+        return None
+    names: frozenset[str] = frozenset()
+    if not group.allows_all_models:
+        names = frozenset(group.catalog_models.values_list("name", flat=True))
+    return Line(
+        id=group.pk,
+        name=group.name,
+        display_name=group.display_name or group.name,
+        allows_all_models=group.allows_all_models,
+        model_names=names,
+        concurrency_limit=group.concurrency_limit,
+        rpm_limit=group.rpm_limit,
+        tpm_limit=group.tpm_limit,
+    )
+
+
+# Only before the default group's migration has run (a fresh database): every model,
+# the default limits.
+_NO_LINE = Line(
+    id=0,
+    name="default",
+    display_name="Default",
+    allows_all_models=True,
+    model_names=frozenset(),
+    concurrency_limit=PricingGroup._meta.get_field("concurrency_limit").default,
+    rpm_limit=None,
+    tpm_limit=None,
+)
+
+
+def line_of(*, pricing_group_id: int | None) -> Line:
+    """Return the line of a group (the default line for None or a group gone), cached.
+
+    Any write of a group or of its models deletes the entry (`models_catalog.signals`).
+    """
+    key = line_cache_key(pricing_group_id) if pricing_group_id else LINE_DEFAULT_KEY
+    line = cache.get(key)
+    if line is None:
+        line = _line_load(pricing_group_id) or _NO_LINE
+        cache.set(key, line, CACHE_SECONDS)
+    return line
+
+
+async def aline_of(*, pricing_group_id: int | None) -> Line:
+    """Return the line of a group, cached (async twin of `line_of`)."""
+    key = line_cache_key(pricing_group_id) if pricing_group_id else LINE_DEFAULT_KEY
+    line = await cache.aget(key)
+    if line is None:
+        line = await run_in_database_thread(_line_load, pricing_group_id) or _NO_LINE
+        await cache.aset(key, line, CACHE_SECONDS)
+    return line
+
+
+def line_model_names(line: Line) -> list[str]:
+    """Return the names of the enabled models `line` may call, sorted."""
+    return [name for name in enabled_model_names() if line.allows_model(name)]
+
+
 def default_pricing_group() -> PricingGroup:
     """Return the default group (created by a migration, so it always exists)."""
     return PricingGroup.objects.get(is_default=True)
@@ -197,10 +324,18 @@ def pricing_group_of(user: User | AnonymousUser) -> PricingGroup:
 
 
 def catalog_model_list(
-    *, search: str = "", vendor: str = "", kind: str = "", include_disabled: bool = False
+    *,
+    search: str = "",
+    vendor: str = "",
+    kind: str = "",
+    include_disabled: bool = False,
+    line: PricingGroup | None = None,
 ) -> QuerySet[CatalogModel]:
-    """Return catalog models matching the pricing page's search and filters."""
+    """Return catalog models matching the pricing page's search and filters; with `line`,
+    only those the line may call."""
     models = CatalogModel.objects.select_related("vendor").order_by("vendor__display_name", "name")
+    if line is not None and not line.allows_all_models:
+        models = models.filter(lines=line)
     if not include_disabled:
         models = models.filter(is_enabled=True)
     if search:

@@ -331,7 +331,9 @@ def price_change_subscription_save(
         raise SubscriptionError(
             _("Verify your email address first: we only email verified addresses.")
         )
-    subscription, _ = PriceChangeSubscription.objects.select_for_update().get_or_create(user=user)
+    subscription, _created = PriceChangeSubscription.objects.select_for_update().get_or_create(
+        user=user
+    )
     subscription.scope = scope
     subscription.is_active = True
     subscription.save(update_fields=["scope", "is_active", "updated_at"])

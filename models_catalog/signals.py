@@ -4,11 +4,18 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from .models import CatalogModel, PricingGroup
-from .selectors import DEFAULT_GROUP_KEY, ENABLED_NAMES_KEY, group_cache_key, model_cache_key
+from .selectors import (
+    DEFAULT_GROUP_KEY,
+    ENABLED_NAMES_KEY,
+    LINE_DEFAULT_KEY,
+    group_cache_key,
+    line_cache_key,
+    model_cache_key,
+)
 
 
 def _forget(keys: list[str]) -> None:
@@ -26,4 +33,25 @@ def forget_cached_model(sender: type, instance: CatalogModel, **kwargs: Any) -> 
 
 @receiver([post_save, post_delete], sender=PricingGroup)
 def forget_cached_group(sender: type, instance: PricingGroup, **kwargs: Any) -> None:
-    _forget([group_cache_key(instance.pk), DEFAULT_GROUP_KEY])
+    _forget(
+        [
+            group_cache_key(instance.pk),
+            DEFAULT_GROUP_KEY,
+            line_cache_key(instance.pk),
+            LINE_DEFAULT_KEY,
+        ]
+    )
+
+
+@receiver(m2m_changed, sender=PricingGroup.catalog_models.through)
+def forget_cached_line(sender: type, instance: Any, action: str, **kwargs: Any) -> None:
+    """A line's models changed (from either side: a group's list or a model's lines)."""
+    if not action.startswith("post_"):
+        return
+    if isinstance(instance, PricingGroup):
+        keys = [line_cache_key(instance.pk)]
+    else:
+        keys = [line_cache_key(pk) for pk in kwargs.get("pk_set") or ()]
+        if action == "post_clear":
+            keys = [line_cache_key(pk) for pk in PricingGroup.objects.values_list("pk", flat=True)]
+    _forget([*keys, LINE_DEFAULT_KEY])

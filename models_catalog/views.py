@@ -1,7 +1,6 @@
 """The public pricing page, a model's price history, subscriptions and unsubscribing."""
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,7 +15,7 @@ from . import selectors, services
 from .display import Prices, change_lines, model_prices
 from .emails import subscription_id_from_token
 from .forms import PricingFilterForm, SubscriptionForm
-from .models import CatalogModel, PriceChangeSubscription
+from .models import CatalogModel, PriceChangeSubscription, PricingGroup
 
 
 class HtmxRequest(HttpRequest):
@@ -31,23 +30,28 @@ class PricingRow:
     prices: Prices
 
 
-def pricing_rows(*, form: PricingFilterForm, group_ratio: Decimal) -> list[PricingRow]:
+def pricing_rows(*, form: PricingFilterForm, group: PricingGroup) -> list[PricingRow]:
+    """Return the rows of the models `group`'s line may call, priced for it."""
     data = form.cleaned_data if form.is_valid() else {}
     models = selectors.catalog_model_list(
-        search=data.get("q", ""), vendor=data.get("vendor", ""), kind=data.get("kind", "")
+        search=data.get("q", ""),
+        vendor=data.get("vendor", ""),
+        kind=data.get("kind", ""),
+        line=group,
     )
-    return [PricingRow(model, model_prices(model, group_ratio)) for model in models]
+    return [PricingRow(model, model_prices(model, group.group_ratio)) for model in models]
 
 
 @require_GET
 def pricing(request: HtmxRequest) -> HttpResponse:
-    """Show every enabled model's price for the visitor's group; htmx gets just the table."""
+    """Show the price of every enabled model the visitor's line may call (signed out: the
+    default line's); htmx gets just the table."""
     group = selectors.pricing_group_of(request.user)
     form = PricingFilterForm(request.GET or None, vendors=selectors.vendor_list())
     context = {
         "form": form,
         "group": group,
-        "rows": pricing_rows(form=form, group_ratio=group.group_ratio),
+        "rows": pricing_rows(form=form, group=group),
         "show_raw": form.is_valid() and form.cleaned_data.get("raw"),
     }
     template = (

@@ -37,13 +37,22 @@ from core.db import (
 )
 from logs.data import RequestLogData
 from models_catalog.pricing import billed_cached_ratio
-from models_catalog.selectors import ModelPrice, amodel_price, enabled_model_names
+from models_catalog.selectors import (
+    AccountLimits,
+    Line,
+    ModelPrice,
+    account_limits,
+    aline_of,
+    amodel_price,
+    enabled_model_names,
+)
 
 from . import upstream
 from .calls import (
     CALLS,
     Call,
     actual_cost,
+    hold_tokens,
     prompt_count,
     request_body_parse,
     reservation_amount,
@@ -61,7 +70,7 @@ from .http import (
     send_json,
 )
 from .ids import unique_id
-from .limits import LimitOutcome, limiter
+from .limits import Admission, LimitOutcome, Limits, limiter, rate_headers
 from .memo import LOCAL_CACHE_SECONDS, LocalMemo
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
@@ -121,6 +130,78 @@ def call_charge(call: Call, outcome: Outcome) -> tuple[int, RequestLogData]:
     return cost, log
 
 
+def rate_limit_error(
+    admission: Admission, token: TokenInfo, *, account: AccountLimits, requested_tokens: int
+) -> RelayError:
+    """Return the 429 of a refused admission, with `Retry-After` and `x-ratelimit-*`."""
+    outcome = admission.outcome
+    state = admission.state
+    if outcome is LimitOutcome.TPM_REQUEST_TOO_LARGE:
+        # No wait helps: no Retry-After (relay/README.md).
+        return RelayError(
+            429,
+            gettext_noop(
+                "This request may use %(requested)s tokens, more than this account may use "
+                "in a minute (%(limit)s): lower max_tokens or shorten the prompt."
+            ),
+            code="rate_limit_exceeded",
+            params={"requested": requested_tokens, "limit": account.tpm_limit},
+            headers=rate_headers(state),
+        )
+    params: dict[str, object] = {"requested": requested_tokens}
+    if outcome is LimitOutcome.CONCURRENCY_EXCEEDED:
+        message = gettext_noop(
+            "Too many requests in flight on this token (limit %(limit)s). Retry after the "
+            "time in Retry-After, or contact support for a higher limit."
+        )
+        params["limit"] = token.concurrency_limit
+    elif outcome is LimitOutcome.RPM_EXCEEDED:
+        message = gettext_noop(
+            "Too many requests per minute on this token (limit %(limit)s). Retry after the "
+            "time in Retry-After, or contact support for a higher limit."
+        )
+        params["limit"] = token.rpm_limit
+    elif outcome is LimitOutcome.ACCOUNT_CONCURRENCY_EXCEEDED:
+        message = gettext_noop(
+            "Too many requests in flight on this account (limit %(limit)s). Retry after the "
+            "time in Retry-After, or contact support for a higher limit."
+        )
+        params["limit"] = account.concurrency_limit
+    elif outcome is LimitOutcome.ACCOUNT_RPM_EXCEEDED:
+        message = gettext_noop(
+            "Too many requests per minute on this account (limit %(limit)s). Retry after the "
+            "time in Retry-After, or contact support for a higher limit."
+        )
+        params["limit"] = account.rpm_limit
+    else:
+        message = gettext_noop(
+            "Too many tokens per minute on this account (limit %(limit)s, %(left)s left; this "
+            "request may use %(requested)s). Retry after the time in Retry-After, or contact "
+            "support for a higher limit."
+        )
+        params.update(limit=account.tpm_limit, left=max(0, state.tpm_remaining))
+    return RelayError(
+        429,
+        message,
+        code="rate_limit_exceeded",
+        params=params,
+        headers=rate_headers(state, refused=True),
+    )
+
+
+def _with_headers(send: Any, headers: list[tuple[bytes, bytes]]) -> Any:
+    """Return `send` adding `headers` to the response's start."""
+    if not headers:
+        return send
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        await send(message)
+
+    return send_with_headers
+
+
 class RelayApplication:
     """The ASGI callable for `/v1/`."""
 
@@ -131,6 +212,7 @@ class RelayApplication:
         self.upstream = upstream.UpstreamClient()
         self.tokens: LocalMemo[TokenInfo | None] = LocalMemo(LOCAL_CACHE_SECONDS)
         self.prices: LocalMemo[ModelPrice | None] = LocalMemo(LOCAL_CACHE_SECONDS)
+        self.lines: LocalMemo[Line] = LocalMemo(LOCAL_CACHE_SECONDS)
         self.refusals = RefusalCounter()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -299,10 +381,20 @@ class RelayApplication:
             )
             raise
 
+    async def _line(self, token: TokenInfo) -> Line:
+        """Return the line (pricing group) of the token's account."""
+        group_id = token.pricing_group_id
+        return await self.lines.get(group_id, lambda: aline_of(pricing_group_id=group_id))
+
     async def _models(self, scope: Scope, send: Any) -> None:
         headers = dict(scope["headers"])
         token, _address = await self._authenticate(scope, headers)
-        names = await run_in_database_thread(enabled_model_names)
+        line = await self._line(token)
+        names = [
+            name
+            for name in await run_in_database_thread(enabled_model_names)
+            if line.allows_model(name)
+        ]
         if token.allowed_models:
             names = [name for name in names if name in token.allowed_models]
         body = {
@@ -341,6 +433,20 @@ class RelayApplication:
                     param="model",
                     params={"model": model},
                 )
+            line = await self._line(token)
+            if not line.allows_model(model):
+                # 404 as for a model that does not exist (OpenAI's answer for a model an
+                # organisation cannot use), saying how to get it (relay/README.md).
+                raise RelayError(
+                    404,
+                    gettext_noop(
+                        "The model '%(model)s' is not available on your line (%(line)s). "
+                        "Contact support to have it enabled."
+                    ),
+                    code="model_not_found",
+                    param="model",
+                    params={"model": model, "line": line.display_name},
+                )
             price = await self.prices.get(
                 (model, token.pricing_group_id),
                 lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
@@ -368,50 +474,66 @@ class RelayApplication:
                     code="no_available_channel",
                     params={"model": model},
                 )
-            outcome_kind, slot = await limiter().acquire(
-                token_id=token.id,
-                concurrency_limit=token.concurrency_limit,
-                rpm_limit=token.rpm_limit,
-            )
-            if slot is None:
-                if outcome_kind is LimitOutcome.CONCURRENCY_EXCEEDED:
-                    message = gettext_noop(
-                        "Too many requests in flight on this token (limit %(limit)s)."
-                    )
-                    limit: int | None = token.concurrency_limit
-                else:
-                    message = gettext_noop(
-                        "Too many requests per minute on this token (limit %(limit)s)."
-                    )
-                    limit = token.rpm_limit
-                raise RelayError(429, message, code="rate_limit_exceeded", params={"limit": limit})
-        try:
-            # The hold is the prompt as counted plus the completion allowed (DESIGN).
+            # The hold is the prompt as counted plus the completion allowed (DESIGN); the
+            # TPM limit admits on the same estimate.
             if len(raw_body) > COUNT_ON_THREAD_BYTES:
                 prompt_tokens = await asyncio.to_thread(
                     prompt_count, body=body, endpoint=endpoint, price=price
                 )
             else:
                 prompt_tokens = prompt_count(body=body, endpoint=endpoint, price=price)
-            call = Call(
-                request_id=unique_id(),
-                endpoint=endpoint,
-                token=token,
-                address=address,
-                headers=headers,
-                body=body,
-                model=model,
-                stream=endpoint.can_stream and body.get("stream") is True,
-                price=price,
-                routes=routes,
-                started=started,
-                prompt_tokens=prompt_tokens,
-            )
-            amount = reservation_amount(
+            prompt_tokens, completion_tokens = hold_tokens(
                 prompt_tokens=prompt_tokens,
                 body=body,
                 price=price,
                 has_completion=endpoint.has_completion,
+            )
+            account = account_limits(
+                line,
+                concurrency_limit=token.account_concurrency_limit,
+                rpm_limit=token.account_rpm_limit,
+                tpm_limit=token.account_tpm_limit,
+            )
+            admission = await limiter().acquire(
+                token_id=token.id,
+                user_id=token.user_id,
+                limits=Limits(
+                    token_concurrency=token.concurrency_limit,
+                    token_rpm=token.rpm_limit,
+                    account_concurrency=account.concurrency_limit,
+                    account_rpm=account.rpm_limit,
+                    account_tpm=account.tpm_limit,
+                ),
+                tokens=prompt_tokens + completion_tokens,
+            )
+            slot = admission.slot
+            if slot is None:
+                raise rate_limit_error(
+                    admission,
+                    token,
+                    account=account,
+                    requested_tokens=prompt_tokens + completion_tokens,
+                )
+        # What OpenAI clients read of their limits, on the answer too.
+        send = _with_headers(send, rate_headers(admission.state))
+        call = Call(
+            request_id=unique_id(),
+            endpoint=endpoint,
+            token=token,
+            address=address,
+            headers=headers,
+            body=body,
+            model=model,
+            stream=endpoint.can_stream and body.get("stream") is True,
+            price=price,
+            routes=routes,
+            started=started,
+            prompt_tokens=prompt_tokens,
+        )
+        tokens_used = 0
+        try:
+            amount = reservation_amount(
+                price=price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
             )
             # The meter that holds the request settles it, even if the app is closed
             # (and given a fresh meter) while the request is in flight.
@@ -434,8 +556,11 @@ class RelayApplication:
                 self._settle(
                     call, meter, outcome or Outcome(status_code=500, error_code="relay_error")
                 )
+                if outcome is not None and outcome.is_answered:
+                    tokens_used = outcome.usage.prompt_tokens + outcome.usage.completion_tokens
         finally:
-            await limiter().release(slot)
+            # Its TPM estimate corrected to what it used: nothing unless answered.
+            await limiter().release(slot, tokens_used=tokens_used)
 
     async def _hold(self, call: Call, amount: int, meter: CreditMeter) -> None:
         """Hold `amount` for the call in the meter, or raise the refusal as a RelayError."""

@@ -91,15 +91,20 @@ def prompt_count(*, body: dict[str, Any], endpoint: upstream.Endpoint, price: Mo
     return tokens
 
 
-def reservation_amount(
+def hold_tokens(
     *, prompt_tokens: int, body: dict[str, Any], price: ModelPrice, has_completion: bool
-) -> int:
-    """Return what a request's hold is: its prompt as counted plus the completion it
-    allows (DESIGN's money rules; an answer that costs more is charged in full)."""
+) -> tuple[int, int]:
+    """Return the tokens a request's hold assumes: its prompt as counted, and the
+    completion it allows (`completion_allowed`). The TPM limit admits on their sum."""
+    return prompt_tokens, completion_allowed(body=body, price=price) if has_completion else 0
+
+
+def reservation_amount(*, price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> int:
+    """Return what a request's hold is: the tokens of `hold_tokens` priced (DESIGN's money
+    rules; an answer that costs more is charged in full)."""
     if price.price_per_call is not None or price.model_ratio is None:
         return request_cost(price)
-    completion = completion_allowed(body=body, price=price) if has_completion else 0
-    return request_cost(price, prompt_tokens=prompt_tokens, completion_tokens=completion)
+    return request_cost(price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
 def actual_cost(*, usage: Usage, price: ModelPrice) -> int:

@@ -34,6 +34,7 @@ class RelayError(Exception):
         param: str | None = None,
         retry_after: int | None = None,
         params: Mapping[str, object] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -43,6 +44,8 @@ class RelayError(Exception):
         self.param = param
         # Seconds after which a retry may succeed (a `Retry-After` header).
         self.retry_after = retry_after
+        # More response headers (a rate limit's `x-ratelimit-*` and `retry-after`).
+        self.headers = headers or []
 
     @property
     def message(self) -> str:
@@ -106,9 +109,9 @@ async def send_error(
         )
         if error.status_code in (502, 503):
             body["error"]["type"] = "upstream_error"
-    extra = None
+    extra = list(error.headers)
     if error.retry_after is not None:
-        extra = [(b"retry-after", str(error.retry_after).encode())]
+        extra.append((b"retry-after", str(error.retry_after).encode()))
     await send_json(send, error.status_code, json.dumps(body).encode(), extra)
 
 

@@ -100,7 +100,8 @@ def _service_arguments(data: dict[str, Any], token: Token | None = None) -> dict
         "expires_at": pick("expires_at", None),
         "allowed_models": pick("allowed_models", []),
         "allowed_networks": pick("allowed_networks", []),
-        "concurrency_limit": pick("concurrency_limit", 100),
+        # None: 100, or the account's limit if lower (`token_create`).
+        "concurrency_limit": pick("concurrency_limit", None),
         "rpm_limit": pick("rpm_limit", None),
     }
 

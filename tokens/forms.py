@@ -8,7 +8,9 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Token
 from accounts.tokens import networks_parse
 from core.money import AmountError, micro_to_usd, usd_to_micro
+from models_catalog.selectors import AccountLimits
 from tokens.form_nonces import form_nonce_check, form_nonce_issue
+from tokens.services import token_limit_problems
 
 # The column's limit (a PostgreSQL integer); the API's serializer takes the same.
 PG_INTEGER_MAX = 2**31 - 1
@@ -49,7 +51,7 @@ class TokenForm(forms.Form):
         help_text=_("IP addresses or CIDR networks (203.0.113.0/24); empty allows any address."),
     )
     concurrency_limit = forms.IntegerField(
-        label=_("Concurrency limit"), min_value=1, max_value=10_000, initial=100
+        label=_("Concurrency limit"), min_value=1, max_value=PG_INTEGER_MAX, initial=100
     )
     rpm_limit = forms.IntegerField(
         required=False,
@@ -58,6 +60,48 @@ class TokenForm(forms.Form):
         label=_("Requests per minute"),
         help_text=_("Empty for no limit beyond the platform's."),
     )
+
+    def __init__(
+        self,
+        *args: Any,
+        account_limits: AccountLimits,
+        token: Token | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # A token's limits can only be lower than its account's (`tokens.services`).
+        self.account_limits = account_limits
+        self.token = token
+        concurrency = self.fields["concurrency_limit"]
+        concurrency.widget.attrs["max"] = account_limits.concurrency_limit
+        concurrency.help_text = _(
+            "Requests in flight at once; at most %(limit)s, your account's limit."
+        ) % {"limit": account_limits.concurrency_limit}
+        if account_limits.rpm_limit:
+            rpm = self.fields["rpm_limit"]
+            rpm.widget.attrs["max"] = account_limits.rpm_limit
+            rpm.help_text = _(
+                "At most %(limit)s, your account's limit; empty for your account's."
+            ) % {"limit": account_limits.rpm_limit}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        problems = token_limit_problems(
+            account=self.account_limits,
+            concurrency_limit=self._changed_limit("concurrency_limit"),
+            rpm_limit=self._changed_limit("rpm_limit"),
+        )
+        for field, problem in problems.items():
+            self.add_error(field, problem)
+        return cleaned
+
+    def _changed_limit(self, name: str) -> int | None:
+        """Return a limit as typed if it differs from the token's (a lowered account may
+        leave a token above it: saving its other settings is not refused for that)."""
+        value = self.cleaned_data.get(name)
+        if value is None or (self.token is not None and value == getattr(self.token, name)):
+            return None
+        return value
 
     @classmethod
     def initial_for(cls, token: Token) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from accounts.tokens import (
 )
 from billing.locks import lock_rows
 from billing.models import Account, Reservation
+from models_catalog.models import DEFAULT_CONCURRENCY_LIMIT
+from models_catalog.selectors import AccountLimits, user_account_limits
 from tokens.form_nonces import FORM_NONCE_MAX_AGE_SECONDS
 
 # The most tokens one account may have: one per app or environment leaves room to
@@ -86,6 +88,33 @@ def _check_quota(quota_remaining: int | None) -> None:
         raise ValidationError({"quota_remaining": gettext("A quota cannot be negative.")})
 
 
+def token_limit_problems(
+    *, account: AccountLimits, concurrency_limit: int | None, rpm_limit: int | None
+) -> dict[str, str]:
+    """Return, by field, why a token's limits are refused: a token may not allow more
+    than its account (`models_catalog.selectors.account_limits`)."""
+    problems = {}
+    if concurrency_limit is not None and concurrency_limit > account.concurrency_limit:
+        problems["concurrency_limit"] = gettext(
+            "Your account allows at most %(limit)s requests in flight, so a token's "
+            "limit cannot be higher. Contact support to raise your account's limit."
+        ) % {"limit": account.concurrency_limit}
+    if account.rpm_limit and rpm_limit is not None and rpm_limit > account.rpm_limit:
+        problems["rpm_limit"] = gettext(
+            "Your account allows at most %(limit)s requests per minute, so a token's "
+            "limit cannot be higher. Contact support to raise your account's limit."
+        ) % {"limit": account.rpm_limit}
+    return problems
+
+
+def _check_limits(*, user: User, concurrency_limit: int | None, rpm_limit: int | None) -> None:
+    problems = token_limit_problems(
+        account=user_account_limits(user), concurrency_limit=concurrency_limit, rpm_limit=rpm_limit
+    )
+    if problems:
+        raise ValidationError(problems)
+
+
 def _audit(
     action: AuditEvent.Action, token: Token, *, actor: User | None, detail: dict | None = None
 ) -> None:
@@ -108,18 +137,25 @@ def token_create(
     expires_at: datetime | None = None,
     allowed_models: Sequence[str] = (),
     allowed_networks: Sequence[str] = (),
-    concurrency_limit: int = 100,
+    concurrency_limit: int | None = None,
     rpm_limit: int | None = None,
     form_nonce: str | None = None,
     actor: User | None = None,
 ) -> tuple[Token, str]:
     """Create a token and return it with its key: the only time the key exists in full.
 
-    With `form_nonce` (a console form's, checked by `tokens.form_nonces`), a second
-    call with the same nonce creates nothing and raises `FormAlreadyUsed`. `actor`
-    is who asked (the owner in the console; None for the system), for the audit log.
+    Its limits may not pass its account's (ValidationError); `concurrency_limit` None
+    is 100 or the account's limit if lower. With `form_nonce` (a console form's,
+    checked by `tokens.form_nonces`), a second call with the same nonce creates
+    nothing and raises `FormAlreadyUsed`. `actor` is who asked (the owner in the
+    console; None for the system), for the audit log.
     """
     _check_quota(quota_remaining)
+    if concurrency_limit is None:
+        concurrency_limit = min(
+            DEFAULT_CONCURRENCY_LIMIT, user_account_limits(user).concurrency_limit
+        )
+    _check_limits(user=user, concurrency_limit=concurrency_limit, rpm_limit=rpm_limit)
     networks = _clean_networks(allowed_networks)
     raw_key = key_generate()
     prefix, last4 = key_display_parts(raw_key)
@@ -197,12 +233,22 @@ def token_update(
 ) -> Token:
     """Change a token's settings; every process sees the change once it commits.
 
-    The audit log names the settings that changed (a save that changes none has no row).
+    A limit changed to more than the account's is refused (ValidationError); one left
+    as it was stays even if an admin has since lowered the account's (the relay
+    applies the lower). The audit log names the settings that changed (a save that
+    changes none has no row).
     """
     _check_quota(quota_remaining)
     networks = _clean_networks(allowed_networks)
     with transaction.atomic():
-        locked = Token.objects.select_for_update().get(pk=token.pk)
+        locked = Token.objects.select_for_update().select_related("user").get(pk=token.pk)
+        _check_limits(
+            user=locked.user,
+            concurrency_limit=(
+                concurrency_limit if concurrency_limit != locked.concurrency_limit else None
+            ),
+            rpm_limit=rpm_limit if rpm_limit != locked.rpm_limit else None,
+        )
         if quota_remaining is not None and quota_remaining < locked.reserved:
             raise ValidationError(
                 {

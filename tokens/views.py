@@ -22,6 +22,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.http import ConsoleRequest
 from accounts.models import Token
 from accounts.selectors import token_list as token_list_select
+from models_catalog.models import DEFAULT_CONCURRENCY_LIMIT
+from models_catalog.selectors import user_account_limits
 from tokens.forms import TokenCreateForm, TokenForm, TokenRollForm
 from tokens.quickstart import quickstart_context
 from tokens.services import (
@@ -98,8 +100,12 @@ def token_list(request: ConsoleRequest) -> HttpResponse:
 def token_create_view(request: ConsoleRequest) -> HttpResponse:
     """Create a token; on success show the list with the key, once, in a dialog."""
     _require_recent_login(request)
+    account = user_account_limits(request.user)
     form = TokenCreateForm(
-        request.POST or None, initial={"concurrency_limit": 100}, user_id=request.user.pk
+        request.POST or None,
+        initial={"concurrency_limit": min(DEFAULT_CONCURRENCY_LIMIT, account.concurrency_limit)},
+        user_id=request.user.pk,
+        account_limits=account,
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -125,7 +131,12 @@ def token_create_view(request: ConsoleRequest) -> HttpResponse:
 def token_edit(request: ConsoleRequest, token_id: int) -> HttpResponse:
     """Edit a token's name, quota, expiry and limits."""
     token = _owned_token(request, token_id)
-    form = TokenForm(request.POST or None, initial=TokenForm.initial_for(token))
+    form = TokenForm(
+        request.POST or None,
+        initial=TokenForm.initial_for(token),
+        account_limits=user_account_limits(request.user),
+        token=token,
+    )
     if request.method == "POST" and form.is_valid():
         try:
             token_update(token=token, actor=request.user, **form.service_arguments())

@@ -6,84 +6,124 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('announcements', '0001_announcement_and_reads'),
+        ("announcements", "0001_announcement_and_reads"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='announcement',
-            options={'ordering': ['-published_at', '-pk'], 'verbose_name': 'announcement', 'verbose_name_plural': 'announcements'},
+            name="announcement",
+            options={
+                "ordering": ["-published_at", "-pk"],
+                "verbose_name": "announcement",
+                "verbose_name_plural": "announcements",
+            },
         ),
         migrations.AlterModelOptions(
-            name='announcementread',
-            options={'verbose_name': 'announcement read', 'verbose_name_plural': 'announcement reads'},
+            name="announcementread",
+            options={
+                "verbose_name": "announcement read",
+                "verbose_name_plural": "announcement reads",
+            },
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='body_html',
-            field=models.TextField(blank=True, editable=False, verbose_name='body html'),
+            model_name="announcement",
+            name="body_html",
+            field=models.TextField(blank=True, editable=False, verbose_name="body html"),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='body_markdown',
-            field=models.TextField(help_text='Markdown; HTML is sanitised.', verbose_name='body markdown'),
+            model_name="announcement",
+            name="body_markdown",
+            field=models.TextField(
+                help_text="Markdown; HTML is sanitised.", verbose_name="body markdown"
+            ),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='category',
-            field=models.CharField(choices=[('platform', 'Platform'), ('new_model', 'New model'), ('price_adjustment', 'Price adjustment'), ('maintenance', 'Maintenance')], default='platform', max_length=32, verbose_name='category'),
+            model_name="announcement",
+            name="category",
+            field=models.CharField(
+                choices=[
+                    ("platform", "Platform"),
+                    ("new_model", "New model"),
+                    ("price_adjustment", "Price adjustment"),
+                    ("maintenance", "Maintenance"),
+                ],
+                default="platform",
+                max_length=32,
+                verbose_name="category",
+            ),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='created_at',
-            field=models.DateTimeField(auto_now_add=True, verbose_name='created at'),
+            model_name="announcement",
+            name="created_at",
+            field=models.DateTimeField(auto_now_add=True, verbose_name="created at"),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
+            model_name="announcement",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="created by",
+            ),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='expires_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='expires at'),
+            model_name="announcement",
+            name="expires_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="expires at"),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='is_pinned',
-            field=models.BooleanField(default=False, verbose_name='is pinned'),
+            model_name="announcement",
+            name="is_pinned",
+            field=models.BooleanField(default=False, verbose_name="is pinned"),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='published_at',
-            field=models.DateTimeField(blank=True, help_text='Empty = draft; a future time = scheduled.', null=True, verbose_name='published at'),
+            model_name="announcement",
+            name="published_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="Empty = draft; a future time = scheduled.",
+                null=True,
+                verbose_name="published at",
+            ),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='title',
-            field=models.CharField(max_length=200, verbose_name='title'),
+            model_name="announcement",
+            name="title",
+            field=models.CharField(max_length=200, verbose_name="title"),
         ),
         migrations.AlterField(
-            model_name='announcement',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated at'),
+            model_name="announcement",
+            name="updated_at",
+            field=models.DateTimeField(auto_now=True, verbose_name="updated at"),
         ),
         migrations.AlterField(
-            model_name='announcementread',
-            name='announcement',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reads', to='announcements.announcement', verbose_name='announcement'),
+            model_name="announcementread",
+            name="announcement",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="reads",
+                to="announcements.announcement",
+                verbose_name="announcement",
+            ),
         ),
         migrations.AlterField(
-            model_name='announcementread',
-            name='read_at',
-            field=models.DateTimeField(auto_now_add=True, verbose_name='read at'),
+            model_name="announcementread",
+            name="read_at",
+            field=models.DateTimeField(auto_now_add=True, verbose_name="read at"),
         ),
         migrations.AlterField(
-            model_name='announcementread',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='user'),
+            model_name="announcementread",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="user",
+            ),
         ),
     ]

@@ -76,6 +76,7 @@ def prepare(upstream_url: str, accounts: int = 1) -> str:
 
     from django.core.management import call_command
 
+    from accounts.services import user_line_set
     from billing.services import account_credit
     from models_catalog.models import CatalogModel, PricingGroup, Vendor
     from models_catalog.services import catalog_entry_create
@@ -106,6 +107,15 @@ def prepare(upstream_url: str, accounts: int = 1) -> str:
         user = UserFactory(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
         BENCH_USERS.append(user.pk)
         account_credit(user_id=user.pk, amount=1_000_000_000, idempotency_key=f"bench:{user.pk}")
+        # The default line allows 100 in flight per account: this one may have more.
+        user_line_set(
+            user=user,
+            pricing_group_id=None,
+            concurrency_limit=1000,
+            rpm_limit=None,
+            tpm_limit=None,
+            actor=None,
+        )
         _token, key = token_create(user=user, name="bench", concurrency_limit=1000)
         keys.append(key)
     return ",".join(keys)

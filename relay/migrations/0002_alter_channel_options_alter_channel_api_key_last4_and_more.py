@@ -4,115 +4,179 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('models_catalog', '0005_alter_catalogmodel_options_alter_pricechange_options_and_more'),
-        ('relay', '0001_channel'),
+        ("models_catalog", "0005_alter_catalogmodel_options_alter_pricechange_options_and_more"),
+        ("relay", "0001_channel"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='channel',
-            options={'ordering': ['-priority', 'name'], 'verbose_name': 'channel', 'verbose_name_plural': 'channels'},
+            name="channel",
+            options={
+                "ordering": ["-priority", "name"],
+                "verbose_name": "channel",
+                "verbose_name_plural": "channels",
+            },
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='api_key_last4',
-            field=models.CharField(blank=True, editable=False, max_length=4, verbose_name='api key last4'),
+            model_name="channel",
+            name="api_key_last4",
+            field=models.CharField(
+                blank=True, editable=False, max_length=4, verbose_name="api key last4"
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='base_url',
-            field=models.URLField(blank=True, help_text='Up to and including the version, e.g. https://api.openai.com/v1', max_length=500, verbose_name='base url'),
+            model_name="channel",
+            name="base_url",
+            field=models.URLField(
+                blank=True,
+                help_text="Up to and including the version, e.g. https://api.openai.com/v1",
+                max_length=500,
+                verbose_name="base url",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='connect_timeout_seconds',
-            field=models.PositiveIntegerField(default=5, verbose_name='connect timeout seconds'),
+            model_name="channel",
+            name="connect_timeout_seconds",
+            field=models.PositiveIntegerField(default=5, verbose_name="connect timeout seconds"),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='consecutive_failures',
-            field=models.PositiveIntegerField(default=0, editable=False, verbose_name='consecutive failures'),
+            model_name="channel",
+            name="consecutive_failures",
+            field=models.PositiveIntegerField(
+                default=0, editable=False, verbose_name="consecutive failures"
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='created_at',
-            field=models.DateTimeField(auto_now_add=True, verbose_name='created at'),
+            model_name="channel",
+            name="created_at",
+            field=models.DateTimeField(auto_now_add=True, verbose_name="created at"),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='disabled_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='disabled at'),
+            model_name="channel",
+            name="disabled_at",
+            field=models.DateTimeField(
+                blank=True, editable=False, null=True, verbose_name="disabled at"
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='encrypted_api_key',
-            field=models.TextField(blank=True, editable=False, verbose_name='encrypted api key'),
+            model_name="channel",
+            name="encrypted_api_key",
+            field=models.TextField(blank=True, editable=False, verbose_name="encrypted api key"),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='kind',
-            field=models.CharField(choices=[('openai', 'OpenAI-compatible'), ('anthropic', 'Anthropic'), ('mock', 'Mock (answers locally, for demos and tests)')], default='openai', max_length=16, verbose_name='kind'),
+            model_name="channel",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("openai", "OpenAI-compatible"),
+                    ("anthropic", "Anthropic"),
+                    ("mock", "Mock (answers locally, for demos and tests)"),
+                ],
+                default="openai",
+                max_length=16,
+                verbose_name="kind",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='last_error',
-            field=models.CharField(blank=True, editable=False, max_length=200, verbose_name='last error'),
+            model_name="channel",
+            name="last_error",
+            field=models.CharField(
+                blank=True, editable=False, max_length=200, verbose_name="last error"
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='last_failure_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='last failure at'),
+            model_name="channel",
+            name="last_failure_at",
+            field=models.DateTimeField(
+                blank=True, editable=False, null=True, verbose_name="last failure at"
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='model_mapping',
-            field=models.JSONField(blank=True, default=dict, help_text='Public name → name sent upstream, e.g. {"gpt-4o": "gpt-4o-2024-08-06"}.', verbose_name='model mapping'),
+            model_name="channel",
+            name="model_mapping",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text='Public name → name sent upstream, e.g. {"gpt-4o": "gpt-4o-2024-08-06"}.',
+                verbose_name="model mapping",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='name',
-            field=models.CharField(max_length=100, unique=True, verbose_name='name'),
+            model_name="channel",
+            name="name",
+            field=models.CharField(max_length=100, unique=True, verbose_name="name"),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='pricing_groups',
-            field=models.ManyToManyField(blank=True, help_text='Groups whose users may be routed here; none selected = every group.', related_name='channels', to='models_catalog.pricinggroup', verbose_name='pricing groups'),
+            model_name="channel",
+            name="pricing_groups",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Groups whose users may be routed here; none selected = every group.",
+                related_name="channels",
+                to="models_catalog.pricinggroup",
+                verbose_name="pricing groups",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='priority',
-            field=models.IntegerField(default=0, help_text='Higher first; lower priorities are fallbacks.', verbose_name='priority'),
+            model_name="channel",
+            name="priority",
+            field=models.IntegerField(
+                default=0,
+                help_text="Higher first; lower priorities are fallbacks.",
+                verbose_name="priority",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='read_timeout_seconds',
-            field=models.PositiveIntegerField(default=300, help_text='Longest silence from the upstream before giving up.', verbose_name='read timeout seconds'),
+            model_name="channel",
+            name="read_timeout_seconds",
+            field=models.PositiveIntegerField(
+                default=300,
+                help_text="Longest silence from the upstream before giving up.",
+                verbose_name="read timeout seconds",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='served_models',
-            field=models.JSONField(blank=True, default=list, help_text='Public model names served, e.g. ["gpt-4o"].', verbose_name='served models'),
+            model_name="channel",
+            name="served_models",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text='Public model names served, e.g. ["gpt-4o"].',
+                verbose_name="served models",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='status',
-            field=models.CharField(choices=[('enabled', 'Enabled'), ('disabled', 'Disabled by an admin'), ('auto_disabled', 'Disabled after repeated failures')], default='enabled', max_length=16, verbose_name='status'),
+            model_name="channel",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("enabled", "Enabled"),
+                    ("disabled", "Disabled by an admin"),
+                    ("auto_disabled", "Disabled after repeated failures"),
+                ],
+                default="enabled",
+                max_length=16,
+                verbose_name="status",
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='total_failures',
-            field=models.PositiveBigIntegerField(default=0, editable=False, verbose_name='total failures'),
+            model_name="channel",
+            name="total_failures",
+            field=models.PositiveBigIntegerField(
+                default=0, editable=False, verbose_name="total failures"
+            ),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated at'),
+            model_name="channel",
+            name="updated_at",
+            field=models.DateTimeField(auto_now=True, verbose_name="updated at"),
         ),
         migrations.AlterField(
-            model_name='channel',
-            name='weight',
-            field=models.PositiveIntegerField(default=1, help_text='Share among equal priorities.', verbose_name='weight'),
+            model_name="channel",
+            name="weight",
+            field=models.PositiveIntegerField(
+                default=1, help_text="Share among equal priorities.", verbose_name="weight"
+            ),
         ),
     ]

@@ -26,6 +26,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from accounts.services import user_line_set
 from billing.services import account_credit
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel, PricingGroup, Vendor
@@ -175,6 +176,15 @@ def signed_in(transactional_db) -> tuple[str, str]:
         )
     )
     channel_create(name="mock", kind="mock", served_models=[MODEL])
+    # The default line allows 100 in flight per account: this one may have more.
+    user_line_set(
+        user=user,
+        pricing_group_id=None,
+        concurrency_limit=1000,
+        rpm_limit=None,
+        tpm_limit=None,
+        actor=None,
+    )
     _token, key = token_create(user=user, name="burst", concurrency_limit=1000)
     client = Client()
     client.force_login(user)

@@ -43,6 +43,7 @@ MODEL_TOKENS = {
     "Cached input / 1M tokens",
     "Every call's tokens, cost and IP",
     "Tokens per minute",
+    "Tokens per minute (TPM)",
     "Requests and tokens per minute",
     "First token",
     "%(tokens)s tokens of context",

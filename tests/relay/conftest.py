@@ -108,6 +108,7 @@ def relay_url(relay_server, transactional_db):
     routing_table_expire()
     relay_server.relay.tokens.clear()
     relay_server.relay.prices.clear()
+    relay_server.relay.lines.clear()
     yield f"{relay_server.url}/v1"
     routing_table_expire()
     # Settlements run after responses: let them finish while the database is open.

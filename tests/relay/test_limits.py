@@ -15,7 +15,7 @@ from django.conf import settings
 
 from accounts.models import Token
 from billing.models import Account
-from relay.limits import Limiter, LimitOutcome, rpm_key, slots_key
+from relay.limits import Limiter, LimitOutcome, Limits, account_slots_key, rpm_key, slots_key
 from tests.settings_module import settings_environment
 from tokens.services import token_create
 
@@ -192,11 +192,12 @@ def _is_up(url: str) -> bool:
 
 def test_leases_are_renewed_while_a_request_is_in_flight():
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(slots_key(987))
+    client.delete(slots_key(987), account_slots_key(987))
 
     async def scenario():
         limiter = Limiter(settings.REDIS_URL, lease_seconds=1)
-        outcome, slot = await limiter.acquire(token_id=987, concurrency_limit=1, rpm_limit=None)
+        admission = await limiter.acquire(token_id=987, user_id=987, limits=Limits(1))
+        outcome, slot = admission.outcome, admission.slot
         assert outcome is LimitOutcome.ACQUIRED
         first_end = client.zscore(slots_key(987), slot.member)
         # The renewer moves the lease's end on while the request is in flight
@@ -207,9 +208,11 @@ def test_leases_are_renewed_while_a_request_is_in_flight():
         renewed_end = client.zscore(slots_key(987), slot.member)
         # …so the slot is held when the first lease would have ended.
         held = await limiter.slots_in_use(987, now_ms=int(first_end))
-        refused, _ = await limiter.acquire(
-            token_id=987, concurrency_limit=1, rpm_limit=None, now_ms=int(first_end)
-        )
+        refused = (
+            await limiter.acquire(
+                token_id=987, user_id=987, limits=Limits(1), now_ms=int(first_end)
+            )
+        ).outcome
         await limiter.release(slot)
         after = await limiter.slots_in_use(987)
         await limiter.aclose()
@@ -226,19 +229,20 @@ def test_the_rpm_window_slides(redis_url):
     # Given a token allowed 2 requests a minute, on a clock the test sets
     url = settings.REDIS_URL if redis_url else ""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(slots_key(654), rpm_key(654))
+    client.delete(slots_key(654), rpm_key(654), account_slots_key(654))
     start = 5_000_000 * SECOND_MS
 
     async def scenario():
         limiter = Limiter(url, lease_seconds=60)
         outcomes = []
         for second in (0, 30, 59, 60, 61, 89, 90, 121):
-            outcome, slot = await limiter.acquire(
+            admission = await limiter.acquire(
                 token_id=654,
-                concurrency_limit=10,
-                rpm_limit=2,
+                user_id=654,
+                limits=Limits(10, token_rpm=2),
                 now_ms=start + second * SECOND_MS,
             )
+            outcome, slot = admission.outcome, admission.slot
             outcomes.append((second, outcome.name))
             if slot:
                 await limiter.release(slot)
@@ -269,13 +273,13 @@ def test_the_rpm_window_slides(redis_url):
 def test_without_redis_the_same_rules_hold_in_process():
     async def scenario():
         limiter = Limiter("", lease_seconds=60)
-        first, slot = await limiter.acquire(token_id=1, concurrency_limit=1, rpm_limit=None)
-        second, _ = await limiter.acquire(token_id=1, concurrency_limit=1, rpm_limit=None)
-        await limiter.release(slot)
-        third, _ = await limiter.acquire(token_id=1, concurrency_limit=1, rpm_limit=1)
-        fourth, _ = await limiter.acquire(token_id=2, concurrency_limit=5, rpm_limit=1)
-        fifth, _ = await limiter.acquire(token_id=2, concurrency_limit=5, rpm_limit=1)
-        return [first, second, third, fourth, fifth]
+        first = await limiter.acquire(token_id=1, user_id=1, limits=Limits(1))
+        second = await limiter.acquire(token_id=1, user_id=1, limits=Limits(1))
+        await limiter.release(first.slot)
+        third = await limiter.acquire(token_id=1, user_id=1, limits=Limits(1, token_rpm=1))
+        fourth = await limiter.acquire(token_id=2, user_id=2, limits=Limits(5, token_rpm=1))
+        fifth = await limiter.acquire(token_id=2, user_id=2, limits=Limits(5, token_rpm=1))
+        return [admission.outcome for admission in (first, second, third, fourth, fifth)]
 
     assert asyncio.run(scenario()) == [
         LimitOutcome.ACQUIRED,
