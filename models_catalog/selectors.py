@@ -309,8 +309,13 @@ def line_model_names(line: Line) -> list[str]:
 
 
 def default_pricing_group() -> PricingGroup:
-    """Return the default group (created by a migration, so it always exists)."""
-    return PricingGroup.objects.get(is_default=True)
+    """Return the default group. A migration creates it; should it be gone (deleted in the
+    admin, a flushed database), an unsaved ratio-1 group stands in, as the relay prices
+    and admits a caller without a group (`_NO_LINE`)."""
+    group = PricingGroup.objects.filter(is_default=True).first()
+    if group is None:
+        group = PricingGroup(name="default", display_name="Default", group_ratio=1, is_default=True)
+    return group
 
 
 def pricing_group_of(user: User | AnonymousUser) -> PricingGroup:

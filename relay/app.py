@@ -424,6 +424,20 @@ class RelayApplication:
         with self._counting_refusals(token, address, named):
             raw_body = await read_body(receive, MAX_BODY_BYTES)
             body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
+            price = await self.prices.get(
+                (model, token.pricing_group_id),
+                lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
+            )
+            if price is None:
+                raise RelayError(
+                    404,
+                    gettext_noop("The model '%(model)s' does not exist or is not available."),
+                    code="model_not_found",
+                    param="model",
+                    params={"model": model},
+                )
+            # Only a catalog model's name is kept with a refusal: any other text in "model"
+            # is the caller's, and content is never stored.
             named.append(model)
             if not token.allows_model(model):
                 raise RelayError(
@@ -446,18 +460,6 @@ class RelayApplication:
                     code="model_not_found",
                     param="model",
                     params={"model": model, "line": line.display_name},
-                )
-            price = await self.prices.get(
-                (model, token.pricing_group_id),
-                lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
-            )
-            if price is None:
-                raise RelayError(
-                    404,
-                    gettext_noop("The model '%(model)s' does not exist or is not available."),
-                    code="model_not_found",
-                    param="model",
-                    params={"model": model},
                 )
             routes = candidate_routes(
                 await routing_table(),
