@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.utils.translation import gettext_noop
+from redis.exceptions import RedisError
 
 from accounts.tokens import TokenInfo, atoken_authenticate
 from billing.grants import UsageRefused
@@ -70,7 +71,14 @@ from .http import (
     send_json,
 )
 from .ids import unique_id
-from .limits import Admission, LimitOutcome, Limits, limiter, rate_headers
+from .limits import (
+    Admission,
+    LimiterUnavailable,
+    LimitOutcome,
+    Limits,
+    limiter,
+    rate_headers,
+)
 from .memo import LOCAL_CACHE_SECONDS, LocalMemo
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
@@ -189,6 +197,12 @@ def rate_limit_error(
     )
 
 
+def busy_error() -> RelayError:
+    """Return the 503 of a shared store that did not answer in time (the database's pool,
+    Redis): nothing was forwarded or charged, and a retry a few seconds later may pass."""
+    return RelayError(503, BUSY_MESSAGE, code=BUSY_CODE, retry_after=BUSY_RETRY_AFTER_SECONDS)
+
+
 def _with_headers(send: Any, headers: list[tuple[bytes, bytes]]) -> Any:
     """Return `send` adding `headers` to the response's start."""
     if not headers:
@@ -251,14 +265,17 @@ class RelayApplication:
         except Exception as error:
             if response_started:
                 raise
-            if database_busy(error):
-                # Every connection of the pool was in use for the pool's timeout.
-                logger.warning("No database connection free in time: answered 503")
+            busy = database_busy(error)
+            if busy or isinstance(error, RedisError):
+                if busy:
+                    # Every connection of the pool was in use for the pool's timeout.
+                    logger.warning("No database connection free in time: answered 503")
+                else:
+                    # The shared cache (tokens, lines) stalled or is unreachable.
+                    logger.warning("Redis failed (%s): answered 503", type(error).__name__)
                 await send_error(
                     send,
-                    RelayError(
-                        503, BUSY_MESSAGE, code=BUSY_CODE, retry_after=BUSY_RETRY_AFTER_SECONDS
-                    ),
+                    busy_error(),
                     anthropic_format=anthropic_format,
                     language=request_language(scope["headers"]),
                 )
@@ -496,18 +513,23 @@ class RelayApplication:
                 rpm_limit=token.account_rpm_limit,
                 tpm_limit=token.account_tpm_limit,
             )
-            admission = await limiter().acquire(
-                token_id=token.id,
-                user_id=token.user_id,
-                limits=Limits(
-                    token_concurrency=token.concurrency_limit,
-                    token_rpm=token.rpm_limit,
-                    account_concurrency=account.concurrency_limit,
-                    account_rpm=account.rpm_limit,
-                    account_tpm=account.tpm_limit,
-                ),
-                tokens=prompt_tokens + completion_tokens,
-            )
+            try:
+                admission = await limiter().acquire(
+                    token_id=token.id,
+                    user_id=token.user_id,
+                    limits=Limits(
+                        token_concurrency=token.concurrency_limit,
+                        token_rpm=token.rpm_limit,
+                        account_concurrency=account.concurrency_limit,
+                        account_rpm=account.rpm_limit,
+                        account_tpm=account.tpm_limit,
+                    ),
+                    tokens=prompt_tokens + completion_tokens,
+                )
+            except LimiterUnavailable as unavailable:
+                # Limits are never skipped: without Redis nothing is admitted (README).
+                logger.warning("The limiter's Redis did not answer (%s): answered 503", unavailable)
+                raise busy_error() from None
             slot = admission.slot
             if slot is None:
                 raise rate_limit_error(

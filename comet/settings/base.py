@@ -171,6 +171,9 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "comet",
+            # A stalled Redis fails a read after 2 s (the relay answers 503) instead of
+            # holding requests until it comes back: relay/README.md.
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
         }
     }
 else:
