@@ -47,8 +47,7 @@ class Row:
     label: str
     requests: int
     errors: int
-    prompt_tokens: int
-    completion_tokens: int
+    tokens: int  # prompt and completion
     cost: int
     link: str = ""
     # Channels: attempts and failed attempts (each made the relay try the next channel).
@@ -71,18 +70,13 @@ class Row:
     def failover_percent(self) -> str:
         return f"{self.failover_rate:.1%}"
 
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 def _row(sums: dict, label: str, **extra: Any) -> Row:
     return Row(
         label=label,
         requests=sums["requests"],
         errors=sums["errors"],
-        prompt_tokens=sums["prompt_tokens"],
-        completion_tokens=sums["completion_tokens"],
+        tokens=sums["tokens"],
         cost=sums["cost"],
         **extra,
     )
@@ -119,7 +113,7 @@ def channels_panel(*, since: datetime) -> list[Row]:
     attempts = channel_attempts(since=since)
     ids = sorted(set(spend) | set(attempts))
     names = channel_names(channel_ids=[channel_id for channel_id in ids if channel_id])
-    empty = {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0}
+    empty = {"requests": 0, "errors": 0, "tokens": 0, "cost": 0}
     rows = []
     for channel_id in ids:
         if not channel_id:
@@ -201,7 +195,6 @@ def _total(days: list[Row]) -> Row:
         label="",
         requests=sum(row.requests for row in days),
         errors=sum(row.errors for row in days),
-        prompt_tokens=sum(row.prompt_tokens for row in days),
-        completion_tokens=sum(row.completion_tokens for row in days),
+        tokens=sum(row.tokens for row in days),
         cost=sum(row.cost for row in days),
     )

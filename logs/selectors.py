@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import CharField, Count, Exists, Max, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -510,8 +510,8 @@ def _platform_sums(rows: QuerySet) -> QuerySet:
     return rows.annotate(
         requests_sum=Sum("requests"),
         errors_sum=Sum("errors"),
-        prompt_tokens_sum=Sum("prompt_tokens"),
-        completion_tokens_sum=Sum("completion_tokens"),
+        # One sum for both: each sum of a bigint is a numeric aggregate, the costly part.
+        tokens_sum=Sum(F("prompt_tokens") + F("completion_tokens")),
         cost_sum=Sum("cost"),
     )
 
@@ -521,14 +521,14 @@ def _platform_row(row: dict, key: str) -> dict:
         key: row[key],
         "requests": row["requests_sum"],
         "errors": row["errors_sum"],
-        "prompt_tokens": row["prompt_tokens_sum"],
-        "completion_tokens": row["completion_tokens_sum"],
+        "tokens": row["tokens_sum"],
         "cost": row["cost_sum"],
     }
 
 
 def platform_spend_per_day(*, since: datetime) -> list[dict]:
-    """Return the platform's requests, errors, tokens and cost per day from `since`, oldest first.
+    """Return the platform's requests, errors, tokens (prompt and completion) and cost per day
+    from `since`, oldest first.
 
     One query over `PlatformDay`; days without requests are absent.
     """
@@ -576,8 +576,7 @@ def account_spend_top(*, since: datetime, limit: int = 20) -> list[dict]:
         .annotate(
             requests_sum=Sum("requests"),
             errors_sum=Sum("errors"),
-            prompt_tokens_sum=Sum("prompt_tokens"),
-            completion_tokens_sum=Sum("completion_tokens"),
+            tokens_sum=Sum(F("prompt_tokens") + F("completion_tokens")),
             cost_sum=Sum("cost"),
         )
         .order_by("-cost_sum", "user_id")[:limit]
