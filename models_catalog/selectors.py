@@ -381,3 +381,10 @@ def subscription_of(*, user: User) -> PriceChangeSubscription | None:
         .prefetch_related("vendors", "catalog_models")
         .first()
     )
+
+
+def pricing_group_names() -> tuple[dict[int, str], int | None]:
+    """Map every pricing group to its name, and say which is the default: one query."""
+    rows = list(PricingGroup.objects.values_list("pk", "name", "display_name", "is_default"))
+    default = next((row[0] for row in rows if row[3]), None)
+    return {pk: display_name or name for pk, name, display_name, _ in rows}, default

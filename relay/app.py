@@ -80,6 +80,7 @@ from .limits import (
     rate_headers,
 )
 from .memo import LOCAL_CACHE_SECONDS, LocalMemo
+from .metrics import NO_FAMILY, model_family, request_observe, upstream_error_observe
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
@@ -95,6 +96,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 COUNT_ON_THREAD_BYTES = 16 * 1024
 
 INVALID_KEY_MESSAGE = gettext_noop("Invalid API key, or the token is disabled or deleted.")
+
+# Where `_call` leaves the model family of a priced request for the request's metrics.
+FAMILY_KEY = "comet.model_family"
 
 # HTTP status of each reason the money core gives for refusing a request.
 REFUSAL_STATUS = {
@@ -241,6 +245,25 @@ class RelayApplication:
             return
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
+        status = 0
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, observed_send)
+        finally:
+            request_observe(
+                status=status,
+                family=scope.get(FAMILY_KEY, NO_FAMILY),
+                seconds=time.perf_counter() - started,
+            )
+
+    async def _serve(self, scope: Scope, receive: Any, send: Any) -> None:
         response_started = False
 
         async def tracked_send(message: Message) -> None:
@@ -453,6 +476,7 @@ class RelayApplication:
                     param="model",
                     params={"model": model},
                 )
+            scope[FAMILY_KEY] = model_family(price.model_name)
             # Only a catalog model's name is kept with a refusal: any other text in "model"
             # is the caller's, and content is never stored.
             named.append(model)
@@ -622,6 +646,8 @@ class RelayApplication:
             logger.error("Request %s held nothing when it settled: not charged", call.request_id)
 
     def _channel_failed(self, route: ChannelRoute, reason: str) -> None:
+        upstream_error_observe(channel=route.name)
+
         async def record() -> None:
             if await run_in_database_thread(
                 channel_record_failure, channel_id=route.channel_id, error=reason
