@@ -132,8 +132,11 @@ def groups_panel(*, since: datetime) -> list[Row]:
     panel = []
     for row in rows:
         group_id = row["pricing_group_id"] or default
-        label = names.get(group_id) if group_id is not None else None
-        panel.append(_row(row, label or gettext("Deleted group #%(id)s") % {"id": group_id}))
+        if group_id is None:  # the default group, whose row is gone
+            label = gettext("Default group")
+        else:
+            label = names.get(group_id) or gettext("Deleted group #%(id)s") % {"id": group_id}
+        panel.append(_row(row, label))
     return panel
 
 
