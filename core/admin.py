@@ -19,7 +19,9 @@ def usd_display(model: type[Model], field: str) -> Callable[[Model], str]:
         return "—" if value is None else format_usd_exact(value)
 
     display.__name__ = f"{field}_usd"
-    description = capfirst(str(getattr(model._meta.get_field(field), "verbose_name", field)))
+    # Lazy (capfirst keeps it so): the display is made once per admin, then read in
+    # whatever language each request speaks.
+    description = capfirst(getattr(model._meta.get_field(field), "verbose_name", field))
     return admin.display(description=description, ordering=field)(display)
 
 

@@ -366,3 +366,21 @@ def test_an_english_operator_still_reads_english(client, rows):
     change = PriceChange.objects.get()
     done = _action(client, "models_catalog_pricechange", "cancel_scheduled", [change.pk])
     assert [str(m) for m in done.context["messages"]] == ["1 scheduled change cancelled."]
+
+
+def test_a_dollars_row_speaks_each_requests_language(client, operator, rows):
+    """A dollars display is made by the first request that needs it; later requests in
+    another language still read its label in theirs (it once kept the first one's)."""
+    from billing.models import RechargeOrder
+
+    client.force_login(operator)
+    url = reverse("admin:billing_rechargeorder_change", args=[RechargeOrder.objects.get().pk])
+    operator.language = "en"
+    operator.save(update_fields=["language"])
+    english = client.get(url).content.decode()
+    operator.language = "zh-hans"
+    operator.save(update_fields=["language"])
+    chinese = client.get(url).content.decode()
+    assert "Credit:" in english
+    assert "额度：" in chinese or "额度:" in chinese
+    assert "Credit:" not in chinese
