@@ -30,11 +30,12 @@ REQUESTS = 20
 
 @pytest.fixture
 def per_call_model(default_group):
-    vendor, _created = Vendor.objects.get_or_create(name="imagevendor", display_name="Images")
+    # A chat model priced per call (an image model is called at its own endpoint).
+    vendor, _created = Vendor.objects.get_or_create(name="percallvendor", display_name="Calls")
     model = CatalogModel(
-        name="image-test",
+        name="per-call-test",
         vendor=vendor,
-        kind=CatalogModel.Kind.IMAGE,
+        kind=CatalogModel.Kind.CHAT,
         price_per_call=PRICE_PER_CALL,
     )
     catalog_entry_create(entry=model)
@@ -47,7 +48,7 @@ def test_concurrent_requests_spend_exactly_the_balance(relay_url, per_call_model
     balance = PRICE_PER_CALL * PAYS_FOR + PRICE_PER_CALL - 1
     account_credit(user_id=user.pk, amount=balance, idempotency_key="test:exact")
     _token, key = token_create(user=user, name="exact")
-    make_channel("fake", f"{fake_upstream.url}/delay-200/v1", served_models=["image-test"])
+    make_channel("fake", f"{fake_upstream.url}/delay-200/v1", served_models=["per-call-test"])
 
     # When N requests arrive at once
     async def burst():
@@ -57,7 +58,7 @@ def test_concurrent_requests_spend_exactly_the_balance(relay_url, per_call_model
                     client.post(
                         f"{relay_url}/chat/completions",
                         json={
-                            "model": "image-test",
+                            "model": "per-call-test",
                             "messages": [{"role": "user", "content": "x"}],
                         },
                         headers={"authorization": f"Bearer {key}"},
