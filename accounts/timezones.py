@@ -18,17 +18,34 @@ from accounts.models import User
 TIME_ZONE_MAX_LENGTH = 64
 
 
+# The areas of the tz database's zone names; Etc holds the fixed offsets (Etc/GMT+5).
+TIME_ZONE_AREAS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+    "Etc",
+)
+
+
 @functools.cache
 def time_zone_names() -> tuple[str, ...]:
     """Return the IANA zone names a user may choose, sorted: "Area/Location" names and UTC.
 
-    The old single-word aliases (PRC, Japan, Zulu...), `localtime` and `Factory` are left
-    out; the browser reports the same zones by their Area/Location names.
+    The tz database's old aliases (PRC, Japan, US/Eastern, Brazil/Acre...), `localtime`
+    and `Factory` are left out; browsers report the same zones by their Area/Location
+    names.
     """
     names = {
         name
         for name in zoneinfo.available_timezones()
-        if "/" in name and not name.startswith(("posix/", "right/", "SystemV/"))
+        if name.partition("/")[0] in TIME_ZONE_AREAS and "/" in name
     }
     return tuple(sorted(names | {"UTC"}))
 

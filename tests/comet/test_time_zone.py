@@ -228,6 +228,36 @@ def test_the_logs_page_shows_times_and_reads_a_typed_range_in_the_users_zone(
     assert "UTC" not in page.split('id="log-results"')[1].split('class="charts"')[0]
 
 
+def test_a_time_a_dst_change_skips_is_a_clear_filter_error(client):
+    reader = UserFactory(time_zone="America/New_York")
+    client.force_login(reader)
+
+    response = client.get(reverse("console:logs"), {"range": "custom", "start": "2026-03-08T02:30"})
+
+    assert response.status_code == 400
+    assert "couldn’t be interpreted in time zone America/New_York" in response.content.decode()
+
+
+def test_the_api_reads_a_range_in_utc_or_with_its_offset(client, shanghai_reader):
+    token = funded_user_with_token(shanghai_reader)
+    moment = (timezone.now() - timedelta(hours=3)).replace(second=0, microsecond=0)
+    settle(token, created_at=moment, request_id="one")
+    local = moment.astimezone(SHANGHAI)
+
+    def rows(start: str, end: str) -> list:
+        response = client.get(reverse("api-logs"), {"range": "custom", "start": start, "end": end})
+        assert response.status_code == 200, response.content
+        return response.json()["data"]
+
+    around = (moment - timedelta(minutes=1), moment + timedelta(minutes=1))
+    assert len(rows(*(f"{edge:%Y-%m-%dT%H:%M}" for edge in around))) == 1
+    shifted = [edge.astimezone(SHANGHAI) for edge in around]
+    assert len(rows(*(edge.isoformat() for edge in shifted))) == 1
+    # The same wall-clock times without the offset are UTC for the API: 8 hours later.
+    assert rows(*(f"{edge:%Y-%m-%dT%H:%M}" for edge in shifted)) == []
+    assert local.utcoffset() == timedelta(hours=8)
+
+
 def test_the_logs_page_says_when_retention_runs_in_the_readers_time(client, settings):
     settings.CELERY_TIMEZONE = settings.PLATFORM_TIME_ZONE = "Asia/Shanghai"
     reader = UserFactory(time_zone="Europe/London")
