@@ -13,25 +13,7 @@ from datetime import tzinfo
 from django.conf import settings
 
 from accounts.models import User
-
-# Longer than any IANA name (the longest is 32 characters); the column's length.
-TIME_ZONE_MAX_LENGTH = 64
-
-
-# The areas of the tz database's zone names; Etc holds the fixed offsets (Etc/GMT+5).
-TIME_ZONE_AREAS = (
-    "Africa",
-    "America",
-    "Antarctica",
-    "Arctic",
-    "Asia",
-    "Atlantic",
-    "Australia",
-    "Europe",
-    "Indian",
-    "Pacific",
-    "Etc",
-)
+from core.times import is_area_location_name
 
 
 @functools.cache
@@ -42,11 +24,7 @@ def time_zone_names() -> tuple[str, ...]:
     and `Factory` are left out; browsers report the same zones by their Area/Location
     names.
     """
-    names = {
-        name
-        for name in zoneinfo.available_timezones()
-        if name.partition("/")[0] in TIME_ZONE_AREAS and "/" in name
-    }
+    names = {name for name in zoneinfo.available_timezones() if is_area_location_name(name)}
     return tuple(sorted(names | {"UTC"}))
 
 

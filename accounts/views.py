@@ -21,7 +21,7 @@ from accounts.services import (
     user_set_notify_new_ip,
     user_set_time_zone,
 )
-from accounts.timezones import TIME_ZONE_MAX_LENGTH, is_time_zone
+from accounts.timezones import is_time_zone
 from core.times import zone_name
 
 
@@ -129,7 +129,7 @@ def browser_time_zone(request: ConsoleRequest) -> HttpResponse:
     name that is not a known zone.
     """
     name = request.POST.get("time_zone", "")
-    if len(name) > TIME_ZONE_MAX_LENGTH or not is_time_zone(name):
+    if not is_time_zone(name):
         return HttpResponseBadRequest(
             _("Unknown time zone."), content_type="text/plain; charset=utf-8"
         )

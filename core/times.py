@@ -6,6 +6,31 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import timezone
 
+# The areas of the tz database's zone names; Etc holds the fixed offsets (Etc/GMT+5).
+TIME_ZONE_AREAS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+    "Etc",
+)
+
+
+def is_area_location_name(name: str) -> bool:
+    """Return whether `name` reads like a current tz database zone: "Area/Location" or UTC.
+
+    Not whether the zone exists (zoneinfo says that); the old aliases (PRC, US/Eastern,
+    Brazil/Acre), `localtime` and `Factory` are not such names.
+    """
+    area, slash, location = name.partition("/")
+    return name == "UTC" or (area in TIME_ZONE_AREAS and bool(slash) and bool(location))
+
 
 def zone_name(zone: tzinfo) -> str:
     """Return the IANA name of `zone` ("Asia/Shanghai"), else its abbreviation ("UTC")."""

@@ -16,6 +16,8 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from core.times import is_area_location_name
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -269,10 +271,14 @@ USE_TZ = True
 # of the 1-5 AM maintenance window (CELERY_TIMEZONE below).
 PLATFORM_TIME_ZONE = env("PLATFORM_TIME_ZONE", default="Asia/Shanghai")
 try:
+    # One of the names a user may choose too (accounts.timezones), so the profile can show it.
+    if not is_area_location_name(PLATFORM_TIME_ZONE):
+        raise ValueError(PLATFORM_TIME_ZONE)
     ZoneInfo(PLATFORM_TIME_ZONE)
 except (ValueError, ZoneInfoNotFoundError):
     raise ImproperlyConfigured(
-        "PLATFORM_TIME_ZONE must be an IANA time zone name, e.g. Asia/Shanghai."
+        "PLATFORM_TIME_ZONE must be an IANA time zone name (Area/Location, or UTC), "
+        "e.g. Asia/Shanghai."
     ) from None
 
 # --- Static files -----------------------------------------------------------

@@ -136,7 +136,7 @@ def test_the_window_moves_with_the_setting(zone_name):
         assert moment != shanghai[name]
 
 
-@pytest.mark.parametrize("bad", ["Mars/Olympus", "", "../etc/passwd"])
+@pytest.mark.parametrize("bad", ["Mars/Olympus", "", "../etc/passwd", "PRC", "localtime"])
 def test_a_platform_zone_that_is_no_zone_refuses_to_start(bad):
     process = _settings_in_a_process(bad)
     assert process.returncode != 0
