@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -39,6 +39,7 @@ from billing.recharge import (
     codes_mint,
     order_credit,
 )
+from billing.selectors import ORDERS_NEEDING_ATTENTION
 from billing.services import LedgerError, account_adjust, account_debt_forgive
 from core.admin import DollarsAdmin
 from core.inputs import ascii_int
@@ -314,10 +315,7 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
-            return queryset.filter(
-                Q(status=RechargeOrder.Status.NEEDS_ATTENTION)
-                | Q(paid_at__isnull=False, ledger_entry__isnull=True)
-            )
+            return queryset.filter(ORDERS_NEEDING_ATTENTION)
         return queryset
 
 

@@ -1,10 +1,12 @@
 """Reads of money: account summaries, ledger pages, the books for reconcile."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Max, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from accounts.models import Token
+from billing.grants import GRANT_PREFIX
 from billing.models import (
     Account,
     LedgerEntry,
@@ -123,3 +125,83 @@ def recharge_tier_list() -> QuerySet[RechargeTier]:
 def user_discount_for(*, user_id: int) -> UserDiscount | None:
     """Return the user's own permanent discount, if one was agreed."""
     return UserDiscount.objects.filter(user_id=user_id).first()
+
+
+# An order a person should look at: flagged, or paid but not credited. The admin's
+# "needs attention" filter and the dashboard read the same.
+ORDERS_NEEDING_ATTENTION = Q(status=RechargeOrder.Status.NEEDS_ATTENTION) | Q(
+    paid_at__isnull=False, ledger_entry__isnull=True
+)
+
+
+@dataclass(frozen=True)
+class Revenue:
+    """Money in and out through recharges from a moment on (micro-USD; refunds and
+    disputes as positive amounts taken back)."""
+
+    recharges: int
+    recharge_count: int
+    refunds: int
+    refund_count: int
+    disputes: int
+    dispute_count: int
+
+    @property
+    def net(self) -> int:
+        return self.recharges - self.refunds - self.disputes
+
+
+def revenue_summary(*, since: datetime) -> Revenue:
+    """Return recharges, refunds and lost disputes from `since`: one query on the ledger."""
+    kinds = LedgerEntry.Kind
+    sums = LedgerEntry.objects.filter(
+        created_at__gte=since, kind__in=[kinds.RECHARGE, kinds.REFUND, kinds.DISPUTE]
+    ).aggregate(
+        recharges=Sum("amount", filter=Q(kind=kinds.RECHARGE), default=0),
+        recharge_count=Count("id", filter=Q(kind=kinds.RECHARGE)),
+        refunds=Sum("amount", filter=Q(kind=kinds.REFUND), default=0),
+        refund_count=Count("id", filter=Q(kind=kinds.REFUND)),
+        disputes=Sum("amount", filter=Q(kind=kinds.DISPUTE), default=0),
+        dispute_count=Count("id", filter=Q(kind=kinds.DISPUTE)),
+    )
+    return Revenue(
+        recharges=sums["recharges"],
+        recharge_count=sums["recharge_count"],
+        refunds=-sums["refunds"],
+        refund_count=sums["refund_count"],
+        disputes=-sums["disputes"],
+        dispute_count=sums["dispute_count"],
+    )
+
+
+@dataclass(frozen=True)
+class OrdersNeedingAttention:
+    oldest: list[RechargeOrder]  # with their users
+    count: int
+    # Disputed orders: their accounts stay frozen until the bank decides.
+    disputed: int
+
+
+def orders_needing_attention(*, limit: int = 20) -> OrdersNeedingAttention:
+    """Return the oldest `limit` orders needing attention, how many there are and how many
+    orders are disputed: two queries (one when none needs attention)."""
+    disputed = Q(status=RechargeOrder.Status.DISPUTED)
+    counts = RechargeOrder.objects.filter(ORDERS_NEEDING_ATTENTION | disputed).aggregate(
+        count=Count("id", filter=ORDERS_NEEDING_ATTENTION), disputed=Count("id", filter=disputed)
+    )
+    oldest: list[RechargeOrder] = []
+    if counts["count"]:
+        oldest = list(
+            RechargeOrder.objects.filter(ORDERS_NEEDING_ATTENTION)
+            .select_related("user")
+            .order_by("created_at", "id")[:limit]
+        )
+    return OrdersNeedingAttention(oldest=oldest, count=counts["count"], disputed=counts["disputed"])
+
+
+def open_grants_summary() -> tuple[int, int]:
+    """Return how many credit grants are open and the micro-USD they hold: one query."""
+    sums = Reservation.objects.filter(
+        status=Reservation.Status.OPEN, request_id__startswith=GRANT_PREFIX
+    ).aggregate(count=Count("id"), amount=Sum("amount", default=0))
+    return sums["count"], sums["amount"]

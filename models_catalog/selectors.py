@@ -28,6 +28,7 @@ CACHE_SECONDS = 300
 UNKNOWN_MODEL_CACHE_SECONDS = 30
 _UNKNOWN = "unknown"
 ENABLED_NAMES_KEY = "models_catalog:enabled_names"
+CALLABLE_NAMES_KEY = "models_catalog:callable_names"
 DEFAULT_GROUP_KEY = "models_catalog:default_group"
 
 
@@ -178,6 +179,22 @@ def enabled_model_names() -> list[str]:
             .values_list("name", flat=True)
         )
         cache.set(ENABLED_NAMES_KEY, names, CACHE_SECONDS)
+    return names
+
+
+def callable_model_names() -> list[str]:
+    """Return the names of the enabled models that can be called (`/v1/models`): every
+    one but those whose kind has no endpoint yet (`CatalogModel.COMING_SOON_KINDS`),
+    sorted, cached."""
+    names = cache.get(CALLABLE_NAMES_KEY)
+    if names is None:
+        names = list(
+            CatalogModel.objects.filter(is_enabled=True)
+            .exclude(kind__in=CatalogModel.COMING_SOON_KINDS)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+        cache.set(CALLABLE_NAMES_KEY, names, CACHE_SECONDS)
     return names
 
 
@@ -381,3 +398,10 @@ def subscription_of(*, user: User) -> PriceChangeSubscription | None:
         .prefetch_related("vendors", "catalog_models")
         .first()
     )
+
+
+def pricing_group_names() -> tuple[dict[int, str], int | None]:
+    """Map every pricing group to its name, and say which is the default: one query."""
+    rows = list(PricingGroup.objects.values_list("pk", "name", "display_name", "is_default"))
+    default = next((row[0] for row in rows if row[3]), None)
+    return {pk: display_name or name for pk, name, display_name, _ in rows}, default
