@@ -1,13 +1,15 @@
-"""What a person reads outside a page (an email) is in their language (README, "Languages")."""
+"""What a person reads outside a page (an email) is in their language (README, "Languages")
+and their time zone (README, "Time zones")."""
 
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.utils import translation
+from django.utils import timezone, translation
 
 from accounts.models import User
+from accounts.timezones import user_time_zone
 
 LANGUAGE_CODES = frozenset(code for code, _name in settings.LANGUAGES)
 
@@ -21,8 +23,9 @@ def user_language(user: User | None) -> str:
 
 @contextmanager
 def recipient_locale(user: User | None) -> Iterator[None]:
-    """Render what is sent to `user` (subject, text, HTML) in their language."""
-    with translation.override(user_language(user)):
+    """Render what is sent to `user` (subject, text, HTML) in their language, with times
+    in their time zone (templates show aware datetimes in the active zone)."""
+    with translation.override(user_language(user)), timezone.override(user_time_zone(user)):
         yield
 
 

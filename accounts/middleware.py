@@ -1,4 +1,5 @@
-"""Keep staff without a second factor out of the admin site; show users their language."""
+"""Keep staff without a second factor out of the admin site; show users their language and
+their time zone."""
 
 from collections.abc import Callable
 
@@ -8,11 +9,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 
 from accounts.locale import LANGUAGE_CODES, program_language
+from accounts.timezones import user_time_zone
 from core.api import API_PATH_PREFIXES
 
 
@@ -80,3 +82,23 @@ class UserLanguageMiddleware:
             translation.activate(user.language)
             request.LANGUAGE_CODE = translation.get_language()
         return self.get_response(request)
+
+
+class UserTimeZoneMiddleware:
+    """Show every time on a page in the reader's zone (README, "Time zones").
+
+    The zone saved on the signed-in user's profile, else PLATFORM_TIME_ZONE (signed out,
+    or before the browser's zone is stored). Templates convert aware datetimes to the
+    active zone, and forms read a typed date and time in it. The APIs (`/api/`, `/user/`)
+    answer programs in UTC, ISO 8601 with the offset, whoever asks. Runs after
+    AuthenticationMiddleware.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PATH_PREFIXES):
+            return self.get_response(request)
+        with timezone.override(user_time_zone(request.user)):
+            return self.get_response(request)

@@ -60,6 +60,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     language = models.CharField(
         _("language"), max_length=10, blank=True, choices=settings.LANGUAGES
     )
+    # The IANA time zone the user reads times in (accounts.timezones). Empty until chosen
+    # or until the browser's is sent once; meanwhile PLATFORM_TIME_ZONE (README, "Time zones").
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
 
     objects = UserManager()
 

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models, transaction
 
 from accounts.models import AUDIT_LABEL_LENGTH, AuditEvent, Token, User
+from accounts.timezones import is_time_zone
 from accounts.tokens import token_cache_invalidate
 
 
@@ -46,7 +47,7 @@ def audit_record(
 
 # A user save that changes only these fields cannot change what a token allows.
 _FIELDS_TOKENS_IGNORE = frozenset(
-    {"last_login", "password", "display_name", "notify_new_ip", "language"}
+    {"last_login", "password", "display_name", "notify_new_ip", "language", "time_zone"}
 )
 
 
@@ -81,6 +82,35 @@ def user_set_language(*, user: User, language: str) -> User:
         user.language = language
         user.save(update_fields=["language"])
     return user
+
+
+def user_set_time_zone(*, user: User, time_zone: str) -> User:
+    """Save the IANA time zone the user reads times in (the profile's choice).
+
+    Raises ValueError for a name that is not one of `accounts.timezones.time_zone_names()`.
+    """
+    if not is_time_zone(time_zone):
+        raise ValueError("unknown time zone")
+    if user.time_zone != time_zone:
+        user.time_zone = time_zone
+        user.save(update_fields=["time_zone"])
+    return user
+
+
+def user_set_browser_time_zone(*, user: User, time_zone: str) -> bool:
+    """Store the zone the user's browser reports, if the user has none yet; return whether
+    it was stored.
+
+    One conditional UPDATE: a zone chosen on the profile (even in another tab, meanwhile)
+    is never overwritten, and a second report changes nothing. Raises ValueError for a
+    name that is not a known zone.
+    """
+    if not is_time_zone(time_zone):
+        raise ValueError("unknown time zone")
+    stored = User.objects.filter(pk=user.pk, time_zone="").update(time_zone=time_zone)
+    if stored:
+        user.time_zone = time_zone
+    return bool(stored)
 
 
 # What an admin grants an account: its line and its own limits (None: the line's).

@@ -6,21 +6,37 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views import i18n
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.forms import TimeZoneForm
 from accounts.http import ConsoleRequest
 from accounts.models import User
 from accounts.selectors import token_events_recent
-from accounts.services import user_set_language, user_set_notify_new_ip
+from accounts.services import (
+    user_set_browser_time_zone,
+    user_set_language,
+    user_set_notify_new_ip,
+    user_set_time_zone,
+)
+from accounts.timezones import is_time_zone
+from core.times import zone_name
 
 
-def _profile_context(request: ConsoleRequest) -> dict[str, Any]:
+def _profile_context(
+    request: ConsoleRequest, time_zone_form: TimeZoneForm | None = None
+) -> dict[str, Any]:
+    if time_zone_form is None:
+        # The zone in use: saved, else the platform's (what the middleware activated).
+        current = zone_name(timezone.get_current_timezone())
+        time_zone_form = TimeZoneForm(initial={"time_zone": current})
     return {
         "mfa_enabled": is_mfa_enabled(request.user),
         "token_events": token_events_recent(user_id=request.user.pk),
+        "time_zone_form": time_zone_form,
+        "platform_time_zone": settings.PLATFORM_TIME_ZONE,
     }
 
 
@@ -90,3 +106,32 @@ def language(request: ConsoleRequest) -> HttpResponse:
         translation.activate(choice)  # the confirmation is in the language just chosen
     messages.success(request, _("Language saved."))
     return response
+
+
+@login_required
+@require_POST
+def time_zone(request: ConsoleRequest) -> HttpResponse:
+    """Save the zone the user reads times in; a value not in the list is a form error (400)."""
+    form = TimeZoneForm(request.POST)
+    if not form.is_valid():
+        return render(request, "accounts/profile.html", _profile_context(request, form), status=400)
+    user_set_time_zone(user=request.user, time_zone=form.cleaned_data["time_zone"])
+    messages.success(request, _("Time zone saved."))
+    return redirect("accounts:profile")
+
+
+@login_required
+@require_POST
+def browser_time_zone(request: ConsoleRequest) -> HttpResponse:
+    """Store the zone the browser reports (js/timezone.js) while the user has none saved.
+
+    Answers 204 whether or not it was stored (a zone already saved is kept), and 400 to a
+    name that is not a known zone.
+    """
+    name = request.POST.get("time_zone", "")
+    if not is_time_zone(name):
+        return HttpResponseBadRequest(
+            _("Unknown time zone."), content_type="text/plain; charset=utf-8"
+        )
+    user_set_browser_time_zone(user=request.user, time_zone=name)
+    return HttpResponse(status=204)

@@ -439,7 +439,7 @@ class MintCodesForm(forms.Form):
     expires_at = forms.DateTimeField(
         label=gettext_lazy("Expires at"),
         required=False,
-        help_text=gettext_lazy("Optional, UTC, e.g. 2027-01-31 23:59."),
+        help_text=gettext_lazy("Optional, in your time zone, e.g. 2027-01-31 23:59."),
     )
 
 

@@ -162,5 +162,5 @@ def account_debt_email_task(account_id: int) -> None:
 @shared_task
 def log_retention_task() -> int:
     """Fold old request costs into the ledger, then delete request log rows past
-    LOG_RETENTION_DAYS (beat, 03:30); return the rows deleted."""
+    LOG_RETENTION_DAYS (beat, 03:30 in PLATFORM_TIME_ZONE); return the rows deleted."""
     return log_retention_run().deleted_rows

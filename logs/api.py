@@ -27,8 +27,15 @@ FILTER_PARAMETERS = [
         enum=["1h", "24h", "7d", "30d", "custom"],
         description="A preset time range ending now (default 24h), or custom with start/end.",
     ),
-    OpenApiParameter("start", str, description="Custom range start, UTC: 2026-12-01T14:30."),
-    OpenApiParameter("end", str, description="Custom range end, UTC (default: now)."),
+    OpenApiParameter(
+        "start",
+        str,
+        description="Custom range start: UTC (2026-12-01T14:30), or with its offset "
+        "(2026-12-01T22:30+08:00, the `+` written %2B).",
+    ),
+    OpenApiParameter(
+        "end", str, description="Custom range end, UTC or with its offset (default: now)."
+    ),
     OpenApiParameter("token", int, description="One of your token ids."),
     OpenApiParameter("model", str, description="Exact model name."),
     OpenApiParameter("ip", str, description="Client IP address (IPv4 or IPv6)."),

@@ -2,6 +2,7 @@
 
 import csv
 from collections.abc import Iterator
+from datetime import UTC, tzinfo
 
 from core.money import micro_to_usd
 from logs.forms import Cursor, LogFilters
@@ -55,9 +56,13 @@ def _safe(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
 
 
-def csv_lines(*, filters: LogFilters, chunk_size: int = CHUNK_SIZE) -> Iterator[str]:
+def csv_lines(
+    *, filters: LogFilters, zone: tzinfo = UTC, chunk_size: int = CHUNK_SIZE
+) -> Iterator[str]:
     """Yield the CSV of every row matching `filters`, newest first, one line at a time.
 
+    Times are ISO 8601 in `zone` with their offset (2026-12-06T09:30:00.123456+08:00):
+    a spreadsheet or a program reads the same moment whatever zone it assumes.
     Each chunk is its own keyset query after the last row of the previous one, so
     no query stays open between chunks and memory holds one chunk at most.
     """
@@ -92,7 +97,7 @@ def csv_lines(*, filters: LogFilters, chunk_size: int = CHUNK_SIZE) -> Iterator[
             ) = row
             yield writer.writerow(
                 [
-                    created_at.isoformat(),
+                    created_at.astimezone(zone).isoformat(),
                     request_id,
                     _safe(token_name),
                     _safe(model),

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Token
 from core.inputs import ascii_int
+from core.times import format_in_zone, zone_name
 
 RANGE_PRESETS = {
     "1h": timedelta(hours=1),
@@ -83,14 +84,14 @@ class LogFilterForm(forms.Form):
     start = forms.DateTimeField(
         required=False,
         input_formats=DATETIME_FORMATS,
-        label=_("From (UTC)"),
+        label=_("From"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         error_messages={"invalid": _("Enter the start as a date and time, like 2026-12-01T14:30.")},
     )
     end = forms.DateTimeField(
         required=False,
         input_formats=DATETIME_FORMATS,
-        label=_("To (UTC)"),
+        label=_("To"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         error_messages={"invalid": _("Enter the end as a date and time, like 2026-12-01T15:30.")},
     )
@@ -108,6 +109,11 @@ class LogFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user_id = user_id
         self.now = timezone.now()
+        # A date and time typed here is read in the active zone: the reader's on a page
+        # (accounts.middleware.UserTimeZoneMiddleware), UTC for the API. Each label names it.
+        zone = zone_name(timezone.get_current_timezone())
+        self.fields["start"].label = gettext("From (%(zone)s)") % {"zone": zone}
+        self.fields["end"].label = gettext("To (%(zone)s)") % {"zone": zone}
         self.token_ids: set[int] = set()
         if user_id is not None:
             tokens = list(
@@ -185,8 +191,8 @@ class LogFilterForm(forms.Form):
             oldest = self.now - retention
             if start < oldest - timedelta(minutes=1):
                 raise forms.ValidationError(
-                    gettext("Logs are kept for %(days)s days: choose a start after %(oldest)s UTC.")
-                    % {"days": settings.LOG_RETENTION_DAYS, "oldest": f"{oldest:%Y-%m-%d %H:%M}"}
+                    gettext("Logs are kept for %(days)s days: choose a start after %(oldest)s.")
+                    % {"days": settings.LOG_RETENTION_DAYS, "oldest": format_in_zone(oldest)}
                 )
             if end > self.now + timedelta(days=1):
                 raise forms.ValidationError(gettext("The end of the range is in the future."))
@@ -223,8 +229,10 @@ class LogFilterForm(forms.Form):
 
 
 def _utc(moment: datetime) -> datetime:
+    # The form fields already read a typed time in the active zone (Django's
+    # from_current_timezone, which refuses a time a DST change skips or repeats).
     if timezone.is_naive(moment):
-        return moment.replace(tzinfo=UTC)
+        moment = timezone.make_aware(moment)
     return moment.astimezone(UTC)
 
 

@@ -235,7 +235,8 @@ class UsageHour(UsageBucket):
 
 
 class UsageDay(UsageBucket):
-    """Per-day (UTC) usage: spend by model and by token over 7 / 30 / 90 days."""
+    """Per-day (UTC) usage, kept after retention prunes the hours (the charts' local days
+    are summed from hours: logs.selectors.usage_per_local_day)."""
 
     class Meta:
         verbose_name = _("usage day")

@@ -5,13 +5,17 @@ that ends in those columns: the first and the 10,000th page cost the same, and
 nothing counts the whole range. Totals and charts read the rollup tables.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import reduce
+from operator import or_
+from typing import cast
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum, Value
-from django.db.models.functions import TruncHour
+from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
 from accounts.models import Token
@@ -108,12 +112,17 @@ def refusal_count(*, filters: LogFilters) -> int:
     return Refusal.objects.filter(id__in=ids).aggregate(total=Sum("count"))["total"] or 0
 
 
-def errors_per_hour(*, user_id: int, hours: int, now: datetime | None = None) -> dict:
+def errors_per_hour(
+    *, user_id: int, hours: int, now: datetime | None = None, zone: tzinfo | None = None
+) -> dict:
     """Return failed and refused requests per hour over the last `hours` hours.
 
     Failed: answered with an error status (the hour rollups); refused: turned away
-    before any model was asked (Refusal rows, one per token, code and second).
+    before any model was asked (Refusal rows, one per token, code and second). The hours
+    are UTC hours (the rollups'), labelled with their start in `zone` (default: the
+    active one): 05:30, 06:30... in a half-hour zone.
     """
+    zone = zone or timezone.get_current_timezone()
     now = bucket_start((now or timezone.now()).astimezone(UTC), "hour")
     since = now - timedelta(hours=hours - 1)
     failed = dict(
@@ -134,7 +143,8 @@ def errors_per_hour(*, user_id: int, hours: int, now: datetime | None = None) ->
     labels, failed_counts, refused_counts = [], [], []
     for index in range(hours):
         hour = since + timedelta(hours=index)
-        labels.append(hour.strftime("%H:00") if hours <= 24 else hour.strftime("%m-%d %H:00"))
+        local = hour.astimezone(zone)
+        labels.append(local.strftime("%H:%M") if hours <= 24 else local.strftime("%m-%d %H:%M"))
         failed_counts.append(failed.get(hour, 0))
         refused_counts.append(refused.get(hour, 0))
     return {"labels": labels, "failed": failed_counts, "refused": refused_counts}
@@ -370,8 +380,12 @@ def _raw_sums(filters: LogFilters, limit: int) -> dict:
 # --- Chart series (rollups only) ----------------------------------------------------
 
 
-def usage_per_minute(*, user_id: int, minutes: int, now: datetime | None = None) -> dict:
-    """Return requests and tokens per minute over the last `minutes` minutes."""
+def usage_per_minute(
+    *, user_id: int, minutes: int, now: datetime | None = None, zone: tzinfo | None = None
+) -> dict:
+    """Return requests and tokens per minute over the last `minutes` minutes, labelled in
+    `zone` (default: the active one)."""
+    zone = zone or timezone.get_current_timezone()
     now = bucket_start((now or timezone.now()).astimezone(UTC), "minute")
     since = now - timedelta(minutes=minutes - 1)
     rows = (
@@ -389,77 +403,169 @@ def usage_per_minute(*, user_id: int, minutes: int, now: datetime | None = None)
     for index in range(minutes):
         minute = since + timedelta(minutes=index)
         row = by_minute.get(minute)
-        labels.append(minute.strftime("%H:%M") if minutes <= 60 else minute.strftime("%d %H:%M"))
+        local = minute.astimezone(zone)
+        labels.append(local.strftime("%H:%M") if minutes <= 60 else local.strftime("%d %H:%M"))
         rpm.append(row["requests"] if row else 0)
         tpm.append((row["prompt"] + row["completion"]) if row else 0)
     return {"labels": labels, "requests": rpm, "tokens": tpm}
 
 
-def usage_by_model_per_day(*, user_id: int, days: int, now: datetime | None = None) -> dict:
-    """Return spend (micro-USD) and requests per model per UTC day over the last `days` days."""
-    today = bucket_start((now or timezone.now()).astimezone(UTC), "day")
-    since = today - timedelta(days=days - 1)
-    rows = (
-        UsageDay.objects.filter(user_id=user_id, bucket__gte=since)
-        .values("bucket", "model")
+def local_midnight(day: date, zone: tzinfo) -> datetime:
+    """Return the moment (UTC) local `day` starts in `zone`.
+
+    A midnight that a DST change skips (clocks jump from 00:00 to 01:00) is the moment of
+    the change: the first moment of that local day.
+    """
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+
+
+def _local_days(now: datetime, days: int, zone: tzinfo) -> list[tuple[date, datetime]]:
+    """Return the last `days` local days up to today in `zone`: (date, start in UTC), and
+    the end of today as a last (date, start) of tomorrow."""
+    today = now.astimezone(zone).date()
+    dates = [today - timedelta(days=days - 1 - index) for index in range(days + 1)]
+    return [(day, local_midnight(day, zone)) for day in dates]
+
+
+def usage_per_local_day(
+    *,
+    user_id: int,
+    days: int,
+    by: str,
+    now: datetime | None = None,
+    zone: tzinfo | None = None,
+) -> dict[tuple[date, object], tuple[int, int]]:
+    """Return {(local date, value of `by`): (cost, requests)} over the last `days` days of
+    `zone` (default: the active one), today included; `by` is "model" or "token_id".
+
+    A local day is summed from the hour rollups between its two midnights. Where a local
+    midnight falls inside a UTC hour (a zone at +05:30 or +05:45), that hour is summed from
+    its minute rollups instead, so each day is exact in every zone. Hour and minute rollups
+    are kept LOG_RETENTION_DAYS (logs.services.log_prune); a local day starting before
+    that reads the per-day rollup of the UTC day of the same date (an approximation, only
+    when LOG_RETENTION_DAYS is shorter than the chart). At most three queries; one for a
+    whole-hour zone within retention.
+    """
+    zone = zone or timezone.get_current_timezone()
+    now = (now or timezone.now()).astimezone(UTC)
+    bounds = _local_days(now, days, zone)
+    until = bounds[-1][1]
+    kept_since = log_retention_cutoff(now=now)
+    exact = [(day, start) for day, start in bounds[:-1] if start >= kept_since]
+    older = [day for day, start in bounds[:-1] if start < kept_since]
+    sums: dict[tuple[date, object], tuple[int, int]] = {}
+
+    def add(rows: Iterable[dict]) -> None:
+        for row in rows:
+            key = (row["day"], row[by])
+            cost, requests = sums.get(key, (0, 0))
+            sums[key] = (cost + row["cost"], requests + row["requests"])
+
+    if exact:
+        since = exact[0][1]
+        # UTC hours with a local midnight strictly inside: read from their minutes.
+        split_hours = sorted(
+            {bucket_start(start, "hour") for _day, start in bounds if start.minute or start.second}
+        )
+        hours = UsageHour.objects.filter(
+            user_id=user_id, bucket__gte=bucket_start(since, "hour"), bucket__lt=until
+        ).exclude(bucket__in=split_hours)
+        add(_per_local_day(hours, by, zone))
+        if split_hours:
+            in_split_hours = reduce(
+                or_,
+                (Q(bucket__gte=hour, bucket__lt=hour + timedelta(hours=1)) for hour in split_hours),
+            )
+            minutes = UsageMinute.objects.filter(
+                in_split_hours, user_id=user_id, bucket__gte=since, bucket__lt=until
+            )
+            add(_per_local_day(minutes, by, zone))
+    if older:
+        utc_days = UsageDay.objects.filter(
+            user_id=user_id,
+            bucket__in=[datetime.combine(day, time(), tzinfo=UTC) for day in older],
+        )
+        add(_per_local_day(utc_days, by, UTC))
+    return sums
+
+
+def _per_local_day(buckets: QuerySet, by: str, zone: tzinfo) -> QuerySet:
+    return (
+        buckets.annotate(day=TruncDate("bucket", tzinfo=zone))
+        .values("day", by)
         .annotate(cost=Sum("cost"), requests=Sum("requests"))
         .order_by()
     )
-    day_labels = [(since + timedelta(days=index)) for index in range(days)]
+
+
+def usage_by_model_per_day(
+    *, user_id: int, days: int, now: datetime | None = None, zone: tzinfo | None = None
+) -> dict:
+    """Return spend (micro-USD) and requests per model per local day of `zone` (default:
+    the active one) over the last `days` days (`usage_per_local_day`)."""
+    zone = zone or timezone.get_current_timezone()
+    now = (now or timezone.now()).astimezone(UTC)
+    day_labels = [day for day, _start in _local_days(now, days, zone)[:-1]]
     index_of = {day: index for index, day in enumerate(day_labels)}
     cost: dict[str, list[int]] = {}
     requests: dict[str, list[int]] = {}
-    for row in rows:
-        position = index_of.get(row["bucket"])
+    sums = usage_per_local_day(user_id=user_id, days=days, by="model", now=now, zone=zone)
+    for (day, model), (day_cost, day_requests) in sums.items():
+        position = index_of.get(day)
         if position is None:
             continue
-        cost.setdefault(row["model"], [0] * days)[position] += row["cost"]
-        requests.setdefault(row["model"], [0] * days)[position] += row["requests"]
+        cost.setdefault(str(model), [0] * days)[position] += day_cost
+        requests.setdefault(str(model), [0] * days)[position] += day_requests
     models = sorted(cost, key=lambda name: -sum(cost[name]))
     return {
-        "labels": [day.strftime("%Y-%m-%d") for day in day_labels],
+        "labels": [day.isoformat() for day in day_labels],
         "models": models,
         "cost": [cost[name] for name in models],
         "requests": [requests[name] for name in models],
     }
 
 
-def spend_by_token(*, user_id: int, days: int, now: datetime | None = None) -> list[dict]:
-    """Return each token's spend (micro-USD) and requests over the last `days` days."""
-    today = bucket_start((now or timezone.now()).astimezone(UTC), "day")
-    rows = list(
-        UsageDay.objects.filter(user_id=user_id, bucket__gte=today - timedelta(days=days - 1))
-        .values("token_id")
-        .annotate(cost=Sum("cost"), requests=Sum("requests"))
-        .order_by("-cost")
-    )
+def spend_by_token(
+    *, user_id: int, days: int, now: datetime | None = None, zone: tzinfo | None = None
+) -> list[dict]:
+    """Return each token's spend (micro-USD) and requests over the last `days` local days."""
+    totals: dict[int, list[int]] = {}
+    sums = usage_per_local_day(user_id=user_id, days=days, by="token_id", now=now, zone=zone)
+    for (_day, token_id), (cost, requests) in sums.items():
+        total = totals.setdefault(cast(int, token_id), [0, 0])
+        total[0] += cost
+        total[1] += requests
+    rows = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
     names = dict(
-        Token.objects.filter(pk__in=[row["token_id"] for row in rows]).values_list("id", "name")
+        Token.objects.filter(pk__in=[token_id for token_id, _ in rows]).values_list("id", "name")
     )
     return [
         {
-            "token_id": row["token_id"],
-            "name": names.get(row["token_id"])
-            or ("No token" if not row["token_id"] else f"Deleted token #{row['token_id']}"),
-            "cost": row["cost"],
-            "requests": row["requests"],
+            "token_id": token_id,
+            "name": names.get(token_id)
+            or ("No token" if not token_id else f"Deleted token #{token_id}"),
+            "cost": cost,
+            "requests": requests,
         }
-        for row in rows
+        for token_id, (cost, requests) in rows
     ]
 
 
 @dataclass(frozen=True)
 class HomeUsage:
-    spend_today: int
+    spend_today: int  # the reader's day: since their local midnight
     requests_today: int
     rpm: int  # requests in the last whole minute
     last_7_days: dict
 
 
-def home_usage(*, user_id: int, now: datetime | None = None) -> HomeUsage:
-    """Return the console home's figures: today's spend, RPM now, the last 7 days."""
+def home_usage(
+    *, user_id: int, now: datetime | None = None, zone: tzinfo | None = None
+) -> HomeUsage:
+    """Return the console home's figures: today's spend (the local day of `zone`, default
+    the active one), RPM now, the last 7 local days."""
     now = (now or timezone.now()).astimezone(UTC)
-    week = usage_by_model_per_day(user_id=user_id, days=7, now=now)
+    week = usage_by_model_per_day(user_id=user_id, days=7, now=now, zone=zone)
     per_day = [sum(values) for values in zip(*week["cost"], strict=True)] or [0] * 7
     requests_per_day = [sum(values) for values in zip(*week["requests"], strict=True)] or [0] * 7
     last_minute = bucket_start(now, "minute") - timedelta(minutes=1)

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 from accounts.http import ConsoleRequest
 from core.inputs import ascii_int
 from core.money import micro_to_json
+from core.times import next_daily_run
 from logs import selectors
 from logs.breakdown import cost_breakdown
 from logs.export import csv_lines
@@ -55,6 +56,9 @@ def logs_page(request: ConsoleRequest) -> HttpResponse:
         "form": form,
         "query": _query_without_cursor(request),
         "retention_days": settings.LOG_RETENTION_DAYS,
+        # Retention runs in the platform's maintenance window; the page says when in the
+        # reader's zone (the template shows it in the active one).
+        "retention_at": next_daily_run("logs-retention"),
     }
     status = 200
     results = "logs/_results.html"
@@ -103,9 +107,12 @@ def logs_csv(request: ConsoleRequest) -> HttpResponse | StreamingHttpResponse:
 
 
 def csv_response(filters: LogFilters) -> StreamingHttpResponse:
-    """Return a streamed CSV download of the rows matching `filters`."""
-    response = StreamingHttpResponse(csv_lines(filters=filters), content_type="text/csv")
-    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    """Return a streamed CSV download of the rows matching `filters`, times in the active
+    zone (the reader's; UTC from the API) with their offsets."""
+    # The zone is taken now: the rows are written after the view (and its zone) returned.
+    zone = timezone.get_current_timezone()
+    response = StreamingHttpResponse(csv_lines(filters=filters, zone=zone), content_type="text/csv")
+    stamp = timezone.localtime(timezone.now(), zone).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="request-logs-{stamp}.csv"'
     response["Cache-Control"] = "no-store"
     return response

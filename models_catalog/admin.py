@@ -56,7 +56,8 @@ class PriceEditForm(forms.ModelForm):
         widget=AdminSplitDateTime,
         label=_("Price change takes effect"),
         help_text=_(
-            "Empty = now. A later time (UTC) schedules the change; subscribers are emailed "
+            "Empty = now. A later time (in your time zone) schedules the change; subscribers "
+            "are emailed "
             "and it is announced before it applies."
         ),
     )

@@ -18,7 +18,7 @@ import logging
 import smtplib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
@@ -33,7 +33,9 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext, ngettext
 
 from accounts.locale import user_language
+from accounts.timezones import platform_time_zone, user_time_zone
 from core.links import public_url
+from core.times import format_in_zone, zone_name
 
 from .display import change_lines
 from .models import (
@@ -97,8 +99,9 @@ def batch_announcement_text(*, batch: PriceChangeBatch) -> tuple[str, str]:
     title = "Price adjustment: " + ", ".join(names[:3]) + (" and more" if len(names) > 3 else "")
     lines = ["Prices for the default group (other groups pay their multiplier on top).", ""]
     for change in changes:
+        # Stored text, read by everyone: the platform's time, naming its zone.
         when = (
-            f" — takes effect {change.effective_at:%Y-%m-%d %H:%M} UTC"
+            f" — takes effect {format_in_zone(change.effective_at, platform_time_zone())}"
             if change.status == PriceChange.Status.SCHEDULED
             else ""
         )
@@ -235,10 +238,12 @@ def _target_name(change: PriceChange) -> str:
     return gettext("group %(name)s") % {"name": change.pricing_group.name}  # type: ignore[union-attr]
 
 
-def render_changes(changes: list[PriceChange], language: str = "en") -> RenderedChanges:
-    """Return an email's subject and bodies for a list of changes in `language`, without
-    the personal link."""
-    with translation.override(language):
+def render_changes(
+    changes: list[PriceChange], language: str = "en", zone: tzinfo | None = None
+) -> RenderedChanges:
+    """Return an email's subject and bodies for a list of changes in `language`, times in
+    `zone` (default: the platform's), without the personal link."""
+    with translation.override(language), timezone.override(zone or platform_time_zone()):
         context = {
             "changes": [(change, _target_name(change), change_lines(change)) for change in changes],
             "unsubscribe_url": _LINK_PLACEHOLDER,
@@ -264,7 +269,9 @@ def build_message(
     rendered: RenderedChanges | None = None,
 ) -> EmailMultiAlternatives:
     """Return the HTML + text email listing a subscriber's changes, in their language."""
-    rendered = rendered or render_changes(changes, user_language(subscription.user))
+    rendered = rendered or render_changes(
+        changes, user_language(subscription.user), user_time_zone(subscription.user)
+    )
     unsubscribe = unsubscribe_url(subscription.pk)
     message = EmailMultiAlternatives(
         subject=rendered.subject,
@@ -314,8 +321,8 @@ def price_change_emails_send(*, email_ids: Iterable[int], now: datetime | None =
         PricingGroup.objects.filter(is_default=True).values_list("pk", flat=True).first()
     )
     changes_by_batch: dict[int, list[PriceChange]] = {}
-    # Rendered once per language and set of changes, not once per subscriber.
-    rendered: dict[tuple[str, tuple[int, ...]], RenderedChanges] = {}
+    # Rendered once per language, time zone and set of changes, not once per subscriber.
+    rendered: dict[tuple[str, str, tuple[int, ...]], RenderedChanges] = {}
     sent = 0
     connection = get_connection()
     try:
@@ -337,9 +344,10 @@ def price_change_emails_send(*, email_ids: Iterable[int], now: datetime | None =
                 )
                 continue
             language = user_language(subscription.user)
-            key = (language, tuple(change.pk for change in chosen))
+            zone = user_time_zone(subscription.user)
+            key = (language, zone_name(zone), tuple(change.pk for change in chosen))
             if key not in rendered:
-                rendered[key] = render_changes(chosen, language)
+                rendered[key] = render_changes(chosen, language, zone)
             build_message(
                 subscription=subscription,
                 changes=chosen,

@@ -8,6 +8,8 @@ from django.db.models import Q
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from core.times import format_in_zone
+
 
 def RatioField(**options: Any) -> models.DecimalField:
     """Return a ratio field: an exact decimal with 6 places, as one-api's tables have."""
@@ -376,7 +378,9 @@ class PriceChange(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.target_name}: {self.get_status_display()} {self.effective_at:%Y-%m-%d %H:%M}"
+        # In the reader's zone (the admin's), naming it.
+        when = format_in_zone(self.effective_at)
+        return f"{self.target_name}: {self.get_status_display()} {when}"
 
     @property
     def target_name(self) -> str:

@@ -10,9 +10,13 @@ change only what differs for them.
 
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from core.times import is_area_location_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -76,6 +80,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # A signed-in user's saved language beats the cookie and Accept-Language.
     "accounts.middleware.UserLanguageMiddleware",
+    # The reader's time zone: saved on the profile, else PLATFORM_TIME_ZONE (README, "Time zones").
+    "accounts.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -258,9 +264,25 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 # The Chinese catalog and the glossary it follows live here (locale/GLOSSARY.md).
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Times are stored, and the APIs answer, in UTC; people read them in their own zone
+# (accounts.middleware.UserTimeZoneMiddleware, README "Time zones").
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The platform's own time zone (an IANA name): the times of signed-out pages and of users
+# who have not chosen a zone (their browser's is stored at their first page), and the zone
+# of the 1-5 AM maintenance window (CELERY_TIMEZONE below).
+PLATFORM_TIME_ZONE = env("PLATFORM_TIME_ZONE", default="Asia/Shanghai")
+try:
+    # One of the names a user may choose too (accounts.timezones), so the profile can show it.
+    if not is_area_location_name(PLATFORM_TIME_ZONE):
+        raise ValueError(PLATFORM_TIME_ZONE)
+    ZoneInfo(PLATFORM_TIME_ZONE)
+except (ValueError, ZoneInfoNotFoundError):
+    raise ImproperlyConfigured(
+        "PLATFORM_TIME_ZONE must be an IANA time zone name (Area/Location, or UTC), "
+        "e.g. Asia/Shanghai."
+    ) from None
 
 # --- Static files -----------------------------------------------------------
 
@@ -351,11 +373,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_TIMEZONE = TIME_ZONE
+# Beat reads every crontab below in the platform's zone: the daily maintenance jobs run in
+# its 1-5 AM window (tests/comet/test_maintenance_schedule.py). Interval schedules (every
+# 30 s, 60 s, 300 s) do not depend on it; the broker's times stay UTC (enable_utc).
+CELERY_TIMEZONE = PLATFORM_TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "clear-expired-sessions": {
         "task": "comet.tasks.clear_expired_sessions_task",
-        # In the 1-5 AM maintenance window the help pages announce.
+        # 03:10 in PLATFORM_TIME_ZONE: in the 1-5 AM maintenance window.
         "schedule": crontab(hour=3, minute=10),
         "options": {"expires": 60 * 60},
     },
@@ -406,7 +431,8 @@ CELERY_BEAT_SCHEDULE["billing-sweep-recharge-orders"] = {
 LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE["logs-retention"] = {
     "task": "billing.tasks.log_retention_task",
-    # In the 1-5 AM maintenance window.
+    # 03:30 in PLATFORM_TIME_ZONE: in the 1-5 AM maintenance window (the Logs page says
+    # when that is in the reader's own zone).
     "schedule": crontab(hour=3, minute=30),
     "options": {"expires": 60 * 60},
 }

@@ -99,6 +99,10 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019.-]*[A-Za-z]")  # one letter alone is
 _NOT_PROSE = re.compile(
     r"https?://\S+|\"\w+\":\s*\w+|\bx-[\w-]+|[\w.+-]+@[\w-]+\.[\w.]+|sk-[\w-]+|\b[\w-]+\.(?:json|csv|atom|svg|py)\b"
     r"|/[\w/.{}-]+|\b\w+_\w+\b|\$[\d,.]+|\d[\d,.:]*"
+    # IANA time zone names (Asia/Shanghai, America/Argentina/Buenos_Aires, UTC): names, like
+    # a model's, shown as they are in every language (the profile's list, "(Asia/Shanghai)").
+    r"|\b(?:Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)"
+    r"/[\w/+-]+"
 )
 
 

@@ -63,10 +63,11 @@ MODEL_TOKENS = {
     "times that. Per call: micro-USD (1 USD = 1,000,000).",
     "%(target)s: a model is priced either per token (model ratio) or per call, not both and "
     "not neither.",
-    "%(start)s – %(end)s UTC · %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
-    "completion tokens · %(cost)s.",
-    "%(start)s – %(end)s UTC · ≥ %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
-    "completion tokens · %(cost)s (the newest %(requests)s matching requests only).",
+    "%(start)s – %(end)s (%(zone)s) · %(requests)s requests · %(prompt)s prompt + "  # noqa: RUF001
+    "%(completion)s completion tokens · %(cost)s.",
+    "%(start)s – %(end)s (%(zone)s) · ≥ %(requests)s requests · %(prompt)s prompt + "  # noqa: RUF001
+    "%(completion)s completion tokens · %(cost)s (the newest %(requests)s matching requests "
+    "only).",
     "Prices are USD per 1M tokens (or per call) for the default group.",
     # A line's TPM limit and the relay's refusals of it.
     "tokens per minute",

@@ -3,8 +3,10 @@
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -342,7 +344,9 @@ def test_the_home_shows_todays_spend_and_rpm(user, user_client, monkeypatch):
     page = response.content.decode()
     usage = response.context["usage"]
     assert usage.rpm == 3
-    if last_minute.date() == now.date():
+    # "Today" is the reader's day (no zone chosen: the platform's).
+    zone = ZoneInfo(settings.PLATFORM_TIME_ZONE)
+    if last_minute.astimezone(zone).date() == now.astimezone(zone).date():
         assert usage.spend_today == 750_000
         assert "$0.75" in page
     assert 'data-chart-url="/logs/charts/home.json"' in page

@@ -1,7 +1,9 @@
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
@@ -213,9 +215,14 @@ def test_staff_without_the_price_permission_cannot_edit_prices(client, catalog):
     assert not PriceChange.objects.exists()
 
 
+def admin_zone() -> ZoneInfo:
+    return ZoneInfo(settings.PLATFORM_TIME_ZONE)
+
+
 def test_change_form_can_schedule_a_change_for_later(admin_client, catalog):
     model = catalog["gpt-4o"]
-    at = timezone.now() + timedelta(hours=2)
+    # Typed in the admin's zone (none chosen: the platform's).
+    at = timezone.localtime(timezone.now() + timedelta(hours=2), admin_zone())
 
     response = admin_client.post(
         change_url(model),
@@ -236,7 +243,7 @@ def test_change_form_can_schedule_a_change_for_later(admin_client, catalog):
 
 def test_change_form_refuses_a_schedule_inside_the_email_window(admin_client, catalog):
     model = catalog["gpt-4o"]
-    soon = timezone.now() + timedelta(minutes=3)
+    soon = timezone.localtime(timezone.now() + timedelta(minutes=3), admin_zone())
 
     response = admin_client.post(
         change_url(model),

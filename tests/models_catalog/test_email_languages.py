@@ -35,9 +35,9 @@ def test_one_batch_emails_an_english_and_a_chinese_subscriber_each_in_their_lang
     rendered_in = []
     render = emails.render_changes
 
-    def counting_render(changes, language="en"):
+    def counting_render(changes, language="en", zone=None):
         rendered_in.append(language)
-        return render(changes, language)
+        return render(changes, language, zone)
 
     monkeypatch.setattr(emails, "render_changes", counting_render)
 

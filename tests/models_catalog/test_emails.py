@@ -1,7 +1,9 @@
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
@@ -302,6 +304,8 @@ def test_a_scheduled_change_is_emailed_before_it_takes_effect(catalog, admin_use
 
     [message] = mail.outbox
     assert message.to == [subscriber.user.email]
-    assert f"takes effect {at:%Y-%m-%d %H:%M} UTC" in message.body
+    # In the subscriber's zone (none chosen: the platform's), named.
+    local = at.astimezone(ZoneInfo(settings.PLATFORM_TIME_ZONE))
+    assert f"takes effect {local:%Y-%m-%d %H:%M} ({settings.PLATFORM_TIME_ZONE})" in message.body
     catalog["gpt-4o"].refresh_from_db()
     assert catalog["gpt-4o"].model_ratio == Decimal("1.25")  # not yet
