@@ -445,20 +445,47 @@ def spend_by_token(*, user_id: int, days: int, now: datetime | None = None) -> l
     ]
 
 
+def spend_per_day(*, user_id: int, days: int, now: datetime | None = None) -> dict:
+    """Return spend (micro-USD) and requests per UTC day over the last `days` days,
+    today last, days without a request included (the day rollups, one query)."""
+    today = bucket_start((now or timezone.now()).astimezone(UTC), "day")
+    since = today - timedelta(days=days - 1)
+    rows = (
+        UsageDay.objects.filter(user_id=user_id, bucket__gte=since)
+        .values("bucket")
+        .annotate(cost=Sum("cost"), requests=Sum("requests"))
+        .order_by()
+    )
+    by_day = {row["bucket"]: row for row in rows}
+    day_starts = [since + timedelta(days=index) for index in range(days)]
+    return {
+        "labels": [day.strftime("%Y-%m-%d") for day in day_starts],
+        "cost": [by_day[day]["cost"] if day in by_day else 0 for day in day_starts],
+        "requests": [by_day[day]["requests"] if day in by_day else 0 for day in day_starts],
+    }
+
+
+# The console home's daily-spend line covers this many days, today included.
+HOME_SPEND_DAYS = 30
+
+
 @dataclass(frozen=True)
 class HomeUsage:
     spend_today: int
     requests_today: int
     rpm: int  # requests in the last whole minute
-    last_7_days: dict
+    spend_per_day: dict  # labels and cost of the last HOME_SPEND_DAYS days
+
+    @property
+    def spend_period(self) -> int:
+        """What the last HOME_SPEND_DAYS days cost, today included."""
+        return sum(self.spend_per_day["cost"])
 
 
 def home_usage(*, user_id: int, now: datetime | None = None) -> HomeUsage:
-    """Return the console home's figures: today's spend, RPM now, the last 7 days."""
+    """Return the console home's figures: today's spend, RPM now, spend per day."""
     now = (now or timezone.now()).astimezone(UTC)
-    week = usage_by_model_per_day(user_id=user_id, days=7, now=now)
-    per_day = [sum(values) for values in zip(*week["cost"], strict=True)] or [0] * 7
-    requests_per_day = [sum(values) for values in zip(*week["requests"], strict=True)] or [0] * 7
+    days = spend_per_day(user_id=user_id, days=HOME_SPEND_DAYS, now=now)
     last_minute = bucket_start(now, "minute") - timedelta(minutes=1)
     rpm = (
         UsageMinute.objects.filter(user_id=user_id, bucket=last_minute).aggregate(
@@ -467,10 +494,10 @@ def home_usage(*, user_id: int, now: datetime | None = None) -> HomeUsage:
         or 0
     )
     return HomeUsage(
-        spend_today=per_day[-1],
-        requests_today=requests_per_day[-1],
+        spend_today=days["cost"][-1],
+        requests_today=days["requests"][-1],
         rpm=rpm,
-        last_7_days={"labels": week["labels"], "cost": per_day},
+        spend_per_day={"labels": days["labels"], "cost": days["cost"]},
     )
 
 

@@ -347,7 +347,8 @@ def test_the_home_shows_todays_spend_and_rpm(user, user_client, monkeypatch):
         assert "$0.75" in page
     assert 'data-chart-url="/logs/charts/home.json"' in page
     chart = user_client.get(reverse("logs:chart-home")).json()
-    assert len(chart["labels"]) == 7
+    assert len(chart["labels"]) == 30
+    assert chart["kind"] == "line"
     assert round(sum(chart["datasets"][0]["data"]) * 1_000_000) == 750_000
 
 
