@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, F, IntegerField, Max, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import BigIntegerField, Count, F, Max, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -40,7 +40,8 @@ def _day_spend(**buckets: datetime) -> Coalesce:
         .annotate(total=Sum("cost"))
         .values("total")
     )
-    return Coalesce(Subquery(spend, output_field=IntegerField()), 0)
+    # A bigint: the admin's filter compares it with amounts past 2**31 micro-USD.
+    return Coalesce(Subquery(spend, output_field=BigIntegerField()), 0)
 
 
 def spend_report(*, now: datetime | None = None) -> QuerySet[SpendReport]:
@@ -65,7 +66,7 @@ def spend_report(*, now: datetime | None = None) -> QuerySet[SpendReport]:
         spend_period=_day_spend(
             bucket__gte=today - timedelta(days=SPEND_REPORT_DAYS), bucket__lt=today
         ),
-        credited_orders=Coalesce(Subquery(orders, output_field=IntegerField()), 0),
+        credited_orders=Coalesce(Subquery(orders, output_field=BigIntegerField()), 0),
         discount_percent=F("user__recharge_discount__discount_percent"),
         discount_id=F("user__recharge_discount__id"),
     )
