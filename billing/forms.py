@@ -62,7 +62,7 @@ class UsdThresholdField(forms.CharField):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.widget.attrs.setdefault("inputmode", "decimal")
 
-    def clean(self, value: object) -> int | None:  # type: ignore[override]
+    def clean(self, value: object) -> int | None:
         text = super().clean(value)
         text = text.strip().lstrip("$").replace(",", "") if text else ""
         if not text:

@@ -234,8 +234,8 @@ WITH input AS (
 ){SETTLE_CTE}
 SELECT (SELECT array_agg(id) FROM grants),
     (SELECT array_agg(user_id) FROM account WHERE balance < 0),
-    (SELECT array_agg(user_id) FROM low_balance), (SELECT array_agg(id) FROM token_low),
-    {SETTLE_SELECT}
+    (SELECT array_agg(user_id) FROM low_balance),
+    (SELECT array_agg(id) FROM token_low), {SETTLE_SELECT}
 """  # noqa: S608 (table and column names come from our models, never from input)
 
 

@@ -19,7 +19,8 @@ def usd_display(model: type[Model], field: str) -> Callable[[Model], str]:
         return "—" if value is None else format_usd_exact(value)
 
     display.__name__ = f"{field}_usd"
-    description = capfirst(str(getattr(model._meta.get_field(field), "verbose_name", field)))
+    # Lazy: the column's title is read in each request's language, not the first one's.
+    description = capfirst(getattr(model._meta.get_field(field), "verbose_name", field))
     return admin.display(description=description, ordering=field)(display)
 
 
