@@ -247,6 +247,8 @@ class AuditEvent(models.Model):
         ACCOUNT_FROZEN = "account.frozen", _("Account frozen")
         ACCOUNT_UNFROZEN = "account.unfrozen", _("Account unfrozen")
         ACCOUNT_LINE_CHANGED = "account.line_changed", _("Line or account limits changed")
+        LINE_CREATED = "line.created", _("Line created")
+        LINE_CHANGED = "line.changed", _("Line's models or default limits changed")
         CHANNEL_ENABLED = "channel.enabled", _("Channel enabled")
         CHANNEL_DISABLED = "channel.disabled", _("Channel disabled")
 

@@ -28,3 +28,8 @@ def token_events_recent(*, user_id: int, limit: int = 10) -> list[AuditEvent]:
             "-created_at", "-id"
         )[:limit]
     )
+
+
+def user_emails(*, user_ids: list[int]) -> dict[int, str]:
+    """Map each of these users that exists to its email: one query."""
+    return dict(User.objects.filter(pk__in=user_ids).values_list("pk", "email"))

@@ -41,7 +41,7 @@ from billing.recharge import (
     codes_mint,
     order_credit,
 )
-from billing.selectors import SPEND_REPORT_DAYS, spend_report
+from billing.selectors import ORDERS_NEEDING_ATTENTION, SPEND_REPORT_DAYS, spend_report
 from billing.services import LedgerError, account_adjust, account_debt_forgive
 from core.admin import DollarsAdmin
 from core.inputs import ascii_int
@@ -252,7 +252,7 @@ class DailySpendFilter(admin.SimpleListFilter):
 @admin.register(SpendReport)
 class SpendReportAdmin(ReadOnlyAdmin):
     """Accounts by daily spend and lifetime recharge, so admins can grant the permanent
-    discount of seed 000 (from the day rollups: `billing.selectors.spend_report`)."""
+    discount of seed 000 (from the account days: `billing.selectors.spend_report`)."""
 
     list_display = (
         "account_link",
@@ -401,10 +401,7 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
-            return queryset.filter(
-                Q(status=RechargeOrder.Status.NEEDS_ATTENTION)
-                | Q(paid_at__isnull=False, ledger_entry__isnull=True)
-            )
+            return queryset.filter(ORDERS_NEEDING_ATTENTION)
         return queryset
 
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils.translation import gettext_noop
 
+from billing import metrics
 from billing.grants import (
     UsageRefused,
     duplicate_refusal,
@@ -153,6 +154,8 @@ class CreditMeter:
         self._holds: dict[str, _Hold] = {}
         self._tokens: dict[int, _TokenState] = {}
         self._pending: list[Settlement] = []
+        # When the oldest request of `_pending` settled (`clock`): the writer's lag.
+        self._pending_since: float | None = None
         self._flusher: threading.Thread | None = None
         self._closed = False
         self._renewed_at = clock()
@@ -233,6 +236,8 @@ class CreditMeter:
             state = self._tokens.get(grant.token_id)
             if state is not None:
                 state.spent += cost
+            if not self._pending:
+                self._pending_since = self._clock()
             self._pending.append(
                 Settlement(
                     grant_id=grant.id, request_id=request_id, cost=cost, overrun=overrun, log=log
@@ -310,6 +315,7 @@ class CreditMeter:
                         lease_seconds=self.lease_seconds,
                         grant_id=current.id if current is not None else None,
                     )
+                metrics.grants_taken.inc()
             except UsageRefused as refusal:
                 if refusal.code != "insufficient_quota" or gave_back:
                     raise
@@ -366,6 +372,7 @@ class CreditMeter:
                 self.flush()
             except Exception:
                 # What was not written stays queued for the next round.
+                metrics.writer_failures.inc()
                 logger.exception("Writing settled requests failed; retrying")
                 time.sleep(self.flush_seconds or 0.01)
             finally:
@@ -379,7 +386,9 @@ class CreditMeter:
             now = self._clock()
             with self._lock:
                 batch = self._pending
+                since = self._pending_since
                 self._pending = []
+                self._pending_since = None
                 for grant in list(self._current.values()):
                     if now - grant.taken_at >= self.max_age:
                         self._retire(grant)
@@ -405,10 +414,15 @@ class CreditMeter:
                     # wrong): back to the front of the queue, in order, for the next
                     # round. Settled requests are only ever dropped by a dying process.
                     self._pending[:0] = batch[written:]
+                    if batch[written:]:
+                        self._pending_since = since
                     self._room.notify_all()
                 raise
             with self._lock:
                 self._room.notify_all()
+            if batch and since is not None:
+                metrics.writer_lag_seconds.observe(self._clock() - since)
+                metrics.writer_requests.inc(len(batch))
             for grant, available in unused:
                 try:
                     grant_return(grant_id=grant.id, amount=available)
@@ -417,11 +431,13 @@ class CreditMeter:
                         grant.available += available
                     raise
                 self._money_back(grant)
+                metrics.grants_returned.inc()
             for grant in returnable:
                 grant_return(grant_id=grant.id)
                 with self._lock:
                     self._grants.pop(grant.id, None)
                 self._money_back(grant)
+                metrics.grants_returned.inc()
             if live and now - self._renewed_at >= self.lease_seconds / 3:
                 grant_renew(grant_ids=live, lease_seconds=self.lease_seconds)
                 self._renewed_at = now
@@ -460,6 +476,8 @@ class CreditMeter:
             else:
                 return
         with self._lock:
+            if not self._pending:
+                self._pending_since = self._clock()
             self._pending.append(settlement)
 
     def return_all(self) -> None:

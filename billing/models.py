@@ -96,7 +96,7 @@ class SpendReport(Account):
     """Accounts by daily spend and lifetime recharge: the admin's report (read-only).
 
     A proxy of `Account` so the report is a changelist of its own (sorting, search,
-    paging); its figures come from the day rollups (`billing.selectors`).
+    paging); its figures come from the account days (`billing.selectors`).
     """
 
     class Meta:

@@ -3,11 +3,12 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import BigIntegerField, Count, F, Max, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import BigIntegerField, Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Token
+from billing.grants import GRANT_PREFIX
 from billing.models import (
     Account,
     LedgerEntry,
@@ -17,7 +18,7 @@ from billing.models import (
     SpendReport,
     UserDiscount,
 )
-from logs.models import PrunedTokenUsage, RequestLog, UsageDay
+from logs.models import AccountDay, PrunedTokenUsage, RequestLog
 from logs.rollups import bucket_start
 
 
@@ -32,9 +33,9 @@ SPEND_REPORT_DAYS = 30
 
 
 def _day_spend(**buckets: datetime) -> Coalesce:
-    """Return each account's spend (micro-USD) in these day buckets, from the day rollups."""
+    """Return each account's spend (micro-USD) in these day buckets, from the account days."""
     spend = (
-        UsageDay.objects.filter(user_id=OuterRef("user_id"), **buckets)
+        AccountDay.objects.filter(user_id=OuterRef("user_id"), **buckets)
         .order_by()
         .values("user_id")
         .annotate(total=Sum("cost"))
@@ -46,7 +47,7 @@ def _day_spend(**buckets: datetime) -> Coalesce:
 
 def spend_report(*, now: datetime | None = None) -> QuerySet[SpendReport]:
     """Return every account with its spend today, yesterday and over the last
-    SPEND_REPORT_DAYS whole days (UTC, from the day rollups), its credited recharge
+    SPEND_REPORT_DAYS whole days (UTC, from the account days), its credited recharge
     orders and its personal discount: one query for any number of accounts.
 
     `recharged` (lifetime recharge) is the account's own sum of credited top-ups, the
@@ -173,3 +174,83 @@ def recharge_tier_list() -> QuerySet[RechargeTier]:
 def user_discount_for(*, user_id: int) -> UserDiscount | None:
     """Return the user's own permanent discount, if one was agreed."""
     return UserDiscount.objects.filter(user_id=user_id).first()
+
+
+# An order a person should look at: flagged, or paid but not credited. The admin's
+# "needs attention" filter and the dashboard read the same.
+ORDERS_NEEDING_ATTENTION = Q(status=RechargeOrder.Status.NEEDS_ATTENTION) | Q(
+    paid_at__isnull=False, ledger_entry__isnull=True
+)
+
+
+@dataclass(frozen=True)
+class Revenue:
+    """Money in and out through recharges from a moment on (micro-USD; refunds and
+    disputes as positive amounts taken back)."""
+
+    recharges: int
+    recharge_count: int
+    refunds: int
+    refund_count: int
+    disputes: int
+    dispute_count: int
+
+    @property
+    def net(self) -> int:
+        return self.recharges - self.refunds - self.disputes
+
+
+def revenue_summary(*, since: datetime) -> Revenue:
+    """Return recharges, refunds and lost disputes from `since`: one query on the ledger."""
+    kinds = LedgerEntry.Kind
+    sums = LedgerEntry.objects.filter(
+        created_at__gte=since, kind__in=[kinds.RECHARGE, kinds.REFUND, kinds.DISPUTE]
+    ).aggregate(
+        recharges=Sum("amount", filter=Q(kind=kinds.RECHARGE), default=0),
+        recharge_count=Count("id", filter=Q(kind=kinds.RECHARGE)),
+        refunds=Sum("amount", filter=Q(kind=kinds.REFUND), default=0),
+        refund_count=Count("id", filter=Q(kind=kinds.REFUND)),
+        disputes=Sum("amount", filter=Q(kind=kinds.DISPUTE), default=0),
+        dispute_count=Count("id", filter=Q(kind=kinds.DISPUTE)),
+    )
+    return Revenue(
+        recharges=sums["recharges"],
+        recharge_count=sums["recharge_count"],
+        refunds=-sums["refunds"],
+        refund_count=sums["refund_count"],
+        disputes=-sums["disputes"],
+        dispute_count=sums["dispute_count"],
+    )
+
+
+@dataclass(frozen=True)
+class OrdersNeedingAttention:
+    oldest: list[RechargeOrder]  # with their users
+    count: int
+    # Disputed orders: their accounts stay frozen until the bank decides.
+    disputed: int
+
+
+def orders_needing_attention(*, limit: int = 20) -> OrdersNeedingAttention:
+    """Return the oldest `limit` orders needing attention, how many there are and how many
+    orders are disputed: two queries (one when none needs attention)."""
+    disputed = Q(status=RechargeOrder.Status.DISPUTED)
+    counts = RechargeOrder.objects.filter(ORDERS_NEEDING_ATTENTION | disputed).aggregate(
+        count=Count("id", filter=ORDERS_NEEDING_ATTENTION), disputed=Count("id", filter=disputed)
+    )
+    oldest: list[RechargeOrder] = []
+    if counts["count"]:
+        oldest = list(
+            RechargeOrder.objects.filter(ORDERS_NEEDING_ATTENTION)
+            .select_related("user")
+            .order_by("created_at", "id")[:limit]
+        )
+    return OrdersNeedingAttention(oldest=oldest, count=counts["count"], disputed=counts["disputed"])
+
+
+def open_grants_summary() -> tuple[int, int]:
+    """Return how many credit grants are open and the micro-USD they hold: one query."""
+    sums = Reservation.objects.filter(
+        status=Reservation.Status.OPEN, request_id__startswith=GRANT_PREFIX
+    ).aggregate(count=Count("id"), amount=Sum("amount", default=0))
+    return sums["count"], sums["amount"]

@@ -10,8 +10,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop
 
@@ -66,6 +66,20 @@ class CometAdminSite(admin.AdminSite):
     site_header = _("Comet administration")
     site_title = _("Comet admin")
     index_title = _("Site administration")
+    # The index links the platform dashboard (comet/dashboard.py) above the sections.
+    index_template = "admin/comet_index.html"
+
+    def get_urls(self) -> list[URLPattern | URLResolver]:
+        """Add the platform dashboard, staff only like every admin page."""
+        return [
+            path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        from comet.dashboard import dashboard
+
+        return dashboard(request, context=self.each_context(request))
 
     def get_app_list(
         self, request: HttpRequest, app_label: str | None = None

@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import views as account_views
 from announcements import views as announcement_views
 from billing import views as billing_views
-from comet import health, views
+from comet import health, metrics, views
 from logs import api as log_api
 from logs import views as log_views
 from models_catalog import views as catalog_views
@@ -48,6 +48,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     # Browsers ask for /favicon.ico on pages without an icon link (the admin's).
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/comet.svg")),
 ]

@@ -7,7 +7,9 @@ from core.money import format_usd_exact
 from logs.data import RequestLogData
 
 __all__ = [
+    "AccountDay",
     "ChannelHour",
+    "PlatformDay",
     "PrunedTokenUsage",
     "Refusal",
     "RequestLog",
@@ -328,6 +330,71 @@ class ChannelHour(models.Model):
 
     def __str__(self) -> str:
         return f"channel {self.channel_id} {self.bucket:%Y-%m-%d %H:00}"
+
+
+class PlatformDay(models.Model):
+    """Requests, errors, tokens and cost of one model on one channel for one pricing group
+    per UTC day: the operator's dashboard (spend by day, model, channel and group).
+
+    The user rollups are keyed by user first, so a platform-wide sum over them reads every
+    account's rows; this table has a few hundred rows a day in all. `channel_id` 0 is a
+    request no channel answered (every channel failed); `pricing_group_id` 0 the default
+    group (a user without one): both plain integers, like the other rollups, so deleting a
+    channel or a group changes no key. The group is the user's when the request settled.
+    Upserted in the settle statement like the other rollups; kept like the day rollups.
+    """
+
+    bucket = models.DateTimeField(_("bucket"))
+    model = models.CharField(_("model"), max_length=200)
+    channel_id = models.BigIntegerField(_("channel id"), default=0)
+    pricing_group_id = models.BigIntegerField(_("pricing group id"), default=0)
+    requests = models.BigIntegerField(_("requests"), default=0)
+    # Requests answered with a status of 400 or more (the relay's or the upstream's).
+    errors = models.BigIntegerField(_("errors"), default=0)
+    prompt_tokens = models.BigIntegerField(_("prompt tokens"), default=0)
+    completion_tokens = models.BigIntegerField(_("completion tokens"), default=0)
+    cost = models.BigIntegerField(_("cost"), default=0)
+
+    class Meta:
+        verbose_name = _("platform day")
+        verbose_name_plural = _("platform days")
+        constraints = [
+            # bucket first: every reader asks for a range of days.
+            models.UniqueConstraint(
+                fields=["bucket", "model", "channel_id", "pricing_group_id"],
+                name="logs_platformday_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d} {self.model} channel {self.channel_id}"
+
+
+class AccountDay(models.Model):
+    """Requests, errors, tokens and cost of one account per UTC day (the top accounts).
+
+    `UsageDay` has the same sums split by token, model and status code; the dashboard's
+    ranking of every account over 90 days reads this, one row per account and day.
+    Upserted in the settle statement like the other rollups; kept like the day rollups.
+    """
+
+    bucket = models.DateTimeField(_("bucket"))
+    user_id = models.BigIntegerField(_("user id"))
+    requests = models.BigIntegerField(_("requests"), default=0)
+    errors = models.BigIntegerField(_("errors"), default=0)
+    prompt_tokens = models.BigIntegerField(_("prompt tokens"), default=0)
+    completion_tokens = models.BigIntegerField(_("completion tokens"), default=0)
+    cost = models.BigIntegerField(_("cost"), default=0)
+
+    class Meta:
+        verbose_name = _("account day")
+        verbose_name_plural = _("account days")
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "user_id"], name="logs_accountday_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.bucket:%Y-%m-%d}"
 
 
 class PrunedTokenUsage(models.Model):

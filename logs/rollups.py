@@ -6,18 +6,22 @@ rollup increment commit together or not at all; its ORM path (SQLite, rare cases
 calls `rollups_record` inside its transaction. Increments are
 `INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x`: two settles of the same
 bucket serialise on that one row and neither is lost. Every statement upserts minute,
-hour, day, IP hour, token IP and channel rows in that order, each in key order, so two
-settles never wait on each other in a cycle.
+hour, day, IP hour, token IP, channel, platform day and account day rows in that order,
+each in key order, so two settles never wait on each other in a cycle.
 """
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, Min
 from django.utils import timezone
 
+from accounts.models import User
 from logs.models import (
+    AccountDay,
     ChannelHour,
+    PlatformDay,
     RequestLog,
     TokenIp,
     UsageDay,
@@ -35,6 +39,16 @@ _IP_COLUMNS = (
     "completion_tokens, cost"
 )
 _CHANNEL = ChannelHour._meta.db_table
+_USER = User._meta.db_table
+_PLATFORM = PlatformDay._meta.db_table
+_PLATFORM_KEY = "(bucket, model, channel_id, pricing_group_id)"
+_PLATFORM_COLUMNS = (
+    "bucket, model, channel_id, pricing_group_id, requests, errors, prompt_tokens, "
+    "completion_tokens, cost"
+)
+_ACCOUNT = AccountDay._meta.db_table
+_ACCOUNT_KEY = "(bucket, user_id)"
+_ACCOUNT_COLUMNS = "bucket, user_id, requests, errors, prompt_tokens, completion_tokens, cost"
 BUCKET_TABLES = {
     "minute": UsageMinute._meta.db_table,
     "hour": UsageHour._meta.db_table,
@@ -57,6 +71,32 @@ def _bucket_increment(table: str, key: str = _BUCKET_KEY) -> str:
 
 
 _IP_INCREMENT = _bucket_increment(_IP_HOUR, _IP_KEY)
+
+
+def _day_increment(table: str, key: str) -> str:
+    return f"{_bucket_increment(table, key)}, errors = {table}.errors + EXCLUDED.errors"
+
+
+_PLATFORM_INCREMENT = _day_increment(_PLATFORM, _PLATFORM_KEY)
+_ACCOUNT_INCREMENT = _day_increment(_ACCOUNT, _ACCOUNT_KEY)
+
+
+def _platform_select(source: str, where: str = "") -> str:
+    """Sum `source`'s log rows per platform day; the group is the user's (0: default)."""
+    return f"""SELECT date_trunc('day', log.created_at, 'UTC'), log.model,
+        COALESCE(log.channel_id, 0), COALESCE(u.pricing_group_id, 0), count(*),
+        count(*) FILTER (WHERE log.status_code >= 400), sum(log.prompt_tokens),
+        sum(log.completion_tokens), sum(log.cost)
+    FROM {source} log LEFT JOIN {_USER} u ON u.id = log.user_id {where}
+    GROUP BY 1, 2, 3, 4"""  # noqa: S608 (our table names)
+
+
+def _account_select(source: str, where: str = "") -> str:
+    """Sum `source`'s log rows per account day."""
+    return f"""SELECT date_trunc('day', created_at, 'UTC'), user_id, count(*),
+        count(*) FILTER (WHERE status_code >= 400), sum(prompt_tokens),
+        sum(completion_tokens), sum(cost)
+    FROM {source} {where} GROUP BY 1, 2"""  # noqa: S608 (our table names)
 
 
 def _cte_bucket(name: str, unit: str, table: str) -> str:
@@ -109,6 +149,16 @@ ip_usage AS (
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (channel_id, bucket) DO UPDATE SET
         requests = {_CHANNEL}.requests + EXCLUDED.requests
+    RETURNING 1
+), platform_usage AS (
+    INSERT INTO {_PLATFORM} ({_PLATFORM_COLUMNS})
+    {_platform_select("log")} ORDER BY 1, 2, 3, 4
+    {_PLATFORM_INCREMENT}
+    RETURNING 1
+), account_usage AS (
+    INSERT INTO {_ACCOUNT} ({_ACCOUNT_COLUMNS})
+    {_account_select("log")} ORDER BY 1, 2
+    {_ACCOUNT_INCREMENT}
     RETURNING 1
 )"""  # noqa: S608 (table names come from our models)
 
@@ -168,9 +218,28 @@ def rollups_record(*, log: RequestLog) -> bool:
         )
     if log.channel_id is not None and log.status_code < 500:
         channel_attempt_record(channel_id=log.channel_id, failed=False, at=created_at)
+    _days_record(log=log, day=bucket_start(created_at, "day"))
     if log.token_id is None:
         return False
     return _token_ip_record(log=log, token_id=log.token_id)
+
+
+def _days_record(*, log: RequestLog, day: datetime) -> None:
+    """Add one settled row to its platform day and its account day."""
+    errors = 1 if log.status_code >= 400 else 0
+    sums = [errors, log.prompt_tokens, log.completion_tokens, log.cost]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_PLATFORM} ({_PLATFORM_COLUMNS}) "  # noqa: S608
+            f"VALUES (%s, %s, %s, COALESCE((SELECT pricing_group_id FROM {_USER} "
+            f"WHERE id = %s), 0), 1, %s, %s, %s, %s) {_PLATFORM_INCREMENT}",
+            [day, log.model, log.channel_id or 0, log.user_id, *sums],
+        )
+        cursor.execute(
+            f"INSERT INTO {_ACCOUNT} ({_ACCOUNT_COLUMNS}) "  # noqa: S608
+            f"VALUES (%s, %s, 1, %s, %s, %s, %s) {_ACCOUNT_INCREMENT}",
+            [day, log.user_id, *sums],
+        )
 
 
 def _token_ip_record(*, log: RequestLog, token_id: int) -> bool:
@@ -228,10 +297,10 @@ def rollup_rebuild(*, since: datetime | None = None) -> int:
 
 
 def _rebuild_with_sql(since: datetime) -> int:
-    tables = [*BUCKET_TABLES.values(), _IP_HOUR, _TOKEN_IP, _CHANNEL]
+    tables = [*BUCKET_TABLES.values(), _IP_HOUR, _TOKEN_IP, _CHANNEL, _PLATFORM, _ACCOUNT]
     with connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
-        for table in [*BUCKET_TABLES.values(), _IP_HOUR]:
+        for table in [*BUCKET_TABLES.values(), _IP_HOUR, _PLATFORM, _ACCOUNT]:
             cursor.execute(f"DELETE FROM {table} WHERE bucket >= %s", [since])  # noqa: S608
         cursor.execute(
             f"INSERT INTO {BUCKET_TABLES['minute']} ({_BUCKET_COLUMNS}) "  # noqa: S608
@@ -279,12 +348,31 @@ def _rebuild_with_sql(since: datetime) -> int:
             f"DO UPDATE SET requests = {_CHANNEL}.requests + EXCLUDED.requests",
             [since],
         )
+        days_fill(cursor, since=since)
         cursor.execute(f"SELECT count(*) FROM {_LOG} WHERE created_at >= %s", [since])  # noqa: S608
         return cursor.fetchone()[0]
 
 
+def days_fill(cursor: Any, *, since: datetime | None = None) -> None:
+    """Sum the raw rows created at or after `since` (all of them: None) into the platform
+    and account days, which must have no rows from `since` on (PostgreSQL).
+
+    `rollup_rebuild` calls it after deleting them.
+    """
+    where = "WHERE log.created_at >= %s" if since is not None else ""
+    parameters = [since] if since is not None else []
+    cursor.execute(
+        f"INSERT INTO {_PLATFORM} ({_PLATFORM_COLUMNS}) {_platform_select(_LOG, where)}",
+        parameters,
+    )
+    cursor.execute(
+        f"INSERT INTO {_ACCOUNT} ({_ACCOUNT_COLUMNS}) {_account_select(f'{_LOG} log', where)}",
+        parameters,
+    )
+
+
 def _rebuild_with_orm(since: datetime) -> int:
-    for model in (UsageMinute, UsageHour, UsageDay, UsageIpHour):
+    for model in (UsageMinute, UsageHour, UsageDay, UsageIpHour, PlatformDay, AccountDay):
         model.objects.filter(bucket__gte=since).delete()
     ChannelHour.objects.filter(bucket__gte=since).update(requests=F("failures"))
     rows = 0

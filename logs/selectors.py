@@ -10,13 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import CharField, Count, Exists, Max, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from accounts.models import Token
 from logs.forms import Cursor, LogFilters
 from logs.models import (
+    AccountDay,
+    ChannelHour,
+    PlatformDay,
     Refusal,
     RequestLog,
     TokenIp,
@@ -516,3 +519,93 @@ def log_last_ids_before(*, cutoff: datetime) -> list[tuple[int, int]]:
         .order_by("user_id")
         .values_list("user_id", "through")
     )
+
+
+# --- the operator's dashboard: the whole platform, from the day rollups -------------
+
+# What the dashboard groups platform days by.
+PLATFORM_DIMENSIONS = ("model", "channel_id", "pricing_group_id")
+
+
+def platform_since(*, days: int, now: datetime | None = None) -> datetime:
+    """Return the start (UTC) of the first of the last `days` days, today included."""
+    today = bucket_start((now or timezone.now()).astimezone(UTC), "day")
+    return today - timedelta(days=days - 1)
+
+
+def _platform_sums(rows: QuerySet) -> QuerySet:
+    return rows.annotate(
+        requests_sum=Sum("requests"),
+        errors_sum=Sum("errors"),
+        # One sum for both: each sum of a bigint is a numeric aggregate, the costly part.
+        tokens_sum=Sum(F("prompt_tokens") + F("completion_tokens")),
+        cost_sum=Sum("cost"),
+    )
+
+
+def _platform_row(row: dict, key: str) -> dict:
+    return {
+        key: row[key],
+        "requests": row["requests_sum"],
+        "errors": row["errors_sum"],
+        "tokens": row["tokens_sum"],
+        "cost": row["cost_sum"],
+    }
+
+
+def platform_spend_per_day(*, since: datetime) -> list[dict]:
+    """Return the platform's requests, errors, tokens (prompt and completion) and cost per day
+    from `since`, oldest first.
+
+    One query over `PlatformDay`; days without requests are absent.
+    """
+    rows = _platform_sums(PlatformDay.objects.filter(bucket__gte=since).values("bucket"))
+    return [_platform_row(row, "bucket") for row in rows.order_by("bucket")]
+
+
+def platform_spend_by(*, dimension: str, since: datetime, limit: int = 20) -> list[dict]:
+    """Return the `limit` models, channels or pricing groups that cost the most from `since`.
+
+    `dimension` is one of `PLATFORM_DIMENSIONS`; ids 0 are "none" (no channel answered)
+    or the default group. One query over `PlatformDay`.
+    """
+    if dimension not in PLATFORM_DIMENSIONS:
+        raise ValueError(f"Unknown dimension {dimension!r}.")
+    rows = _platform_sums(PlatformDay.objects.filter(bucket__gte=since).values(dimension))
+    return [
+        _platform_row(row, dimension)
+        for row in rows.order_by("-cost_sum", "-requests_sum", dimension)[:limit]
+    ]
+
+
+def channel_attempts(*, since: datetime) -> dict[int, tuple[int, int]]:
+    """Map each channel to its attempts and failed attempts (each a failover) from `since`.
+
+    One query over `ChannelHour`.
+    """
+    rows = (
+        ChannelHour.objects.filter(bucket__gte=since)
+        .values("channel_id")
+        .annotate(requests_sum=Sum("requests"), failures_sum=Sum("failures"))
+        .values_list("channel_id", "requests_sum", "failures_sum")
+    )
+    return {channel_id: (requests, failures) for channel_id, requests, failures in rows}
+
+
+def account_spend_top(*, since: datetime, limit: int = 20) -> list[dict]:
+    """Return the `limit` accounts that spent the most from `since` (user ids, sums).
+
+    One query over `AccountDay`.
+    """
+    rows = (
+        AccountDay.objects.filter(bucket__gte=since)
+        .values("user_id")
+        .annotate(
+            requests_sum=Sum("requests"),
+            errors_sum=Sum("errors"),
+            tokens_sum=Sum(F("prompt_tokens") + F("completion_tokens")),
+            cost_sum=Sum("cost"),
+        )
+        .order_by("-cost_sum", "user_id")[:limit]
+    )
+    return [_platform_row(row, "user_id") for row in rows]

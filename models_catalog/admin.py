@@ -477,6 +477,13 @@ class CatalogModelAdmin(PriceEditingAdmin):
 PREVIEW_MODELS = 10
 
 
+def _audit_value(name: str, value: Any) -> Any:
+    """Return a line's field as its audit row records it: models as their sorted names."""
+    if name == "catalog_models":
+        return sorted(model.name for model in value or ())
+    return value
+
+
 @admin.register(PricingGroup)
 class PricingGroupAdmin(PriceEditingAdmin):
     form = PricingGroupForm
@@ -514,6 +521,32 @@ class PricingGroupAdmin(PriceEditingAdmin):
         readonly = super().get_readonly_fields(request, obj)
         # One default group, made by a migration: moving it is not a price edit.
         return [*readonly, "is_default"]
+
+    def save_related(
+        self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool
+    ) -> None:
+        """Save the line's models, then write the audit row of the whole edit (the admin
+        runs both in the transaction of the save): its names, models and limits. Its
+        ratio is in the price history (`services.price_change_record`)."""
+        super().save_related(request, form, formsets, change)
+        audited = [
+            name
+            for name in services.LINE_AUDITED_FIELDS
+            if name in form.fields and (not change or name in form.changed_data)
+        ]
+        changes = {
+            name: (
+                _audit_value(name, form.initial.get(name)) if change else None,
+                _audit_value(name, form.cleaned_data.get(name)),
+            )
+            for name in audited
+        }
+        services.line_edit_audit(
+            line=form.instance,
+            changes=changes,
+            created=not change,
+            actor=request.user,  # type: ignore[arg-type]
+        )
 
     @admin.display(description=_("Model ratio 1 costs"))
     def ratio_one_price(self, group: PricingGroup) -> str:

@@ -24,7 +24,11 @@ def _usd(**kwargs):
 class PricingEntrySerializer(serializers.Serializer):
     model = serializers.CharField(help_text="The model name to send as `model`.")
     vendor = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["chat", "embedding", "image", "audio", "video"])
+    kind = serializers.ChoiceField(choices=CatalogModel.Kind.values)
+    coming_soon = serializers.BooleanField(
+        help_text="True for kinds the relay cannot call yet (video and music, which need "
+        "the vendors' task APIs): listed with their prices, absent from `/v1/models`."
+    )
     context_window = serializers.IntegerField(allow_null=True)
     group = serializers.CharField(help_text="The pricing group these prices are for.")
     group_ratio = _usd()
@@ -52,6 +56,7 @@ def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
                 "model": model.name,
                 "vendor": model.vendor.name,
                 "kind": model.kind,
+                "coming_soon": model.is_coming_soon,
                 "context_window": model.context_window,
                 "group": group.name,
                 "group_ratio": group.group_ratio,

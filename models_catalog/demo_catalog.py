@@ -23,7 +23,7 @@ VENDORS = {
     "suno": "Suno",
 }
 
-CHAT, EMBEDDING, IMAGE, AUDIO, VIDEO = (kind.value for kind in CatalogModel.Kind)
+CHAT, EMBEDDING, IMAGE, AUDIO, VIDEO, MUSIC = (kind.value for kind in CatalogModel.Kind)
 
 # name, vendor, kind, context window, model ratio, completion ratio, cached ratio, per call
 MODELS: list[tuple[str, str, str, int | None, D | None, D, D | None, int | None]] = [
@@ -71,7 +71,7 @@ MODELS: list[tuple[str, str, str, int | None, D | None, D, D | None, int | None]
     ("qwen-plus", "alibaba", CHAT, 131_072, D("0.2"), D(3), None, None),
     ("llama-3.3-70b-instruct", "meta", CHAT, 131_072, D("0.3"), D("1.333333"), None, None),
     ("flux-1.1-pro", "black-forest-labs", IMAGE, None, None, D(1), None, 40_000),
-    ("suno-v4", "suno", AUDIO, None, None, D(1), None, 50_000),
+    ("suno-v4", "suno", MUSIC, None, None, D(1), None, 50_000),
 ]
 
 # Completion tokens a hold assumes when a request sets no max_tokens: a long answer, and

@@ -135,6 +135,12 @@ class CatalogModel(models.Model):
         IMAGE = "image", _("Image")
         AUDIO = "audio", _("Audio")
         VIDEO = "video", _("Video")
+        MUSIC = "music", _("Music")
+
+    # Kinds served through the vendors' asynchronous task APIs, which the relay does not
+    # offer yet: such models are neither listed in `/v1/models` nor callable, and the
+    # pricing page marks them "coming soon".
+    COMING_SOON_KINDS = frozenset({Kind.VIDEO.value, Kind.MUSIC.value})
 
     PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
 
@@ -142,7 +148,16 @@ class CatalogModel(models.Model):
     vendor = models.ForeignKey(
         Vendor, verbose_name=_("vendor"), on_delete=models.PROTECT, related_name="models"
     )
-    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.CHAT)
+    kind = models.CharField(
+        _("kind"),
+        max_length=16,
+        choices=Kind.choices,
+        default=Kind.CHAT,
+        help_text=_(
+            "What the model makes, which decides the endpoint it is called at. Video and "
+            "music models are shown as coming soon and cannot be called yet."
+        ),
+    )
     context_window = models.PositiveIntegerField(
         _("context window"),
         null=True,
@@ -218,6 +233,11 @@ class CatalogModel(models.Model):
     @property
     def is_per_call(self) -> bool:
         return self.price_per_call is not None
+
+    @property
+    def is_coming_soon(self) -> bool:
+        """Whether the model's kind needs an endpoint the relay does not offer yet."""
+        return self.kind in self.COMING_SOON_KINDS
 
 
 class PriceChangeBatch(models.Model):

@@ -28,6 +28,7 @@ CACHE_SECONDS = 300
 UNKNOWN_MODEL_CACHE_SECONDS = 30
 _UNKNOWN = "unknown"
 ENABLED_NAMES_KEY = "models_catalog:enabled_names"
+CALLABLE_NAMES_KEY = "models_catalog:callable_names"
 DEFAULT_GROUP_KEY = "models_catalog:default_group"
 
 
@@ -181,6 +182,22 @@ def enabled_model_names() -> list[str]:
     return names
 
 
+def callable_model_names() -> list[str]:
+    """Return the names of the enabled models that can be called (`/v1/models`): every
+    one but those whose kind has no endpoint yet (`CatalogModel.COMING_SOON_KINDS`),
+    sorted, cached."""
+    names = cache.get(CALLABLE_NAMES_KEY)
+    if names is None:
+        names = list(
+            CatalogModel.objects.filter(is_enabled=True)
+            .exclude(kind__in=CatalogModel.COMING_SOON_KINDS)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+        cache.set(CALLABLE_NAMES_KEY, names, CACHE_SECONDS)
+    return names
+
+
 LINE_DEFAULT_KEY = "models_catalog:line:default"
 
 
@@ -309,8 +326,13 @@ def line_model_names(line: Line) -> list[str]:
 
 
 def default_pricing_group() -> PricingGroup:
-    """Return the default group (created by a migration, so it always exists)."""
-    return PricingGroup.objects.get(is_default=True)
+    """Return the default group. A migration creates it; should it be gone (deleted in the
+    admin, a flushed database), an unsaved ratio-1 group stands in, as the relay prices
+    and admits a caller without a group (`_NO_LINE`)."""
+    group = PricingGroup.objects.filter(is_default=True).first()
+    if group is None:
+        group = PricingGroup(name="default", display_name="Default", group_ratio=1, is_default=True)
+    return group
 
 
 def pricing_group_of(user: User | AnonymousUser) -> PricingGroup:
@@ -376,3 +398,10 @@ def subscription_of(*, user: User) -> PriceChangeSubscription | None:
         .prefetch_related("vendors", "catalog_models")
         .first()
     )
+
+
+def pricing_group_names() -> tuple[dict[int, str], int | None]:
+    """Map every pricing group to its name, and say which is the default: one query."""
+    rows = list(PricingGroup.objects.values_list("pk", "name", "display_name", "is_default"))
+    default = next((row[0] for row in rows if row[3]), None)
+    return {pk: display_name or name for pk, name, display_name, _ in rows}, default

@@ -15,7 +15,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import User
+from accounts.models import AuditEvent, User
+from accounts.services import audit_record
 from core.inputs import storable_text_problem
 
 from .models import (
@@ -297,6 +298,52 @@ def price_change_batch_close(*, batch_id: int, now: datetime | None = None) -> b
             pk=batch_id, status=PriceChangeBatch.Status.OPEN, closes_at__lte=now
         ).update(status=PriceChangeBatch.Status.CLOSED, closed_at=now, updated_at=now)
     )
+
+
+# What the audit log records of an admin's edit of a line. Its `group_ratio` is recorded
+# by `price_change_record` in the price history (who, when, why, before and after).
+LINE_AUDITED_FIELDS = (
+    "name",
+    "display_name",
+    "description",
+    "allows_all_models",
+    "catalog_models",
+    "concurrency_limit",
+    "rpm_limit",
+    "tpm_limit",
+)
+
+
+def line_edit_audit(
+    *,
+    line: PricingGroup,
+    changes: dict[str, tuple[Any, Any]],
+    created: bool,
+    actor: User | None,
+) -> bool:
+    """Write the audit row of a line created or edited (its names, its models — as
+    sorted names —, its default limits), in the transaction of the edit; return whether
+    one was written.
+
+    `changes` maps a field of `LINE_AUDITED_FIELDS` to (old, new); others are ignored.
+    One row (`line.created` or `line.changed`) names each change as [old, new]; an edit
+    that changes none of them writes nothing.
+    """
+    changed = {
+        name: [old, new]
+        for name, (old, new) in changes.items()
+        if name in LINE_AUDITED_FIELDS and (created or old != new)
+    }
+    if not changed and not created:
+        return False
+    audit_record(
+        action=AuditEvent.Action.LINE_CREATED if created else AuditEvent.Action.LINE_CHANGED,
+        target=line,
+        label=line.name,
+        actor=actor,
+        detail={"changed": changed},
+    )
+    return True
 
 
 def catalog_entry_create(*, entry: CatalogModel | PricingGroup) -> None:

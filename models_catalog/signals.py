@@ -9,6 +9,7 @@ from django.dispatch import receiver
 
 from .models import CatalogModel, PricingGroup
 from .selectors import (
+    CALLABLE_NAMES_KEY,
     DEFAULT_GROUP_KEY,
     ENABLED_NAMES_KEY,
     LINE_DEFAULT_KEY,
@@ -28,7 +29,7 @@ def _forget(keys: list[str]) -> None:
 @receiver([post_save, post_delete], sender=CatalogModel)
 def forget_cached_model(sender: type, instance: CatalogModel, **kwargs: Any) -> None:
     # Names are read-only once created (see the admin), so the name is the whole key.
-    _forget([model_cache_key(instance.name), ENABLED_NAMES_KEY])
+    _forget([model_cache_key(instance.name), ENABLED_NAMES_KEY, CALLABLE_NAMES_KEY])
 
 
 @receiver([post_save, post_delete], sender=PricingGroup)

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.utils.translation import gettext_noop
+from redis.exceptions import RedisError
 
 from accounts.tokens import TokenInfo, atoken_authenticate
 from billing.grants import UsageRefused
@@ -44,15 +45,21 @@ from models_catalog.selectors import (
     account_limits,
     aline_of,
     amodel_price,
-    enabled_model_names,
+    callable_model_names,
 )
 
-from . import upstream
+from . import counting, upstream
 from .calls import (
+    ANTHROPIC_PATHS,
     CALLS,
+    COUNT_TOKENS_PATH,
+    MODELS_PATH,
     Call,
     actual_cost,
+    count_tokens_body_check,
     hold_tokens,
+    model_id_check,
+    model_kind_refusal,
     prompt_count,
     request_body_parse,
     reservation_amount,
@@ -70,8 +77,16 @@ from .http import (
     send_json,
 )
 from .ids import unique_id
-from .limits import Admission, LimitOutcome, Limits, limiter, rate_headers
+from .limits import (
+    Admission,
+    LimiterUnavailable,
+    LimitOutcome,
+    Limits,
+    limiter,
+    rate_headers,
+)
 from .memo import LOCAL_CACHE_SECONDS, LocalMemo
+from .metrics import NO_FAMILY, model_family, request_observe, upstream_error_observe
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
@@ -87,6 +102,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 COUNT_ON_THREAD_BYTES = 16 * 1024
 
 INVALID_KEY_MESSAGE = gettext_noop("Invalid API key, or the token is disabled or deleted.")
+
+# Where `_call` leaves the model family of a priced request for the request's metrics.
+FAMILY_KEY = "comet.model_family"
 
 # HTTP status of each reason the money core gives for refusing a request.
 REFUSAL_STATUS = {
@@ -189,6 +207,12 @@ def rate_limit_error(
     )
 
 
+def busy_error() -> RelayError:
+    """Return the 503 of a shared store that did not answer in time (the database's pool,
+    Redis): nothing was forwarded or charged, and a retry a few seconds later may pass."""
+    return RelayError(503, BUSY_MESSAGE, code=BUSY_CODE, retry_after=BUSY_RETRY_AFTER_SECONDS)
+
+
 def _with_headers(send: Any, headers: list[tuple[bytes, bytes]]) -> Any:
     """Return `send` adding `headers` to the response's start."""
     if not headers:
@@ -200,6 +224,22 @@ def _with_headers(send: Any, headers: list[tuple[bytes, bytes]]) -> Any:
         await send(message)
 
     return send_with_headers
+
+
+def _model_object(name: str) -> dict[str, Any]:
+    """Return a model as OpenAI's API lists it."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "comet"}
+
+
+def _json_content_type(headers: dict[bytes, bytes]) -> None:
+    """Raise 415 unless the request says its body is JSON."""
+    content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    if content_type != b"application/json":
+        raise RelayError(
+            415,
+            gettext_noop("Send the request body as JSON (Content-Type: application/json)."),
+            code="unsupported_media_type",
+        )
 
 
 class RelayApplication:
@@ -227,6 +267,25 @@ class RelayApplication:
             return
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
+        status = 0
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, observed_send)
+        finally:
+            request_observe(
+                status=status,
+                family=scope.get(FAMILY_KEY, NO_FAMILY),
+                seconds=time.perf_counter() - started,
+            )
+
+    async def _serve(self, scope: Scope, receive: Any, send: Any) -> None:
         response_started = False
 
         async def tracked_send(message: Message) -> None:
@@ -235,7 +294,7 @@ class RelayApplication:
             await send(message)
 
         # Anthropic's SDK reads errors in its own shape.
-        anthropic_format = CALLS.get(scope["path"].rstrip("/")) is upstream.MESSAGES
+        anthropic_format = scope["path"].rstrip("/") in ANTHROPIC_PATHS
         try:
             await self._route(scope, receive, tracked_send)
         except RelayError as error:
@@ -251,14 +310,17 @@ class RelayApplication:
         except Exception as error:
             if response_started:
                 raise
-            if database_busy(error):
-                # Every connection of the pool was in use for the pool's timeout.
-                logger.warning("No database connection free in time: answered 503")
+            busy = database_busy(error)
+            if busy or isinstance(error, RedisError):
+                if busy:
+                    # Every connection of the pool was in use for the pool's timeout.
+                    logger.warning("No database connection free in time: answered 503")
+                else:
+                    # The shared cache (tokens, lines) stalled or is unreachable.
+                    logger.warning("Redis failed (%s): answered 503", type(error).__name__)
                 await send_error(
                     send,
-                    RelayError(
-                        503, BUSY_MESSAGE, code=BUSY_CODE, retry_after=BUSY_RETRY_AFTER_SECONDS
-                    ),
+                    busy_error(),
                     anthropic_format=anthropic_format,
                     language=request_language(scope["headers"]),
                 )
@@ -305,12 +367,31 @@ class RelayApplication:
     async def _route(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"]
-        if path == "/v1/models":
+        if path == MODELS_PATH:
             if method != "GET":
                 raise RelayError(
                     405, gettext_noop("Use GET for /v1/models."), code="method_not_allowed"
                 )
             await self._models(scope, send)
+            return
+        if path.startswith(MODELS_PATH + "/"):
+            if method != "GET":
+                raise RelayError(
+                    405,
+                    gettext_noop("Use GET for /v1/models/{model}."),
+                    code="method_not_allowed",
+                )
+            await self._model_retrieve(scope, send, path.removeprefix(MODELS_PATH + "/"))
+            return
+        if path == COUNT_TOKENS_PATH:
+            if method != "POST":
+                raise RelayError(
+                    405,
+                    gettext_noop("Use POST for %(path)s."),
+                    code="method_not_allowed",
+                    params={"path": path},
+                )
+            await self._count_tokens(scope, receive, send)
             return
         endpoint = CALLS.get(path)
         if endpoint is None:
@@ -327,7 +408,7 @@ class RelayApplication:
                 code="method_not_allowed",
                 params={"path": path},
             )
-        await self._call(scope, receive, send, endpoint)
+        await self._call(scope, receive, send, endpoint, path)
 
     async def _authenticate(
         self, scope: Scope, headers: dict[bytes, bytes]
@@ -387,78 +468,127 @@ class RelayApplication:
         return await self.lines.get(group_id, lambda: aline_of(pricing_group_id=group_id))
 
     async def _models(self, scope: Scope, send: Any) -> None:
+        """`GET /v1/models`: the models the caller's line and token may call."""
         headers = dict(scope["headers"])
         token, _address = await self._authenticate(scope, headers)
         line = await self._line(token)
         names = [
             name
-            for name in await run_in_database_thread(enabled_model_names)
+            for name in await run_in_database_thread(callable_model_names)
             if line.allows_model(name)
         ]
         if token.allowed_models:
             names = [name for name in names if name in token.allowed_models]
-        body = {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": "comet"}
-                for name in sorted(names)
-            ],
-        }
+        body = {"object": "list", "data": [_model_object(name) for name in sorted(names)]}
         await send_json(send, 200, json.dumps(body).encode())
 
+    async def _model_retrieve(self, scope: Scope, send: Any, model: str) -> None:
+        """`GET /v1/models/{model}` (openai's `models.retrieve`): the model's object if the
+        caller may call it, else the refusal a call of it would get."""
+        headers = dict(scope["headers"])
+        token, _address = await self._authenticate(scope, headers)
+        model_id_check(model)
+        price = await self._model_price(token, model)
+        await self._usable_model(token, model, price, path=None)
+        await send_json(send, 200, json.dumps(_model_object(model)).encode())
+
+    async def _model_price(self, token: TokenInfo, model: str) -> ModelPrice:
+        """Return the model's price for the caller's group, or raise 404 for a name the
+        catalog does not have (or has disabled)."""
+        price = await self.prices.get(
+            (model, token.pricing_group_id),
+            lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
+        )
+        if price is None:
+            raise RelayError(
+                404,
+                gettext_noop("The model '%(model)s' does not exist or is not available."),
+                code="model_not_found",
+                param="model",
+                params={"model": model},
+            )
+        return price
+
+    async def _usable_model(
+        self, token: TokenInfo, model: str, price: ModelPrice, *, path: str | None
+    ) -> Line:
+        """Return the caller's line, or raise the refusal of a catalog model: outside the
+        token's allow-list (403), outside the line or of a kind without an endpoint yet
+        (404), or of a kind `path` does not serve (400)."""
+        if not token.allows_model(model):
+            raise RelayError(
+                403,
+                gettext_noop("This token may not use the model '%(model)s'."),
+                code="model_not_allowed",
+                param="model",
+                params={"model": model},
+            )
+        line = await self._line(token)
+        if not line.allows_model(model):
+            # 404 as for a model that does not exist (OpenAI's answer for a model an
+            # organisation cannot use), saying how to get it (relay/README.md).
+            raise RelayError(
+                404,
+                gettext_noop(
+                    "The model '%(model)s' is not available on your line (%(line)s). "
+                    "Contact support to have it enabled."
+                ),
+                code="model_not_found",
+                param="model",
+                params={"model": model, "line": line.display_name},
+            )
+        refusal = model_kind_refusal(model=model, kind=price.kind, path=path)
+        if refusal is not None:
+            raise refusal
+        return line
+
+    async def _count_tokens(self, scope: Scope, receive: Any, send: Any) -> None:
+        """`POST /v1/messages/count_tokens` (anthropic's `messages.count_tokens`): the
+        prompt of a Messages request counted here (`relay.counting`), not by the vendor;
+        neither billed nor counted against the limits (relay/README.md)."""
+        headers = dict(scope["headers"])
+        _json_content_type(headers)
+        token, address = await self._authenticate(scope, headers)
+        named: list[str] = []
+        with self._counting_refusals(token, address, named):
+            raw_body = await read_body(receive, MAX_BODY_BYTES)
+            body, model = request_body_parse(raw_body, has_completion=False)
+            count_tokens_body_check(body)
+            price = await self._model_price(token, model)
+            named.append(model)  # a catalog model's name, never the caller's other text
+            await self._usable_model(token, model, price, path=COUNT_TOKENS_PATH)
+        count = functools.partial(
+            counting.prompt_tokens, endpoint="messages", body=body, model=price.model_name
+        )
+        if len(raw_body) > COUNT_ON_THREAD_BYTES:
+            tokens = await asyncio.to_thread(count)
+        else:
+            tokens = count()
+        await send_json(
+            send,
+            200,
+            json.dumps({"input_tokens": tokens}).encode(),
+            [(b"x-request-id", unique_id().encode())],
+        )
+
     async def _call(
-        self, scope: Scope, receive: Any, send: Any, endpoint: upstream.Endpoint
+        self, scope: Scope, receive: Any, send: Any, endpoint: upstream.Endpoint, path: str
     ) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if content_type != b"application/json":
-            raise RelayError(
-                415,
-                gettext_noop("Send the request body as JSON (Content-Type: application/json)."),
-                code="unsupported_media_type",
-            )
+        _json_content_type(headers)
         token, address = await self._authenticate(scope, headers)
         # Refused from here on (never forwarded, nothing charged): counted for the logs.
         named: list[str] = []
         with self._counting_refusals(token, address, named):
             raw_body = await read_body(receive, MAX_BODY_BYTES)
             body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
+            price = await self._model_price(token, model)
+            scope[FAMILY_KEY] = model_family(price.model_name)
+            # Only a catalog model's name is kept with a refusal: any other text in "model"
+            # is the caller's, and content is never stored.
             named.append(model)
-            if not token.allows_model(model):
-                raise RelayError(
-                    403,
-                    gettext_noop("This token may not use the model '%(model)s'."),
-                    code="model_not_allowed",
-                    param="model",
-                    params={"model": model},
-                )
-            line = await self._line(token)
-            if not line.allows_model(model):
-                # 404 as for a model that does not exist (OpenAI's answer for a model an
-                # organisation cannot use), saying how to get it (relay/README.md).
-                raise RelayError(
-                    404,
-                    gettext_noop(
-                        "The model '%(model)s' is not available on your line (%(line)s). "
-                        "Contact support to have it enabled."
-                    ),
-                    code="model_not_found",
-                    param="model",
-                    params={"model": model, "line": line.display_name},
-                )
-            price = await self.prices.get(
-                (model, token.pricing_group_id),
-                lambda: amodel_price(model_name=model, pricing_group_id=token.pricing_group_id),
-            )
-            if price is None:
-                raise RelayError(
-                    404,
-                    gettext_noop("The model '%(model)s' does not exist or is not available."),
-                    code="model_not_found",
-                    param="model",
-                    params={"model": model},
-                )
+            line = await self._usable_model(token, model, price, path=path)
             routes = candidate_routes(
                 await routing_table(),
                 model_name=model,
@@ -494,18 +624,23 @@ class RelayApplication:
                 rpm_limit=token.account_rpm_limit,
                 tpm_limit=token.account_tpm_limit,
             )
-            admission = await limiter().acquire(
-                token_id=token.id,
-                user_id=token.user_id,
-                limits=Limits(
-                    token_concurrency=token.concurrency_limit,
-                    token_rpm=token.rpm_limit,
-                    account_concurrency=account.concurrency_limit,
-                    account_rpm=account.rpm_limit,
-                    account_tpm=account.tpm_limit,
-                ),
-                tokens=prompt_tokens + completion_tokens,
-            )
+            try:
+                admission = await limiter().acquire(
+                    token_id=token.id,
+                    user_id=token.user_id,
+                    limits=Limits(
+                        token_concurrency=token.concurrency_limit,
+                        token_rpm=token.rpm_limit,
+                        account_concurrency=account.concurrency_limit,
+                        account_rpm=account.rpm_limit,
+                        account_tpm=account.tpm_limit,
+                    ),
+                    tokens=prompt_tokens + completion_tokens,
+                )
+            except LimiterUnavailable as unavailable:
+                # Limits are never skipped: without Redis nothing is admitted (README).
+                logger.warning("The limiter's Redis did not answer (%s): answered 503", unavailable)
+                raise busy_error() from None
             slot = admission.slot
             if slot is None:
                 raise rate_limit_error(
@@ -598,6 +733,8 @@ class RelayApplication:
             logger.error("Request %s held nothing when it settled: not charged", call.request_id)
 
     def _channel_failed(self, route: ChannelRoute, reason: str) -> None:
+        upstream_error_observe(channel=route.name)
+
         async def record() -> None:
             if await run_in_database_thread(
                 channel_record_failure, channel_id=route.channel_id, error=reason

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_noop
 
 from accounts.tokens import TokenInfo
 from core.inputs import json_loads, storable_text_problem
+from models_catalog.models import CatalogModel
 from models_catalog.pricing import request_cost
 from models_catalog.selectors import ModelPrice
 
@@ -33,6 +34,47 @@ CALLS = {
     "/v1/embeddings": upstream.EMBEDDINGS,
     "/v1/messages": upstream.MESSAGES,
 }
+# Anthropic's token count of a Messages request, answered by the relay itself.
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+# Where clients expect errors in Anthropic's shape.
+ANTHROPIC_PATHS = frozenset(
+    {*(path for path, endpoint in CALLS.items() if endpoint.anthropic_format), COUNT_TOKENS_PATH}
+)
+MODELS_PATH = "/v1/models"
+
+# A model whose kind needs an endpoint the relay does not offer yet (the vendors' task
+# APIs): not listed, and answered as a model that is not there (relay/README.md).
+COMING_SOON_MESSAGES = {
+    CatalogModel.Kind.VIDEO.value: gettext_noop(
+        "The model '%(model)s' makes videos through a task API that Comet does not offer "
+        "yet; it is coming soon."
+    ),
+    CatalogModel.Kind.MUSIC.value: gettext_noop(
+        "The model '%(model)s' makes music through a task API that Comet does not offer "
+        "yet; it is coming soon."
+    ),
+}
+# The text endpoints (chat, completions, messages and their token count) serve chat models;
+# a model of another kind is refused with the endpoint it is called at.
+TEXT_ENDPOINT_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/messages", COUNT_TOKENS_PATH}
+)
+WRONG_ENDPOINT_MESSAGES = {
+    CatalogModel.Kind.EMBEDDING.value: gettext_noop(
+        "The model '%(model)s' is an embedding model: call it at /v1/embeddings, not %(path)s."
+    ),
+    CatalogModel.Kind.IMAGE.value: gettext_noop(
+        "The model '%(model)s' is an image model: it is called at /v1/images/generations, "
+        "not %(path)s, and Comet does not serve that endpoint yet."
+    ),
+    CatalogModel.Kind.AUDIO.value: gettext_noop(
+        "The model '%(model)s' is an audio model: it is called at /v1/audio/speech or "
+        "/v1/audio/transcriptions, not %(path)s, and Comet does not serve those endpoints yet."
+    ),
+}
+# /v1/embeddings refuses the kinds that make images or sound (a chat model may embed
+# on some upstreams, so the default kind passes).
+EMBEDDINGS_REFUSED_KINDS = frozenset({CatalogModel.Kind.IMAGE.value, CatalogModel.Kind.AUDIO.value})
 # The most completion tokens a request may ask for: above every model's output limit,
 # and low enough that its hold stays a sane amount of money.
 MAX_COMPLETION_TOKENS = 1_000_000
@@ -175,3 +217,109 @@ def request_body_parse(raw_body: bytes, *, has_completion: bool) -> tuple[dict[s
                         params={"key": key, "highest": highest},
                     )
     return body, model
+
+
+def model_kind_refusal(*, model: str, kind: str, path: str | None) -> RelayError | None:
+    """Return the refusal of a model of `kind` called at `path` (None: looked up through
+    `/v1/models/{id}`), or None if it may be.
+
+    A kind without an endpoint yet (video, music) is 404 `model_not_found`, as the model is
+    not listed; a model called at an endpoint of another kind is 400 `wrong_endpoint`,
+    saying where it is called (rather than an upstream's confusing refusal).
+    """
+    coming_soon = COMING_SOON_MESSAGES.get(kind)
+    if coming_soon is not None:
+        return RelayError(
+            404, coming_soon, code="model_not_found", param="model", params={"model": model}
+        )
+    if path is None:
+        return None
+    if (path in TEXT_ENDPOINT_PATHS and kind in WRONG_ENDPOINT_MESSAGES) or (
+        path == "/v1/embeddings" and kind in EMBEDDINGS_REFUSED_KINDS
+    ):
+        return RelayError(
+            400,
+            WRONG_ENDPOINT_MESSAGES[kind],
+            code="wrong_endpoint",
+            param="model",
+            params={"model": model, "path": path},
+        )
+    return None
+
+
+def model_id_check(model: str) -> None:
+    """Raise a 400 RelayError for a model id (of `/v1/models/{id}`) no catalog can hold."""
+    problem = storable_text_problem(model)
+    if problem is not None:
+        raise RelayError(
+            400,
+            MODEL_NAME_PROBLEMS.get(problem, "The model name cannot be stored."),
+            code="invalid_model",
+            param="model",
+        )
+
+
+def count_tokens_body_check(body: dict[str, Any]) -> None:
+    """Raise a 400 RelayError unless `body` is a Messages request as Anthropic's token count
+    takes it: `messages` a list of user and assistant turns whose content is text or a list
+    of typed blocks, `system` text or blocks, `tools` a list."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise RelayError(
+            400,
+            gettext_noop("'messages' is required: a list of messages."),
+            code="invalid_value",
+            param="messages",
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise RelayError(
+                400,
+                gettext_noop(
+                    "messages.%(index)s must be an object whose role is 'user' or 'assistant'."
+                ),
+                code="invalid_value",
+                param=f"messages.{index}",
+                params={"index": index},
+            )
+        content = message.get("content")
+        if not (
+            isinstance(content, str)
+            or (
+                isinstance(content, list)
+                and all(
+                    isinstance(block, dict) and isinstance(block.get("type"), str)
+                    for block in content
+                )
+            )
+        ):
+            raise RelayError(
+                400,
+                gettext_noop(
+                    "messages.%(index)s.content must be text or a list of content blocks, "
+                    "each an object with a 'type'."
+                ),
+                code="invalid_value",
+                param=f"messages.{index}.content",
+                params={"index": index},
+            )
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise RelayError(
+            400,
+            gettext_noop("'system' must be text or a list of text blocks."),
+            code="invalid_value",
+            param="system",
+        )
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise RelayError(
+            400, gettext_noop("'tools' must be a list."), code="invalid_value", param="tools"
+        )
+
+
+def client_wants_stream_usage(body: dict[str, Any]) -> bool:
+    """Return whether a streamed request asked for the usage chunk itself
+    (`stream_options.include_usage`): the relay always asks the upstream for it."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True

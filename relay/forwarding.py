@@ -17,7 +17,7 @@ from typing import Any
 from django.utils.translation import gettext_noop
 
 from . import translate, upstream
-from .calls import Call
+from .calls import Call, client_wants_stream_usage
 from .http import RelayError, request_language, send_error, send_json
 from .selectors import ChannelRoute
 from .usage import (
@@ -138,11 +138,78 @@ async def _send_answer(send: Any, answer: upstream.UpstreamAnswer, call: Call) -
     )
 
 
+# How OpenAI ends each chunk of a stream that asked for usage.
+NULL_USAGE_TAIL = b',"usage":null}'
+
+
+class UnaskedUsageFilter:
+    """Take out of an OpenAI-shaped SSE stream the usage its client did not ask for.
+
+    The relay asks every upstream for usage (`stream_options.include_usage`) to bill the
+    stream; a client that did not ask gets the stream it would have had without: the
+    usage-only chunk (empty `choices`) is dropped with its blank line, and a `usage`
+    field on other chunks (null on every chunk from OpenAI) is removed. The bytes are
+    read for usage (`StreamUsageReader`) before they pass through here.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+        # A data line was dropped: the blank line that ends its event goes too.
+        self._dropped = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Return what of `chunk` (with what was left of the previous one) the client gets."""
+        lines = (self._pending + chunk).split(b"\n")
+        self._pending = lines.pop()
+        kept = [line for line in map(self._line, lines) if line is not None]
+        return b"".join(line + b"\n" for line in kept)
+
+    def finish(self) -> bytes:
+        """Return the last line if the stream ended without a line break."""
+        pending, self._pending = self._pending, b""
+        line = self._line(pending) if pending else None
+        return line or b""
+
+    def _line(self, line: bytes) -> bytes | None:
+        stripped = line.strip()
+        if self._dropped:
+            self._dropped = False
+            if not stripped:
+                return None
+        if not stripped.startswith(b"data:") or b'"usage"' not in stripped:
+            return line
+        if stripped.endswith(NULL_USAGE_TAIL):
+            # OpenAI's chunk: a null usage last, taken off without parsing the chunk (a
+            # quote after a comma is outside any string; the brace closes the chunk).
+            cut = line.rfind(NULL_USAGE_TAIL)
+            return line[:cut] + b"}" + line[cut + len(NULL_USAGE_TAIL) :]
+        try:
+            payload = json.loads(stripped[5:])
+        except ValueError:
+            return line
+        if not isinstance(payload, dict) or "usage" not in payload:
+            return line
+        if payload.get("choices") == [] and isinstance(payload["usage"], dict):
+            # The usage chunk (a chunk with empty choices and no usage, such as Azure's
+            # content filter results, is the client's: only its null usage goes).
+            self._dropped = True
+            return None
+        del payload["usage"]
+        ending = b"\r" if line.endswith(b"\r") else b""
+        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + ending
+
+
 async def _send_stream(
     receive: Any, send: Any, answer: upstream.UpstreamAnswer, call: Call
 ) -> Outcome:
     reader = StreamUsageReader(
         anthropic=call.endpoint.anthropic_format and answer.translator is None
+    )
+    # What the client did not ask for is read for billing, then left out.
+    usage_filter = (
+        UnaskedUsageFilter()
+        if not call.endpoint.anthropic_format and not client_wants_stream_usage(call.body)
+        else None
     )
     outcome = Outcome(status_code=200, route=answer.route, is_answered=True)
     outcome.first_token_ms = int((time.perf_counter() - call.started) * 1000)
@@ -161,14 +228,24 @@ async def _send_stream(
         assert rest is not None
         while True:
             reader.feed(chunk)
-            out = translator.feed(chunk) if translator else chunk
+            if translator:
+                out = translator.feed(chunk)
+            elif usage_filter:
+                out = usage_filter.feed(chunk)
+            else:
+                out = chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             try:
                 chunk = await anext(rest)
             except StopAsyncIteration:
                 break
-        closing = translator.finish() if translator else b""
+        if translator:
+            closing = translator.finish()
+        elif usage_filter:
+            closing = usage_filter.finish()
+        else:
+            closing = b""
         await send({"type": "http.response.body", "body": closing, "more_body": False})
 
     async def disconnected() -> None:

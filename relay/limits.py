@@ -25,9 +25,17 @@ so a token gets min(token, account). The answer carries what OpenAI clients read
 (`RateState`: limits, what remains, when the windows reset, when to retry).
 
 Without REDIS_URL (the embedded default) the same rules hold in process memory.
+
+When Redis does not answer — stalled, paused, unreachable, or every connection of this
+process's pool busy for longer than `REDIS_WAIT_SECONDS` — an admission raises
+`LimiterUnavailable` (the relay answers 503 with Retry-After: limits are never skipped)
+and a release gives up on the window's correction, retrying only to free its slots
+(whose leases end anyway, no longer renewed). See relay/README.md, "When Redis does not
+answer".
 """
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,6 +47,8 @@ from redis.commands.core import AsyncScript
 
 from .ids import unique_id
 
+logger = logging.getLogger("relay")
+
 WINDOW_MS = 60_000
 # The TPM window's resolution: tokens leave it at most this much before 60 s have passed.
 TPM_BUCKET_MS = 100
@@ -46,6 +56,15 @@ TPM_BUCKETS = WINDOW_MS // TPM_BUCKET_MS
 # A refusal that only time can lift but no window says when (concurrency: another
 # request must finish first): the Retry-After given.
 CONCURRENCY_RETRY_MS = 1000
+# The longest the limiter waits for Redis: for a free connection of the process's pool,
+# to connect, or for one answer (normally well under a millisecond). Past it an
+# admission is refused with 503 rather than wait for a stalled Redis.
+REDIS_WAIT_SECONDS = 2.0
+# Connections to Redis one relay process (one event loop) may open; more requests at
+# once wait for one (up to REDIS_WAIT_SECONDS) instead of failing.
+REDIS_MAX_CONNECTIONS = 512
+# A release Redis did not answer: tries to free its slots again after these waits.
+FREE_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0)
 
 # The time in milliseconds: the caller's, passed after the other arguments, or else
 # Redis's own clock, one for every relay process.
@@ -268,6 +287,14 @@ return redis.call('ZCOUNT', KEYS[1], now, '+inf')
 )
 
 
+class LimiterUnavailable(Exception):
+    """Redis did not answer an admission in time: nothing is known about the limits."""
+
+
+# What a Redis that stalls, refuses or runs out of connections raises.
+REDIS_FAILURES = (aioredis.RedisError, OSError, asyncio.TimeoutError)
+
+
 class LimitOutcome(Enum):
     ACQUIRED = 0
     CONCURRENCY_EXCEEDED = 1
@@ -395,12 +422,22 @@ class _LocalState:
 class Limiter:
     """Admit requests and give their slots back; renew this process's leases in flight."""
 
-    def __init__(self, redis_url: str, lease_seconds: int) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        lease_seconds: int,
+        *,
+        wait_seconds: float = REDIS_WAIT_SECONDS,
+        max_connections: int = REDIS_MAX_CONNECTIONS,
+    ) -> None:
         self.redis_url = redis_url
         self.lease_ms = lease_seconds * 1000
+        self.wait_seconds = wait_seconds
+        self.max_connections = max_connections
         self._connections: dict[asyncio.AbstractEventLoop, _Connection] = {}
         self._in_flight: dict[str, Slot] = {}
         self._renewers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._freeing: set[asyncio.Task[None]] = set()
         self._local = _LocalState()
 
     def connection(self) -> "_Connection":
@@ -408,7 +445,16 @@ class Limiter:
         loop = asyncio.get_running_loop()
         found = self._connections.get(loop)
         if found is None:
-            client = aioredis.Redis.from_url(self.redis_url, max_connections=512)
+            # A blocking pool: a burst past its size waits for a connection (up to
+            # wait_seconds) rather than failing at once with "Too many connections".
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.redis_url,
+                max_connections=self.max_connections,
+                timeout=self.wait_seconds,
+                socket_timeout=self.wait_seconds,
+                socket_connect_timeout=self.wait_seconds,
+            )
+            client = aioredis.Redis.from_pool(pool)  # closes the pool when it closes
             found = _Connection(
                 client=client,
                 acquire=client.register_script(ACQUIRE_SCRIPT),
@@ -432,7 +478,8 @@ class Limiter:
         windows and its estimated `tokens` in the TPM window, in one step.
 
         `now_ms` is the time in milliseconds; without it Redis's clock (or, without
-        Redis, this process's monotonic clock) is read.
+        Redis, this process's monotonic clock) is read. Raise `LimiterUnavailable` when
+        Redis does not answer within `wait_seconds`.
         """
         member = unique_id()
         account_concurrency = limits.account_concurrency or limits.token_concurrency
@@ -462,7 +509,11 @@ class Limiter:
             ]
             if now_ms is not None:
                 args.append(now_ms)
-            reply = [int(value) for value in await self.connection().acquire(keys=keys, args=args)]
+            try:
+                answer = await self.connection().acquire(keys=keys, args=args)
+            except REDIS_FAILURES as error:
+                raise LimiterUnavailable(type(error).__name__) from error
+            reply = [int(value) for value in answer]
         outcome = LimitOutcome(reply[0])
         state = RateState(*reply[2:9])
         if outcome is not LimitOutcome.ACQUIRED:
@@ -483,7 +534,12 @@ class Limiter:
         self, slot: Slot, *, tokens_used: int | None = None, now_ms: int | None = None
     ) -> None:
         """Give a slot back and correct its TPM estimate to `tokens_used` (None: keep the
-        estimate). Safe to call twice: only the first call counts."""
+        estimate). Safe to call twice: only the first call counts.
+
+        Never raises for Redis: when Redis does not answer, the correction is given up
+        (the estimate stays counted) and freeing the slots is tried again in the
+        background (`FREE_RETRY_SECONDS`); their leases end anyway, no longer renewed.
+        """
         if self._in_flight.pop(slot.member, None) is None:
             return
         correction = 0 if tokens_used is None else max(0, tokens_used) - slot.tpm_estimate
@@ -495,10 +551,40 @@ class Limiter:
         args: list[int | str] = [slot.member, bucket, correction]
         if now_ms is not None:
             args.append(now_ms)
-        await self.connection().release(
-            keys=[slots_key(slot.token_id), account_slots_key(slot.user_id), tpm_key(slot.user_id)],
-            args=args,
-        )
+        try:
+            await self.connection().release(
+                keys=[
+                    slots_key(slot.token_id),
+                    account_slots_key(slot.user_id),
+                    tpm_key(slot.user_id),
+                ],
+                args=args,
+            )
+        except REDIS_FAILURES as error:
+            # The correction is not retried: Redis may have applied it before the answer
+            # was lost, and a second one would count twice. Removing slots is idempotent.
+            logger.warning(
+                "Redis did not answer a release (%s): its slots are freed in the background",
+                type(error).__name__,
+            )
+            task = asyncio.get_running_loop().create_task(self._free_later(slot))
+            self._freeing.add(task)
+            task.add_done_callback(self._freeing.discard)
+
+    async def _free_later(self, slot: Slot) -> None:
+        """Free the slots of a release Redis did not answer, retrying a few times."""
+        for wait in FREE_RETRY_SECONDS:
+            await asyncio.sleep(wait)
+            try:
+                client = self.connection().client
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.zrem(slots_key(slot.token_id), slot.member)
+                    pipe.zrem(account_slots_key(slot.user_id), slot.member)
+                    await pipe.execute()
+                return
+            except REDIS_FAILURES:
+                continue
+        logger.warning("Could not free a request's slots: they free when their lease ends")
 
     async def slots_in_use(self, token_id: int, now_ms: int | None = None) -> int:
         """Return how many of a token's slots are held (leases not yet ended at `now_ms`)."""
@@ -624,7 +710,7 @@ class Limiter:
                 await self.connection().renew(
                     keys=keys, args=[self.lease_ms, *(slot.member for slot in slots)]
                 )
-            except aioredis.RedisError:
+            except REDIS_FAILURES:
                 # The next round tries again; a lease is three intervals long.
                 continue
 
@@ -634,6 +720,8 @@ class Limiter:
         task = self._renewers.pop(loop, None)
         if task is not None:
             task.cancel()
+        for freeing in [task for task in self._freeing if task.get_loop() is loop]:
+            freeing.cancel()
         found = self._connections.pop(loop, None)
         if found is not None:
             await found.client.aclose()

@@ -153,3 +153,8 @@ def channel_error_rates(*, hours: int = 24, now: datetime | None = None) -> list
         for row in rows
     ]
     return sorted(rates, key=lambda rate: -rate.rate)
+
+
+def channel_names(*, channel_ids: list[int]) -> dict[int, str]:
+    """Map each of these channels that exists to its name: one query."""
+    return dict(Channel.objects.filter(pk__in=channel_ids).values_list("id", "name"))

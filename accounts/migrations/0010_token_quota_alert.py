@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0009_user_line_limits"),
+        ("accounts", "0010_line_audit"),
     ]
 
     operations = [

@@ -171,6 +171,9 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "comet",
+            # A stalled Redis fails a read after 2 s (the relay answers 503) instead of
+            # holding requests until it comes back: relay/README.md.
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
         }
     }
 else:
@@ -489,3 +492,13 @@ LOGGING = {
 # Shown in the footer, on error pages, on slow orders and in every email; unset, nowhere.
 COMET_SUPPORT_EMAIL = env("COMET_SUPPORT_EMAIL", default="")
 COMET_SUPPORT_URL = env("COMET_SUPPORT_URL", default="")
+
+# --- /metrics for Prometheus (comet/metrics.py) -------------------------------------
+# Who may scrape: a bearer token, addresses (IPs or CIDRs, as the client's address is
+# decided behind TRUSTED_PROXIES), or both (then both must match). Neither set: 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_ADDRESSES = env.list("METRICS_ALLOWED_ADDRESSES", default=[])
+# prometheus-client's multiprocess mode: every web process writes its metrics in files
+# here and a scrape of any one of them sums them all. Read by the library itself at
+# start-up; an empty directory, emptied before the web processes start.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")

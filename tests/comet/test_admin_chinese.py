@@ -216,6 +216,7 @@ def test_every_admin_page_is_in_chinese(client, operator, rows):
         "admin:billing_redemptioncode_mint",
         "admin:models_catalog_ratio_import",
         "admin:logs_requestlog_changelist",
+        "admin:dashboard",
     ],
 )
 def test_custom_admin_views_are_in_chinese(client, operator, rows, name):

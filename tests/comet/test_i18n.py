@@ -68,6 +68,21 @@ MODEL_TOKENS = {
     "%(start)s – %(end)s UTC · ≥ %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
     "completion tokens · %(cost)s (the newest %(requests)s matching requests only).",
     "Prices are USD per 1M tokens (or per call) for the default group.",
+    # A line's TPM limit and the relay's refusals of it.
+    "tokens per minute",
+    "Tokens (prompt + completion) in any 60 seconds; empty: the line's.",
+    "What the line's customers may call, and the limits of each of their accounts (an "
+    "account's own limits, set on the user, replace these). An enterprise line: 30000000 "
+    "tokens per minute.",
+    "Tokens (prompt + completion) one account may use in any 60 seconds; empty for no limit. "
+    "The enterprise line: 30000000.",
+    "Completion tokens a request's hold assumes when it sets no max_tokens; empty for the "
+    "relay's default (4,096). The answer is charged in full either way.",
+    "This request may use %(requested)s tokens, more than this account may use in a minute "
+    "(%(limit)s): lower max_tokens or shorten the prompt.",
+    "Too many tokens per minute on this account (limit %(limit)s, %(left)s left; this "
+    "request may use %(requested)s). Retry after the time in Retry-After, or contact support "
+    "for a higher limit.",
 }
 # Other msgids that contain a glossary term in a sense the glossary row does not mean.
 GLOSSARY_EXCEPTIONS = {

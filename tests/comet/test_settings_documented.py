@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-MOST_DOCUMENTED = 20
+MOST_DOCUMENTED = 23
 NOT_COMET = {".venv", ".git", "tests", "bench", "node_modules", "static", "staticfiles", "var"}
 SHELL_FILES = ("bin/run", "Procfile", "Makefile")
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]*)`")
@@ -123,7 +123,7 @@ def code_reads() -> dict[str, str]:
     return reads
 
 
-def test_the_readme_documents_at_most_20_variables_each_once():
+def test_the_readme_documents_at_most_23_variables_each_once():
     documented = documented_variables()
 
     assert len(documented) <= MOST_DOCUMENTED, documented
@@ -145,7 +145,7 @@ def test_every_variable_the_code_reads_is_documented():
 
     assert not undocumented, (
         f"read but not in the README's Configuration table: {undocumented}. Make it a "
-        "constant beside the code that uses it, or document it (at most 20 in all)."
+        "constant beside the code that uses it, or document it (at most 23 in all)."
     )
 
 

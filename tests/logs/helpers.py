@@ -10,6 +10,8 @@ from django.db.models.functions import Trunc
 
 from accounts.models import Token, User
 from logs.models import (
+    AccountDay,
+    PlatformDay,
     RequestLog,
     RequestLogData,
     UsageDay,
@@ -130,3 +132,62 @@ def rollup_ip_hours() -> dict:
         )
         for row in UsageIpHour.objects.all()
     }
+
+
+def raw_platform_days() -> dict:
+    """Return {(day, model, channel, group): (requests, errors, prompt, completion, cost)}."""
+    totals: dict = {}
+    for log in RequestLog.objects.select_related("user"):
+        day = log.created_at.replace(hour=0, minute=0, second=0, microsecond=0)
+        key = (day, log.model, log.channel_id or 0, log.user.pricing_group_id or 0)
+        values = (1, int(log.status_code >= 400), log.prompt_tokens, log.completion_tokens)
+        values += (log.cost,)
+        previous = totals.get(key, (0, 0, 0, 0, 0))
+        totals[key] = tuple(a + b for a, b in zip(previous, values, strict=True))
+    return totals
+
+
+def rollup_platform_days() -> dict:
+    return {
+        (row.bucket, row.model, row.channel_id, row.pricing_group_id): (
+            row.requests,
+            row.errors,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.cost,
+        )
+        for row in PlatformDay.objects.all()
+    }
+
+
+def raw_account_days() -> dict:
+    """Return {(day, user): (requests, errors, prompt, completion, cost)}."""
+    totals: dict = {}
+    for log in RequestLog.objects.all():
+        day = log.created_at.replace(hour=0, minute=0, second=0, microsecond=0)
+        values = (1, int(log.status_code >= 400), log.prompt_tokens, log.completion_tokens)
+        values += (log.cost,)
+        previous = totals.get((day, log.user_id), (0, 0, 0, 0, 0))
+        totals[(day, log.user_id)] = tuple(a + b for a, b in zip(previous, values, strict=True))
+    return totals
+
+
+def rollup_account_days() -> dict:
+    return {
+        (row.bucket, row.user_id): (
+            row.requests,
+            row.errors,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.cost,
+        )
+        for row in AccountDay.objects.all()
+    }
+
+
+def days_match_raw_rows() -> bool:
+    """Say whether the platform and account days equal the raw rows' aggregates."""
+    return (
+        rollup_platform_days() == raw_platform_days()
+        and rollup_account_days() == raw_account_days()
+    )

@@ -13,13 +13,24 @@ from django.db.models import Count, Sum
 from billing.grants import grant_return
 from billing.selectors import books_drift
 from billing.settlement import Settlement, settle_many
-from logs.models import ChannelHour, RequestLog, TokenIp, UsageDay, UsageIpHour, UsageMinute
+from logs.models import (
+    AccountDay,
+    ChannelHour,
+    PlatformDay,
+    RequestLog,
+    TokenIp,
+    UsageDay,
+    UsageIpHour,
+    UsageMinute,
+)
 from logs.rollups import rollup_rebuild
+from models_catalog.models import PricingGroup
 from relay.services import channel_record_failure
 from tests.billing.helpers import hold
 from tests.factories import UserFactory
 from tests.logs.helpers import (
     BASE,
+    days_match_raw_rows,
     funded_user_with_token,
     raw_aggregates,
     raw_ip_hours,
@@ -62,6 +73,41 @@ def test_each_settle_adds_to_every_rollup(user, metering_path):
     day = UsageDay.objects.get(status_code__gte=400)
     assert day.requests == 1
     assert day.cost == 0
+    assert days_match_raw_rows()
+
+
+@pytest.mark.django_db
+def test_platform_and_account_days_sum_by_model_channel_and_group(user, metering_path):
+    # Given a user of a pricing group of their own and one of the default group
+    group = PricingGroup.objects.create(name="enterprise", display_name="Enterprise")
+    user.pricing_group = group
+    user.save(update_fields=["pricing_group"])
+    token = funded_user_with_token(user)
+    other = funded_user_with_token(UserFactory())
+    moment = datetime(2026, 12, 1, 23, 59, 50, tzinfo=UTC)
+    settle(token, cost=100, created_at=moment, channel_id=4, prompt_tokens=3)
+    settle(token, cost=50, created_at=moment, channel_id=4, completion_tokens=2)
+    settle(token, cost=0, created_at=moment, channel_id=5, status_code=429)
+    settle(other, cost=7, created_at=moment, channel_id=4)
+    # and a request no channel answered, the next day (UTC)
+    settle(other, cost=0, created_at=moment + timedelta(seconds=20), status_code=502)
+
+    # Then the platform days split by day, model, channel and group (0: default, none)
+    day = moment.replace(hour=0, minute=0, second=0)
+    assert days_match_raw_rows()
+    platform = {
+        (row.bucket, row.channel_id, row.pricing_group_id): (row.requests, row.errors, row.cost)
+        for row in PlatformDay.objects.all()
+    }
+    assert platform == {
+        (day, 4, group.pk): (2, 0, 150),
+        (day, 5, group.pk): (1, 1, 0),
+        (day, 4, 0): (1, 0, 7),
+        (day + timedelta(days=1), 0, 0): (1, 1, 0),
+    }
+    # and the account days by account and day
+    assert AccountDay.objects.get(user_id=user.pk).cost == 150
+    assert AccountDay.objects.filter(user_id=other.user_id).count() == 2
 
 
 @pytest.mark.django_db
@@ -76,6 +122,7 @@ def test_a_late_settle_and_a_refused_settle_keep_rollups_exact(user, metering_pa
     settle_many([late], lease_seconds=60)
     assert RequestLog.objects.count() == 1
     assert books_drift() == []
+    assert days_match_raw_rows()
     for unit in UNITS:
         assert rollup_aggregates(unit) == raw_aggregates(unit)
     assert rollup_ip_hours() == raw_ip_hours()
@@ -128,6 +175,7 @@ def test_rollups_equal_raw_aggregates_after_concurrent_settles():
     assert expected == {1: 120, 2: 64}
     per_channel = ChannelHour.objects.values("channel_id").annotate(n=Sum("requests"))
     assert {row["channel_id"]: row["n"] for row in per_channel} == expected
+    assert days_match_raw_rows()
     assert books_drift() == []
 
 
@@ -147,8 +195,11 @@ def test_rollup_rebuild_recomputes_what_settles_wrote(user):
     ip_hours = rollup_ip_hours()
     first_uses = set(TokenIp.objects.values_list("first_log_id", "is_new_on_token"))
     channel_hours = set(ChannelHour.objects.values_list("bucket", "requests"))
+    assert days_match_raw_rows()
     # When a bucket is damaged and the rollups are rebuilt from the raw rows
     UsageMinute.objects.update(cost=0)
+    PlatformDay.objects.update(cost=0)
+    AccountDay.objects.all().delete()
     UsageIpHour.objects.all().delete()
     TokenIp.objects.all().delete()
     call_command("rollup_rebuild", stdout=open("/dev/null", "w"))  # noqa: SIM115
@@ -158,6 +209,7 @@ def test_rollup_rebuild_recomputes_what_settles_wrote(user):
     assert rollup_ip_hours() == ip_hours
     assert set(TokenIp.objects.values_list("first_log_id", "is_new_on_token")) == first_uses
     assert set(ChannelHour.objects.values_list("bucket", "requests")) == channel_hours
+    assert days_match_raw_rows()
     assert rollup_rebuild(since=datetime.now(tz=UTC)) == 0
 
 

@@ -157,9 +157,12 @@ def test_a_rate_limit_429_is_told_in_chinese(relay_url, funded_user, catalog_mod
     chinese = post(relay_url, key, headers=CHINESE)
     assert english.status_code == chinese.status_code == 429
     assert english.json()["error"]["message"] == (
-        "Too many requests per minute on this token (limit 1)."
+        "Too many requests per minute on this token (limit 1). Retry after the time in "
+        "Retry-After, or contact support for a higher limit."
     )
-    assert chinese.json()["error"]["message"] == "此令牌每分钟请求过多（上限 1）。"
+    assert chinese.json()["error"]["message"] == (
+        "此令牌每分钟请求过多（上限 1）。请在 Retry-After 给出的时间后重试，或联系客服提高限额。"
+    )
     assert chinese.json()["error"]["code"] == "rate_limit_exceeded"
     assert chinese.json()["error"]["type"] == "rate_limit_error"
 

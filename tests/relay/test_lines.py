@@ -448,3 +448,17 @@ def test_a_line_granted_is_seen_by_the_relay(relay_url, funded_user, training_li
     while [model.id for model in client.models.list()] != [MODEL]:
         assert time.monotonic() < deadline, "the new line was not seen"
         time.sleep(0.1)
+
+
+@pytest.mark.django_db
+def test_without_a_default_group_the_profile_and_pricing_show_the_default_line(user_client):
+    """The default group is made by a migration, but an admin may delete it (or a test
+    flush it): the pages then price at ratio 1 with no limits, as the relay does."""
+    PricingGroup.objects.all().delete()
+
+    profile = user_client.get("/profile/")
+    pricing = user_client.get("/pricing")
+
+    assert profile.status_code == 200
+    assert "Default" in profile.content.decode()
+    assert pricing.status_code == 200
