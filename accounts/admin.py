@@ -153,7 +153,7 @@ class GroupAdmin(DjangoGroupAdmin):
 class TokenAdmin(DollarsAdmin):
     """Read-only view of tokens; owners manage them in the console."""
 
-    money_fields = ("quota_remaining", "reserved", "used")
+    money_fields = ("quota_remaining", "reserved", "used", "quota_alert_threshold")
     list_display = ("name", "user", "key_prefix", "key_last4", "is_enabled", "used", "last_used_at")
     list_filter = ("is_enabled",)
     search_fields = ("name", "user__email", "key_last4")

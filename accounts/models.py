@@ -130,6 +130,17 @@ class Token(models.Model):
     rpm_limit = models.PositiveIntegerField(_("rpm limit"), null=True, blank=True)
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(_("last used ip"), null=True, blank=True)
+    # The quota alert (`billing.alerts`), for a token with a quota: one email when
+    # `quota_remaining` falls below the threshold (micro-USD, empty: off); when it fell
+    # (empty: armed) and when that was emailed. Raising the quota to the threshold or
+    # above, or changing the threshold, arms it again.
+    quota_alert_threshold = models.BigIntegerField(
+        _("quota alert threshold"), null=True, blank=True
+    )
+    quota_alerted_at = models.DateTimeField(_("quota alerted at"), null=True, blank=True)
+    quota_alert_emailed_at = models.DateTimeField(
+        _("quota alert emailed at"), null=True, blank=True
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -148,6 +159,11 @@ class Token(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(used__gte=0), name="accounts_token_used_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quota_alert_threshold__isnull=True)
+                | models.Q(quota_alert_threshold__gt=0),
+                name="accounts_token_quota_alert_threshold_pos",
             ),
         ]
 

@@ -8,11 +8,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -26,6 +27,7 @@ from billing.models import (
     RechargeTier,
     RedemptionCode,
     Reservation,
+    SpendReport,
     StripeEvent,
     UserDiscount,
 )
@@ -39,11 +41,12 @@ from billing.recharge import (
     codes_mint,
     order_credit,
 )
-from billing.selectors import ORDERS_NEEDING_ATTENTION
+from billing.selectors import ORDERS_NEEDING_ATTENTION, SPEND_REPORT_DAYS, spend_report
 from billing.services import LedgerError, account_adjust, account_debt_forgive
 from core.admin import DollarsAdmin
 from core.inputs import ascii_int
 from core.money import (
+    MICRO_PER_USD,
     AmountError,
     format_minor,
     format_owed,
@@ -100,7 +103,7 @@ class ForgiveDebtForm(forms.Form):
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
     list_display = ("user", "balance_usd", "owed_usd", "reserved_usd", "used_usd", "request_count")
-    money_fields = ("balance", "reserved", "used", "recharged")
+    money_fields = ("balance", "reserved", "used", "recharged", "low_balance_threshold")
     search_fields = ("user__email",)
     list_select_related = ("user",)
     readonly_fields = ("user", "balance", "reserved", "used", "request_count", "recharged")
@@ -224,6 +227,89 @@ class AccountAdmin(ReadOnlyAdmin):
             "title": _("Forgive the debt of %(user)s") % {"user": account.user},
         }
         return TemplateResponse(request, "admin/billing/account/forgive.html", context)
+
+
+# Seed 000: "daily consumption over $100 → permanent discount".
+DISCOUNT_DAILY_SPEND = 100 * MICRO_PER_USD
+
+
+class DailySpendFilter(admin.SimpleListFilter):
+    title = gettext_lazy("daily spend")
+    parameter_name = "daily_spend"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("100", gettext_lazy("$100 or more a day (yesterday, or on average)"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "100":
+            return queryset.filter(
+                Q(spend_yesterday__gte=DISCOUNT_DAILY_SPEND)
+                | Q(spend_period__gte=DISCOUNT_DAILY_SPEND * SPEND_REPORT_DAYS)
+            )
+        return queryset
+
+
+@admin.register(SpendReport)
+class SpendReportAdmin(ReadOnlyAdmin):
+    """Accounts by daily spend and lifetime recharge, so admins can grant the permanent
+    discount of seed 000 (from the account days: `billing.selectors.spend_report`)."""
+
+    list_display = (
+        "account_link",
+        "spend_today_usd",
+        "spend_yesterday_usd",
+        "average_daily_usd",
+        "recharged_usd",
+        "credited_orders_count",
+        "discount",
+    )
+    list_display_links = None
+    list_filter = (DailySpendFilter,)
+    search_fields = ("user__email",)
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return spend_report()
+
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        # Annotations, not fields: the `ordering` option would be checked against the model.
+        return ["-spend_yesterday", "-spend_period", "user_id"]
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.has_perm("billing.view_account")
+
+    @admin.display(description=gettext_lazy("Account"), ordering="user__email")
+    def account_link(self, row: SpendReport) -> str:
+        url = reverse("admin:billing_account_change", args=[row.pk])
+        return format_html('<a href="{}">{}</a>', url, row.user.email)
+
+    @admin.display(description=gettext_lazy("Spent today (UTC)"), ordering="spend_today")
+    def spend_today_usd(self, row: Any) -> str:
+        return format_usd(row.spend_today)
+
+    @admin.display(description=gettext_lazy("Spent yesterday"), ordering="spend_yesterday")
+    def spend_yesterday_usd(self, row: Any) -> str:
+        return format_usd(row.spend_yesterday)
+
+    @admin.display(description=gettext_lazy("Average a day (30 days)"), ordering="spend_period")
+    def average_daily_usd(self, row: Any) -> str:
+        return format_usd(row.spend_period // SPEND_REPORT_DAYS)
+
+    @admin.display(description=gettext_lazy("Lifetime recharge"), ordering="recharged")
+    def recharged_usd(self, row: SpendReport) -> str:
+        return format_usd(row.recharged)
+
+    @admin.display(description=gettext_lazy("Recharge orders"), ordering="credited_orders")
+    def credited_orders_count(self, row: Any) -> int:
+        return row.credited_orders
+
+    @admin.display(description=gettext_lazy("Personal discount"), ordering="discount_percent")
+    def discount(self, row: Any) -> str:
+        if row.discount_percent is not None:
+            url = reverse("admin:billing_userdiscount_change", args=[row.discount_id])
+            return format_html('<a href="{}">{}%</a>', url, row.discount_percent)
+        url = reverse("admin:billing_userdiscount_add") + f"?user={row.pk}"
+        return format_html('<a href="{}">{}</a>', url, _("Grant a discount"))
 
 
 @admin.register(LedgerEntry)

@@ -48,6 +48,19 @@ class Account(models.Model):
     frozen_reason = models.CharField(_("frozen reason"), max_length=200, blank=True)
     # When the customer was told the account owes money; cleared once it is paid back.
     debt_notified_at = models.DateTimeField(_("debt notified at"), null=True, blank=True)
+    # The low-balance email (`billing.alerts`): the customer's threshold (micro-USD, empty:
+    # off); when the balance last fell below it (empty: armed, the next fall is told);
+    # when that fall's email was sent. A credit that brings the balance back to the
+    # threshold or above empties both, so each fall below it is told once.
+    low_balance_threshold = models.BigIntegerField(
+        _("low balance threshold"), null=True, blank=True
+    )
+    low_balance_alerted_at = models.DateTimeField(
+        _("low balance alerted at"), null=True, blank=True
+    )
+    low_balance_emailed_at = models.DateTimeField(
+        _("low balance emailed at"), null=True, blank=True
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -60,6 +73,10 @@ class Account(models.Model):
                 condition=Q(reserved__gte=0), name="billing_account_reserved_nonneg"
             ),
             models.CheckConstraint(condition=Q(used__gte=0), name="billing_account_used_nonneg"),
+            models.CheckConstraint(
+                condition=Q(low_balance_threshold__isnull=True) | Q(low_balance_threshold__gt=0),
+                name="billing_account_low_balance_threshold_pos",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -73,6 +90,19 @@ class Account(models.Model):
     def owed(self) -> int:
         """What the account owes (micro-USD): a balance below zero, else 0."""
         return max(0, -self.balance)
+
+
+class SpendReport(Account):
+    """Accounts by daily spend and lifetime recharge: the admin's report (read-only).
+
+    A proxy of `Account` so the report is a changelist of its own (sorting, search,
+    paging); its figures come from the account days (`billing.selectors`).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("spend report")
+        verbose_name_plural = _("spend report")
 
 
 class LedgerEntry(models.Model):

@@ -1,9 +1,11 @@
 """Reads of money: account summaries, ledger pages, the books for reconcile."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import Token
 from billing.grants import GRANT_PREFIX
@@ -13,15 +15,62 @@ from billing.models import (
     RechargeOrder,
     RechargeTier,
     Reservation,
+    SpendReport,
     UserDiscount,
 )
-from logs.models import PrunedTokenUsage, RequestLog
+from logs.models import AccountDay, PrunedTokenUsage, RequestLog
+from logs.rollups import bucket_start
 
 
 def account_for_user(*, user_id: int) -> Account:
     """Return the user's account (created with the user; created here if it is missing)."""
     account, _ = Account.objects.get_or_create(user_id=user_id)
     return account
+
+
+# The spend report's average covers the whole UTC days before today, this many of them.
+SPEND_REPORT_DAYS = 30
+
+
+def _day_spend(**buckets: datetime) -> Coalesce:
+    """Return each account's spend (micro-USD) in these day buckets, from the account days."""
+    spend = (
+        AccountDay.objects.filter(user_id=OuterRef("user_id"), **buckets)
+        .order_by()
+        .values("user_id")
+        .annotate(total=Sum("cost"))
+        .values("total")
+    )
+    # A bigint: the admin's filter compares it with amounts past 2**31 micro-USD.
+    return Coalesce(Subquery(spend, output_field=BigIntegerField()), 0)
+
+
+def spend_report(*, now: datetime | None = None) -> QuerySet[SpendReport]:
+    """Return every account with its spend today, yesterday and over the last
+    SPEND_REPORT_DAYS whole days (UTC, from the account days), its credited recharge
+    orders and its personal discount: one query for any number of accounts.
+
+    `recharged` (lifetime recharge) is the account's own sum of credited top-ups, the
+    figure the lifetime discount tiers read.
+    """
+    today = bucket_start((now or timezone.now()).astimezone(UTC), "day")
+    orders = (
+        RechargeOrder.objects.filter(user_id=OuterRef("user_id"), ledger_entry__isnull=False)
+        .order_by()
+        .values("user_id")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    return SpendReport.objects.select_related("user").annotate(
+        spend_today=_day_spend(bucket=today),
+        spend_yesterday=_day_spend(bucket=today - timedelta(days=1)),
+        spend_period=_day_spend(
+            bucket__gte=today - timedelta(days=SPEND_REPORT_DAYS), bucket__lt=today
+        ),
+        credited_orders=Coalesce(Subquery(orders, output_field=BigIntegerField()), 0),
+        discount_percent=F("user__recharge_discount__discount_percent"),
+        discount_id=F("user__recharge_discount__id"),
+    )
 
 
 def ledger_entry_list(*, user_id: int) -> QuerySet[LedgerEntry]:

@@ -26,6 +26,7 @@ from django.utils.translation import gettext, gettext_noop
 
 from accounts.locale import recipient_locale, text_for
 from accounts.models import User
+from billing.alerts import low_balance_claim, low_balance_rearm
 from billing.locks import lock_rows
 from billing.models import Account, LedgerEntry, RechargeTier, UserDiscount
 from core.links import public_url
@@ -128,6 +129,10 @@ def ledger_entry_record(
                 Account.objects.filter(pk=user_id, debt_notified_at__isnull=False).update(
                     debt_notified_at=None
                 )
+            if amount > 0:
+                low_balance_rearm(account_id=user_id)
+            else:
+                low_balance_claim(account_id=user_id)
             return LedgerEntry.objects.create(
                 account_id=user_id,
                 kind=kind,

@@ -15,7 +15,9 @@ does all of that for a batch with:
 Each request is charged its whole cost. Its grant pays `cost - overrun`; the
 overrun (what neither the request's hold nor its grant's unused part covered)
 comes straight off the balance, below zero if need be, and the account that owes
-money is told once (`billing.services.account_debt_notify`). A request id already
+money is told once (`billing.services.account_debt_notify`). A balance or a token's
+quota that falls below the alert threshold its customer set is told once per fall
+(`billing.alerts`), decided in the same statement. A request id already
 logged changes nothing: settling twice charges once.
 """
 
@@ -32,6 +34,12 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import Token
+from billing.alerts import (
+    low_balance_claim,
+    low_balance_email_enqueue,
+    token_quota_alert_claim,
+    token_quota_alert_email_enqueue,
+)
 from billing.locks import lock_rows
 from billing.models import Account, Reservation
 from billing.services import account_debt_notify
@@ -113,11 +121,15 @@ def settle_many(settlements: Sequence[Settlement], *, lease_seconds: int) -> Non
         )
         with connection.cursor() as cursor:
             cursor.execute(_settle_statement(), parameters)
-            open_grants, owing, new_ip_log_ids = cursor.fetchone()
+            open_grants, owing, low_balance, quota_low, new_ip_log_ids = cursor.fetchone()
         for log_id in new_ip_log_ids or ():
             new_ip_notify(log_id=log_id)
         if owing:
             account_debt_notify(account_ids=owing)
+        if low_balance:
+            low_balance_email_enqueue(account_ids=low_balance)
+        if quota_low:
+            token_quota_alert_email_enqueue(token_ids=quota_low)
     open_grants = set(open_grants or ())
     for settlement in batch:
         if settlement.grant_id not in open_grants:
@@ -182,10 +194,17 @@ WITH input AS (
 ), account_sums AS (
     SELECT account_id, sum(cost) AS cost, sum(held) AS held, count(*) AS requests
     FROM spent GROUP BY account_id
+), low_balance AS (
+    -- Accounts this batch takes below their low-balance threshold, their alert armed:
+    -- read on rows this transaction locked, so the UPDATE below sees the same values.
+    SELECT a.user_id FROM {account} a JOIN account_sums s ON a.user_id = s.account_id
+    WHERE a.low_balance_alerted_at IS NULL AND a.balance - s.cost < a.low_balance_threshold
 ), account AS (
     UPDATE {account} AS a
     SET balance = a.balance - s.cost, reserved = a.reserved - s.held,
-        used = a.used + s.cost, request_count = a.request_count + s.requests
+        used = a.used + s.cost, request_count = a.request_count + s.requests,
+        low_balance_alerted_at = CASE WHEN a.user_id IN (SELECT user_id FROM low_balance)
+            THEN %(now)s ELSE a.low_balance_alerted_at END
     FROM account_sums s
     WHERE a.user_id = s.account_id
     RETURNING a.user_id, a.balance
@@ -194,6 +213,12 @@ WITH input AS (
         sum(CASE WHEN on_quota THEN held ELSE 0 END) AS token_held, count(*) AS requests,
         (array_agg(client_ip ORDER BY ord DESC))[1] AS client_ip
     FROM spent WHERE token_id IS NOT NULL GROUP BY token_id
+), token_low AS (
+    -- Tokens whose remaining quota this batch takes below their alert threshold.
+    SELECT t.id FROM {token} t JOIN token_sums s ON t.id = s.token_id
+    WHERE t.quota_alerted_at IS NULL AND t.quota_remaining IS NOT NULL
+        AND GREATEST(t.quota_remaining - s.cost, t.reserved - s.token_held)
+            < t.quota_alert_threshold
 ), token AS (
     UPDATE {token} AS t
     SET reserved = t.reserved - s.token_held, used = t.used + s.cost,
@@ -201,12 +226,16 @@ WITH input AS (
         -- What passes the quota leaves it at what other requests hold: exhausted.
         quota_remaining = CASE WHEN t.quota_remaining IS NULL THEN NULL ELSE
             GREATEST(t.quota_remaining - s.cost, t.reserved - s.token_held) END,
-        last_used_at = %(now)s, last_used_ip = s.client_ip
+        last_used_at = %(now)s, last_used_ip = s.client_ip,
+        quota_alerted_at = CASE WHEN t.id IN (SELECT id FROM token_low)
+            THEN %(now)s ELSE t.quota_alerted_at END
     FROM token_sums s WHERE t.id = s.token_id
     RETURNING t.id
 ){SETTLE_CTE}
 SELECT (SELECT array_agg(id) FROM grants),
-    (SELECT array_agg(user_id) FROM account WHERE balance < 0), {SETTLE_SELECT}
+    (SELECT array_agg(user_id) FROM account WHERE balance < 0),
+    (SELECT array_agg(user_id) FROM low_balance),
+    (SELECT array_agg(id) FROM token_low), {SETTLE_SELECT}
 """  # noqa: S608 (table and column names come from our models, never from input)
 
 
@@ -334,5 +363,7 @@ def _charge(
             last_used_at=now,
             last_used_ip=settlement.log.client_ip,
         )
+        token_quota_alert_claim(token_id=token_id)
+    low_balance_claim(account_id=user_id)
     if cost > held and Account.objects.filter(pk=user_id, balance__lt=0).exists():
         account_debt_notify(account_ids=[user_id])

@@ -13,6 +13,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext, ngettext
 
 from accounts.locale import recipient_locale, user_language
+from billing.alerts import low_balance_email_send, token_quota_alert_email_send
 from billing.grants import grant_release_expired
 from billing.models import OrderEvent, RechargeOrder
 from billing.recharge import order_credit, orders_needing_notice, orders_sweep
@@ -157,6 +158,18 @@ def order_receipt_send_task(order_id: int) -> None:
 def account_debt_email_task(account_id: int) -> None:
     """Tell a customer, once, that their account owes money."""
     account_debt_email_send(account_id=account_id)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def account_low_balance_email_task(account_id: int) -> bool:
+    """Tell a customer, once per fall, that their balance fell below their threshold."""
+    return low_balance_email_send(account_id=account_id)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def token_quota_alert_email_task(token_id: int) -> bool:
+    """Tell a customer, once per fall, that a token's quota fell below its alert threshold."""
+    return token_quota_alert_email_send(token_id=token_id)
 
 
 @shared_task

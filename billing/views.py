@@ -20,7 +20,8 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.http import ConsoleRequest
 from accounts.selectors import token_list
 from accounts.tokens import key_is_well_formed, token_authenticate
-from billing.forms import RechargeAmountForm, RedeemForm
+from billing.alerts import account_low_balance_threshold_set
+from billing.forms import LowBalanceAlertForm, RechargeAmountForm, RedeemForm
 from billing.models import RechargeOrder, RechargeSettings, RechargeTier
 from billing.pricing import recharge_quote, recharge_settings
 from billing.recharge import (
@@ -51,6 +52,7 @@ from core.api import error_response
 from core.money import AmountError, format_usd, micro_to_json, micro_to_usd, usd_to_micro
 
 LEDGER_PAGE_SIZE = 50
+_CENT = Decimal("0.01")
 # An order still unpaid this long after it was created shows how to reach support.
 ORDER_SUPPORT_AFTER = timedelta(minutes=10)
 
@@ -437,3 +439,49 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     # stored with its problem; redelivering it would fail the same way for days).
     stripe_event_receive(payload)
     return HttpResponse("ok", content_type="text/plain")
+
+
+def low_balance_context(*, user_id: int, form: LowBalanceAlertForm | None = None) -> dict:
+    """Return what the profile's "Low-balance email" card shows."""
+    account = account_for_user(user_id=user_id)
+    if form is None:
+        threshold = account.low_balance_threshold
+        shown = "" if threshold is None else micro_to_usd(threshold).quantize(_CENT)
+        form = LowBalanceAlertForm(initial={"threshold": shown})
+    return {"low_balance_form": form, "account": account}
+
+
+@login_required
+@require_POST
+def low_balance_alert(request: ConsoleRequest) -> HttpResponse:
+    """Set or clear the balance below which the customer is emailed (the profile's card).
+
+    htmx swaps the card in place and the card says what happened; without htmx a
+    saved threshold goes back to the profile with a message.
+    """
+    form: LowBalanceAlertForm | None = LowBalanceAlertForm(request.POST)
+    notice = ""
+    if form is not None and form.is_valid():
+        threshold = form.cleaned_data["threshold"]
+        below = account_low_balance_threshold_set(user_id=request.user.pk, threshold=threshold)
+        if threshold is None:
+            notice = gettext("Low-balance emails are off.")
+        elif below:
+            notice = gettext(
+                "Saved. Your balance is already below %(threshold)s: the email goes out the "
+                "next time it falls below it, after a top-up."
+            ) % {"threshold": format_usd(threshold)}
+        else:
+            notice = gettext("Saved: one email when your balance falls below %(threshold)s.") % {
+                "threshold": format_usd(threshold)
+            }
+        if not request.htmx:
+            messages.success(request, notice)
+            return redirect("accounts:profile")
+        form = None
+    return render(
+        request,
+        "billing/_low_balance_card.html",
+        {**low_balance_context(user_id=request.user.pk, form=form), "notice": notice},
+        status=400 if form is not None else 200,
+    )

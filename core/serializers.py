@@ -18,6 +18,9 @@ class UsdField(serializers.DecimalField):
         return super().to_representation(micro_to_usd(int(value)))
 
     def to_internal_value(self, data: Any) -> Any:
+        # ASCII only: DRF's own parse reads other scripts' digits ("٣" as 3).
+        if isinstance(data, str) and not data.isascii():
+            self.fail("invalid")
         usd: Decimal = super().to_internal_value(data)
         try:
             return usd_to_micro(usd)

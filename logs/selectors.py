@@ -551,23 +551,43 @@ def spend_by_token(
     ]
 
 
+def spend_per_day(
+    *, user_id: int, days: int, now: datetime | None = None, zone: tzinfo | None = None
+) -> dict:
+    """Return spend (micro-USD) and requests per local day of `zone` (default: the active
+    one) over the last `days` days, today last, days without a request included."""
+    per_model = usage_by_model_per_day(user_id=user_id, days=days, now=now, zone=zone)
+    return {
+        "labels": per_model["labels"],
+        "cost": [sum(day) for day in zip(*per_model["cost"], strict=True)] or [0] * days,
+        "requests": [sum(day) for day in zip(*per_model["requests"], strict=True)] or [0] * days,
+    }
+
+
+# The console home's daily-spend line covers this many days, today included.
+HOME_SPEND_DAYS = 30
+
+
 @dataclass(frozen=True)
 class HomeUsage:
     spend_today: int  # the reader's day: since their local midnight
     requests_today: int
     rpm: int  # requests in the last whole minute
-    last_7_days: dict
+    spend_per_day: dict  # labels and cost of the last HOME_SPEND_DAYS days
+
+    @property
+    def spend_period(self) -> int:
+        """What the last HOME_SPEND_DAYS days cost, today included."""
+        return sum(self.spend_per_day["cost"])
 
 
 def home_usage(
     *, user_id: int, now: datetime | None = None, zone: tzinfo | None = None
 ) -> HomeUsage:
     """Return the console home's figures: today's spend (the local day of `zone`, default
-    the active one), RPM now, the last 7 local days."""
+    the active one), RPM now, spend per local day."""
     now = (now or timezone.now()).astimezone(UTC)
-    week = usage_by_model_per_day(user_id=user_id, days=7, now=now, zone=zone)
-    per_day = [sum(values) for values in zip(*week["cost"], strict=True)] or [0] * 7
-    requests_per_day = [sum(values) for values in zip(*week["requests"], strict=True)] or [0] * 7
+    days = spend_per_day(user_id=user_id, days=HOME_SPEND_DAYS, now=now, zone=zone)
     last_minute = bucket_start(now, "minute") - timedelta(minutes=1)
     rpm = (
         UsageMinute.objects.filter(user_id=user_id, bucket=last_minute).aggregate(
@@ -576,10 +596,10 @@ def home_usage(
         or 0
     )
     return HomeUsage(
-        spend_today=per_day[-1],
-        requests_today=requests_per_day[-1],
+        spend_today=days["cost"][-1],
+        requests_today=days["requests"][-1],
         rpm=rpm,
-        last_7_days={"labels": week["labels"], "cost": per_day},
+        spend_per_day={"labels": days["labels"], "cost": days["cost"]},
     )
 
 

@@ -214,18 +214,18 @@ def chart_errors(request: ConsoleRequest) -> JsonResponse:
 @login_required
 @require_GET
 def chart_home(request: ConsoleRequest) -> JsonResponse:
-    """Spend (USD) per day over the last 7 days, for the console home."""
+    """Spend (USD) per day over the last 30 days, a line for the console home."""
     usage = selectors.home_usage(user_id=request.user.pk)
     return JsonResponse(
         {
-            "labels": usage.last_7_days["labels"],
+            "labels": usage.spend_per_day["labels"],
             "datasets": [
                 {
                     "label": gettext("Spend (USD)"),
-                    "data": [micro_to_json(value) for value in usage.last_7_days["cost"]],
+                    "data": [micro_to_json(value) for value in usage.spend_per_day["cost"]],
                 }
             ],
             "unit": "cost",
-            "kind": "bar",
+            "kind": "line",
         }
     )

@@ -29,6 +29,11 @@ class TokenSerializer(serializers.ModelSerializer):
         help_text="USD; null = unlimited, 0 = query-only.",
     )
     used = UsdField(read_only=True)
+    quota_alert_threshold = UsdField(
+        allow_null=True,
+        required=False,
+        help_text="USD; one email when the quota left falls below it; null = none.",
+    )
     allowed_models = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False
     )
@@ -46,6 +51,7 @@ class TokenSerializer(serializers.ModelSerializer):
             "is_enabled",
             "expires_at",
             "quota_remaining",
+            "quota_alert_threshold",
             "used",
             "request_count",
             "allowed_models",
@@ -103,6 +109,12 @@ def _service_arguments(data: dict[str, Any], token: Token | None = None) -> dict
         # None: 100, or the account's limit if lower (`token_create`).
         "concurrency_limit": pick("concurrency_limit", None),
         "rpm_limit": pick("rpm_limit", None),
+        # A token made unlimited drops its quota alert unless one is given with it.
+        "quota_alert_threshold": None
+        if "quota_remaining" in data
+        and data["quota_remaining"] is None
+        and "quota_alert_threshold" not in data
+        else pick("quota_alert_threshold", None),
     }
 
 

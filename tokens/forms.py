@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Token
 from accounts.tokens import networks_parse
+from billing.forms import UsdThresholdField
 from core.money import AmountError, micro_to_usd, usd_to_micro
 from models_catalog.selectors import AccountLimits
 from tokens.form_nonces import form_nonce_check, form_nonce_issue
@@ -31,6 +32,13 @@ class TokenForm(forms.Form):
         decimal_places=6,
         label=_("Quota (USD)"),
         help_text=_("Empty for unlimited; 0 makes a query-only token that cannot spend."),
+    )
+    quota_alert = UsdThresholdField(
+        label=_("Quota alert (USD)"),
+        help_text=_(
+            "One email when the quota left falls below this amount; empty for none. "
+            "Only for a token with a quota."
+        ),
     )
     expires_at = forms.DateTimeField(
         required=False,
@@ -93,7 +101,34 @@ class TokenForm(forms.Form):
         )
         for field, problem in problems.items():
             self.add_error(field, problem)
+        self._check_quota_alert(cleaned)
         return cleaned
+
+    def _check_quota_alert(self, cleaned: dict[str, Any]) -> None:
+        """Refuse an alert without a quota, or a new one not below the quota typed."""
+        alert = cleaned.get("quota_alert")
+        if alert is None or "quota" not in cleaned:
+            return
+        quota = cleaned["quota"]
+        if quota is None:
+            self.add_error(
+                "quota_alert",
+                _("An unlimited token has no quota to alert on: set a quota or leave this empty."),
+            )
+            return
+        unchanged = (
+            self.token is not None
+            and self.token.quota_alert_threshold == alert
+            and self.token.quota_remaining == usd_to_micro(quota)
+        )
+        if not unchanged and alert >= usd_to_micro(quota):
+            self.add_error(
+                "quota_alert",
+                _(
+                    "The alert is for when the quota left falls below this amount: "
+                    "make it lower than the quota."
+                ),
+            )
 
     def _changed_limit(self, name: str) -> int | None:
         """Return a limit as typed if it differs from the token's (a lowered account may
@@ -108,6 +143,9 @@ class TokenForm(forms.Form):
         return {
             "name": token.name,
             "quota": None if token.quota_remaining is None else micro_to_usd(token.quota_remaining),
+            "quota_alert": None
+            if token.quota_alert_threshold is None
+            else micro_to_usd(token.quota_alert_threshold).quantize(Decimal("0.01")),
             "expires_at": token.expires_at,
             "allowed_models": "\n".join(token.allowed_models),
             "allowed_networks": "\n".join(token.allowed_networks),
@@ -140,6 +178,7 @@ class TokenForm(forms.Form):
         return {
             "name": data["name"],
             "quota_remaining": None if data["quota"] is None else usd_to_micro(data["quota"]),
+            "quota_alert_threshold": data["quota_alert"],
             "expires_at": data["expires_at"],
             "allowed_models": data["allowed_models"],
             "allowed_networks": data["allowed_networks"],

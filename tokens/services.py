@@ -22,8 +22,10 @@ from accounts.tokens import (
     networks_parse,
     token_cache_invalidate,
 )
+from billing.alerts import THRESHOLD_MAX, token_quota_alert_state
 from billing.locks import lock_rows
 from billing.models import Account, Reservation
+from core.money import format_usd
 from models_catalog.models import DEFAULT_CONCURRENCY_LIMIT
 from models_catalog.selectors import AccountLimits, user_account_limits
 from tokens.form_nonces import FORM_NONCE_MAX_AGE_SECONDS
@@ -88,6 +90,29 @@ def _check_quota(quota_remaining: int | None) -> None:
         raise ValidationError({"quota_remaining": gettext("A quota cannot be negative.")})
 
 
+def _check_quota_alert(quota_remaining: int | None, threshold: int | None) -> None:
+    if threshold is None:
+        return
+    if not 0 < threshold <= THRESHOLD_MAX:
+        raise ValidationError(
+            {
+                "quota_alert_threshold": gettext(
+                    "A quota alert is an amount above zero, at most %(maximum)s."
+                )
+                % {"maximum": format_usd(THRESHOLD_MAX)}
+            }
+        )
+    if quota_remaining is None:
+        raise ValidationError(
+            {
+                "quota_alert_threshold": gettext(
+                    "An unlimited token has no quota to alert on: set a quota or leave "
+                    "the alert empty."
+                )
+            }
+        )
+
+
 def token_limit_problems(
     *, account: AccountLimits, concurrency_limit: int | None, rpm_limit: int | None
 ) -> dict[str, str]:
@@ -139,6 +164,7 @@ def token_create(
     allowed_networks: Sequence[str] = (),
     concurrency_limit: int | None = None,
     rpm_limit: int | None = None,
+    quota_alert_threshold: int | None = None,
     form_nonce: str | None = None,
     actor: User | None = None,
 ) -> tuple[Token, str]:
@@ -151,6 +177,7 @@ def token_create(
     console; None for the system), for the audit log.
     """
     _check_quota(quota_remaining)
+    _check_quota_alert(quota_remaining, quota_alert_threshold)
     if concurrency_limit is None:
         concurrency_limit = min(
             DEFAULT_CONCURRENCY_LIMIT, user_account_limits(user).concurrency_limit
@@ -185,6 +212,11 @@ def token_create(
             allowed_networks=networks,
             concurrency_limit=concurrency_limit,
             rpm_limit=rpm_limit,
+            **token_quota_alert_state(
+                token=Token(),
+                quota_remaining=quota_remaining,
+                threshold=quota_alert_threshold,
+            ),
         )
         _form_nonce_record(user=user, nonce=form_nonce, token=token)
         _audit(AuditEvent.Action.TOKEN_CREATED, token, actor=actor)
@@ -229,6 +261,7 @@ def token_update(
     allowed_networks: Sequence[str],
     concurrency_limit: int,
     rpm_limit: int | None,
+    quota_alert_threshold: int | None = None,
     actor: User | None = None,
 ) -> Token:
     """Change a token's settings; every process sees the change once it commits.
@@ -239,6 +272,7 @@ def token_update(
     changes none has no row).
     """
     _check_quota(quota_remaining)
+    _check_quota_alert(quota_remaining, quota_alert_threshold)
     networks = _clean_networks(allowed_networks)
     with transaction.atomic():
         locked = Token.objects.select_for_update().select_related("user").get(pk=token.pk)
@@ -266,13 +300,17 @@ def token_update(
             "allowed_networks": networks,
             "concurrency_limit": concurrency_limit,
             "rpm_limit": rpm_limit,
+            "quota_alert_threshold": quota_alert_threshold,
         }
         changed = sorted(
             field for field, value in settings_now.items() if getattr(locked, field) != value
         )
-        for field, value in settings_now.items():
+        alert = token_quota_alert_state(
+            token=locked, quota_remaining=quota_remaining, threshold=quota_alert_threshold
+        )
+        for field, value in (settings_now | alert).items():
             setattr(locked, field, value)
-        locked.save(update_fields=[*settings_now, "updated_at"])
+        locked.save(update_fields=[*settings_now, *alert, "updated_at"])
         if changed:
             _audit(
                 AuditEvent.Action.TOKEN_CHANGED, locked, actor=actor, detail={"changed": changed}

@@ -78,3 +78,28 @@ def test_recent_activity_lists_the_users_token_changes_at_both_sizes(page):
         assert width <= page.viewport_size["width"], (size, width)
         card.scroll_into_view_if_needed()
         look(page, f"profile-recent-activity-{size}")
+
+
+def test_the_low_balance_card_saves_in_place_at_both_sizes(page):
+    # (Hostile amounts are refused with a 400 the browser logs as a console error: they
+    # are tested without a browser, in tests/billing/test_alerts.py.)
+    from billing.models import Account
+    from tests.billing.helpers import fund
+
+    load_demo_catalog()  # the profile's line card needs the default pricing group
+    user = UserFactory()
+    fund(user, 20_000_000)
+    sign_in(page, user)
+    page.goto("/profile/")
+    card = page.locator("#low-balance-alert")
+    field = card.get_by_label("Email me when my balance falls below (USD)")
+    field.fill("5")
+    card.get_by_role("button", name="Save").click()
+    card.get_by_role("status").filter(has_text="one email when your balance").wait_for()
+    assert Account.objects.get(pk=user.pk).low_balance_threshold == 5_000_000
+    for size in SIZES:
+        resize(page, size)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= page.viewport_size["width"], (size, width)
+        card.scroll_into_view_if_needed()
+        look(page, f"profile-low-balance-{size}")

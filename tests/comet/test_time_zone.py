@@ -323,8 +323,8 @@ def test_today_at_1_am_in_utc_plus_8_counts_only_that_local_days_spend(user):
 
     assert usage.spend_today == 700
     assert usage.requests_today == 1
-    assert usage.last_7_days["labels"][-1] == local_today.isoformat()
-    assert usage.last_7_days["cost"][-2:] == [350, 700]
+    assert usage.spend_per_day["labels"][-1] == local_today.isoformat()
+    assert usage.spend_per_day["cost"][-2:] == [350, 700]
     # The same moment in UTC is still the UTC day that holds all three.
     assert in_utc.spend_today == 1050
 
@@ -338,7 +338,7 @@ def test_a_half_hour_zone_splits_the_utc_hour_that_holds_its_midnight_exactly(us
     usage = home_usage(user_id=user.pk, now=now, zone=KOLKATA)
 
     assert usage.spend_today == 90
-    assert usage.last_7_days["cost"][-2:] == [400, 90]
+    assert usage.spend_per_day["cost"][-2:] == [400, 90]
     by_model = usage_by_model_per_day(user_id=user.pk, days=7, now=now, zone=KOLKATA)
     assert sum(by_model["cost"][0]) == 490
 

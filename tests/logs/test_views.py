@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -351,8 +353,36 @@ def test_the_home_shows_todays_spend_and_rpm(user, user_client, monkeypatch):
         assert "$0.75" in page
     assert 'data-chart-url="/logs/charts/home.json"' in page
     chart = user_client.get(reverse("logs:chart-home")).json()
-    assert len(chart["labels"]) == 7
+    assert len(chart["labels"]) == 30
+    assert chart["kind"] == "line"
     assert round(sum(chart["datasets"][0]["data"]) * 1_000_000) == 750_000
+
+
+def test_the_home_draws_spend_per_day_over_30_days_from_the_rollups(user, user_client):
+    # Given a customer whose days are UTC's, with requests today, 3 and 29 days ago (inside
+    # the line) and 30 days ago (outside)
+    user.time_zone = "UTC"
+    user.save(update_fields=["time_zone"])
+    token = funded_user_with_token(user)
+    today = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for days_ago, cost in ((0, 1_000_000), (3, 2_500_000), (29, 300_000), (30, 9_000_000)):
+        settle(token, cost=cost, created_at=today - timedelta(days=days_ago) + timedelta(seconds=1))
+
+    # When the home and its chart are read
+    with CaptureQueriesContext(connection) as queries:
+        chart = user_client.get(reverse("logs:chart-home")).json()
+    page = user_client.get(reverse("console:home")).content.decode()
+
+    # Then a line of 30 days, today last, from the day rollups and never the raw rows
+    assert not [query for query in queries if "logs_requestlog" in query["sql"]]
+    assert chart["kind"] == "line"
+    assert len(chart["labels"]) == 30
+    assert chart["labels"][-1] == today.strftime("%Y-%m-%d")
+    data = chart["datasets"][0]["data"]
+    assert (data[-1], data[-4], data[0]) == (1, 2.5, 0.3)
+    assert sum(data) == pytest.approx(3.8)
+    assert 'id="home-spend-today"><span class="money">$1.00<' in page
+    assert 'id="home-spend-30-days"><span class="money">$3.80<' in page
 
 
 def test_the_openapi_schema_documents_both_endpoints(user_client):
