@@ -1,6 +1,7 @@
 """The channel admin: served models and the mapping without JSON, a write-only API key,
 and "Test this channel", which asks the upstream without charging or logging anything."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -51,7 +52,7 @@ def form_data(**overrides):
         "name": "c",
         "kind": "openai",
         "base_url": "https://up.example/v1",
-        "api_key": "",
+        "api_keys": "",
         "served_models": "m",
         "priority": 0,
         "weight": 1,
@@ -147,7 +148,7 @@ def test_the_mapping_widget_reads_its_rows_and_shows_them_with_empty_ones_to_fil
 
 
 def test_the_form_refuses_a_mapping_of_a_model_the_channel_does_not_serve():
-    data = form_data(api_key="sk-new")
+    data = form_data(api_keys="sk-new")
     data["model_mapping-requested"] = ["n"]
     data["model_mapping-upstream"] = ["n-upstream"]
 
@@ -160,12 +161,12 @@ def test_the_form_refuses_a_mapping_of_a_model_the_channel_does_not_serve():
 
 
 def test_a_new_channel_other_than_mock_needs_an_api_key():
-    assert "api_key" in ChannelForm(form_data()).errors
+    assert "api_keys" in ChannelForm(form_data()).errors
     assert ChannelForm(form_data(kind="mock", base_url="")).is_valid()
 
 
 def test_the_admin_saves_the_served_models_and_the_mapping_without_json(staff_client, priced_model):
-    data = form_data(name="rows", api_key=SECRET, served_models=f"{MODEL}\nnot-in-catalog")
+    data = form_data(name="rows", api_keys=SECRET, served_models=f"{MODEL}\nnot-in-catalog")
     data["model_mapping-requested"] = [MODEL, ""]
     data["model_mapping-upstream"] = ["gpt-upstream", ""]
 
@@ -185,23 +186,25 @@ def test_the_admin_saves_the_served_models_and_the_mapping_without_json(staff_cl
     assert "{&quot;" not in html
 
 
-def test_the_api_key_is_one_empty_password_field_naming_only_its_last_characters(staff_client):
+def test_the_api_keys_are_one_empty_box_naming_only_their_last_characters(staff_client):
     channel = channel_create(
         name="c",
         kind="openai",
         base_url="https://up.example/v1",
-        api_key=SECRET,
+        api_keys=[SECRET, "sk-second-secret-value-1234"],
         served_models=["m"],
     )
 
-    html = staff_client.get(reverse("admin:relay_channel_change", args=[channel.pk])).content
-    page = html.decode()
+    page = staff_client.get(reverse("admin:relay_channel_change", args=[channel.pk])).content
+    html = page.decode()
 
-    assert SECRET not in page
-    assert '<input type="password" name="api_key" autocomplete="new-password"' in page
-    assert 'name="api_key" value' not in page
-    assert page.count("…9876") == 1
-    assert "Leave empty to keep the current key (ending …9876)" in page
+    assert SECRET not in html
+    assert "sk-second-secret-value-1234" not in html
+    assert re.search(r'<textarea name="api_keys"[^>]*autocomplete="off"[^>]*>\s*</textarea>', html)
+    assert "2 keys, ending …9876, …1234, stored encrypted and never shown." in html
+    listing = staff_client.get(reverse("admin:relay_channel_changelist")).content.decode()
+    assert "…9876, …1234" in listing
+    assert SECRET not in listing
 
 
 # --- Test this channel ------------------------------------------------------------------
