@@ -7,7 +7,8 @@ usage, `/break-stream/v1` drops the connection after two chunks, `/chunk-delay-5
 waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`,
 `/cached-3/v1` reports 3 of the prompt's tokens as cached (OpenAI's
 `prompt_tokens_details`, in answers that are not streamed), `/prompt-90000/v1` reports
-a prompt of 90,000 tokens (in answers that are not streamed).
+a prompt of 90,000 tokens (in answers that are not streamed), `/models-only/v1` lists
+its models but answers 500 to everything else.
 A key in `key_answers` (the Bearer or x-api-key value) gets that status and headers
 instead of an answer, whatever the path: a revoked or rate-limited key.
 Answers are the mock channel's (`relay.mock`).
@@ -127,6 +128,9 @@ class FakeUpstream:
                 chunk_delay = int(step.removeprefix("chunk-delay-")) / 1000
             elif step.startswith("switch-") and step.removeprefix("switch-") in self.switched_off:
                 await self._json(send, 503, {"error": {"message": "switched off"}})
+                return
+            elif step == "models-only" and route != "/models":
+                await self._json(send, 500, {"error": {"message": "fake 500"}})
                 return
             elif step == "hang":
                 await asyncio.sleep(3600)

@@ -179,7 +179,7 @@ def make_channel(name: str, base_url: str, **options):
         name=name,
         kind=options.pop("kind", "openai"),
         base_url=base_url,
-        api_key=UPSTREAM_KEY,
+        api_key=options.pop("api_key", UPSTREAM_KEY),
         **options,
     )
     routing_table_expire()
