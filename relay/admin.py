@@ -58,8 +58,9 @@ class ChannelForm(forms.ModelForm):
         label=gettext_lazy("Header overrides"),
         help_text=gettext_lazy(
             "A JSON object of headers sent upstream with every request, e.g. "
-            '{"OpenAI-Organization": "org-123"}. The key and how the request is sent '
-            "(Authorization, api-key, Host, Content-Length, …) cannot be overridden."
+            '<code>{"OpenAI-Organization": "org-123"}</code>. The key and how the request is '
+            "sent (<code>Authorization</code>, <code>api-key</code>, <code>Host</code>, "
+            "<code>Content-Length</code>, …) cannot be overridden."
         ),
     )
     parameter_overrides = JsonObjectField(
@@ -67,9 +68,10 @@ class ChannelForm(forms.ModelForm):
         label=gettext_lazy("Parameter overrides"),
         help_text=gettext_lazy(
             "A JSON object merged into every chat completion, completion and message sent "
-            'upstream, in the upstream\'s format, e.g. {"max_tokens": 4096}: its values '
-            "replace the customer's, and null removes a parameter. Customers are still "
-            "charged for the usage the upstream reports. Not model, stream or stream_options."
+            'upstream, in the upstream\'s format, e.g. <code>{"max_tokens": 4096}</code>: its '
+            "values replace the customer's, and <code>null</code> removes a parameter. "
+            "Customers are still charged for the usage the upstream reports. Not "
+            "<code>model</code>, <code>stream</code> or <code>stream_options</code>."
         ),
     )
 

@@ -264,7 +264,10 @@ class JsonObjectField(forms.Field):
 
     def __init__(self, *, problems: Any, **kwargs: Any) -> None:
         self.problems = problems
-        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}))
+        kwargs.setdefault(
+            "widget",
+            forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "comet-json"}),
+        )
         super().__init__(required=False, **kwargs)
 
     def prepare_value(self, value: Any) -> Any:

@@ -55,7 +55,9 @@ class Channel(models.Model):
         default=dict,
         blank=True,
         validators=[validate_header_overrides],
-        help_text=_('Extra headers sent upstream, e.g. {"OpenAI-Organization": "org-123"}.'),
+        help_text=_(
+            'Extra headers sent upstream, e.g. <code>{"OpenAI-Organization": "org-123"}</code>.'
+        ),
     )
     parameter_overrides = models.JSONField(
         _("parameter overrides"),
@@ -63,7 +65,8 @@ class Channel(models.Model):
         blank=True,
         validators=[validate_parameter_overrides],
         help_text=_(
-            'Request parameters set on every generation sent upstream, e.g. {"max_tokens": 4096}.'
+            "Request parameters set on every generation sent upstream, e.g. "
+            '<code>{"max_tokens": 4096}</code>.'
         ),
     )
     pricing_groups = models.ManyToManyField(

@@ -93,8 +93,8 @@ def header_overrides_problems(value: Any) -> list[str]:
             continue
         if len(name) > MAX_HEADER_NAME_LENGTH:
             problems.append(
-                _("“%(name)s…” is longer than %(count)s characters.")
-                % {"name": shown, "count": MAX_HEADER_NAME_LENGTH}
+                _("“%(name)s…” is longer than %(length)s characters.")
+                % {"name": shown, "length": MAX_HEADER_NAME_LENGTH}
             )
             continue
         lowered = name.lower()
@@ -137,7 +137,7 @@ def _parameter_value_problem(value: Any) -> str | None:
         if isinstance(item, Mapping):
             for key in item:
                 if not isinstance(key, str):
-                    return _("object keys must be strings")
+                    return _("names in an object must be strings")
             pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, list):

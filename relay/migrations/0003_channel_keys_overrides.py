@@ -53,7 +53,10 @@ class Migration(migrations.Migration):
             field=models.JSONField(
                 blank=True,
                 default=dict,
-                help_text='Extra headers sent upstream, e.g. {"OpenAI-Organization": "org-123"}.',
+                help_text=(
+                    "Extra headers sent upstream, e.g. "
+                    '<code>{"OpenAI-Organization": "org-123"}</code>.'
+                ),
                 validators=[relay.overrides.validate_header_overrides],
                 verbose_name="header overrides",
             ),
@@ -66,7 +69,7 @@ class Migration(migrations.Migration):
                 default=dict,
                 help_text=(
                     "Request parameters set on every generation sent upstream, "
-                    'e.g. {"max_tokens": 4096}.'
+                    'e.g. <code>{"max_tokens": 4096}</code>.'
                 ),
                 validators=[relay.overrides.validate_parameter_overrides],
                 verbose_name="parameter overrides",
