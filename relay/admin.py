@@ -8,21 +8,24 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from core.inputs import ascii_int
 from models_catalog.models import CatalogModel
 
-from .admin_fields import ModelMappingField, ServedModelsField
+from .admin_fields import ApiKeysField, JsonObjectField, ModelMappingField, ServedModelsField
 from .models import Channel
+from .overrides import header_overrides_problems, parameter_overrides_problems
 from .probe import ChannelTestResult, channel_test
 from .routing import routing_table_expire
 from .selectors import channel_error_rates
-from .services import channel_set_api_key, channel_status_audit
+from .services import channel_set_api_keys, channel_status_audit
 
 # Channels one "Test" action sends a request through (each may take up to its timeout).
 MAX_CHANNELS_TESTED = 5
+# Keys of a channel the channel list names by their endings.
+MAX_KEY_ENDINGS_LISTED = 3
 
 
 class ChannelForm(forms.ModelForm):
@@ -33,12 +36,7 @@ class ChannelForm(forms.ModelForm):
         label=Channel._meta.get_field("base_url").verbose_name,
         help_text=Channel._meta.get_field("base_url").help_text,
     )
-    api_key = forms.CharField(
-        label=gettext_lazy("API key"),
-        required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-    )
+    api_keys = ApiKeysField(label=gettext_lazy("API keys"), required=False)
     served_models = ServedModelsField(
         required=False,
         label=gettext_lazy("Served models"),
@@ -55,6 +53,27 @@ class ChannelForm(forms.ModelForm):
             "name on the left, the name sent upstream on the right. Empty rows are ignored."
         ),
     )
+    header_overrides = JsonObjectField(
+        problems=header_overrides_problems,
+        label=gettext_lazy("Header overrides"),
+        help_text=gettext_lazy(
+            "A JSON object of headers sent upstream with every request, e.g. "
+            '<code>{"OpenAI-Organization": "org-123"}</code>. The key and how the request is '
+            "sent (<code>Authorization</code>, <code>api-key</code>, <code>Host</code>, "
+            "<code>Content-Length</code>, …) cannot be overridden."
+        ),
+    )
+    parameter_overrides = JsonObjectField(
+        problems=parameter_overrides_problems,
+        label=gettext_lazy("Parameter overrides"),
+        help_text=gettext_lazy(
+            "A JSON object merged into every chat completion, completion and message sent "
+            'upstream, in the upstream\'s format, e.g. <code>{"max_tokens": 4096}</code>: its '
+            "values replace the customer's, and <code>null</code> removes a parameter. "
+            "Customers are still charged for the usage the upstream reports. Not "
+            "<code>model</code>, <code>stream</code> or <code>stream_options</code>."
+        ),
+    )
 
     class Meta:
         model = Channel
@@ -62,9 +81,11 @@ class ChannelForm(forms.ModelForm):
             "name",
             "kind",
             "base_url",
-            "api_key",
+            "api_keys",
             "served_models",
             "model_mapping",
+            "header_overrides",
+            "parameter_overrides",
             "pricing_groups",
             "priority",
             "weight",
@@ -75,26 +96,36 @@ class ChannelForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        last4 = self.instance.api_key_last4 if self.instance.pk else ""
-        self.fields["api_key"].help_text = (
-            _(
-                "Stored encrypted and never shown. Leave empty to keep the current key "
-                "(ending …%(last4)s); type a new key to replace it."
+        endings = list(self.instance.api_key_endings or []) if self.instance.pk else []
+        self.fields["api_keys"].help_text = (
+            ngettext(
+                "One key, ending …%(endings)s, stored encrypted and never shown. Leave "
+                "empty to keep it; type keys, one per line, to replace it. Several keys are "
+                "used in turn.",
+                "%(count)s keys, ending …%(endings)s, stored encrypted and never shown. "
+                "Leave empty to keep them; type keys, one per line, to replace them all. "
+                "They are used in turn.",
+                len(endings),
             )
-            % {"last4": last4}
-            if last4
-            else _("Stored encrypted and never shown again.")
+            % {"count": len(endings), "endings": ", …".join(endings)}
+            if endings
+            else _(
+                "One per line; several are used in turn, and one the upstream refuses "
+                "(401, 403, 429) is set aside for a while. Stored encrypted and never "
+                "shown again."
+            )
         )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         kind = cleaned.get("kind")
-        has_key = bool(cleaned.get("api_key")) or bool(
+        has_key = bool(cleaned.get("api_keys")) or bool(
             self.instance.pk and self.instance.encrypted_api_key
         )
         if kind and kind != Channel.Kind.MOCK and not has_key:
             self.add_error(
-                "api_key", _("Enter the channel's API key: the upstream refuses requests without.")
+                "api_keys",
+                _("Enter the channel's API key: the upstream refuses requests without."),
             )
         served = cleaned.get("served_models")
         mapping = cleaned.get("model_mapping")
@@ -128,8 +159,14 @@ def _test_message(channel: Channel, result: ChannelTestResult) -> str:
         "error": result.error,
     }
     if result.ok:
-        return _("%(channel)s answered %(model)s in %(ms)s ms.") % values
-    return _("%(channel)s failed for %(model)s after %(ms)s ms: %(error)s") % values
+        message = _("%(channel)s answered %(model)s in %(ms)s ms.") % values
+    else:
+        message = _("%(channel)s failed for %(model)s after %(ms)s ms: %(error)s") % values
+    if result.refused_keys:
+        message += " " + _("Keys refused first: %(keys)s.") % {
+            "keys": ", ".join(result.refused_keys)
+        }
+    return message
 
 
 @admin.register(Channel)
@@ -169,9 +206,16 @@ class ChannelAdmin(admin.ModelAdmin):
         extra_context = {**(extra_context or {}), "channel_rates": channel_error_rates(hours=24)}
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description=gettext_lazy("API key"))
+    @admin.display(description=gettext_lazy("API keys"))
     def api_key_display(self, channel: Channel) -> str:
-        return f"…{channel.api_key_last4}" if channel.api_key_last4 else "—"
+        endings = list(channel.api_key_endings or [])
+        if not endings:
+            return "—"
+        shown = ", ".join(f"…{ending}" for ending in endings[:MAX_KEY_ENDINGS_LISTED])
+        hidden = len(endings) - MAX_KEY_ENDINGS_LISTED
+        if hidden > 0:
+            return _("%(keys)s and %(count)s more") % {"keys": shown, "count": hidden}
+        return shown
 
     def get_urls(self):
         return [
@@ -216,9 +260,9 @@ class ChannelAdmin(admin.ModelAdmin):
             self._report_test(request, channel)
 
     def save_model(self, request, obj: Channel, form: ChannelForm, change: bool) -> None:
-        api_key = form.cleaned_data.get("api_key")
-        if api_key:
-            channel_set_api_key(channel=obj, api_key=api_key, save=False)
+        api_keys = form.cleaned_data.get("api_keys")
+        if api_keys:
+            channel_set_api_keys(channel=obj, api_keys=api_keys, save=False)
         status_changed = change and "status" in form.changed_data
         if "status" in form.changed_data:
             # Enabling by hand starts a clean count: otherwise the next failure would

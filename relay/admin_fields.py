@@ -1,10 +1,15 @@
-"""The channel form's fields for served models and the model mapping, instead of raw JSON.
+"""The channel form's fields: served models and the model mapping instead of raw JSON,
+the write-only API keys, and the header and parameter overrides.
 
 Served models are a text box, one name per line; the mapping is rows of "requested →
-upstream name". Both are parsed and checked here, with errors that say which name is
-wrong and why.
+upstream name"; the keys a text box, one per line, never shown again. The overrides are
+JSON objects, parsed here with every hostile input (too long, too deep, not an object,
+NaN) turned into a form error. Each is checked here, with errors that say what is wrong
+and why (never repeating a key).
 """
 
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +20,12 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from core.inputs import storable_text_problem
+from core.inputs import json_depth_exceeds, storable_text_problem
+
+from .overrides import (
+    MAX_OVERRIDES_CHARS,
+    MAX_PARAMETER_DEPTH,
+)
 
 # As long as a catalog model's name may be (models_catalog.models.CatalogModel.name).
 MAX_MODEL_NAME_LENGTH = 128
@@ -177,3 +187,137 @@ class ModelMappingField(forms.Field):
         if errors:
             raise ValidationError(errors)
         return mapping
+
+
+# Keys a channel may have, and the longest key: far above any vendor's.
+MAX_API_KEYS = 100
+MAX_API_KEY_LENGTH = 1000
+
+
+class SecretLinesWidget(forms.Textarea):
+    """A text box that is always empty when shown: what was typed in it is never sent back."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(
+            attrs={
+                "rows": 3,
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "class": "comet-secret-lines",
+                **(attrs or {}),
+            }
+        )
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class ApiKeysField(forms.Field):
+    """A channel's API keys, one per line (empty lines and surrounding spaces ignored)."""
+
+    widget = SecretLinesWidget
+
+    def to_python(self, value: Any) -> list[str]:
+        lines = [line.strip() for line in str(value or "").splitlines()]
+        errors: list[str] = []
+        keys: list[str] = []
+        for number, key in enumerate(lines, start=1):
+            if not key:
+                continue
+            if len(key) > MAX_API_KEY_LENGTH:
+                errors.append(
+                    _("Line %(line)s is longer than %(count)s characters.")
+                    % {"line": number, "count": MAX_API_KEY_LENGTH}
+                )
+            elif not all("!" <= character <= "~" for character in key):
+                errors.append(
+                    _(
+                        "Line %(line)s is not an API key: a key is printable ASCII "
+                        "without spaces, one per line."
+                    )
+                    % {"line": number}
+                )
+            elif key in keys:
+                errors.append(_("Line %(line)s repeats an earlier key.") % {"line": number})
+            else:
+                keys.append(key)
+        if len(keys) > MAX_API_KEYS:
+            errors.append(_("At most %(count)s keys.") % {"count": MAX_API_KEYS})
+        if errors:
+            raise ValidationError(errors)
+        return keys
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+class JsonObjectField(forms.Field):
+    """A JSON object typed in a text box: empty is {}; shown back indented."""
+
+    def __init__(self, *, problems: Any, **kwargs: Any) -> None:
+        self.problems = problems
+        kwargs.setdefault(
+            "widget",
+            forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "comet-json"}),
+        )
+        super().__init__(required=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return json.dumps(value, indent=2, ensure_ascii=False) if value else ""
+        return value
+
+    def to_python(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            return dict(value)
+        text = str(value or "").strip()
+        if not text:
+            return {}
+        # Counted before parsing: a long text is never parsed.
+        if len(text) > MAX_OVERRIDES_CHARS:
+            raise ValidationError(
+                _("At most %(count)s characters of JSON.") % {"count": MAX_OVERRIDES_CHARS}
+            )
+        try:
+            # NaN, Infinity and numbers too large for a float are not JSON PostgreSQL
+            # keeps: refused with malformed JSON, and so is nesting too deep to parse.
+            parsed = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        except (ValueError, RecursionError):
+            parsed = _NOT_JSON
+        if parsed is _NOT_JSON or json_depth_exceeds(parsed, MAX_PARAMETER_DEPTH):
+            raise ValidationError(
+                _(
+                    'Enter a JSON object, e.g. {"name": "value"} (at most %(count)s levels '
+                    "deep, without NaN or Infinity)."
+                )
+                % {"count": MAX_PARAMETER_DEPTH},
+                code="invalid",
+            )
+        if not isinstance(parsed, dict):
+            raise ValidationError(
+                _('Enter a JSON object in braces, e.g. {"name": "value"}.'), code="invalid"
+            )
+        return parsed
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        problems = self.problems(value)
+        if problems:
+            raise ValidationError(problems)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(data) != (initial or {})
+        except ValidationError:
+            return True
+
+
+_NOT_JSON = object()

@@ -2,7 +2,10 @@
 
 Failover: a channel that fails before anything reached the client (connect error,
 5xx, 429) is counted against and the next one is tried; an upstream's refusal of
-the request itself (4xx) is passed back as it is. Only sizes, counts and status
+the request itself (4xx) is passed back as it is. Within a channel of several keys, a
+key the upstream refuses (401, 403, 429: nothing was done that it bills) is set aside
+and the channel's next key is tried first (`relay.keys`); a channel whose every key
+is set aside is skipped as a failed one. Only sizes, counts and status
 codes are read from answers: their content is never stored or logged.
 """
 
@@ -19,6 +22,7 @@ from django.utils.translation import gettext_noop
 from . import translate, upstream
 from .calls import Call, client_wants_stream_usage
 from .http import RelayError, request_language, send_error, send_json
+from .keys import MAX_KEYS_PER_ATTEMPT, key_rotation, set_aside_seconds
 from .selectors import ChannelRoute
 from .usage import (
     StreamUsageReader,
@@ -62,14 +66,7 @@ async def forward(
     last_failure: upstream.AttemptFailed | None = None
     for route in call.routes[:MAX_ATTEMPTS]:
         try:
-            answer = await client.attempt(
-                route,
-                endpoint,
-                body=call.body,
-                model=call.model,
-                stream=call.stream,
-                client_headers=call.headers,
-            )
+            answer = await _attempt_keys(client, route, call)
         except upstream.AttemptFailed as failure:
             last_failure = failure
             if failure.is_retryable:
@@ -103,6 +100,49 @@ async def forward(
         language=request_language(call.headers),
     )
     return Outcome(status_code=502, error_code="upstream_error")
+
+
+async def _attempt_keys(
+    client: upstream.UpstreamClient, route: ChannelRoute, call: Call
+) -> upstream.UpstreamAnswer:
+    """Return the channel's answer, trying its keys in turn; raise AttemptFailed if none answers.
+
+    A key the upstream refuses is set aside and the next is tried at once, up to
+    MAX_KEYS_PER_ATTEMPT; what fails for another reason fails the channel.
+    """
+
+    async def attempt(keyed: ChannelRoute) -> upstream.UpstreamAnswer:
+        return await client.attempt(
+            keyed,
+            call.endpoint,
+            body=call.body,
+            model=call.model,
+            stream=call.stream,
+            client_headers=call.headers,
+        )
+
+    if not route.api_keys:
+        # The mock, a channel without a key, or one whose keys no configured key opens.
+        return await attempt(route)
+    turns = key_rotation.keys_in_turn(route)
+    if not turns:
+        raise upstream.AttemptFailed("every key set aside", is_retryable=True)
+    last_failure: upstream.AttemptFailed | None = None
+    for turn in turns[:MAX_KEYS_PER_ATTEMPT]:
+        try:
+            return await attempt(route if turn.key == route.api_key else route.with_key(turn.key))
+        except upstream.AttemptFailed as failure:
+            seconds = set_aside_seconds(
+                failure.status_code,
+                retry_after=failure.retry_after,
+                is_quota_exhausted=failure.is_quota_exhausted,
+            )
+            if seconds is None:
+                raise
+            key_rotation.set_aside(route, turn, seconds=seconds, status_code=failure.status_code)
+            last_failure = failure
+    assert last_failure is not None
+    raise last_failure
 
 
 async def _send_answer(send: Any, answer: upstream.UpstreamAnswer, call: Call) -> Outcome:

@@ -2,12 +2,15 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from .overrides import validate_header_overrides, validate_parameter_overrides
+
 
 class Channel(models.Model):
     """An upstream that answers requests for some models, for some pricing groups.
 
-    The API key is stored only encrypted (`relay.crypto`); the admin shows its last
-    four characters. Status changes go through `relay.services`.
+    Its API keys (several are used in turn, `relay.keys`) are stored only encrypted,
+    one per line in one secret (`relay.crypto`); the admin shows each one's last four
+    characters. Status changes go through `relay.services`.
     """
 
     class Kind(models.TextChoices):
@@ -28,8 +31,13 @@ class Channel(models.Model):
         blank=True,
         help_text=_("Up to and including the version, e.g. https://api.openai.com/v1"),
     )
-    encrypted_api_key = models.TextField(_("encrypted api key"), blank=True, editable=False)
-    api_key_last4 = models.CharField(_("api key last4"), max_length=4, blank=True, editable=False)
+    # The channel's API keys, one per line, encrypted as one secret (a channel stored
+    # with a single key before keys were several reads as that one key).
+    encrypted_api_key = models.TextField(_("encrypted api keys"), blank=True, editable=False)
+    # The last four characters of each key, in order: all the admin ever shows of them.
+    api_key_endings = models.JSONField(
+        _("api key endings"), default=list, blank=True, editable=False
+    )
     served_models = models.JSONField(
         _("served models"),
         default=list,
@@ -41,6 +49,25 @@ class Channel(models.Model):
         default=dict,
         blank=True,
         help_text=_('Public name → name sent upstream, e.g. {"gpt-4o": "gpt-4o-2024-08-06"}.'),
+    )
+    header_overrides = models.JSONField(
+        _("header overrides"),
+        default=dict,
+        blank=True,
+        validators=[validate_header_overrides],
+        help_text=_(
+            'Extra headers sent upstream, e.g. <code>{"OpenAI-Organization": "org-123"}</code>.'
+        ),
+    )
+    parameter_overrides = models.JSONField(
+        _("parameter overrides"),
+        default=dict,
+        blank=True,
+        validators=[validate_parameter_overrides],
+        help_text=_(
+            "Request parameters set on every generation sent upstream, e.g. "
+            '<code>{"max_tokens": 4096}</code>.'
+        ),
     )
     pricing_groups = models.ManyToManyField(
         "models_catalog.PricingGroup",

@@ -1,18 +1,28 @@
-"""Health probes of auto-disabled channels: one small request each, re-enabled on success.
+"""Health probes of auto-disabled channels, and the admin's test call: one real, small request.
+
+Both send what a customer's request would be at its smallest — a chat completion of
+one token (a message for an Anthropic channel, an embedding for a channel that serves
+only embedding models) — through the relay's own client (`relay.upstream`), so the
+channel's model mapping, overrides and keys are those of real traffic: a channel whose
+completions fail does not come back because its model list answers. Each of the
+channel's keys is tried in turn until one answers (a refused key is skipped, as the
+relay does). Nothing goes through the relay's books: nobody is charged, nothing is
+logged, and the channel's failure counts are left as they are.
 
 Beat runs the probe every minute, so a channel that recovers is back in rotation
-within two minutes (the help pages promise five). An admin's "Test this channel"
-(`channel_test`) sends one real, small request through the relay's own client.
+within two minutes (the help pages promise five); a success re-enables the channel
+with an audit row, a failure leaves it as it is. The disabled channels are probed
+together, each for at most `PROBE_TIMEOUT_SECONDS`.
 """
 
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from asgiref.sync import async_to_sync
 from django.db import connection
 from django.utils.translation import gettext as _
@@ -20,47 +30,92 @@ from django.utils.translation import gettext as _
 from core.db import connection_return
 from models_catalog.models import CatalogModel
 
+from .keys import MAX_KEYS_PER_ATTEMPT, set_aside_seconds
 from .models import Channel
-from .selectors import ChannelRoute, channel_route, channel_routes_auto_disabled
+from .selectors import ChannelRoute, channel_route, channels_auto_disabled
 from .services import channel_reenable_after_probe
 from .upstream import CHAT, EMBEDDINGS, MESSAGES, AttemptFailed, Endpoint, UpstreamClient
 
+logger = logging.getLogger(__name__)
+
 # The longest an admin waits for a test call's answer.
 CHANNEL_TEST_TIMEOUT_SECONDS = 30
+# The longest a probe waits for a disabled channel's answer (beat runs it every minute).
+PROBE_TIMEOUT_SECONDS = 20
 # What a test call asks: a one-token answer, the cheapest a model gives.
 CHANNEL_TEST_PROMPT = "Say OK."
 # An upstream's error message is shown up to this many characters.
 CHANNEL_TEST_ERROR_CHARS = 200
 
 
-def channel_probe(route: ChannelRoute) -> bool:
-    """Return True when the channel answers a request for its model list (or is the mock)."""
-    if route.kind == "mock":
-        return True
-    if route.api_key is None:
-        return False
-    if route.kind == "anthropic":
-        headers = {"x-api-key": route.api_key, "anthropic-version": "2023-06-01"}
-    else:
-        headers = {"authorization": f"Bearer {route.api_key}"}
-    timeout = httpx.Timeout(route.connect_timeout_seconds, read=10.0)
+@dataclass(frozen=True)
+class TestCall:
+    """The request a test or a probe sends through one channel."""
+
+    route: ChannelRoute
+    endpoint: Endpoint
+    body: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.body["model"])
+
+
+def _test_call(channel: Channel, *, timeout_seconds: float) -> TestCall | None:
+    """Return the smallest real request for the channel, or None when it serves no model."""
+    chosen = _test_model(channel)
+    if chosen is None:
+        return None
+    model, kind = chosen
+    route = channel_route(channel)
+    route = dataclasses.replace(
+        route, read_timeout_seconds=min(route.read_timeout_seconds, timeout_seconds)
+    )
+    endpoint, body = _test_request(route, model, kind)
+    return TestCall(route, endpoint, body)
+
+
+async def _probe(client: UpstreamClient, test: TestCall) -> bool:
     try:
-        response = httpx.get(
-            f"{route.base_url}/models", headers=headers, timeout=timeout, trust_env=False
-        )
-    except httpx.HTTPError:
+        await _send_test(client, test, timeout_seconds=PROBE_TIMEOUT_SECONDS)
+    except AttemptFailed as failure:
+        logger.info("Probe of channel %s: %s", test.route.name, failure.reason)
         return False
-    # Any answer but an error of the server, its rate limit or a refused key means the
-    # channel is back (some compatible servers have no /models and answer 404).
-    return response.status_code < 500 and response.status_code not in (401, 403, 429)
+    except TimeoutError:
+        logger.info("Probe of channel %s: no answer", test.route.name)
+        return False
+    return True
+
+
+async def _probe_all(tests: list[TestCall]) -> list[bool]:
+    client = UpstreamClient()
+    try:
+        return list(await asyncio.gather(*(_probe(client, test) for test in tests)))
+    finally:
+        await client.aclose()
 
 
 def channels_probe_disabled() -> int:
-    """Probe every auto-disabled channel; return how many were re-enabled."""
+    """Probe every auto-disabled channel with a minimal completion; return how many came back.
+
+    A channel that serves no model has nothing to ask and stays disabled.
+    """
+    tests = [
+        test
+        for channel in channels_auto_disabled()
+        if (test := _test_call(channel, timeout_seconds=PROBE_TIMEOUT_SECONDS)) is not None
+    ]
+    if not tests:
+        return 0
+    if not connection.in_atomic_block:
+        # Up to PROBE_TIMEOUT_SECONDS of waiting on upstreams: the pooled connection
+        # is not held for it.
+        connection_return()
+    answered = async_to_sync(_probe_all)(tests)
     return sum(
         1
-        for route in channel_routes_auto_disabled()
-        if channel_probe(route) and channel_reenable_after_probe(channel_id=route.channel_id)
+        for test, ok in zip(tests, answered, strict=True)
+        if ok and channel_reenable_after_probe(channel_id=test.route.channel_id)
     )
 
 
@@ -76,6 +131,8 @@ class ChannelTestResult:
     upstream_model: str = ""
     latency_ms: int = 0
     error: str = ""
+    # "…abcd (HTTP 401)" for each key the upstream refused before one answered.
+    refused_keys: tuple[str, ...] = ()
 
 
 def _test_model(channel: Channel) -> tuple[str, str] | None:
@@ -124,16 +181,58 @@ def _failure_text(failure: AttemptFailed) -> str:
     return f"{reason}: {detail}" if detail else reason
 
 
-async def _send_test(route: ChannelRoute, endpoint: Endpoint, body: dict[str, Any]) -> None:
+async def _send_test(
+    client: UpstreamClient,
+    test: TestCall,
+    *,
+    timeout_seconds: float,
+    refused_keys: list[str] | None = None,
+) -> None:
+    """Send the test call with the channel's keys in turn until one is answered.
+
+    Raise the AttemptFailed of the last key tried (a refused key is noted in
+    `refused_keys` and the next one tried), or TimeoutError.
+    """
+    route = test.route
+    keys: tuple[str | None, ...] = route.api_keys[:MAX_KEYS_PER_ATTEMPT] or (None,)
+    for number, key in enumerate(keys, start=1):
+        keyed = route if key is None or key == route.api_key else route.with_key(key)
+        try:
+            answer = await asyncio.wait_for(
+                client.attempt(
+                    keyed,
+                    test.endpoint,
+                    body=test.body,
+                    model=test.model,
+                    stream=False,
+                    client_headers={},
+                ),
+                timeout=timeout_seconds,
+            )
+        except AttemptFailed as failure:
+            is_key_refused = (
+                set_aside_seconds(
+                    failure.status_code,
+                    retry_after=failure.retry_after,
+                    is_quota_exhausted=failure.is_quota_exhausted,
+                )
+                is not None
+            )
+            if key is None or not is_key_refused or number == len(keys):
+                raise
+            if refused_keys is not None:
+                refused_keys.append(f"…{key[-4:]} ({failure.reason})")
+            continue
+        await answer.aclose()
+        return
+
+
+async def _run_test(test: TestCall, refused_keys: list[str]) -> None:
     client = UpstreamClient()
     try:
-        answer = await asyncio.wait_for(
-            client.attempt(
-                route, endpoint, body=body, model=body["model"], stream=False, client_headers={}
-            ),
-            timeout=CHANNEL_TEST_TIMEOUT_SECONDS,
+        await _send_test(
+            client, test, timeout_seconds=CHANNEL_TEST_TIMEOUT_SECONDS, refused_keys=refused_keys
         )
-        await answer.aclose()
     finally:
         await client.aclose()
 
@@ -145,24 +244,18 @@ def channel_test(channel: Channel) -> ChannelTestResult:
     the relay's books: nobody is charged, nothing is logged, and the channel's failure
     counts are left as they are.
     """
-    chosen = _test_model(channel)
-    if chosen is None:
+    test = _test_call(channel, timeout_seconds=CHANNEL_TEST_TIMEOUT_SECONDS)
+    if test is None:
         return ChannelTestResult(ok=False, error=_("The channel serves no model to ask."))
-    model, kind = chosen
-    route = channel_route(channel)
-    route = dataclasses.replace(
-        route,
-        read_timeout_seconds=min(route.read_timeout_seconds, CHANNEL_TEST_TIMEOUT_SECONDS),
-    )
-    endpoint, body = _test_request(route, model, kind)
-    upstream_model = route.upstream_model(model)
+    upstream_model = test.route.upstream_model(test.model)
     if not connection.in_atomic_block:
         # Up to CHANNEL_TEST_TIMEOUT_SECONDS of waiting on the upstream: the pooled
         # connection is not held for it.
         connection_return()
+    refused_keys: list[str] = []
     started = time.monotonic()
     try:
-        async_to_sync(_send_test)(route, endpoint, body)
+        async_to_sync(_run_test)(test, refused_keys)
     except AttemptFailed as failure:
         error = _failure_text(failure)
     except TimeoutError:
@@ -173,8 +266,9 @@ def channel_test(channel: Channel) -> ChannelTestResult:
         error = ""
     return ChannelTestResult(
         ok=not error,
-        model=model,
+        model=test.model,
         upstream_model=upstream_model,
         latency_ms=round((time.monotonic() - started) * 1000),
         error=error,
+        refused_keys=tuple(refused_keys),
     )

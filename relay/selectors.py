@@ -1,7 +1,7 @@
 """Reads of channels: the relay's routing table, and each channel's error rate."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Sum
@@ -13,6 +13,7 @@ from models_catalog.models import PricingGroup
 
 from .crypto import decrypt_secret
 from .models import Channel
+from .overrides import headers_to_send, parameters_to_merge
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,12 @@ _unreadable_logged: set[tuple[int, str]] = set()
 
 @dataclass(frozen=True, slots=True)
 class ChannelRoute:
-    """What routing needs of one enabled channel (the API key decrypted, in memory only)."""
+    """What routing needs of one enabled channel (its API keys decrypted, in memory only).
+
+    `api_key` is the key an attempt sends: the channel's first, or the one
+    `relay.keys` gives the attempt (`with_key`); None when no configured key opens
+    the stored keys.
+    """
 
     channel_id: int
     name: str
@@ -39,6 +45,17 @@ class ChannelRoute:
     connect_timeout_seconds: float
     read_timeout_seconds: float
     consecutive_failures: int
+    # Every key of the channel, in the admin's order (empty: none, or unreadable).
+    api_keys: tuple[str, ...] = ()
+    # Changes whenever the channel is saved: keys set aside are remembered against it.
+    keys_version: str = ""
+    header_overrides: tuple[tuple[str, str], ...] = ()
+    # Values may be lists or objects: left out of the route's equality and hash.
+    parameter_overrides: tuple[tuple[str, object], ...] = field(default=(), compare=False)
+
+    def with_key(self, api_key: str) -> "ChannelRoute":
+        """Return this route sending `api_key` (another of the channel's keys)."""
+        return replace(self, api_key=api_key)
 
     def upstream_model(self, model_name: str) -> str:
         """Return the name the upstream knows `model_name` by."""
@@ -48,15 +65,15 @@ class ChannelRoute:
         return model_name
 
 
-def _api_key(channel: Channel) -> str | None:
-    """Return the channel's API key, or None (logged once) when no configured key opens it.
+def channel_api_keys(channel: Channel) -> tuple[str, ...] | None:
+    """Return the channel's API keys, or None (logged once) when no configured key opens them.
 
     The relay then counts each attempt on the channel as a failure and moves on
     to the next channel, so a rotated SECRET_KEY without its fallback disables
     such channels instead of failing requests.
     """
-    api_key = decrypt_secret(channel.encrypted_api_key)
-    if api_key is None and (channel.pk, channel.encrypted_api_key) not in _unreadable_logged:
+    secret = decrypt_secret(channel.encrypted_api_key)
+    if secret is None and (channel.pk, channel.encrypted_api_key) not in _unreadable_logged:
         _unreadable_logged.add((channel.pk, channel.encrypted_api_key))
         logger.error(
             "Channel %s (%s): its API key opens with neither SECRET_KEY nor "
@@ -65,17 +82,20 @@ def _api_key(channel: Channel) -> str | None:
             channel.pk,
             channel.name,
         )
-    return api_key
+    if secret is None:
+        return None
+    return tuple(line for line in secret.split("\n") if line)
 
 
 def _route(channel: Channel) -> ChannelRoute:
     mapping = channel.model_mapping if isinstance(channel.model_mapping, dict) else {}
+    api_keys = channel_api_keys(channel)
     return ChannelRoute(
         channel_id=channel.pk,
         name=channel.name,
         kind=channel.kind,
         base_url=channel.base_url.rstrip("/"),
-        api_key=_api_key(channel),
+        api_key=None if api_keys is None else (api_keys[0] if api_keys else ""),
         served_models=frozenset(str(name) for name in channel.served_models or []),
         model_mapping=tuple((str(k), str(v)) for k, v in mapping.items()),
         pricing_group_ids=frozenset(group.pk for group in channel.pricing_groups.all()),
@@ -84,6 +104,10 @@ def _route(channel: Channel) -> ChannelRoute:
         connect_timeout_seconds=float(channel.connect_timeout_seconds),
         read_timeout_seconds=float(channel.read_timeout_seconds),
         consecutive_failures=channel.consecutive_failures,
+        api_keys=api_keys or (),
+        keys_version=channel.updated_at.isoformat() if channel.updated_at else "",
+        header_overrides=headers_to_send(channel.header_overrides),
+        parameter_overrides=parameters_to_merge(channel.parameter_overrides),
     )
 
 
@@ -100,12 +124,13 @@ def channel_routes_enabled() -> list[ChannelRoute]:
     return [_route(channel) for channel in channels]
 
 
-def channel_routes_auto_disabled() -> list[ChannelRoute]:
-    """Return the channels waiting for a successful probe."""
-    channels = Channel.objects.filter(status=Channel.Status.AUTO_DISABLED).prefetch_related(
-        "pricing_groups"
+def channels_auto_disabled() -> list[Channel]:
+    """Return the channels waiting for a successful probe (with their pricing groups)."""
+    return list(
+        Channel.objects.filter(status=Channel.Status.AUTO_DISABLED)
+        .prefetch_related("pricing_groups")
+        .order_by("pk")
     )
-    return [_route(channel) for channel in channels]
 
 
 def default_pricing_group_id() -> int | None:

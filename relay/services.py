@@ -1,7 +1,9 @@
 """Every change to a channel: creation, its API key, its health."""
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -34,6 +36,7 @@ def channel_create(
     kind: str,
     base_url: str = "",
     api_key: str = "",
+    api_keys: Sequence[str] = (),
     served_models: list[str],
     model_mapping: dict[str, str] | None = None,
     pricing_groups: list[PricingGroup] | None = None,
@@ -41,8 +44,13 @@ def channel_create(
     weight: int = 1,
     connect_timeout_seconds: int = 5,
     read_timeout_seconds: int = 300,
+    header_overrides: Mapping[str, Any] | None = None,
+    parameter_overrides: Mapping[str, Any] | None = None,
 ) -> Channel:
-    """Create a channel; its API key is stored encrypted only."""
+    """Create a channel; its API keys are stored encrypted only.
+
+    `api_key` is one key, the shorthand of `api_keys=[api_key]`.
+    """
     channel = Channel(
         name=name,
         kind=kind,
@@ -53,8 +61,11 @@ def channel_create(
         weight=weight,
         connect_timeout_seconds=connect_timeout_seconds,
         read_timeout_seconds=read_timeout_seconds,
+        header_overrides=dict(header_overrides or {}),
+        parameter_overrides=dict(parameter_overrides or {}),
     )
-    channel_set_api_key(channel=channel, api_key=api_key, save=False)
+    keys = [api_key] if api_key else []
+    channel_set_api_keys(channel=channel, api_keys=[*keys, *api_keys], save=False)
     with transaction.atomic():
         channel.full_clean()
         channel.save()
@@ -63,12 +74,20 @@ def channel_create(
     return channel
 
 
-def channel_set_api_key(*, channel: Channel, api_key: str, save: bool = True) -> None:
-    """Replace a channel's API key; only its last four characters stay readable."""
-    channel.encrypted_api_key = encrypt_secret(api_key) if api_key else ""
-    channel.api_key_last4 = api_key[-4:] if api_key else ""
+def channel_set_api_keys(*, channel: Channel, api_keys: Sequence[str], save: bool = True) -> None:
+    """Replace a channel's API keys (used in turn); only each one's last four characters
+    stay readable.
+
+    The keys are one secret, one per line (a key has no line break: the admin's form
+    takes one per line). Saving the channel also gives back any key the relay set aside
+    (`relay.keys`).
+    """
+    if any(not key or "\n" in key or "\r" in key for key in api_keys):
+        raise ValueError("An API key is empty or has a line break.")
+    channel.encrypted_api_key = encrypt_secret("\n".join(api_keys)) if api_keys else ""
+    channel.api_key_endings = [key[-4:] for key in api_keys]
     if save:
-        channel.save(update_fields=["encrypted_api_key", "api_key_last4", "updated_at"])
+        channel.save(update_fields=["encrypted_api_key", "api_key_endings", "updated_at"])
 
 
 @dataclass
@@ -82,7 +101,7 @@ class ReencryptReport:
 
 
 def channel_keys_reencrypt() -> ReencryptReport:
-    """Encrypt every stored channel API key with the current SECRET_KEY; safe to run again.
+    """Encrypt every channel's stored API keys with the current SECRET_KEY; safe to run again.
 
     A key already readable with SECRET_KEY alone is left as it is; one only a
     fallback opens is rewritten; one nothing opens is counted and named, never

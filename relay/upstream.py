@@ -2,7 +2,9 @@
 
 An attempt fails over (`AttemptFailed.is_retryable`) on a connect error, a timeout,
 a 5xx, a 429 or a refused channel key, as long as nothing has reached the client:
-a stream counts as answered only once its first chunk has arrived.
+a stream counts as answered only once its first chunk has arrived. The request sent
+carries the channel's header and parameter overrides (`relay.overrides`) and the key
+the attempt was given (`ChannelRoute.api_key`; `relay.keys` turns a channel's keys).
 """
 
 import asyncio
@@ -14,6 +16,8 @@ from typing import Any
 import aiohttp
 
 from . import mock, translate
+from .keys import retry_after_seconds
+from .overrides import parameters_apply
 from .selectors import ChannelRoute
 
 
@@ -60,6 +64,8 @@ class AttemptFailed(Exception):
         status_code: int = 502,
         body: bytes = b"",
         content_type: bytes = b"application/json",
+        retry_after: float | None = None,
+        is_quota_exhausted: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -67,6 +73,9 @@ class AttemptFailed(Exception):
         self.status_code = status_code
         self.body = body
         self.content_type = content_type
+        # A 429's Retry-After in seconds, and whether it said the key is out of quota.
+        self.retry_after = retry_after
+        self.is_quota_exhausted = is_quota_exhausted
 
 
 @dataclass
@@ -176,17 +185,23 @@ class UpstreamClient:
                     **(options if isinstance(options, dict) else {}),
                     "include_usage": True,
                 }
+        if route.parameter_overrides and endpoint.has_completion:
+            payload = parameters_apply(payload, route.parameter_overrides)
         if route.kind == "mock":
             return _mock_answer(route, endpoint, payload, upstream_model, stream)
         if route.api_key is None:
             raise AttemptFailed("channel key unreadable", is_retryable=True)
         headers = {"content-type": "application/json"}
         if route.kind == "anthropic":
-            headers["x-api-key"] = route.api_key
             version = client_headers.get(b"anthropic-version", b"2023-06-01").decode("latin-1")
             headers["anthropic-version"] = version
             if b"anthropic-beta" in client_headers:
                 headers["anthropic-beta"] = client_headers[b"anthropic-beta"].decode("latin-1")
+        # The operator's, over the client's (never a key's or the framing's: refused
+        # when stored, and left out when loaded).
+        headers.update(route.header_overrides)
+        if route.kind == "anthropic":
+            headers["x-api-key"] = route.api_key
         else:
             headers["authorization"] = f"Bearer {route.api_key}"
         timeout = aiohttp.ClientTimeout(
@@ -248,7 +263,17 @@ class UpstreamClient:
         except aiohttp.ClientError as error:
             raise AttemptFailed(f"connection: {type(error).__name__}", is_retryable=True) from None
         status = response.status
-        if status == 429 or status >= 500 or status in (401, 403):
+        if status == 429:
+            raise AttemptFailed(
+                f"HTTP {status}",
+                is_retryable=True,
+                status_code=status,
+                retry_after=retry_after_seconds(response.headers),
+                # OpenAI's code for a key whose account is out of credit (only the
+                # code is looked for, nothing of the message is kept).
+                is_quota_exhausted=b'"insufficient_quota"' in body,
+            )
+        if status >= 500 or status in (401, 403):
             raise AttemptFailed(f"HTTP {status}", is_retryable=True, status_code=status)
         if status >= 400:
             raise AttemptFailed(

@@ -7,7 +7,10 @@ usage, `/break-stream/v1` drops the connection after two chunks, `/chunk-delay-5
 waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`,
 `/cached-3/v1` reports 3 of the prompt's tokens as cached (OpenAI's
 `prompt_tokens_details`, in answers that are not streamed), `/prompt-90000/v1` reports
-a prompt of 90,000 tokens (in answers that are not streamed).
+a prompt of 90,000 tokens (in answers that are not streamed), `/models-only/v1` lists
+its models but answers 500 to everything else.
+A key in `key_answers` (the Bearer or x-api-key value) gets that status and headers
+instead of an answer, whatever the path: a revoked or rate-limited key.
 Answers are the mock channel's (`relay.mock`).
 
     python -m tests.fake_upstream --port 9100
@@ -37,6 +40,12 @@ class FakeUpstreamStats:
     last_model: str = ""
     last_include_usage: bool | None = None
     last_authorization: str = ""
+    # Requests per key (the Authorization or x-api-key header as sent).
+    authorizations: dict[str, int] = field(default_factory=dict)
+    # The last request's headers, and its parameters (the body without its content:
+    # messages, input and prompt are left out).
+    last_headers: dict[str, str] = field(default_factory=dict)
+    last_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeUpstream:
@@ -45,6 +54,8 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.stats = FakeUpstreamStats()
         self.switched_off: set[str] = set()
+        # key → (status, headers) answered to a request sent with that key.
+        self.key_answers: dict[str, tuple[int, dict[str, str]]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -76,15 +87,37 @@ class FakeUpstream:
         key = "/".join(scenario) or "ok"
         self.stats.by_scenario[key] = self.stats.by_scenario.get(key, 0) + 1
         headers = dict(scope["headers"])
-        self.stats.last_authorization = (
-            headers.get(b"authorization") or headers.get(b"x-api-key") or b""
-        ).decode()
+        authorization = (headers.get(b"authorization") or headers.get(b"x-api-key") or b"").decode()
+        self.stats.last_authorization = authorization
+        self.stats.authorizations[authorization] = (
+            self.stats.authorizations.get(authorization, 0) + 1
+        )
+        self.stats.last_headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in headers.items()
+        }
+        self.stats.last_parameters = _parameters(chunks)
+        key = authorization.removeprefix("Bearer ")
+        if key in self.key_answers:
+            status, answer_headers = self.key_answers[key]
+            await self._refuse(send, status, answer_headers)
+            return
         self.stats.in_flight += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
         try:
             await self._answer(scenario, route, chunks, send)
         finally:
             self.stats.in_flight -= 1
+
+    async def _refuse(self, send: Any, status: int, headers: dict[str, str]) -> None:
+        code = "insufficient_quota" if headers.get("x-fake-code") == "quota" else "fake"
+        body = json.dumps({"error": {"message": f"fake {status}", "code": code}}).encode()
+        sent = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        sent += [(name.encode(), value.encode()) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": sent})
+        await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scenario: list[str], route: str, raw: bytes, send: Any) -> None:
         chunk_delay = 0.0
@@ -95,6 +128,9 @@ class FakeUpstream:
                 chunk_delay = int(step.removeprefix("chunk-delay-")) / 1000
             elif step.startswith("switch-") and step.removeprefix("switch-") in self.switched_off:
                 await self._json(send, 503, {"error": {"message": "switched off"}})
+                return
+            elif step == "models-only" and route != "/models":
+                await self._json(send, 500, {"error": {"message": "fake 500"}})
                 return
             elif step == "hang":
                 await asyncio.sleep(3600)
@@ -159,6 +195,16 @@ class FakeUpstream:
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _parameters(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    return {key: value for key, value in body.items() if key not in ("messages", "input", "prompt")}
 
 
 class ServerThread:

@@ -18,6 +18,7 @@ from logs.models import RequestLog
 from models_catalog.models import CatalogModel, PricingGroup, Vendor
 from models_catalog.services import catalog_entry_create
 from relay.app import RelayApplication
+from relay.keys import key_rotation
 from relay.routing import routing_table_expire
 from relay.services import channel_create
 from tests.clock import FakeClock
@@ -62,6 +63,7 @@ def fake_upstream(fake_upstream_server):
     """The fake upstream, its statistics reset."""
     fake_upstream_server.app.stats.__init__()
     fake_upstream_server.app.switched_off.clear()
+    fake_upstream_server.app.key_answers.clear()
     return fake_upstream_server
 
 
@@ -106,6 +108,7 @@ def relay_server(django_db_setup, django_db_blocker):
 @pytest.fixture
 def relay_url(relay_server, transactional_db):
     routing_table_expire()
+    key_rotation.clear()
     relay_server.relay.tokens.clear()
     relay_server.relay.prices.clear()
     relay_server.relay.lines.clear()
@@ -176,7 +179,7 @@ def make_channel(name: str, base_url: str, **options):
         name=name,
         kind=options.pop("kind", "openai"),
         base_url=base_url,
-        api_key=UPSTREAM_KEY,
+        api_key=options.pop("api_key", UPSTREAM_KEY),
         **options,
     )
     routing_table_expire()

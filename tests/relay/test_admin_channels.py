@@ -1,6 +1,7 @@
 """The channel admin: served models and the mapping without JSON, a write-only API key,
 and "Test this channel", which asks the upstream without charging or logging anything."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -51,7 +52,7 @@ def form_data(**overrides):
         "name": "c",
         "kind": "openai",
         "base_url": "https://up.example/v1",
-        "api_key": "",
+        "api_keys": "",
         "served_models": "m",
         "priority": 0,
         "weight": 1,
@@ -147,7 +148,7 @@ def test_the_mapping_widget_reads_its_rows_and_shows_them_with_empty_ones_to_fil
 
 
 def test_the_form_refuses_a_mapping_of_a_model_the_channel_does_not_serve():
-    data = form_data(api_key="sk-new")
+    data = form_data(api_keys="sk-new")
     data["model_mapping-requested"] = ["n"]
     data["model_mapping-upstream"] = ["n-upstream"]
 
@@ -160,12 +161,12 @@ def test_the_form_refuses_a_mapping_of_a_model_the_channel_does_not_serve():
 
 
 def test_a_new_channel_other_than_mock_needs_an_api_key():
-    assert "api_key" in ChannelForm(form_data()).errors
+    assert "api_keys" in ChannelForm(form_data()).errors
     assert ChannelForm(form_data(kind="mock", base_url="")).is_valid()
 
 
 def test_the_admin_saves_the_served_models_and_the_mapping_without_json(staff_client, priced_model):
-    data = form_data(name="rows", api_key=SECRET, served_models=f"{MODEL}\nnot-in-catalog")
+    data = form_data(name="rows", api_keys=SECRET, served_models=f"{MODEL}\nnot-in-catalog")
     data["model_mapping-requested"] = [MODEL, ""]
     data["model_mapping-upstream"] = ["gpt-upstream", ""]
 
@@ -185,23 +186,25 @@ def test_the_admin_saves_the_served_models_and_the_mapping_without_json(staff_cl
     assert "{&quot;" not in html
 
 
-def test_the_api_key_is_one_empty_password_field_naming_only_its_last_characters(staff_client):
+def test_the_api_keys_are_one_empty_box_naming_only_their_last_characters(staff_client):
     channel = channel_create(
         name="c",
         kind="openai",
         base_url="https://up.example/v1",
-        api_key=SECRET,
+        api_keys=[SECRET, "sk-second-secret-value-1234"],
         served_models=["m"],
     )
 
-    html = staff_client.get(reverse("admin:relay_channel_change", args=[channel.pk])).content
-    page = html.decode()
+    page = staff_client.get(reverse("admin:relay_channel_change", args=[channel.pk])).content
+    html = page.decode()
 
-    assert SECRET not in page
-    assert '<input type="password" name="api_key" autocomplete="new-password"' in page
-    assert 'name="api_key" value' not in page
-    assert page.count("…9876") == 1
-    assert "Leave empty to keep the current key (ending …9876)" in page
+    assert SECRET not in html
+    assert "sk-second-secret-value-1234" not in html
+    assert re.search(r'<textarea name="api_keys"[^>]*autocomplete="off"[^>]*>\s*</textarea>', html)
+    assert "2 keys, ending …9876, …1234, stored encrypted and never shown." in html
+    listing = staff_client.get(reverse("admin:relay_channel_changelist")).content.decode()
+    assert "…9876, …1234" in listing
+    assert SECRET not in listing
 
 
 # --- Test this channel ------------------------------------------------------------------
@@ -360,3 +363,95 @@ def test_the_channel_list_shows_each_channels_error_rate(staff_client):
     worst = response.context["channel_rates"][0]
     assert worst.name == "Deleted channel #987654"
     assert 'id="channel-error-rates"' in response.content.decode()
+
+
+# --- Several keys ---------------------------------------------------------------------
+
+
+def test_keys_are_one_per_line_blank_lines_and_spaces_ignored():
+    from relay.admin_fields import ApiKeysField
+
+    field = ApiKeysField(required=False)
+
+    assert field.clean("  sk-one \n\n\r\nsk-two\n") == ["sk-one", "sk-two"]
+    assert field.clean("") == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("sk-one\nsk-two\nsk-one", "Line 3 repeats an earlier key."),
+        ("sk-one\nsk two", "Line 2 is not an API key"),
+        ("sk-\x00one", "Line 1 is not an API key"),
+        ("sk-clé", "Line 1 is not an API key"),
+        ("x" * 1001, "Line 1 is longer than 1000 characters."),
+        ("\n".join(f"sk-{n}" for n in range(101)), "At most 100 keys."),
+    ],
+)
+def test_a_wrong_key_says_which_line_and_never_repeats_the_key(typed, says):
+    from relay.admin_fields import ApiKeysField
+
+    [message, *_] = errors_of(ApiKeysField(required=False), typed)
+
+    assert message.startswith(says)
+    assert "sk-one" not in message
+    assert "clé" not in message
+
+
+def test_the_admin_replaces_every_key_with_those_typed_and_keeps_them_when_left_empty(
+    staff_client,
+):
+    channel = channel_create(
+        name="c",
+        kind="openai",
+        base_url="https://up.example/v1",
+        api_key=SECRET,
+        served_models=["m"],
+    )
+    url = reverse("admin:relay_channel_change", args=[channel.pk])
+
+    response = staff_client.post(url, form_data(api_keys="sk-new-one-1111\nsk-new-two-2222\n"))
+
+    assert response.status_code == 302
+    channel.refresh_from_db()
+    assert decrypt_secret(channel.encrypted_api_key) == "sk-new-one-1111\nsk-new-two-2222"
+    assert channel.api_key_endings == ["1111", "2222"]
+    response = staff_client.post(url, form_data(api_keys="", served_models="m\nn"))
+    assert response.status_code == 302
+    channel.refresh_from_db()
+    assert channel.api_key_endings == ["1111", "2222"]
+    assert channel.served_models == ["m", "n"]
+
+
+def test_a_form_error_never_shows_the_typed_keys_again(staff_client):
+    response = staff_client.post(
+        reverse("admin:relay_channel_add"),
+        form_data(api_keys=f"{SECRET}\nsk-other-secret-0000", weight=0),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    html = response.content.decode()
+    assert SECRET not in html
+    assert "sk-other-secret-0000" not in html
+
+
+def test_testing_a_channel_names_the_keys_refused_before_one_answered(
+    staff_client, fake_upstream, priced_model
+):
+    fake_upstream.app.key_answers["sk-revoked-key-0001"] = (401, {})
+    channel = channel_create(
+        name="keys",
+        kind="openai",
+        base_url=f"{fake_upstream.url}/v1",
+        api_keys=["sk-revoked-key-0001", "sk-working-key-0002"],
+        served_models=[MODEL],
+    )
+
+    response = staff_client.post(reverse("admin:relay_channel_test", args=[channel.pk]))
+
+    [(level, text)] = shown_messages(response)
+    assert level == "success"
+    assert text.startswith(f"keys answered {MODEL} in ")
+    assert text.endswith(" ms. Keys refused first: …0001 (HTTP 401).")
+    assert "sk-revoked" not in text

@@ -35,7 +35,7 @@ def test_the_api_key_is_stored_encrypted_and_decrypts_for_routing():
     stored = Channel.objects.values_list("encrypted_api_key", flat=True).get(pk=channel.pk)
     assert SECRET not in stored
     assert decrypt_secret(stored) == SECRET
-    assert channel.api_key_last4 == "9876"
+    assert channel.api_key_endings == ["9876"]
     [route] = channel_routes_enabled()
     assert route.api_key == SECRET
 
@@ -69,7 +69,7 @@ def test_the_admin_never_shows_the_key_and_keeps_it_when_left_empty(client):
             "name": "c",
             "kind": "openai",
             "base_url": "https://up.example/v1",
-            "api_key": "",
+            "api_keys": "",
             "served_models": "m\nn",
             "priority": 0,
             "weight": 1,
