@@ -21,7 +21,14 @@ from django.utils.translation import gettext_lazy as _
 from core.inputs import storable_text_problem
 
 from . import services
-from .display import change_lines, model_prices, price_preview_constants, price_text, prices_of
+from .display import (
+    change_lines,
+    model_prices,
+    price_preview_constants,
+    price_text,
+    prices_of,
+    unit_price_text,
+)
 from .models import (
     CatalogModel,
     PriceChange,
@@ -325,9 +332,11 @@ class CatalogModelAdmin(PriceEditingAdmin):
         "name", "vendor", "kind",
         "model_ratio", "input_price", "completion_ratio", "output_price",
         "cached_ratio", "cached_input_price", "price_per_call", "per_call_price",
+        "price_per_million_characters", "price_per_minute", "unit_prices",
         "is_enabled",
     ]  # fmt: skip
-    list_editable = list(services.MODEL_PRICE_FIELDS)
+    # The image price table is edited on the model's page, not in a list cell.
+    list_editable = [name for name in services.MODEL_PRICE_FIELDS if name != "price_per_image"]
     list_filter = ["vendor", "kind", "is_enabled"]
     list_select_related = ["vendor"]
     search_fields = ["name", "description"]
@@ -358,7 +367,8 @@ class CatalogModelAdmin(PriceEditingAdmin):
                 ],
                 "description": _(
                     "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost "
-                    "completion ratio times that. Per call: micro-USD (1 USD = 1,000,000)."
+                    "completion ratio times that. Per call, per image, per 1M characters and "
+                    "per minute: micro-USD (1 USD = 1,000,000). Set exactly one unit."
                 ),
             },
         ),
@@ -385,6 +395,17 @@ class CatalogModelAdmin(PriceEditingAdmin):
     @admin.display(description=_("Price per call"))
     def per_call_price(self, model: CatalogModel) -> str:
         return price_text(model_prices(model).per_call)
+
+    @admin.display(description=_("Per unit"))
+    def unit_prices(self, model: CatalogModel) -> str:
+        return (
+            format_html_join(
+                "",
+                "<div>{}</div>",
+                ((unit_price_text(line),) for line in model_prices(model).per_unit),
+            )
+            or "—"
+        )
 
     @admin.display(description=_("Prices"))
     def price_preview(self, model: CatalogModel) -> str:

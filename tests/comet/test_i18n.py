@@ -60,9 +60,10 @@ MODEL_TOKENS = {
     "Tokens; empty where it does not apply.",
     "Share of the input price paid for cached input tokens (e.g. 0.5).",
     "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost completion ratio "
-    "times that. Per call: micro-USD (1 USD = 1,000,000).",
-    "%(target)s: a model is priced either per token (model ratio) or per call, not both and "
-    "not neither.",
+    "times that. Per call, per image, per 1M characters and per minute: micro-USD (1 USD = "
+    "1,000,000). Set exactly one unit.",
+    "%(target)s: a model is priced in exactly one unit: per token (model ratio), per call, per "
+    "image, per 1M characters or per minute.",
     "%(start)s – %(end)s UTC · %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
     "completion tokens · %(cost)s.",
     "%(start)s – %(end)s UTC · ≥ %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
