@@ -240,7 +240,7 @@ def image_price_table_problem(table: Any) -> tuple[str, dict[str, Any]] | None:
     for key, value in table.items():
         if not isinstance(key, str) or not _IMAGE_KEY.fullmatch(key):
             return gettext_noop(
-                'has a key that is not "*", a size, a quality or "quality size": %(key)s'
+                'has an entry that is not "*", a size, a quality or "quality size": %(key)s'
             ), {"key": repr(key)}
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_UNIT_PRICE:
             return gettext_noop(

@@ -64,6 +64,8 @@ MODEL_TOKENS = {
     "1,000,000). Set exactly one unit.",
     "%(target)s: a model is priced in exactly one unit: per token (model ratio), per call, per "
     "image, per 1M characters or per minute.",
+    "The model '%(model)s' is priced per token, which %(path)s cannot bill: an operator must "
+    "price it per image, per 1M characters, per minute or per call.",
     "%(start)s – %(end)s UTC · %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001
     "completion tokens · %(cost)s.",
     "%(start)s – %(end)s UTC · ≥ %(requests)s requests · %(prompt)s prompt + %(completion)s "  # noqa: RUF001

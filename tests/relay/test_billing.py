@@ -34,7 +34,8 @@ def per_call_model(default_group):
     model = CatalogModel(
         name="image-test",
         vendor=vendor,
-        kind=CatalogModel.Kind.IMAGE,
+        # A chat model priced per call: an image model is refused at the text endpoints.
+        kind=CatalogModel.Kind.CHAT,
         price_per_call=PRICE_PER_CALL,
     )
     catalog_entry_create(entry=model)
