@@ -187,8 +187,10 @@ def price_preview_row(
     cached_ratio: Decimal | None,
     price_per_call: int | None,
     group_ratio: Decimal,
-) -> dict[str, str]:
-    """Return one row of the price preview: its multipliers and the prices they make."""
+    model: CatalogModel | None = None,
+) -> dict[str, Any]:
+    """Return one row of the price preview: its multipliers and the prices they make (and a
+    model's prices per unit, as saved)."""
     prices = prices_of(
         model_ratio=model_ratio,
         completion_ratio=completion_ratio,
@@ -196,6 +198,7 @@ def price_preview_row(
         price_per_call=price_per_call,
         group_ratio=group_ratio,
     )
+    per_unit = model_prices(model, group_ratio).per_unit if model is not None else ()
     return {
         "label": label,
         "model_ratio": _ratio_text(model_ratio),
@@ -207,13 +210,14 @@ def price_preview_row(
         "output": price_text(prices.output_per_1m),
         "cached": price_text(prices.cached_input_per_1m),
         "per_call": price_text(prices.per_call),
+        "per_unit": [unit_price_text(price) for price in per_unit],
     }
 
 
 def price_preview(
     *,
     row_heading: StrOrPromise,
-    rows: list[dict[str, str]],
+    rows: list[dict[str, Any]],
     note: StrOrPromise,
     empty: StrOrPromise,
 ) -> str:
@@ -419,6 +423,7 @@ class CatalogModelAdmin(PriceEditingAdmin):
                 cached_ratio=model.cached_ratio,
                 price_per_call=model.price_per_call,
                 group_ratio=group.group_ratio,
+                model=model,
             )
             for group in groups
         ]
@@ -593,6 +598,7 @@ class PricingGroupAdmin(PriceEditingAdmin):
                 cached_ratio=model.cached_ratio,
                 price_per_call=model.price_per_call,
                 group_ratio=group_ratio,
+                model=model,
             )
             for model in shown
         ]

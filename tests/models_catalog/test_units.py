@@ -269,7 +269,7 @@ def test_the_pricing_page_shows_each_unit(client, catalog):
     html = client.get(reverse("pricing")).content.decode()
 
     assert "$0.04 / image" in html
-    assert "<code>hd 1024x1792</code>: $0.12 / image" in html
+    assert "and 5 more sizes and qualities" in html  # dall-e-3: on its own page
     assert "$15.00 / 1M characters" in html
     assert "$0.006 / minute" in html
 
@@ -282,6 +282,14 @@ def test_the_model_page_shows_its_unit_prices_for_the_group(client, catalog):
     html = client.get(reverse("models_catalog:model_detail", args=["whisper-1"])).content.decode()
 
     assert "$0.0054 / minute" in html
+
+
+@pytest.mark.django_db
+def test_the_model_page_lists_every_image_price(client, catalog):
+    html = client.get(reverse("models_catalog:model_detail", args=["dall-e-3"])).content.decode()
+
+    assert "<code>hd 1024x1792</code>: $0.12 / image" in html
+    assert "$0.04 / image" in html
 
 
 # --- The log row's breakdown ---------------------------------------------------------
@@ -312,3 +320,20 @@ def test_a_transcription_row_breaks_down_to_its_charge():
     breakdown = cost_breakdown(_row(unit=UNIT_SECOND, unit_count=61, unit_price=6_000, cost=5_490))
     assert breakdown.worked == "ceil(6,000 × 61 / 60 × 0.9) = ceil(5490) = 5,490 micro-USD"
     assert "seconds" in breakdown.formula
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_each_groups_unit_prices(admin_client, catalog):
+    model = catalog["dall-e-3"]
+
+    form_page = admin_client.get(
+        reverse("admin:models_catalog_catalogmodel_change", args=[model.pk])
+    ).content.decode()
+    list_page = admin_client.get(
+        reverse("admin:models_catalog_catalogmodel_changelist")
+    ).content.decode()
+
+    # The enterprise line's ×0.9 on "hd 1024x1792" ($0.12): $0.108.
+    assert "hd 1024x1792: $0.108 / image" in form_page
+    assert "$15.00 / 1M characters" in list_page
+    assert "$0.006 / minute" in list_page
