@@ -802,7 +802,8 @@ class RelayApplication:
             headers=headers,
             body=body,
             model=model,
-            stream=False,
+            # Speech comes back as the upstream streams it.
+            stream=endpoint.answers_binary,
             price=price,
             routes=routes,
             started=started,

@@ -177,6 +177,7 @@ def test_speech_streams_the_audio_and_bills_per_character(
     # 11 characters at $15 per 1M: 165 micro-USD.
     assert log.cost == 165
     assert (log.unit, log.unit_count, log.unit_price) == ("character", 11, 15_000_000)
+    assert log.is_stream is True
     return_grants()
     assert _balance(funded_user) == before - 165
 
