@@ -16,9 +16,14 @@ from django.utils.translation import gettext
 from logs.models import RequestLog
 from models_catalog.pricing import (
     MICRO_USD_PER_TOKEN_AT_RATIO_ONE,
+    UNIT_BASIS,
+    UNIT_CHARACTER,
+    UNIT_IMAGE,
     CostParts,
     Rates,
+    UnitCostParts,
     request_cost_parts,
+    unit_cost_parts,
 )
 
 TIMES = " \u00d7 "  # the multiplication sign people write formulas with
@@ -40,7 +45,7 @@ def _number(value: Decimal | int) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def _result(parts: CostParts) -> str:
+def _result(parts: CostParts | UnitCostParts) -> str:
     """`= ceil(exact) = cost micro-USD`, and why when the least cost applied."""
     if parts.exact == 0:
         return gettext(" = ceil(0); the least a request costs is %(cost)s micro-USD") % {
@@ -65,6 +70,8 @@ def _rates(log: RequestLog, *, cached_ratio: Decimal | None) -> Rates:
 def cost_breakdown(log: RequestLog) -> CostBreakdown:
     """Return the formula of `log`'s cost with its tokens and multipliers filled in."""
     group = _number(log.group_ratio)
+    if log.unit and log.unit_price is not None and log.status_code < 400:
+        return _unit_breakdown(log)
     if log.price_per_call is not None:
         parts = request_cost_parts(_rates(log, cached_ratio=None))
         return _with_note(
@@ -129,12 +136,39 @@ def cost_breakdown(log: RequestLog) -> CostBreakdown:
     )
 
 
+def _unit_breakdown(log: RequestLog) -> CostBreakdown:
+    """The breakdown of a row priced per image, per 1M characters or per minute."""
+    assert log.unit_price is not None
+    parts = unit_cost_parts(
+        unit=log.unit,
+        unit_price=log.unit_price,
+        count=log.unit_count,
+        group_ratio=Decimal(log.group_ratio),
+    )
+    group = _number(log.group_ratio)
+    basis = UNIT_BASIS[log.unit]
+    if log.unit == UNIT_IMAGE:
+        formula = gettext("ceil(price per image%(times)simages%(times)sgroup ratio)")
+        worked = f"ceil({log.unit_price:,}{TIMES}{log.unit_count:,}{TIMES}{group})"
+    else:
+        if log.unit == UNIT_CHARACTER:
+            formula = gettext(
+                "ceil(price per 1M characters%(times)scharacters / 1,000,000%(times)sgroup ratio)"
+            )
+        else:
+            formula = gettext("ceil(price per minute%(times)sseconds / 60%(times)sgroup ratio)")
+        worked = f"ceil({log.unit_price:,}{TIMES}{log.unit_count:,} / {basis:,}{TIMES}{group})"
+    return _with_note(
+        log, formula=formula % {"times": TIMES}, worked=worked + _result(parts), parts=parts
+    )
+
+
 def _with_note(
     log: RequestLog,
     *,
     formula: str,
     worked: str,
-    parts: CostParts,
+    parts: CostParts | UnitCostParts,
     is_unrecorded: bool = False,
 ) -> CostBreakdown:
     computed = parts.cost

@@ -33,6 +33,10 @@ class RequestLogData:
     # None when it is not known.
     cached_ratio: Decimal | None = None
     price_per_call: int | None = None
+    # A price per unit (`RequestLog.unit`): the unit, how many were billed, at what price.
+    unit: str = ""
+    unit_count: int = 0
+    unit_price: int | None = None
     error_code: str = ""
     latency_ms: int = 0
     first_token_ms: int | None = None

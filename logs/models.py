@@ -75,6 +75,14 @@ class RequestLog(models.Model):
         _("cached ratio"), max_digits=12, decimal_places=6, null=True, blank=True
     )
     price_per_call = models.BigIntegerField(_("price per call"), null=True, blank=True)
+    # A price per unit (images, characters spoken, seconds of audio transcribed): what was
+    # counted, in which unit, and the micro-USD per image / 1M characters / minute it was
+    # billed at (`models_catalog.pricing.unit_cost`). Empty for tokens and calls.
+    # Defaults in the database too: writers that name their columns (the log generator's
+    # COPY) need not know these.
+    unit = models.CharField(_("unit"), max_length=16, blank=True, default="", db_default="")
+    unit_count = models.PositiveBigIntegerField(_("units"), default=0, db_default=0)
+    unit_price = models.BigIntegerField(_("unit price"), null=True, blank=True)
     client_ip = models.GenericIPAddressField(_("client ip"))
     status_code = models.PositiveSmallIntegerField(_("status code"), default=200)
     error_code = models.CharField(_("error code"), max_length=64, blank=True)

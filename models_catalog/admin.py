@@ -21,7 +21,14 @@ from django.utils.translation import gettext_lazy as _
 from core.inputs import storable_text_problem
 
 from . import services
-from .display import change_lines, model_prices, price_preview_constants, price_text, prices_of
+from .display import (
+    change_lines,
+    model_prices,
+    price_preview_constants,
+    price_text,
+    prices_of,
+    unit_price_text,
+)
 from .models import (
     CatalogModel,
     PriceChange,
@@ -181,8 +188,10 @@ def price_preview_row(
     cached_ratio: Decimal | None,
     price_per_call: int | None,
     group_ratio: Decimal,
-) -> dict[str, str]:
-    """Return one row of the price preview: its multipliers and the prices they make."""
+    model: CatalogModel | None = None,
+) -> dict[str, Any]:
+    """Return one row of the price preview: its multipliers and the prices they make (and a
+    model's prices per unit, as saved)."""
     prices = prices_of(
         model_ratio=model_ratio,
         completion_ratio=completion_ratio,
@@ -190,6 +199,7 @@ def price_preview_row(
         price_per_call=price_per_call,
         group_ratio=group_ratio,
     )
+    per_unit = model_prices(model, group_ratio).per_unit if model is not None else ()
     return {
         "label": label,
         "model_ratio": _ratio_text(model_ratio),
@@ -201,13 +211,14 @@ def price_preview_row(
         "output": price_text(prices.output_per_1m),
         "cached": price_text(prices.cached_input_per_1m),
         "per_call": price_text(prices.per_call),
+        "per_unit": [unit_price_text(price) for price in per_unit],
     }
 
 
 def price_preview(
     *,
     row_heading: StrOrPromise,
-    rows: list[dict[str, str]],
+    rows: list[dict[str, Any]],
     note: StrOrPromise,
     empty: StrOrPromise,
 ) -> str:
@@ -326,9 +337,11 @@ class CatalogModelAdmin(PriceEditingAdmin):
         "name", "vendor", "kind",
         "model_ratio", "input_price", "completion_ratio", "output_price",
         "cached_ratio", "cached_input_price", "price_per_call", "per_call_price",
+        "price_per_million_characters", "price_per_minute", "unit_prices",
         "is_enabled",
     ]  # fmt: skip
-    list_editable = list(services.MODEL_PRICE_FIELDS)
+    # The image price table is edited on the model's page, not in a list cell.
+    list_editable = [name for name in services.MODEL_PRICE_FIELDS if name != "price_per_image"]
     list_filter = ["vendor", "kind", "is_enabled"]
     list_select_related = ["vendor"]
     search_fields = ["name", "description"]
@@ -359,7 +372,8 @@ class CatalogModelAdmin(PriceEditingAdmin):
                 ],
                 "description": _(
                     "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost "
-                    "completion ratio times that. Per call: micro-USD (1 USD = 1,000,000)."
+                    "completion ratio times that. Per call, per image, per 1M characters and "
+                    "per minute: micro-USD (1 USD = 1,000,000). Set exactly one unit."
                 ),
             },
         ),
@@ -387,6 +401,17 @@ class CatalogModelAdmin(PriceEditingAdmin):
     def per_call_price(self, model: CatalogModel) -> str:
         return price_text(model_prices(model).per_call)
 
+    @admin.display(description=_("Per unit"))
+    def unit_prices(self, model: CatalogModel) -> str:
+        return (
+            format_html_join(
+                "",
+                "<div>{}</div>",
+                ((unit_price_text(line),) for line in model_prices(model).per_unit),
+            )
+            or "—"
+        )
+
     @admin.display(description=_("Prices"))
     def price_preview(self, model: CatalogModel) -> str:
         groups = list(PricingGroup.objects.order_by("-is_default", "name"))
@@ -399,6 +424,7 @@ class CatalogModelAdmin(PriceEditingAdmin):
                 cached_ratio=model.cached_ratio,
                 price_per_call=model.price_per_call,
                 group_ratio=group.group_ratio,
+                model=model,
             )
             for group in groups
         ]
@@ -573,6 +599,7 @@ class PricingGroupAdmin(PriceEditingAdmin):
                 cached_ratio=model.cached_ratio,
                 price_per_call=model.price_per_call,
                 group_ratio=group_ratio,
+                model=model,
             )
             for model in shown
         ]

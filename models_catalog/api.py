@@ -13,6 +13,7 @@ from core.money import micro_to_usd
 from . import selectors
 from .display import model_prices
 from .models import CatalogModel, Vendor
+from .pricing import UNIT_CHARACTER, UNIT_IMAGE, UNIT_SECOND
 
 
 def _usd(**kwargs):
@@ -39,6 +40,14 @@ class PricingEntrySerializer(serializers.Serializer):
     output_per_1m = _usd(help_text="USD per 1M output tokens for this group.")
     cached_input_per_1m = _usd(help_text="USD per 1M cached input tokens for this group.")
     per_call = _usd(help_text="USD per call for per-call models, else null.")
+    per_image = serializers.DictField(
+        child=serializers.DecimalField(max_digits=24, decimal_places=6, coerce_to_string=False),
+        allow_null=True,
+        help_text='USD per image by size and quality ("*": any other image; "hd 1024x1792": '
+        "that quality and size), for models priced per image, else null.",
+    )
+    per_1m_characters = _usd(help_text="USD per 1M characters spoken (/v1/audio/speech).")
+    per_minute = _usd(help_text="USD per minute of audio transcribed, billed by the second.")
 
 
 def _in_usd(micro: int | None):
@@ -51,6 +60,12 @@ def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
     for model in selectors.catalog_model_list(vendor=vendor, kind=kind, line=group):
         prices = model_prices(model, group.group_ratio)
         per_token = model.model_ratio is not None
+        per_image = {
+            price.key: micro_to_usd(price.micro)
+            for price in prices.per_unit
+            if price.unit == UNIT_IMAGE
+        }
+        per_unit = {price.unit: price.micro for price in prices.per_unit}
         entries.append(
             {
                 "model": model.name,
@@ -67,6 +82,9 @@ def pricing_entries(*, user, vendor: str = "", kind: str = "") -> list[dict]:
                 "output_per_1m": _in_usd(prices.output_per_1m),
                 "cached_input_per_1m": _in_usd(prices.cached_input_per_1m),
                 "per_call": _in_usd(prices.per_call),
+                "per_image": per_image or None,
+                "per_1m_characters": _in_usd(per_unit.get(UNIT_CHARACTER)),
+                "per_minute": _in_usd(per_unit.get(UNIT_SECOND)),
             }
         )
     return entries

@@ -37,10 +37,10 @@ MODELS: list[tuple[str, str, str, int | None, D | None, D, D | None, int | None]
     ("o4-mini", "openai", CHAT, 200_000, D("0.55"), D(4), D("0.25"), None),
     ("text-embedding-3-small", "openai", EMBEDDING, 8_191, D("0.01"), D(1), None, None),
     ("text-embedding-3-large", "openai", EMBEDDING, 8_191, D("0.065"), D(1), None, None),
-    ("tts-1", "openai", AUDIO, None, D("7.5"), D(1), None, None),
-    ("whisper-1", "openai", AUDIO, None, None, D(1), None, 6_000),
-    ("dall-e-3", "openai", IMAGE, None, None, D(1), None, 40_000),
-    ("gpt-image-1", "openai", IMAGE, None, None, D(1), None, 42_000),
+    ("tts-1", "openai", AUDIO, None, None, D(1), None, None),
+    ("whisper-1", "openai", AUDIO, None, None, D(1), None, None),
+    ("dall-e-3", "openai", IMAGE, None, None, D(1), None, None),
+    ("gpt-image-1", "openai", IMAGE, None, None, D(1), None, None),
     ("sora-2", "openai", VIDEO, None, None, D(1), None, 400_000),
     ("claude-3-5-haiku-20241022", "anthropic", CHAT, 200_000, D("0.4"), D(5), D("0.1"), None),
     ("claude-3-7-sonnet-20250219", "anthropic", CHAT, 200_000, D("1.5"), D(5), D("0.1"), None),
@@ -70,9 +70,30 @@ MODELS: list[tuple[str, str, str, int | None, D | None, D, D | None, int | None]
     ("qwen-max", "alibaba", CHAT, 32_768, D("0.8"), D(4), None, None),
     ("qwen-plus", "alibaba", CHAT, 131_072, D("0.2"), D(3), None, None),
     ("llama-3.3-70b-instruct", "meta", CHAT, 131_072, D("0.3"), D("1.333333"), None, None),
+    # One image a call: priced per call, as its vendor does.
     ("flux-1.1-pro", "black-forest-labs", IMAGE, None, None, D(1), None, 40_000),
     ("suno-v4", "suno", MUSIC, None, None, D(1), None, 50_000),
 ]
+
+# Models priced per unit (`models_catalog.pricing`), at their vendors' list prices:
+# micro-USD per image by size and quality, per 1M characters spoken, per minute heard.
+UNIT_PRICES: dict[str, dict[str, object]] = {
+    "tts-1": {"price_per_million_characters": 15_000_000},
+    "whisper-1": {"price_per_minute": 6_000},
+    "dall-e-3": {
+        "price_per_image": {
+            "*": 40_000,
+            "1024x1792": 80_000,
+            "1792x1024": 80_000,
+            "hd": 80_000,
+            "hd 1024x1792": 120_000,
+            "hd 1792x1024": 120_000,
+        }
+    },
+    "gpt-image-1": {
+        "price_per_image": {"*": 42_000, "low": 11_000, "medium": 42_000, "high": 167_000}
+    },
+}
 
 # Completion tokens a hold assumes when a request sets no max_tokens: a long answer, and
 # room for the reasoning tokens that thinking models bill as completion. Chat models not
@@ -118,6 +139,7 @@ def load_demo_catalog() -> tuple[int, int]:
                 "completion_ratio": completion,
                 "cached_ratio": cached,
                 "price_per_call": per_call,
+                **UNIT_PRICES.get(name, {}),
             },
         )
         created_models += created

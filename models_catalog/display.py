@@ -3,13 +3,17 @@
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop
 
 from core.money import MICRO_PER_USD, format_usd_exact
 
 from .models import CatalogModel, PriceChange
 from .pricing import (
+    ANY_IMAGE,
     MICRO_USD_PER_TOKEN_AT_RATIO_ONE,
+    UNIT_CHARACTER,
+    UNIT_IMAGE,
+    UNIT_SECOND,
     input_usd_per_million,
     output_usd_per_million,
 )
@@ -35,6 +39,21 @@ def price_text(micro: int | None) -> str:
 
 
 @dataclass(frozen=True)
+class UnitPrice:
+    """One price per unit, in micro-USD for the group: per image (of the sizes and
+    qualities `key` names, "*" for any other), per 1M characters or per minute."""
+
+    unit: str  # models_catalog.pricing.UNIT_IMAGE, UNIT_CHARACTER or UNIT_SECOND
+    micro: int
+    key: str = ""
+
+    @property
+    def named_key(self) -> str:
+        """The sizes and qualities an image price is for ("" for any image)."""
+        return "" if self.key == ANY_IMAGE else self.key
+
+
+@dataclass(frozen=True)
 class Prices:
     """A model's prices in micro-USD (to the micro-dollar), for the default group unless
     scaled by a group ratio. None: the model has no such price."""
@@ -43,6 +62,49 @@ class Prices:
     output_per_1m: int | None
     cached_input_per_1m: int | None
     per_call: int | None
+    # Prices per image (each size and quality of its table), per 1M characters, per minute.
+    per_unit: tuple[UnitPrice, ...] = ()
+
+
+def _scaled(micro: int, group_ratio: Decimal) -> int:
+    """Return a price in micro-USD times a group ratio, read to the micro-dollar."""
+    with localcontext(prec=80):
+        return _micro(micro * group_ratio / MICRO_USD_PER_USD)
+
+
+def _unit_prices(
+    *,
+    price_per_image: dict[str, int] | None,
+    price_per_million_characters: int | None,
+    price_per_minute: int | None,
+    group_ratio: Decimal,
+) -> tuple[UnitPrice, ...]:
+    prices = []
+    if isinstance(price_per_image, dict):
+        # "*" first, then the named sizes and qualities in order.
+        for key in sorted(price_per_image, key=lambda key: (key != ANY_IMAGE, key)):
+            value = price_per_image[key]
+            if isinstance(value, int):
+                prices.append(UnitPrice(UNIT_IMAGE, _scaled(value, group_ratio), key))
+    if price_per_million_characters is not None:
+        prices.append(UnitPrice(UNIT_CHARACTER, _scaled(price_per_million_characters, group_ratio)))
+    if price_per_minute is not None:
+        prices.append(UnitPrice(UNIT_SECOND, _scaled(price_per_minute, group_ratio)))
+    return tuple(prices)
+
+
+def unit_price_text(price: UnitPrice, *, with_key: bool = True) -> str:
+    """Return one price per unit as people read it: `$0.04 / image`, `hd 1024x1792: $0.08 /
+    image` (without the sizes and qualities unless `with_key`), `$15.00 / 1M characters`,
+    `$0.006 / minute`."""
+    amount = price_text(price.micro)
+    if price.unit == UNIT_CHARACTER:
+        return gettext("%(price)s / 1M characters") % {"price": amount}
+    if price.unit == UNIT_SECOND:
+        return gettext("%(price)s / minute") % {"price": amount}
+    if with_key and price.named_key:
+        return gettext("%(size)s: %(price)s / image") % {"size": price.key, "price": amount}
+    return gettext("%(price)s / image") % {"price": amount}
 
 
 def prices_of(
@@ -52,16 +114,21 @@ def prices_of(
     cached_ratio: Decimal | None,
     price_per_call: int | None,
     group_ratio: Decimal = Decimal(1),
+    price_per_image: dict[str, int] | None = None,
+    price_per_million_characters: int | None = None,
+    price_per_minute: int | None = None,
 ) -> Prices:
-    """Return the prices that a set of multipliers means."""
+    """Return the prices that a set of multipliers and unit prices means."""
     with localcontext(prec=80):
         if model_ratio is None:
-            call = (
-                None
-                if price_per_call is None
-                else _micro(price_per_call * group_ratio / MICRO_USD_PER_USD)
+            call = None if price_per_call is None else _scaled(price_per_call, group_ratio)
+            per_unit = _unit_prices(
+                price_per_image=price_per_image,
+                price_per_million_characters=price_per_million_characters,
+                price_per_minute=price_per_minute,
+                group_ratio=group_ratio,
             )
-            return Prices(None, None, None, call)
+            return Prices(None, None, None, call, per_unit)
         completion_ratio = completion_ratio or Decimal(1)
         input_price = input_usd_per_million(model_ratio=model_ratio, group_ratio=group_ratio)
         return Prices(
@@ -87,6 +154,9 @@ def model_prices(catalog_model: CatalogModel, group_ratio: Decimal = Decimal(1))
         cached_ratio=catalog_model.cached_ratio,
         price_per_call=catalog_model.price_per_call,
         group_ratio=group_ratio,
+        price_per_image=catalog_model.price_per_image,
+        price_per_million_characters=catalog_model.price_per_million_characters,
+        price_per_minute=catalog_model.price_per_minute,
     )
 
 
@@ -113,12 +183,18 @@ def change_lines(change: PriceChange) -> list[PriceLine]:
         completion_ratio=change.old_completion_ratio,
         cached_ratio=change.old_cached_ratio,
         price_per_call=change.old_price_per_call,
+        price_per_image=change.old_price_per_image,
+        price_per_million_characters=change.old_price_per_million_characters,
+        price_per_minute=change.old_price_per_minute,
     )
     new = prices_of(
         model_ratio=change.new_model_ratio,
         completion_ratio=change.new_completion_ratio,
         cached_ratio=change.new_cached_ratio,
         price_per_call=change.new_price_per_call,
+        price_per_image=change.new_price_per_image,
+        price_per_million_characters=change.new_price_per_million_characters,
+        price_per_minute=change.new_price_per_minute,
     )
     lines = []
     for label, before, after in [
@@ -133,7 +209,26 @@ def change_lines(change: PriceChange) -> list[PriceLine]:
     ]:
         if before != after:
             lines.append(PriceLine(label, price_text(before), price_text(after)))
+    for label, unit in [
+        (gettext_noop("Per image"), UNIT_IMAGE),
+        (gettext_noop("Per 1M characters"), UNIT_CHARACTER),
+        (gettext_noop("Per minute"), UNIT_SECOND),
+    ]:
+        before_text = _unit_line(old.per_unit, unit)
+        after_text = _unit_line(new.per_unit, unit)
+        if before_text != after_text:
+            lines.append(PriceLine(label, before_text, after_text))
     return lines
+
+
+def _unit_line(prices: tuple[UnitPrice, ...], unit: str) -> str:
+    """Return a model's prices of one unit on one line: `$0.04`, `*: $0.04, hd: $0.08`."""
+    of_unit = [price for price in prices if price.unit == unit]
+    if not of_unit:
+        return "—"
+    if len(of_unit) == 1:
+        return price_text(of_unit[0].micro)
+    return ", ".join(f"{price.key}: {price_text(price.micro)}" for price in of_unit)
 
 
 def price_preview_constants() -> dict[str, int]:

@@ -2,6 +2,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -9,6 +10,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.times import format_in_zone
+
+from .pricing import image_price_table_problem
 
 
 def RatioField(**options: Any) -> models.DecimalField:
@@ -19,6 +22,18 @@ def RatioField(**options: Any) -> models.DecimalField:
 # An account's requests in flight on a line that sets nothing else: the help pages' "100
 # concurrent by default, contact support for higher".
 DEFAULT_CONCURRENCY_LIMIT = 100
+
+
+def _exactly_one_set(*fields: str) -> Q:
+    """Return the condition that exactly one of `fields` is not NULL."""
+    condition = Q()
+    for chosen in fields:
+        one = Q(**{f"{chosen}__isnull": False})
+        for other in fields:
+            if other != chosen:
+                one &= Q(**{f"{other}__isnull": True})
+        condition |= one
+    return condition
 
 
 class PricingGroup(models.Model):
@@ -123,12 +138,15 @@ class Vendor(models.Model):
 
 
 class CatalogModel(models.Model):
-    """A model customers can call, priced per token or per call.
+    """A model customers can call, priced in exactly one unit.
 
     Per-token models have `model_ratio` (1.0 = $2 per 1M input tokens), a
     `completion_ratio` for output tokens and an optional `cached_ratio` for cached
-    input tokens; per-call models have `price_per_call` in micro-USD instead.
-    Prices change only through `services.price_change_record`, never `.save()`.
+    input tokens; per-call models have `price_per_call` in micro-USD instead; image
+    models may have `price_per_image` (a table by size and quality), speech models
+    `price_per_million_characters` and transcription models `price_per_minute`
+    (`models_catalog.pricing`). Prices change only through
+    `services.price_change_record`, never `.save()`.
     """
 
     class Kind(models.TextChoices):
@@ -144,7 +162,23 @@ class CatalogModel(models.Model):
     # pricing page marks them "coming soon".
     COMING_SOON_KINDS = frozenset({Kind.VIDEO.value, Kind.MUSIC.value})
 
-    PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
+    # The field whose price makes a model's unit: exactly one of them is set.
+    UNIT_FIELDS = (
+        "model_ratio",
+        "price_per_call",
+        "price_per_image",
+        "price_per_million_characters",
+        "price_per_minute",
+    )
+    PRICE_FIELDS = (
+        "model_ratio",
+        "completion_ratio",
+        "cached_ratio",
+        "price_per_call",
+        "price_per_image",
+        "price_per_million_characters",
+        "price_per_minute",
+    )
 
     name = models.CharField(_("name"), max_length=128, unique=True)
     vendor = models.ForeignKey(
@@ -195,6 +229,31 @@ class CatalogModel(models.Model):
         blank=True,
         help_text=_("Micro-USD per call (1 USD = 1,000,000)."),
     )
+    price_per_image = models.JSONField(
+        _("price per image"),
+        null=True,
+        blank=True,
+        help_text=_(
+            'Micro-USD per image as JSON: "*" (required) prices any image; entries named by '
+            'a size ("1024x1792"), a quality, or both ("quality size") price those images, '
+            "the most specific first."
+        ),
+    )
+    price_per_million_characters = models.BigIntegerField(
+        _("price per 1M characters"),
+        null=True,
+        blank=True,
+        help_text=_("Micro-USD per 1M characters of text to speak (/v1/audio/speech)."),
+    )
+    price_per_minute = models.BigIntegerField(
+        _("price per minute"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Micro-USD per minute of audio transcribed or translated, measured from the "
+            "file and billed by the second."
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -205,11 +264,14 @@ class CatalogModel(models.Model):
         permissions = [("change_prices", "Can change prices and multipliers")]
         constraints = [
             models.CheckConstraint(
-                condition=(
-                    Q(model_ratio__isnull=False, price_per_call__isnull=True)
-                    | Q(model_ratio__isnull=True, price_per_call__isnull=False)
+                condition=_exactly_one_set(
+                    "model_ratio",
+                    "price_per_call",
+                    "price_per_image",
+                    "price_per_million_characters",
+                    "price_per_minute",
                 ),
-                name="models_catalog_priced_per_token_or_per_call",
+                name="models_catalog_priced_in_one_unit",
             ),
             models.CheckConstraint(
                 condition=Q(model_ratio__isnull=True) | Q(model_ratio__gt=0),
@@ -227,10 +289,31 @@ class CatalogModel(models.Model):
                 condition=Q(price_per_call__isnull=True) | Q(price_per_call__gt=0),
                 name="models_catalog_price_per_call_positive",
             ),
+            models.CheckConstraint(
+                condition=(
+                    Q(price_per_million_characters__isnull=True)
+                    | Q(price_per_million_characters__gt=0)
+                )
+                & (Q(price_per_minute__isnull=True) | Q(price_per_minute__gt=0)),
+                name="models_catalog_unit_prices_positive",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.price_per_image is not None:
+            problem = image_price_table_problem(self.price_per_image)
+            if problem is not None:
+                message, params = problem
+                raise ValidationError(
+                    {
+                        "price_per_image": gettext("The price per image %(problem)s.")
+                        % {"problem": gettext(message) % params}
+                    }
+                )
 
     @property
     def is_per_call(self) -> bool:
@@ -342,6 +425,16 @@ class PriceChange(models.Model):
     new_cached_ratio = RatioField(verbose_name=_("new cached ratio"), null=True, blank=True)
     old_price_per_call = models.BigIntegerField(_("old price per call"), null=True, blank=True)
     new_price_per_call = models.BigIntegerField(_("new price per call"), null=True, blank=True)
+    old_price_per_image = models.JSONField(_("old price per image"), null=True, blank=True)
+    new_price_per_image = models.JSONField(_("new price per image"), null=True, blank=True)
+    old_price_per_million_characters = models.BigIntegerField(
+        _("old price per 1M characters"), null=True, blank=True
+    )
+    new_price_per_million_characters = models.BigIntegerField(
+        _("new price per 1M characters"), null=True, blank=True
+    )
+    old_price_per_minute = models.BigIntegerField(_("old price per minute"), null=True, blank=True)
+    new_price_per_minute = models.BigIntegerField(_("new price per minute"), null=True, blank=True)
     old_group_ratio = RatioField(verbose_name=_("old group ratio"), null=True, blank=True)
     new_group_ratio = RatioField(verbose_name=_("new group ratio"), null=True, blank=True)
     reason = models.CharField(_("reason"), max_length=500)

@@ -21,13 +21,27 @@ A per-call price (images, video, music) ignores tokens:
 
     cost_micro = ceil(price_per_call * group_ratio)
 
+A price per unit (images, speech, transcription) bills what the request made or sent,
+counted by the relay, at a price in micro-USD quoted per `UNIT_BASIS` of that unit:
+
+    image:      cost_micro = ceil(price_per_image * images * group_ratio)
+    character:  cost_micro = ceil(price_per_million_characters * characters / 1,000,000
+                                  * group_ratio)
+    second:     cost_micro = ceil(price_per_minute * seconds / 60 * group_ratio)
+
+The price of an image depends on its size and quality (`image_price`): a table of
+micro-USD per image whose most specific entry matching the request applies.
+
 Rounding: exact decimal arithmetic, one rounding at the end, up to a whole micro-USD,
 and at least 1 micro-USD: a priced request is never free.
 """
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, localcontext
-from typing import Protocol
+from typing import Any, Protocol
+
+from django.utils.translation import gettext_noop
 
 MICRO_USD_PER_TOKEN_AT_RATIO_ONE = 2
 # Costs are stored in BIGINT columns.
@@ -189,3 +203,97 @@ def output_usd_per_million(
     return input_usd_per_million(model_ratio=model_ratio, group_ratio=group_ratio) * (
         completion_ratio
     )
+
+
+# --- Prices per unit ----------------------------------------------------------------------
+
+UNIT_IMAGE = "image"
+UNIT_CHARACTER = "character"
+UNIT_SECOND = "second"
+# How many counted units a unit price is quoted for: per image, per 1M characters, per
+# minute (60 seconds).
+UNIT_BASIS = {UNIT_IMAGE: 1, UNIT_CHARACTER: 1_000_000, UNIT_SECOND: 60}
+# The entry of an image price table that prices any image no other entry matches.
+ANY_IMAGE = "*"
+# A key of an image price table: "*", a size ("1024x1792"), a quality ("hd"), or both
+# ("hd 1024x1792"). Sizes and qualities are what OpenAI's `size` and `quality` take.
+_SIZE = r"(?:\d{1,5}x\d{1,5}|auto)"
+_QUALITY = r"[a-z]{1,16}"
+_IMAGE_KEY = re.compile(rf"\*|{_SIZE}|{_QUALITY}|{_QUALITY} {_SIZE}")
+MAX_IMAGE_PRICE_ENTRIES = 32
+# The most a unit may cost (micro-USD): $1,000,000, far above any real price.
+MAX_UNIT_PRICE = 10**12
+
+
+def image_price_table_problem(table: Any) -> tuple[str, dict[str, Any]] | None:
+    """Return what is wrong with an image price table, as an English msgid and its
+    parameters (None if nothing): it maps "*" and optionally sizes, qualities or
+    "quality size" to whole micro-USD above 0."""
+    if not isinstance(table, dict) or not table:
+        return gettext_noop("must map sizes and qualities to micro-USD per image"), {}
+    if ANY_IMAGE not in table:
+        return gettext_noop('must price "*", any image no other entry matches'), {}
+    if len(table) > MAX_IMAGE_PRICE_ENTRIES:
+        return gettext_noop("may have at most %(count)s entries"), {
+            "count": MAX_IMAGE_PRICE_ENTRIES
+        }
+    for key, value in table.items():
+        if not isinstance(key, str) or not _IMAGE_KEY.fullmatch(key):
+            return gettext_noop(
+                'has an entry that is not "*", a size, a quality or "quality size": %(key)s'
+            ), {"key": repr(key)}
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_UNIT_PRICE:
+            return gettext_noop(
+                "prices %(key)s at %(value)s: a price is a whole number of micro-USD above 0"
+            ), {"key": repr(key), "value": repr(value)}
+    return None
+
+
+def image_price(table: dict[str, int], *, size: str | None, quality: str | None) -> int:
+    """Return the micro-USD of one image of `size` and `quality` in a (valid) price table:
+    its "quality size" entry, else its size's, else its quality's, else "*"."""
+    keys = []
+    if quality and size:
+        keys.append(f"{quality} {size}")
+    if size:
+        keys.append(size)
+    if quality:
+        keys.append(quality)
+    for key in keys:
+        if key in table:
+            return table[key]
+    return table[ANY_IMAGE]
+
+
+@dataclass(frozen=True)
+class UnitCostParts:
+    """A unit-priced request's cost: the exact amount and the amount charged."""
+
+    unit: str
+    count: int
+    unit_price: int  # micro-USD per UNIT_BASIS[unit] units
+    exact: Decimal  # unit_price * count / basis * group_ratio
+    cost: int  # `exact` rounded up to a whole micro-USD, at least 1
+
+
+def unit_cost_parts(
+    *, unit: str, unit_price: int, count: int, group_ratio: Decimal
+) -> UnitCostParts:
+    """Return what `count` units cost at `unit_price` (per `UNIT_BASIS[unit]` of them)."""
+    if unit not in UNIT_BASIS:
+        raise ValueError(f"Unknown unit {unit!r}.")
+    if count < 0:
+        raise ValueError("A count of units cannot be negative.")
+    if unit_price <= 0:
+        raise ValueError("A unit price must be greater than 0.")
+    _require_positive(group_ratio=group_ratio)
+    with localcontext(prec=_EXACT_PRECISION):
+        exact = Decimal(unit_price) * count * group_ratio / UNIT_BASIS[unit]
+        return UnitCostParts(unit, count, unit_price, exact, _round_up_to_micro(exact))
+
+
+def unit_cost(*, unit: str, unit_price: int, count: int, group_ratio: Decimal) -> int:
+    """Return what `count` units cost: micro-USD, rounded up, at least 1."""
+    return unit_cost_parts(
+        unit=unit, unit_price=unit_price, count=count, group_ratio=group_ratio
+    ).cost

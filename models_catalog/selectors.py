@@ -46,14 +46,19 @@ class ModelPrice:
     context_window: int | None
     # Completion tokens a hold assumes without max_tokens (None: the relay's default).
     completion_reserve: int | None = None
+    # Prices per unit (`models_catalog.pricing`): a table of micro-USD per image by size
+    # and quality, micro-USD per 1M characters, per minute.
+    price_per_image: dict[str, int] | None = None
+    price_per_million_characters: int | None = None
+    price_per_minute: int | None = None
 
 
 def model_cache_key(model_name: str) -> str:
     # Names come from API clients: hash them into a key any cache accepts.
     digest = hashlib.sha256(model_name.encode()).hexdigest()[:40]
-    # "v2": rows with the completion reserve; a process of the release before reads
+    # "v3": rows with the prices per unit; a process of the release before reads
     # the old key and never a row of another shape.
-    return f"models_catalog:model:v2:{digest}"
+    return f"models_catalog:model:v3:{digest}"
 
 
 def group_cache_key(pricing_group_id: int) -> str:
@@ -69,6 +74,9 @@ _MODEL_FIELDS = (
     "price_per_call",
     "context_window",
     "completion_reserve",
+    "price_per_image",
+    "price_per_million_characters",
+    "price_per_minute",
 )
 
 
@@ -85,7 +93,19 @@ async def _amodel_row(model_name: str) -> tuple | None:
 
 
 def _build(row: tuple, group_ratio: Decimal) -> ModelPrice:
-    name, kind, model_ratio, completion_ratio, cached_ratio, price_per_call, context, reserve = row
+    (
+        name,
+        kind,
+        model_ratio,
+        completion_ratio,
+        cached_ratio,
+        price_per_call,
+        context,
+        reserve,
+        per_image,
+        per_million_characters,
+        per_minute,
+    ) = row
     return ModelPrice(
         model_name=name,
         kind=kind,
@@ -96,6 +116,9 @@ def _build(row: tuple, group_ratio: Decimal) -> ModelPrice:
         group_ratio=group_ratio,
         context_window=context,
         completion_reserve=reserve,
+        price_per_image=per_image,
+        price_per_million_characters=per_million_characters,
+        price_per_minute=per_minute,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts.models import AuditEvent, User
 from accounts.services import audit_record
@@ -26,9 +27,17 @@ from .models import (
     PriceChangeSubscription,
     PricingGroup,
 )
+from .pricing import MAX_UNIT_PRICE, image_price_table_problem
 
 CHANGE_PRICES_PERMISSION = "models_catalog.change_prices"
-MODEL_PRICE_FIELDS = ("model_ratio", "completion_ratio", "cached_ratio", "price_per_call")
+MODEL_PRICE_FIELDS = CatalogModel.PRICE_FIELDS
+# Prices in whole micro-USD (the others are ratios, and the image price table).
+MICRO_USD_PRICE_FIELDS = ("price_per_call", "price_per_million_characters", "price_per_minute")
+MICRO_USD_PRICE_NAMES = {
+    "price_per_call": gettext_noop("the price per call"),
+    "price_per_million_characters": gettext_noop("the price per 1M characters"),
+    "price_per_minute": gettext_noop("the price per minute"),
+}
 GROUP_PRICE_FIELDS = ("group_ratio",)
 # Price changes made within this many seconds of each other go out as one email per
 # subscriber; a scheduled change must be at least this far ahead, so subscribers hear
@@ -72,10 +81,23 @@ def price_change_validate(
         value = state[field]
         if value is None:
             continue
-        if field == "price_per_call":
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if field in MICRO_USD_PRICE_FIELDS:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 < value <= MAX_UNIT_PRICE
+            ):
                 raise PriceChangeError(
-                    _("%(target)s: the price per call must be above 0.") % {"target": target}
+                    _("%(target)s: %(price)s must be a whole number of micro-USD above 0.")
+                    % {"target": target, "price": _(MICRO_USD_PRICE_NAMES[field])}
+                )
+        elif field == "price_per_image":
+            problem = image_price_table_problem(value)
+            if problem is not None:
+                message, params = problem
+                raise PriceChangeError(
+                    _("%(target)s: the price per image %(problem)s.")
+                    % {"target": target, "problem": _(message) % params}
                 )
         elif not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
             raise PriceChangeError(
@@ -88,11 +110,11 @@ def price_change_validate(
                 % {"target": target, "field": field}
             )
     if isinstance(target, CatalogModel):
-        if (state["model_ratio"] is None) == (state["price_per_call"] is None):
+        if sum(state[field] is not None for field in CatalogModel.UNIT_FIELDS) != 1:
             raise PriceChangeError(
                 _(
-                    "%(target)s: a model is priced either per token (model ratio) or per call, "
-                    "not both and not neither."
+                    "%(target)s: a model is priced in exactly one unit: per token (model "
+                    "ratio), per call, per image, per 1M characters or per minute."
                 )
                 % {"target": target}
             )

@@ -37,7 +37,7 @@ from core.db import (
     run_in_database_thread,
 )
 from logs.data import RequestLogData
-from models_catalog.pricing import billed_cached_ratio
+from models_catalog.pricing import UNIT_IMAGE, billed_cached_ratio, unit_cost
 from models_catalog.selectors import (
     AccountLimits,
     Line,
@@ -48,7 +48,7 @@ from models_catalog.selectors import (
     callable_model_names,
 )
 
-from . import counting, upstream
+from . import counting, media, upstream
 from .calls import (
     ANTHROPIC_PATHS,
     CALLS,
@@ -63,9 +63,10 @@ from .calls import (
     prompt_count,
     request_body_parse,
     reservation_amount,
+    text_unit_refusal,
 )
 from .counting import encodings_load
-from .forwarding import Outcome, forward
+from .forwarding import Outcome, forward, forward_media
 from .http import (
     Message,
     RelayError,
@@ -122,7 +123,24 @@ REFUSAL_STATUS = {
 def call_charge(call: Call, outcome: Outcome) -> tuple[int, RequestLogData]:
     """Return what a call costs (nothing unless it was answered) and its log row's facts."""
     price = call.price
-    cost = actual_cost(usage=outcome.usage, price=price) if outcome.is_answered else 0
+    units = 0
+    if call.unit:
+        # Images are counted in the answer; characters and seconds before it was sent.
+        units = outcome.images if call.unit == UNIT_IMAGE else call.units
+        units = units if outcome.is_answered else 0
+        assert call.unit_price is not None
+        cost = (
+            unit_cost(
+                unit=call.unit,
+                unit_price=call.unit_price,
+                count=units,
+                group_ratio=price.group_ratio,
+            )
+            if outcome.is_answered
+            else 0
+        )
+    else:
+        cost = actual_cost(usage=outcome.usage, price=price) if outcome.is_answered else 0
     log = RequestLogData(
         model=call.model,
         # The entry step gives only valid addresses; a value inet refuses here
@@ -139,6 +157,9 @@ def call_charge(call: Call, outcome: Outcome) -> tuple[int, RequestLogData]:
         group_ratio=price.group_ratio,
         cached_ratio=billed_cached_ratio(price),
         price_per_call=price.price_per_call,
+        unit=call.unit,
+        unit_count=units,
+        unit_price=call.unit_price,
         error_code=outcome.error_code,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
         first_token_ms=outcome.first_token_ms,
@@ -393,6 +414,17 @@ class RelayApplication:
                 )
             await self._count_tokens(scope, receive, send)
             return
+        media_endpoint = media.MEDIA_CALLS.get(path)
+        if media_endpoint is not None:
+            if method != "POST":
+                raise RelayError(
+                    405,
+                    gettext_noop("Use POST for %(path)s."),
+                    code="method_not_allowed",
+                    params={"path": path},
+                )
+            await self._media_call(scope, receive, send, media_endpoint, path)
+            return
         endpoint = CALLS.get(path)
         if endpoint is None:
             raise RelayError(
@@ -589,6 +621,9 @@ class RelayApplication:
             # is the caller's, and content is never stored.
             named.append(model)
             line = await self._usable_model(token, model, price, path=path)
+            refusal = text_unit_refusal(price=price, path=path)
+            if refusal is not None:
+                raise refusal
             routes = candidate_routes(
                 await routing_table(),
                 model_name=model,
@@ -618,37 +653,9 @@ class RelayApplication:
                 price=price,
                 has_completion=endpoint.has_completion,
             )
-            account = account_limits(
-                line,
-                concurrency_limit=token.account_concurrency_limit,
-                rpm_limit=token.account_rpm_limit,
-                tpm_limit=token.account_tpm_limit,
-            )
-            try:
-                admission = await limiter().acquire(
-                    token_id=token.id,
-                    user_id=token.user_id,
-                    limits=Limits(
-                        token_concurrency=token.concurrency_limit,
-                        token_rpm=token.rpm_limit,
-                        account_concurrency=account.concurrency_limit,
-                        account_rpm=account.rpm_limit,
-                        account_tpm=account.tpm_limit,
-                    ),
-                    tokens=prompt_tokens + completion_tokens,
-                )
-            except LimiterUnavailable as unavailable:
-                # Limits are never skipped: without Redis nothing is admitted (README).
-                logger.warning("The limiter's Redis did not answer (%s): answered 503", unavailable)
-                raise busy_error() from None
+            admission = await self._admit(token, line, tokens=prompt_tokens + completion_tokens)
             slot = admission.slot
-            if slot is None:
-                raise rate_limit_error(
-                    admission,
-                    token,
-                    account=account,
-                    requested_tokens=prompt_tokens + completion_tokens,
-                )
+            assert slot is not None  # `_admit` refused the request otherwise
         # What OpenAI clients read of their limits, on the answer too.
         send = _with_headers(send, rate_headers(admission.state))
         call = Call(
@@ -696,6 +703,144 @@ class RelayApplication:
         finally:
             # Its TPM estimate corrected to what it used: nothing unless answered.
             await limiter().release(slot, tokens_used=tokens_used)
+
+    async def _admit(self, token: TokenInfo, line: Line, *, tokens: int) -> Admission:
+        """Take a concurrency slot and count the request against RPM and `tokens` against
+        TPM, or raise the 429 (or 503 without Redis) of a refused admission."""
+        account = account_limits(
+            line,
+            concurrency_limit=token.account_concurrency_limit,
+            rpm_limit=token.account_rpm_limit,
+            tpm_limit=token.account_tpm_limit,
+        )
+        try:
+            admission = await limiter().acquire(
+                token_id=token.id,
+                user_id=token.user_id,
+                limits=Limits(
+                    token_concurrency=token.concurrency_limit,
+                    token_rpm=token.rpm_limit,
+                    account_concurrency=account.concurrency_limit,
+                    account_rpm=account.rpm_limit,
+                    account_tpm=account.tpm_limit,
+                ),
+                tokens=tokens,
+            )
+        except LimiterUnavailable as unavailable:
+            # Limits are never skipped: without Redis nothing is admitted (README).
+            logger.warning("The limiter's Redis did not answer (%s): answered 503", unavailable)
+            raise busy_error() from None
+        if admission.slot is None:
+            raise rate_limit_error(admission, token, account=account, requested_tokens=tokens)
+        return admission
+
+    async def _media_call(
+        self, scope: Scope, receive: Any, send: Any, endpoint: upstream.Endpoint, path: str
+    ) -> None:
+        """An image or audio call (`relay.media`): billed by its model's unit, never sent
+        to a second channel once it may have reached one (relay/README.md)."""
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"")
+        if not endpoint.is_multipart:
+            _json_content_type(headers)
+        else:
+            # 415 or 400 before the body is read.
+            media.multipart_boundary(content_type)
+        token, address = await self._authenticate(scope, headers)
+        named: list[str] = []
+        with self._counting_refusals(token, address, named):
+            form: media.MultipartForm | None = None
+            if endpoint.is_multipart:
+                raw_body = await read_body(receive, media.MAX_MULTIPART_BODY_BYTES)
+                form = await asyncio.to_thread(media.multipart_parse, raw_body, content_type)
+                del raw_body
+                body: dict[str, Any] = dict(form.fields)
+                model = media.form_model(form)
+            else:
+                body, model = request_body_parse(
+                    await read_body(receive, MAX_BODY_BYTES), has_completion=False
+                )
+            price = await self._model_price(token, model)
+            scope[FAMILY_KEY] = model_family(price.model_name)
+            named.append(model)
+            line = await self._usable_model(token, model, price, path=path)
+            if path in media.IMAGE_PATHS:
+                billing = media.images_billing(price, path=path, values=body)
+            elif path == media.SPEECH_PATH:
+                billing = media.speech_billing(price, body=body)
+            else:
+                assert form is not None
+                billing = await asyncio.to_thread(
+                    media.hearing_billing, price, path=path, form=form
+                )
+            routes = candidate_routes(
+                await routing_table(),
+                model_name=model,
+                pricing_group_id=token.pricing_group_id,
+                kinds=endpoint.kinds,
+            )
+            if not routes:
+                raise RelayError(
+                    503,
+                    gettext_noop(
+                        "No channel is available for '%(model)s' right now; try again later."
+                    ),
+                    code="no_available_channel",
+                    params={"model": model},
+                )
+            # No tokens: the TPM limit does not count images or sound.
+            admission = await self._admit(token, line, tokens=0)
+            slot = admission.slot
+            assert slot is not None  # `_admit` refused the request otherwise
+        send = _with_headers(send, rate_headers(admission.state))
+        call = Call(
+            request_id=unique_id(),
+            endpoint=endpoint,
+            token=token,
+            address=address,
+            headers=headers,
+            body=body,
+            model=model,
+            # Speech comes back as the upstream streams it.
+            stream=endpoint.answers_binary,
+            price=price,
+            routes=routes,
+            started=started,
+            unit=billing.unit,
+            unit_price=billing.unit_price,
+            units=billing.units,
+        )
+
+        def build(upstream_model: str) -> tuple[bytes, str]:
+            if form is None:
+                payload = dict(body, model=upstream_model)
+                return json.dumps(payload, separators=(",", ":")).encode(), "application/json"
+            boundary = f"comet-{call.request_id}"
+            data = media.multipart_build(form, model=upstream_model, boundary=boundary)
+            return data, f"multipart/form-data; boundary={boundary}"
+
+        try:
+            meter = self.meter
+            with self._counting_refusals(token, address, named):
+                await self._hold(call, billing.hold_amount(price), meter)
+            outcome: Outcome | None = None
+            try:
+                outcome = await forward_media(
+                    call,
+                    receive,
+                    send,
+                    client=self.upstream,
+                    build=build,
+                    channel_failed=self._channel_failed,
+                    channel_recovered=self._channel_recovered,
+                )
+            finally:
+                self._settle(
+                    call, meter, outcome or Outcome(status_code=500, error_code="relay_error")
+                )
+        finally:
+            await limiter().release(slot, tokens_used=0)
 
     async def _hold(self, call: Call, amount: int, meter: CreditMeter) -> None:
         """Hold `amount` for the call in the meter, or raise the refusal as a RelayError."""

@@ -64,14 +64,30 @@ WRONG_ENDPOINT_MESSAGES = {
         "The model '%(model)s' is an embedding model: call it at /v1/embeddings, not %(path)s."
     ),
     CatalogModel.Kind.IMAGE.value: gettext_noop(
-        "The model '%(model)s' is an image model: it is called at /v1/images/generations, "
-        "not %(path)s, and Comet does not serve that endpoint yet."
+        "The model '%(model)s' is an image model: call it at /v1/images/generations or "
+        "/v1/images/edits, not %(path)s."
     ),
     CatalogModel.Kind.AUDIO.value: gettext_noop(
-        "The model '%(model)s' is an audio model: it is called at /v1/audio/speech or "
-        "/v1/audio/transcriptions, not %(path)s, and Comet does not serve those endpoints yet."
+        "The model '%(model)s' is an audio model: call it at /v1/audio/speech, "
+        "/v1/audio/transcriptions or /v1/audio/translations, not %(path)s."
     ),
 }
+# The image and audio endpoints serve models of their kind only.
+MEDIA_KIND_PATHS = {
+    CatalogModel.Kind.IMAGE.value: frozenset({"/v1/images/generations", "/v1/images/edits"}),
+    CatalogModel.Kind.AUDIO.value: frozenset(
+        {"/v1/audio/speech", "/v1/audio/transcriptions", "/v1/audio/translations"}
+    ),
+}
+MEDIA_PATHS = frozenset().union(*MEDIA_KIND_PATHS.values())
+NOT_MEDIA_MESSAGE = gettext_noop(
+    "The model '%(model)s' is not an image or audio model of the kind %(path)s serves: call "
+    "it at /v1/chat/completions or /v1/embeddings."
+)
+UNIT_PRICED_MESSAGE = gettext_noop(
+    "The model '%(model)s' is priced per image, per 1M characters or per minute: call it at "
+    "/v1/images/* or /v1/audio/*, not %(path)s."
+)
 # /v1/embeddings refuses the kinds that make images or sound (a chat model may embed
 # on some upstreams, so the default kind passes).
 EMBEDDINGS_REFUSED_KINDS = frozenset({CatalogModel.Kind.IMAGE.value, CatalogModel.Kind.AUDIO.value})
@@ -106,6 +122,12 @@ class Call:
     started: float  # time.perf_counter() when the request arrived
     # The prompt as counted for the hold: the usage logged when the upstream reports none.
     prompt_tokens: int = 0
+    # An image or audio call priced per unit (`relay.media.MediaBilling`): the unit, its
+    # price, and what an answer is charged (characters, seconds; images are counted in
+    # the answer). Empty for tokens and calls.
+    unit: str = ""
+    unit_price: int | None = None
+    units: int = 0
 
 
 def completion_allowed(*, body: dict[str, Any], price: ModelPrice) -> int:
@@ -234,6 +256,17 @@ def model_kind_refusal(*, model: str, kind: str, path: str | None) -> RelayError
         )
     if path is None:
         return None
+    if path in MEDIA_PATHS:
+        if path in MEDIA_KIND_PATHS.get(kind, ()):
+            return None
+        message = WRONG_ENDPOINT_MESSAGES.get(kind, NOT_MEDIA_MESSAGE)
+        return RelayError(
+            400,
+            message,
+            code="wrong_endpoint",
+            param="model",
+            params={"model": model, "path": path},
+        )
     if (path in TEXT_ENDPOINT_PATHS and kind in WRONG_ENDPOINT_MESSAGES) or (
         path == "/v1/embeddings" and kind in EMBEDDINGS_REFUSED_KINDS
     ):
@@ -245,6 +278,20 @@ def model_kind_refusal(*, model: str, kind: str, path: str | None) -> RelayError
             params={"model": model, "path": path},
         )
     return None
+
+
+def text_unit_refusal(*, price: ModelPrice, path: str) -> RelayError | None:
+    """Return the refusal of a model priced per unit (image, character, minute) at a text
+    endpoint, which counts only tokens and calls (None if it may be called there)."""
+    if price.model_ratio is not None or price.price_per_call is not None:
+        return None
+    return RelayError(
+        400,
+        UNIT_PRICED_MESSAGE,
+        code="wrong_endpoint",
+        param="model",
+        params={"model": price.model_name, "path": path},
+    )
 
 
 def model_id_check(model: str) -> None:

@@ -49,6 +49,8 @@ class Outcome:
     error_code: str = ""
     first_token_ms: int | None = None
     is_answered: bool = False
+    # Images an image answer holds (what an image call is charged by).
+    images: int = 0
 
 
 async def forward(
@@ -309,4 +311,155 @@ async def _send_stream(
         await asyncio.gather(pumping, watching, return_exceptions=True)
         await answer.aclose()
     outcome.usage = reader.result(prompt_tokens=call.prompt_tokens)
+    return outcome
+
+
+async def forward_media(
+    call: Call,
+    receive: Any,
+    send: Any,
+    *,
+    client: upstream.UpstreamClient,
+    build: Callable[[str], tuple[bytes, str]],
+    channel_failed: Callable[[ChannelRoute, str], None],
+    channel_recovered: Callable[[ChannelRoute], None],
+) -> Outcome:
+    """Send an image or audio call to its channels; answer the client; say what happened.
+
+    Unlike text, a call that may have reached an upstream is never tried on another
+    channel: the first upstream may have made the images or the speech (and billed for
+    them) before failing, and a second would make them again. Only a failure before the
+    request was sent (no connection, the channel's key unreadable) or a refusal before
+    any work (401, 403, 429) moves on to the next channel (relay/README.md).
+    """
+    request_id_header = (b"x-request-id", call.request_id.encode())
+    last_failure: upstream.AttemptFailed | None = None
+    for route in call.routes[:MAX_ATTEMPTS]:
+        try:
+            answer = await upstream.attempt_media(
+                client, route, call.endpoint, fields=call.body, model=call.model, build=build
+            )
+        except upstream.AttemptFailed as failure:
+            last_failure = failure
+            if failure.is_retryable:
+                channel_failed(route, failure.reason)
+                continue
+            if failure.was_sent:
+                channel_failed(route, failure.reason)
+                logger.warning(
+                    "Request %s: %s failed after the request was sent (%s); not retried",
+                    call.request_id,
+                    call.model,
+                    failure.reason,
+                )
+                await send_error(
+                    send,
+                    RelayError(
+                        502,
+                        gettext_noop(
+                            "The channel for '%(model)s' failed after the request reached it. "
+                            "It was not sent to another channel, which could have made it "
+                            "twice; nothing was charged."
+                        ),
+                        code="upstream_error",
+                        params={"model": call.model},
+                    ),
+                    language=request_language(call.headers),
+                )
+                return Outcome(status_code=502, route=route, error_code="upstream_error")
+            await send_json(send, failure.status_code, failure.body, [request_id_header])
+            return Outcome(
+                status_code=failure.status_code, route=route, error_code="upstream_refused"
+            )
+        if route.consecutive_failures:
+            channel_recovered(route)
+        if answer.body is not None:
+            return await _send_media_answer(send, answer, call)
+        return await _send_binary_stream(receive, send, answer, call)
+    reason = last_failure.reason if last_failure else "no attempt"
+    logger.warning(
+        "Request %s: every channel failed for %s (last: %s)", call.request_id, call.model, reason
+    )
+    await send_error(
+        send,
+        RelayError(
+            502,
+            gettext_noop("Every channel for '%(model)s' failed; try again shortly."),
+            code="upstream_error",
+            params={"model": call.model},
+        ),
+        language=request_language(call.headers),
+    )
+    return Outcome(status_code=502, error_code="upstream_error")
+
+
+def images_in_answer(body: bytes) -> int:
+    """Return how many images an images answer holds (its `data` list)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return 0
+    data = payload.get("data") if isinstance(payload, dict) else None
+    return len(data) if isinstance(data, list) else 0
+
+
+async def _send_media_answer(send: Any, answer: upstream.UpstreamAnswer, call: Call) -> Outcome:
+    assert answer.body is not None
+    headers = [
+        (b"content-type", answer.content_type),
+        (b"content-length", str(len(answer.body)).encode()),
+        (b"x-request-id", call.request_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": answer.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+    outcome = Outcome(status_code=answer.status_code, route=answer.route, is_answered=True)
+    if call.endpoint in (upstream.IMAGES_GENERATIONS, upstream.IMAGES_EDITS):
+        outcome.images = images_in_answer(answer.body)
+    return outcome
+
+
+async def _send_binary_stream(
+    receive: Any, send: Any, answer: upstream.UpstreamAnswer, call: Call
+) -> Outcome:
+    """Pass a file (speech) through as it arrives; a client gone first ends it (499)."""
+    outcome = Outcome(status_code=200, route=answer.route, is_answered=True)
+    outcome.first_token_ms = int((time.perf_counter() - call.started) * 1000)
+    headers = [
+        (b"content-type", answer.content_type),
+        (b"x-request-id", call.request_id.encode()),
+    ]
+
+    async def pump() -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        chunk = answer.first_chunk
+        rest = answer.rest
+        assert rest is not None
+        while True:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                chunk = await anext(rest)
+            except StopAsyncIteration:
+                break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            continue
+
+    pumping = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if not pumping.done():
+            pumping.cancel()
+            outcome.status_code = 499
+            outcome.error_code = "client_disconnected"
+        elif pumping.exception() is not None:
+            outcome.error_code = "upstream_stream_interrupted"
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watching.cancel()
+        await asyncio.gather(pumping, watching, return_exceptions=True)
+        await answer.aclose()
     return outcome

@@ -267,3 +267,58 @@ def answer(path: str, body: dict[str, Any], *, model: str, stream: bool) -> byte
     if stream and streamed is not None:
         return streamed(body, model=model)
     return complete(body, model=model)
+
+
+# --- Images and audio ---------------------------------------------------------------------
+
+# A one-pixel transparent PNG: the smallest image every client decodes.
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+TRANSCRIPT = "Hello from Comet's mock channel."
+# The speech answer: this long a WAV of silence, 16-bit mono at 8 kHz.
+SPEECH_MILLISECONDS = 250
+SPEECH_SAMPLE_RATE = 8_000
+
+
+def wav_silence(milliseconds: int, *, sample_rate: int = SPEECH_SAMPLE_RATE) -> bytes:
+    """Return a WAV file of silence (16-bit mono) this long."""
+    data = b"\x00\x00" * (sample_rate * milliseconds // 1000)
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)
+    chunks = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    chunks += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(chunks)) + chunks
+
+
+def _images(body: dict[str, Any]) -> bytes:
+    count = body.get("n", 1)
+    count = int(count) if str(count).isdigit() else 1
+    encoded = base64.b64encode(TINY_PNG).decode()
+    if body.get("response_format") == "url":
+        item = {"url": f"data:image/png;base64,{encoded}"}
+    else:
+        item = {"b64_json": encoded}
+    answer = {"created": int(time.time()), "data": [dict(item) for _ in range(max(1, count))]}
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def _transcript(body: dict[str, Any]) -> tuple[bytes, bytes]:
+    response_format = body.get("response_format") or "json"
+    if response_format in ("text", "srt", "vtt"):
+        return b"text/plain; charset=utf-8", TRANSCRIPT.encode()
+    answer: dict[str, Any] = {"text": TRANSCRIPT}
+    if response_format == "verbose_json":
+        answer.update(task="transcribe", language="english", duration=1.0, segments=[])
+    return b"application/json", json.dumps(answer, separators=(",", ":")).encode()
+
+
+def media_answer(path: str, body: dict[str, Any]) -> tuple[bytes, bytes] | None:
+    """Return the content type and body of the answer to an image or audio request for
+    `path` (its JSON body, or its form's text fields), or None for another path."""
+    if path in ("/images/generations", "/images/edits"):
+        return b"application/json", _images(body)
+    if path == "/audio/speech":
+        return b"audio/wav", wav_silence(SPEECH_MILLISECONDS)
+    if path in ("/audio/transcriptions", "/audio/translations"):
+        return _transcript(body)
+    return None

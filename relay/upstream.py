@@ -9,7 +9,7 @@ the attempt was given (`ChannelRoute.api_key`; `relay.keys` turns a channel's ke
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,12 @@ class Endpoint:
     can_stream: bool
     anthropic_format: bool = False
     has_completion: bool = True
+    # Images and audio (`relay.media`): billed by their unit, never sent twice.
+    is_media: bool = False
+    # The request is a multipart form (a file upload), not JSON.
+    is_multipart: bool = False
+    # The answer is a file (speech), passed through as it arrives.
+    answers_binary: bool = False
 
 
 CHAT = Endpoint("chat", "/chat/completions", frozenset({"openai", "mock"}), can_stream=True)
@@ -53,6 +59,29 @@ MESSAGES = Endpoint(
 )
 
 
+_MEDIA_KINDS = frozenset({"openai", "mock"})
+IMAGES_GENERATIONS = Endpoint(
+    "images", "/images/generations", _MEDIA_KINDS, can_stream=False, has_completion=False,
+    is_media=True,
+)  # fmt: skip
+IMAGES_EDITS = Endpoint(
+    "image_edits", "/images/edits", _MEDIA_KINDS, can_stream=False, has_completion=False,
+    is_media=True, is_multipart=True,
+)  # fmt: skip
+SPEECH = Endpoint(
+    "speech", "/audio/speech", _MEDIA_KINDS, can_stream=False, has_completion=False,
+    is_media=True, answers_binary=True,
+)  # fmt: skip
+TRANSCRIPTIONS = Endpoint(
+    "transcriptions", "/audio/transcriptions", _MEDIA_KINDS, can_stream=False,
+    has_completion=False, is_media=True, is_multipart=True,
+)  # fmt: skip
+TRANSLATIONS = Endpoint(
+    "translations", "/audio/translations", _MEDIA_KINDS, can_stream=False,
+    has_completion=False, is_media=True, is_multipart=True,
+)  # fmt: skip
+
+
 class AttemptFailed(Exception):
     """An attempt that produced no answer for the client."""
 
@@ -66,10 +95,13 @@ class AttemptFailed(Exception):
         content_type: bytes = b"application/json",
         retry_after: float | None = None,
         is_quota_exhausted: bool = False,
+        was_sent: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.is_retryable = is_retryable
+        # The request may have reached the upstream, which then failed (no answer to pass).
+        self.was_sent = was_sent
         self.status_code = status_code
         self.body = body
         self.content_type = content_type
@@ -303,3 +335,90 @@ class UpstreamClient:
             translator=translator,
             response=response,
         )
+
+
+def _media_failure(reason: str) -> AttemptFailed:
+    """An attempt that failed after the request may have reached the upstream: not retried
+    elsewhere (a second channel could generate, and bill upstream, the same work twice)."""
+    return AttemptFailed(reason, is_retryable=False, status_code=502, body=b"", was_sent=True)
+
+
+async def attempt_media(
+    client: UpstreamClient,
+    route: ChannelRoute,
+    endpoint: Endpoint,
+    *,
+    fields: dict[str, Any],
+    model: str,
+    build: Callable[[str], tuple[bytes, str]],
+) -> UpstreamAnswer:
+    """Send an image or audio request to one channel; return its answer or raise.
+
+    `build(upstream_model)` returns the body to send and its content type; `fields` are
+    the request's values (its JSON body or its form's text fields), which the mock
+    channel answers from. An AttemptFailed is retryable only when the request cannot
+    have reached the upstream (no connection, the channel's key unreadable) or the
+    upstream refused it before doing anything (401, 403, 429).
+    """
+    upstream_model = route.upstream_model(model)
+    if route.kind == "mock":
+        content_type, body = mock.media_answer(endpoint.upstream_path, fields) or (b"", b"")
+        return UpstreamAnswer(route, 200, content_type, body=body)
+    if route.api_key is None:
+        raise AttemptFailed("channel key unreadable", is_retryable=True)
+    data, body_type = build(upstream_model)
+    headers = {"content-type": body_type, "authorization": f"Bearer {route.api_key}"}
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=route.connect_timeout_seconds, sock_read=route.read_timeout_seconds
+    )
+    try:
+        response = await client.session().post(
+            route.base_url + endpoint.upstream_path, data=data, headers=headers, timeout=timeout
+        )
+    except aiohttp.ConnectionTimeoutError:
+        raise AttemptFailed("connect timeout", is_retryable=True) from None
+    except aiohttp.ClientConnectorError as error:
+        raise AttemptFailed(f"connection: {type(error).__name__}", is_retryable=True) from None
+    except TimeoutError:
+        raise _media_failure("timeout after sending") from None
+    except aiohttp.ClientError as error:
+        raise _media_failure(f"connection after sending: {type(error).__name__}") from None
+    try:
+        answer_type = response.headers.get("content-type", "application/json").encode("latin-1")
+        status = response.status
+        if status in (401, 403, 429):
+            response.release()
+            raise AttemptFailed(f"HTTP {status}", is_retryable=True, status_code=status)
+        if status >= 500:
+            response.release()
+            raise _media_failure(f"HTTP {status}")
+        if status >= 400 or not endpoint.answers_binary:
+            try:
+                body = await response.read()
+            except TimeoutError:
+                raise _media_failure("timeout after sending") from None
+            except aiohttp.ClientError as error:
+                raise _media_failure(f"answer cut off: {type(error).__name__}") from None
+            response.release()
+            if status >= 400:
+                raise AttemptFailed(
+                    f"HTTP {status}",
+                    is_retryable=False,
+                    status_code=status,
+                    body=body,
+                    content_type=answer_type,
+                )
+            return UpstreamAnswer(route, status, answer_type, body=body)
+        chunks = response.content.iter_any()
+        try:
+            first_chunk = await anext(chunks, b"")
+        except TimeoutError:
+            raise _media_failure("timeout after sending") from None
+        except aiohttp.ClientError as error:
+            raise _media_failure(f"answer cut off: {type(error).__name__}") from None
+        return UpstreamAnswer(
+            route, status, answer_type, first_chunk=first_chunk, rest=chunks, response=response
+        )
+    except BaseException:
+        response.close()
+        raise

@@ -22,11 +22,23 @@ import json
 import socket
 import threading
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
 from typing import Any
 
 import uvicorn
 
 from relay import mock
+
+MEDIA_ROUTES = frozenset(
+    {
+        "/images/generations",
+        "/images/edits",
+        "/audio/speech",
+        "/audio/transcriptions",
+        "/audio/translations",
+    }
+)
 
 
 @dataclass
@@ -46,6 +58,10 @@ class FakeUpstreamStats:
     # messages, input and prompt are left out).
     last_headers: dict[str, str] = field(default_factory=dict)
     last_parameters: dict[str, Any] = field(default_factory=dict)
+    # Of the last image or audio request: its content type, fields and files' sizes.
+    last_content_type: str = ""
+    last_fields: dict[str, str] = field(default_factory=dict)
+    last_file_sizes: dict[str, int] = field(default_factory=dict)
 
 
 class FakeUpstream:
@@ -101,6 +117,7 @@ class FakeUpstream:
             status, answer_headers = self.key_answers[key]
             await self._refuse(send, status, answer_headers)
             return
+        self.stats.last_content_type = (headers.get(b"content-type") or b"").decode()
         self.stats.in_flight += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
         try:
@@ -140,6 +157,9 @@ class FakeUpstream:
                 return
         if route == "/models":
             await self._json(send, 200, {"object": "list", "data": []})
+            return
+        if route in MEDIA_ROUTES:
+            await self._media(route, raw, send)
             return
         body = json.loads(raw or b"{}")
         model = str(body.get("model", ""))
@@ -187,6 +207,35 @@ class FakeUpstream:
                 await asyncio.sleep(chunk_delay)
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _media(self, route: str, raw: bytes, send: Any) -> None:
+        """Answer an image or audio request as the mock channel does, reading a multipart
+        body with the standard library's MIME parser (not the relay's)."""
+        content_type = self.stats.last_content_type
+        fields: dict[str, str] = {}
+        files: dict[str, int] = {}
+        if content_type.startswith("multipart/form-data"):
+            message = BytesParser(policy=policy.HTTP).parsebytes(
+                f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+            )
+            if not message.is_multipart():
+                await self._json(send, 400, {"error": {"message": "not multipart"}})
+                return
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                payload = part.get_payload(decode=True) or b""
+                if part.get_filename() is not None:
+                    files[str(name)] = len(payload)
+                else:
+                    fields[str(name)] = payload.decode()
+        else:
+            fields = json.loads(raw or b"{}")
+        self.stats.last_model = str(fields.get("model", ""))
+        self.stats.last_fields = {key: str(value) for key, value in fields.items()}
+        self.stats.last_file_sizes = files
+        answer = mock.media_answer(route, fields)
+        assert answer is not None
+        await self._send(send, 200, answer[0], answer[1])
 
     async def _json(self, send: Any, status: int, payload: Any) -> None:
         await self._send(send, status, b"application/json", json.dumps(payload).encode())

@@ -97,7 +97,7 @@ def test_the_model_form_shows_each_groups_prices_as_a_ratio_is_typed(page):
 def test_a_per_call_price_and_a_group_ratio_are_previewed_too(page):
     load_demo_catalog()
     group = PricingGroup.objects.exclude(is_default=True).order_by("name").first()
-    image = CatalogModel.objects.get(name="dall-e-3")
+    image = CatalogModel.objects.get(name="flux-1.1-pro")
     sign_in(page, StaffFactory())
 
     for size in SIZES:

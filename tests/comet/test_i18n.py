@@ -60,9 +60,12 @@ MODEL_TOKENS = {
     "Tokens; empty where it does not apply.",
     "Share of the input price paid for cached input tokens (e.g. 0.5).",
     "Per token: model ratio 1 = $2 per 1M input tokens; output tokens cost completion ratio "
-    "times that. Per call: micro-USD (1 USD = 1,000,000).",
-    "%(target)s: a model is priced either per token (model ratio) or per call, not both and "
-    "not neither.",
+    "times that. Per call, per image, per 1M characters and per minute: micro-USD (1 USD = "
+    "1,000,000). Set exactly one unit.",
+    "%(target)s: a model is priced in exactly one unit: per token (model ratio), per call, per "
+    "image, per 1M characters or per minute.",
+    "The model '%(model)s' is priced per token, which %(path)s cannot bill: an operator must "
+    "price it per image, per 1M characters, per minute or per call.",
     "%(start)s – %(end)s (%(zone)s) · %(requests)s requests · %(prompt)s prompt + "  # noqa: RUF001
     "%(completion)s completion tokens · %(cost)s.",
     "%(start)s – %(end)s (%(zone)s) · ≥ %(requests)s requests · %(prompt)s prompt + "  # noqa: RUF001

@@ -35,7 +35,7 @@ def test_the_model_list_shows_prices_beside_the_multipliers(admin_client, catalo
     assert prices["output_price"] == "$10.00"
     assert prices["cached_input_price"] == "$1.25"
     assert prices["per_call_price"] == "—"
-    dalle = re.search(r"<tr[^>]*>(?:(?!</tr>).)*>dall-e-3</a>(?:(?!</tr>).)*</tr>", text, re.S)
+    dalle = re.search(r"<tr[^>]*>(?:(?!</tr>).)*>flux-1.1-pro</a>(?:(?!</tr>).)*</tr>", text, re.S)
     assert 'class="field-per_call_price">$0.04<' in dalle.group(0)
 
 

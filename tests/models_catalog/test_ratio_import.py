@@ -45,7 +45,7 @@ def test_preview_shows_every_change_in_dollars_per_million_and_changes_nothing(
         {
             "ModelRatio": {"gpt-4o": 1.5, "o3": 1},  # o3 unchanged
             "CompletionRatio": '{"gpt-4o-mini": 5}',  # one-api stores maps as strings
-            "ModelPrice": {"dall-e-3": 0.05},
+            "ModelPrice": {"flux-1.1-pro": 0.05},
             "GroupRatio": {"enterprise": 0.8},
         },
     )
@@ -55,7 +55,7 @@ def test_preview_shows_every_change_in_dollars_per_million_and_changes_nothing(
     assert "Preview: 4 changes" in html
     assert "$2.50</td><td>$3.00" in html  # gpt-4o input
     assert "$0.60</td><td>$0.75" in html  # gpt-4o-mini output
-    assert "$0.04</td><td>$0.05" in html  # dall-e-3 per call
+    assert "$0.04</td><td>$0.05" in html  # flux-1.1-pro per call
     assert "x0.9</td><td>x0.8" in html
     assert "<td>o3</td>" not in html
     assert prices() == before
@@ -90,7 +90,7 @@ def test_applying_records_each_change_like_any_other(admin_client, admin_user, c
         ({"ModelRatio": {"gpt-4o": "cheap"}}, "is not a number"),
         ({"ModelRatio": {"gpt-4o": 1.5, "gpt-17": 1}}, "Unknown model(s): gpt-17"),
         ({"GroupRatio": {"platinum": 1}}, "Unknown group(s): platinum"),
-        ({"ModelRatio": {"dall-e-3": 1}}, "per token (model ratio) or per call"),
+        ({"ModelRatio": {"flux-1.1-pro": 1}}, "priced in exactly one unit"),
         ({"ModelRatio": {"gpt-4o": 1.1234567}}, "at most 6 decimals"),
         # Each of these answered 500: PostgreSQL refuses NUL, psycopg a lone surrogate,
         # and json.loads raises RecursionError.
@@ -154,7 +154,7 @@ def test_export_is_one_api_json_that_imports_back_unchanged(admin_client, catalo
     exported = json.loads(response.content)
     assert exported["ModelRatio"]["gpt-4o"] == 1.25
     assert exported["CompletionRatio"]["gpt-4o"] == 4
-    assert exported["ModelPrice"]["dall-e-3"] == 0.04
+    assert exported["ModelPrice"]["flux-1.1-pro"] == 0.04
     assert exported["GroupRatio"]["default"] == 1
     preview = upload(admin_client, exported)
     assert "nothing to change" in preview.content.decode()

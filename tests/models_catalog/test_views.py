@@ -91,9 +91,16 @@ def test_pricing_api_lists_models_with_the_documented_fields(client, catalog):
     assert entries["gpt-4o"]["output_per_1m"] == 10.0
     assert entries["gpt-4o"]["per_call"] is None
     assert entries["gpt-4o"]["group"] == "default"
-    assert entries["dall-e-3"]["per_call"] == 0.04
-    assert entries["dall-e-3"]["input_per_1m"] is None
-    assert entries["dall-e-3"]["model_ratio"] is None
+    assert entries["flux-1.1-pro"]["per_call"] == 0.04
+    assert entries["flux-1.1-pro"]["input_per_1m"] is None
+    assert entries["flux-1.1-pro"]["model_ratio"] is None
+    # Prices per unit: per image by size and quality, per 1M characters, per minute.
+    assert entries["dall-e-3"]["per_call"] is None
+    assert entries["dall-e-3"]["per_image"]["*"] == 0.04
+    assert entries["dall-e-3"]["per_image"]["hd 1024x1792"] == 0.12
+    assert entries["tts-1"]["per_1m_characters"] == 15.0
+    assert entries["whisper-1"]["per_minute"] == 0.006
+    assert entries["gpt-4o"]["per_image"] is None
 
 
 def test_pricing_api_is_in_the_openapi_schema(client):
@@ -144,4 +151,11 @@ def test_pricing_api_prices_a_signed_in_user_by_their_group(client, catalog):
     assert entries["gpt-4o"]["group"] == "enterprise"
     assert entries["gpt-4o"]["group_ratio"] == 0.9
     assert entries["gpt-4o"]["input_per_1m"] == 2.25
-    assert entries["dall-e-3"]["per_call"] == 0.036
+    assert entries["flux-1.1-pro"]["per_call"] == 0.036
+    # Prices per unit take the group's multiplier too.
+    assert entries["dall-e-3"]["per_image"] == {
+        "*": 0.036, "1024x1792": 0.072, "1792x1024": 0.072,
+        "hd": 0.072, "hd 1024x1792": 0.108, "hd 1792x1024": 0.108,
+    }  # fmt: skip
+    assert entries["tts-1"]["per_1m_characters"] == 13.5
+    assert entries["whisper-1"]["per_minute"] == 0.0054

@@ -146,7 +146,7 @@ def test_wrong_content_type(refused):
 
 
 def test_unknown_route(refused):
-    status, error = refused("/images/generations", json=CHAT)
+    status, error = refused("/images/variations", json=CHAT)
     assert (status, error["code"]) == (404, "not_found")
 
 

@@ -202,15 +202,17 @@ def test_an_image_model_at_embeddings_is_refused_and_a_chat_model_still_embeds(
     assert embedded.data
 
 
-def test_the_image_and_audio_endpoints_are_still_unknown_routes(relay_url, token_key):
-    for path in ("images/generations", "audio/speech", "audio/transcriptions"):
-        response = httpx.post(
-            f"{relay_url}/{path}",
-            headers={"authorization": f"Bearer {token_key}"},
-            json={"model": "dall-e-3", "prompt": "x"},
-        )
-        assert response.status_code == 404
-        assert response.json()["error"]["code"] == "not_found"
+def test_the_image_and_audio_endpoints_take_only_post_and_variations_is_unknown(
+    relay_url, token_key
+):
+    headers = {"authorization": f"Bearer {token_key}"}
+    for path in ("images/generations", "images/edits", "audio/speech", "audio/transcriptions"):
+        response = httpx.get(f"{relay_url}/{path}", headers=headers)
+        assert response.status_code == 405
+        assert response.json()["error"]["code"] == "method_not_allowed"
+    unknown = httpx.post(f"{relay_url}/images/variations", headers=headers, json={})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
 
 
 def test_the_wrong_endpoint_message_in_chinese(relay_url, token_key, kinded_catalog):
