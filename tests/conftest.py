@@ -1,5 +1,6 @@
 import pytest
 from django.core.cache import cache
+from django.utils import timezone, translation
 
 from tests.factories import UserFactory
 
@@ -10,6 +11,22 @@ def _clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _language_and_zone_reset():
+    """Every test starts in the site's default language and zone.
+
+    A page served to the test client activates its reader's language and time zone in
+    this thread (LocaleMiddleware, the time-zone middleware) and leaves them active after
+    the response: without this, a test that reads a page in Chinese would make a later
+    test's direct call speak Chinese.
+    """
+    translation.deactivate()
+    timezone.deactivate()
+    yield
+    translation.deactivate()
+    timezone.deactivate()
 
 
 @pytest.fixture(autouse=True)
