@@ -5,7 +5,9 @@ Failover: a channel that fails before anything reached the client (connect error
 the request itself (4xx) is passed back as it is. Within a channel of several keys, a
 key the upstream refuses (401, 403, 429: nothing was done that it bills) is set aside
 and the channel's next key is tried first (`relay.keys`); a channel whose every key
-is set aside is skipped as a failed one. Only sizes, counts and status
+is set aside is skipped as a failed one. A `/v1/messages` request an OpenAI channel
+cannot carry (`relay.translate.Untranslatable`) skips that channel without counting it
+against it, and is refused (400) if no other channel takes it. Only sizes, counts and status
 codes are read from answers: their content is never stored or logged.
 """
 
@@ -66,10 +68,24 @@ async def forward(
     endpoint = call.endpoint
     request_id_header = (b"x-request-id", call.request_id.encode())
     last_failure: upstream.AttemptFailed | None = None
-    for route in call.routes[:MAX_ATTEMPTS]:
+    # A request this channel kind cannot carry (`relay.translate`): another channel (an
+    # Anthropic one) may, so it is not an attempt, and no channel's failure.
+    untranslatable: translate.Untranslatable | None = None
+    attempts = 0
+    for route in call.routes:
+        if attempts == MAX_ATTEMPTS:
+            break
         try:
             answer = await _attempt_keys(client, route, call)
+        except translate.Untranslatable as refusal:
+            if refusal.status_code == 400:
+                untranslatable = refusal
+                continue
+            # The upstream's answer cannot be passed on (a tool call it cannot read).
+            await _send_untranslatable(send, refusal, call)
+            return Outcome(status_code=refusal.status_code, route=route, error_code=refusal.code)
         except upstream.AttemptFailed as failure:
+            attempts += 1
             last_failure = failure
             if failure.is_retryable:
                 channel_failed(route, failure.reason)
@@ -86,6 +102,9 @@ async def forward(
         if answer.body is not None:
             return await _send_answer(send, answer, call)
         return await _send_stream(receive, send, answer, call)
+    if untranslatable is not None and last_failure is None:
+        await _send_untranslatable(send, untranslatable, call)
+        return Outcome(status_code=400, error_code=untranslatable.code)
     reason = last_failure.reason if last_failure else "no attempt"
     logger.warning(
         "Request %s: every channel failed for %s (last: %s)", call.request_id, call.model, reason
@@ -102,6 +121,22 @@ async def forward(
         language=request_language(call.headers),
     )
     return Outcome(status_code=502, error_code="upstream_error")
+
+
+async def _send_untranslatable(send: Any, refusal: translate.Untranslatable, call: Call) -> None:
+    error = RelayError(
+        refusal.status_code,
+        refusal.message,
+        code=refusal.code,
+        params=refusal.params,
+        headers=[(b"x-request-id", call.request_id.encode())],
+    )
+    await send_error(
+        send,
+        error,
+        anthropic_format=call.endpoint.anthropic_format,
+        language=request_language(call.headers),
+    )
 
 
 async def _attempt_keys(

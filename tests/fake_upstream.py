@@ -8,7 +8,9 @@ waits between chunks, `/switch-a/v1` answers 503 while "a" is in `switched_off`,
 `/cached-3/v1` reports 3 of the prompt's tokens as cached (OpenAI's
 `prompt_tokens_details`, in answers that are not streamed), `/prompt-90000/v1` reports
 a prompt of 90,000 tokens (in answers that are not streamed), `/models-only/v1` lists
-its models but answers 500 to everything else.
+its models but answers 500 to everything else, `/tool-calls/v1` answers a chat request
+by calling each of its tools with `{"city": "Paris"}` (`/bad-tool-arguments/v1`: with
+arguments that are not JSON).
 A key in `key_answers` (the Bearer or x-api-key value) gets that status and headers
 instead of an answer, whatever the path: a revoked or rate-limited key.
 Answers are the mock channel's (`relay.mock`).
@@ -58,6 +60,9 @@ class FakeUpstreamStats:
     # messages, input and prompt are left out).
     last_headers: dict[str, str] = field(default_factory=dict)
     last_parameters: dict[str, Any] = field(default_factory=dict)
+    # The last chat request's messages without their text: role, and the tool calls
+    # and tool results (`tool_call_id` and content) that tool tests follow.
+    last_tool_messages: list[dict[str, Any]] = field(default_factory=list)
     # Of the last image or audio request: its content type, fields and files' sizes.
     last_content_type: str = ""
     last_fields: dict[str, str] = field(default_factory=dict)
@@ -112,6 +117,7 @@ class FakeUpstream:
             name.decode("latin-1"): value.decode("latin-1") for name, value in headers.items()
         }
         self.stats.last_parameters = _parameters(chunks)
+        self.stats.last_tool_messages = _tool_messages(chunks)
         key = authorization.removeprefix("Bearer ")
         if key in self.key_answers:
             status, answer_headers = self.key_answers[key]
@@ -176,6 +182,10 @@ class FakeUpstream:
             await self._json(send, 404, {"error": {"message": "unknown route"}})
             return
         answer = mock.answer(route, body, model=model, stream=stream)
+        if route == "/chat/completions" and (
+            "tool-calls" in scenario or "bad-tool-arguments" in scenario
+        ):
+            answer = _tool_calls_answer(body, stream, broken="bad-tool-arguments" in scenario)
         if isinstance(answer, bytes):
             if "no-usage" in scenario:
                 answer = json.dumps({**json.loads(answer), "usage": None}).encode()
@@ -254,6 +264,69 @@ def _parameters(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         return {}
     return {key: value for key, value in body.items() if key not in ("messages", "input", "prompt")}
+
+
+def _tool_messages(raw: bytes) -> list[dict[str, Any]]:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return []
+    messages = body.get("messages") if isinstance(body, dict) else None
+    outline = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
+        kept = {"role": message.get("role")}
+        for name in ("tool_calls", "tool_call_id"):
+            if name in message:
+                kept[name] = message[name]
+        if message.get("role") == "tool":
+            kept["content"] = message.get("content")
+        outline.append(kept)
+    return outline
+
+
+def _tool_calls_answer(body: dict[str, Any], stream: bool, *, broken: bool) -> Any:
+    """A chat answer that calls each of the request's tools with `{"city": "Paris"}`."""
+    arguments = '{"city": "Par' if broken else '{"city": "Paris"}'
+    tools = body.get("tools") or []
+    calls = [
+        {
+            "id": f"call_fake_{number}",
+            "type": "function",
+            "function": {"name": tool["function"]["name"], "arguments": arguments},
+        }
+        for number, tool in enumerate(tools)
+    ]
+    usage = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+    base = {"id": "chatcmpl-fake", "created": 0, "model": body.get("model", "")}
+    if not stream:
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        return json.dumps(
+            {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+        ).encode()
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        payload = {**base, "object": "chat.completion.chunk", "choices": [choice], **more}
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    for number, call in enumerate(calls):
+        start = {**call, "index": number, "function": {**call["function"], "arguments": ""}}
+        events.append(chunk({"tool_calls": [start]}))
+        text = call["function"]["arguments"]
+        for piece in (text[:5], text[5:12], text[12:]):
+            if piece:
+                events.append(
+                    chunk({"tool_calls": [{"index": number, "function": {"arguments": piece}}]})
+                )
+    events.append(chunk({}, "tool_calls"))
+    payload = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+    events.append(b"data: " + json.dumps(payload).encode() + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    return events
 
 
 class ServerThread:
