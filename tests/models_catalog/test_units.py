@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 from django.urls import reverse
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from announcements.models import Announcement
@@ -20,6 +20,7 @@ from models_catalog import selectors, services
 from models_catalog.display import change_lines
 from models_catalog.models import CatalogModel, PriceChange, PricingGroup
 from models_catalog.pricing import (
+    MAX_COST_MICRO,
     UNIT_CHARACTER,
     UNIT_IMAGE,
     UNIT_SECOND,
@@ -80,11 +81,17 @@ def test_nothing_counted_still_costs_the_least_amount():
         min_value=Decimal("0.000001"), max_value=Decimal(1000), places=6, allow_nan=False
     ),
 )
+@example(unit=UNIT_IMAGE, unit_price=10**9, count=10**8, group_ratio=Decimal(1000))
 def test_unit_cost_is_the_exact_amount_rounded_up(unit, unit_price, count, group_ratio):
     basis = {UNIT_IMAGE: 1, UNIT_CHARACTER: 1_000_000, UNIT_SECOND: 60}[unit]
+    exact_scaled = unit_price * count * int(group_ratio * 1_000_000)
+    if exact_scaled > MAX_COST_MICRO * basis * 1_000_000:
+        # More than a 64-bit amount of micro-USD: refused, never wrapped or truncated.
+        with pytest.raises(OverflowError):
+            unit_cost(unit=unit, unit_price=unit_price, count=count, group_ratio=group_ratio)
+        return
     cost = unit_cost(unit=unit, unit_price=unit_price, count=count, group_ratio=group_ratio)
     # cost - 1 < exact ≤ cost, in integers: (cost - 1) × basis × 10^6 < price × count × ratio × 10^6
-    exact_scaled = unit_price * count * int(group_ratio * 1_000_000)
     assert exact_scaled <= cost * basis * 1_000_000
     assert cost == 1 or (cost - 1) * basis * 1_000_000 < exact_scaled
 
