@@ -541,6 +541,26 @@ class RelayApplication:
             )
         return price
 
+    async def _routes(
+        self, token: TokenInfo, model: str, endpoint: upstream.Endpoint
+    ) -> list[ChannelRoute]:
+        """Return the channels that may serve `model` at `endpoint` for the caller's
+        group, or raise 503 when none is up."""
+        routes = candidate_routes(
+            await routing_table(),
+            model_name=model,
+            pricing_group_id=token.pricing_group_id,
+            kinds=endpoint.kinds,
+        )
+        if not routes:
+            raise RelayError(
+                503,
+                gettext_noop("No channel is available for '%(model)s' right now; try again later."),
+                code="no_available_channel",
+                params={"model": model},
+            )
+        return routes
+
     async def _usable_model(
         self, token: TokenInfo, model: str, price: ModelPrice, *, path: str | None
     ) -> Line:
@@ -624,21 +644,7 @@ class RelayApplication:
             refusal = text_unit_refusal(price=price, path=path)
             if refusal is not None:
                 raise refusal
-            routes = candidate_routes(
-                await routing_table(),
-                model_name=model,
-                pricing_group_id=token.pricing_group_id,
-                kinds=endpoint.kinds,
-            )
-            if not routes:
-                raise RelayError(
-                    503,
-                    gettext_noop(
-                        "No channel is available for '%(model)s' right now; try again later."
-                    ),
-                    code="no_available_channel",
-                    params={"model": model},
-                )
+            routes = await self._routes(token, model, endpoint)
             # The hold is the prompt as counted plus the completion allowed (DESIGN); the
             # TPM limit admits on the same estimate.
             if len(raw_body) > COUNT_ON_THREAD_BYTES:
@@ -774,21 +780,7 @@ class RelayApplication:
                 billing = await asyncio.to_thread(
                     media.hearing_billing, price, path=path, form=form
                 )
-            routes = candidate_routes(
-                await routing_table(),
-                model_name=model,
-                pricing_group_id=token.pricing_group_id,
-                kinds=endpoint.kinds,
-            )
-            if not routes:
-                raise RelayError(
-                    503,
-                    gettext_noop(
-                        "No channel is available for '%(model)s' right now; try again later."
-                    ),
-                    code="no_available_channel",
-                    params={"model": model},
-                )
+            routes = await self._routes(token, model, endpoint)
             # No tokens: the TPM limit does not count images or sound.
             admission = await self._admit(token, line, tokens=0)
             slot = admission.slot
