@@ -81,6 +81,7 @@ class ChannelForm(forms.ModelForm):
             "name",
             "kind",
             "base_url",
+            "api_version",
             "api_keys",
             "served_models",
             "model_mapping",

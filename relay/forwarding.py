@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,10 +90,7 @@ async def forward(
             if failure.is_retryable:
                 channel_failed(route, failure.reason)
                 continue
-            error_body = failure.body
-            if endpoint.anthropic_format and route.kind != "anthropic":
-                error_body = translate.openai_error_to_anthropic(failure.status_code, failure.body)
-            await send_json(send, failure.status_code, error_body, [request_id_header])
+            await send_json(send, failure.status_code, failure.body, [request_id_header])
             return Outcome(
                 status_code=failure.status_code, route=route, error_code="upstream_refused"
             )
@@ -279,9 +276,8 @@ class UnaskedUsageFilter:
 async def _send_stream(
     receive: Any, send: Any, answer: upstream.UpstreamAnswer, call: Call
 ) -> Outcome:
-    reader = StreamUsageReader(
-        anthropic=call.endpoint.anthropic_format and answer.translator is None
-    )
+    # Usage is read from what the client gets (a translated stream carries it over).
+    reader = StreamUsageReader(anthropic=call.endpoint.anthropic_format)
     # What the client did not ask for is read for billing, then left out.
     usage_filter = (
         UnaskedUsageFilter()
@@ -304,47 +300,23 @@ async def _send_stream(
         rest = answer.rest
         assert rest is not None
         while True:
-            reader.feed(chunk)
-            if translator:
-                out = translator.feed(chunk)
-            elif usage_filter:
-                out = usage_filter.feed(chunk)
-            else:
-                out = chunk
+            out = translator.feed(chunk) if translator else chunk
+            reader.feed(out)
+            if usage_filter:
+                out = usage_filter.feed(out)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             try:
                 chunk = await anext(rest)
             except StopAsyncIteration:
                 break
-        if translator:
-            closing = translator.finish()
-        elif usage_filter:
-            closing = usage_filter.finish()
-        else:
-            closing = b""
+        closing = translator.finish() if translator else b""
+        reader.feed(closing)
+        if usage_filter:
+            closing = usage_filter.feed(closing) + usage_filter.finish()
         await send({"type": "http.response.body", "body": closing, "more_body": False})
 
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            continue
-
-    pumping = asyncio.ensure_future(pump())
-    watching = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
-        if not pumping.done():
-            pumping.cancel()
-            outcome.status_code = 499
-            outcome.error_code = "client_disconnected"
-        elif pumping.exception() is not None:
-            # The upstream broke off after bytes reached the client: no retry is possible.
-            outcome.error_code = "upstream_stream_interrupted"
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        watching.cancel()
-        await asyncio.gather(pumping, watching, return_exceptions=True)
-        await answer.aclose()
+    await _pass_through(receive, send, pump(), answer, outcome)
     outcome.usage = reader.result(prompt_tokens=call.prompt_tokens)
     return outcome
 
@@ -478,11 +450,29 @@ async def _send_binary_stream(
                 break
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    await _pass_through(receive, send, pump(), answer, outcome)
+    return outcome
+
+
+async def _pass_through(
+    receive: Any,
+    send: Any,
+    pump: Coroutine[Any, Any, None],
+    answer: upstream.UpstreamAnswer,
+    outcome: Outcome,
+) -> None:
+    """Run `pump` (which sends an upstream's stream on) until it ends or the client goes.
+
+    A client gone first ends it: 499 `client_disconnected`. An upstream that breaks off
+    after bytes reached the client cannot be retried: the answer is ended there and
+    marked `upstream_stream_interrupted`. The upstream's answer is closed either way.
+    """
+
     async def disconnected() -> None:
         while (await receive())["type"] != "http.disconnect":
             continue
 
-    pumping = asyncio.ensure_future(pump())
+    pumping = asyncio.ensure_future(pump)
     watching = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
@@ -497,4 +487,3 @@ async def _send_binary_stream(
         watching.cancel()
         await asyncio.gather(pumping, watching, return_exceptions=True)
         await answer.aclose()
-    return outcome

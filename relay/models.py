@@ -16,6 +16,8 @@ class Channel(models.Model):
     class Kind(models.TextChoices):
         OPENAI = "openai", _("OpenAI-compatible")
         ANTHROPIC = "anthropic", "Anthropic"
+        GEMINI = "gemini", _("Google Gemini (native API)")
+        AZURE = "azure", "Azure OpenAI"
         MOCK = "mock", _("Mock (answers locally, for demos and tests)")
 
     class Status(models.TextChoices):
@@ -29,7 +31,17 @@ class Channel(models.Model):
         _("base url"),
         max_length=500,
         blank=True,
-        help_text=_("Up to and including the version, e.g. https://api.openai.com/v1"),
+        help_text=_(
+            "Up to and including the version, e.g. https://api.openai.com/v1; Gemini: "
+            "https://generativelanguage.googleapis.com/v1beta; Azure OpenAI: "
+            "https://RESOURCE.openai.azure.com/openai"
+        ),
+    )
+    api_version = models.CharField(
+        _("API version"),
+        max_length=32,
+        blank=True,
+        help_text=_("Azure OpenAI only: the api-version every request carries, e.g. 2024-10-21."),
     )
     # The channel's API keys, one per line, encrypted as one secret (a channel stored
     # with a single key before keys were several reads as that one key).

@@ -52,6 +52,8 @@ class ChannelRoute:
     header_overrides: tuple[tuple[str, str], ...] = ()
     # Values may be lists or objects: left out of the route's equality and hash.
     parameter_overrides: tuple[tuple[str, object], ...] = field(default=(), compare=False)
+    # Azure OpenAI's `api-version` query parameter (empty for the other kinds).
+    api_version: str = ""
 
     def with_key(self, api_key: str) -> "ChannelRoute":
         """Return this route sending `api_key` (another of the channel's keys)."""
@@ -108,6 +110,7 @@ def _route(channel: Channel) -> ChannelRoute:
         keys_version=channel.updated_at.isoformat() if channel.updated_at else "",
         header_overrides=headers_to_send(channel.header_overrides),
         parameter_overrides=parameters_to_merge(channel.parameter_overrides),
+        api_version=channel.api_version,
     )
 
 

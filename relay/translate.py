@@ -317,10 +317,25 @@ def chat_response_to_message(payload: dict[str, Any], *, model: str) -> dict[str
         "content": content,
         "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": int(usage.get("prompt_tokens") or 0),
-            "output_tokens": int(usage.get("completion_tokens") or 0),
-        },
+        "usage": chat_usage_to_anthropic(usage),
+    }
+
+
+def _whole(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def chat_usage_to_anthropic(usage: Any) -> dict[str, int]:
+    """Return Anthropic's usage for a chat completion's: its cached prompt tokens are
+    `cache_read_input_tokens`, apart from `input_tokens` (Anthropic counts them apart)."""
+    usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = _whole(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    prompt = _whole(usage.get("prompt_tokens"))
+    return {
+        "input_tokens": max(prompt - cached, 0),
+        "output_tokens": _whole(usage.get("completion_tokens")),
+        "cache_read_input_tokens": min(cached, prompt),
     }
 
 
@@ -464,10 +479,7 @@ class ChatStreamToMessageEvents:
         if self._index < 0:
             out += self._open({"type": "text", "text": ""})
         out += self._close()
-        usage = {
-            "input_tokens": int(self._usage.get("prompt_tokens") or 0),
-            "output_tokens": int(self._usage.get("completion_tokens") or 0),
-        }
+        usage = chat_usage_to_anthropic(self._usage)
         out += _event(
             "message_delta",
             {

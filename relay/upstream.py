@@ -8,10 +8,11 @@ the attempt was given (`ChannelRoute.api_key`; `relay.keys` turns a channel's ke
 """
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -115,7 +116,7 @@ class UpstreamAnswer:
     """An upstream's answer, ready to pass to the client.
 
     `body` is set for a complete answer; a stream has `first_chunk` and `rest`.
-    `translator` converts an OpenAI chat stream into Anthropic events.
+    `translator` turns the upstream's stream into the client's format (`Outbound`).
     """
 
     route: ChannelRoute
@@ -124,7 +125,7 @@ class UpstreamAnswer:
     body: bytes | None = None
     first_chunk: bytes = b""
     rest: AsyncIterator[bytes] | None = None
-    translator: translate.ChatStreamToMessageEvents | None = None
+    translator: "StreamTranslator | None" = None
     response: aiohttp.ClientResponse | None = field(default=None, repr=False)
 
     async def aclose(self) -> None:
@@ -201,52 +202,31 @@ class UpstreamClient:
         client_headers: dict[bytes, bytes],
     ) -> UpstreamAnswer:
         """Return the channel's answer, or raise AttemptFailed."""
-        upstream_model = route.upstream_model(model)
-        translator = None
-        if endpoint is MESSAGES and route.kind == "openai":
-            payload = translate.messages_to_chat_request(body, model=upstream_model)
-            path = CHAT.upstream_path
-            if stream:
-                translator = translate.ChatStreamToMessageEvents(model=model)
-        else:
-            payload = dict(body, model=upstream_model)
-            path = endpoint.upstream_path
-            if stream and not endpoint.anthropic_format:
-                options = payload.get("stream_options")
-                payload["stream_options"] = {
-                    **(options if isinstance(options, dict) else {}),
-                    "include_usage": True,
-                }
-        if route.parameter_overrides and endpoint.has_completion:
-            payload = parameters_apply(payload, route.parameter_overrides)
         if route.kind == "mock":
-            return _mock_answer(route, endpoint, payload, upstream_model, stream)
+            payload = dict(body, model=route.upstream_model(model))
+            if stream and not endpoint.anthropic_format:
+                payload = _with_stream_usage(payload)
+            if route.parameter_overrides and endpoint.has_completion:
+                payload = parameters_apply(payload, route.parameter_overrides)
+            return _mock_answer(route, endpoint, payload, payload["model"], stream)
         if route.api_key is None:
             raise AttemptFailed("channel key unreadable", is_retryable=True)
-        headers = {"content-type": "application/json"}
-        if route.kind == "anthropic":
-            version = client_headers.get(b"anthropic-version", b"2023-06-01").decode("latin-1")
-            headers["anthropic-version"] = version
-            if b"anthropic-beta" in client_headers:
-                headers["anthropic-beta"] = client_headers[b"anthropic-beta"].decode("latin-1")
-        # The operator's, over the client's (never a key's or the framing's: refused
-        # when stored, and left out when loaded).
-        headers.update(route.header_overrides)
-        if route.kind == "anthropic":
-            headers["x-api-key"] = route.api_key
-        else:
-            headers["authorization"] = f"Bearer {route.api_key}"
+        outbound = CHANNEL_KINDS[route.kind](
+            route, endpoint, body=body, model=model, stream=stream, client_headers=client_headers
+        )
+        if route.parameter_overrides and endpoint.has_completion:
+            outbound.payload = parameters_apply(outbound.payload, route.parameter_overrides)
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=route.connect_timeout_seconds,
             sock_read=route.read_timeout_seconds,
         )
-        data = json.dumps(payload, separators=(",", ":")).encode()
+        data = json.dumps(outbound.payload, separators=(",", ":")).encode()
         try:
             for tries_left in range(CONNECTION_RETRIES, -1, -1):
                 try:
                     response = await self.session().post(
-                        route.base_url + path, data=data, headers=headers, timeout=timeout
+                        outbound.url, data=data, headers=outbound.headers, timeout=timeout
                     )
                     break
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
@@ -260,14 +240,7 @@ class UpstreamClient:
         except aiohttp.ClientError as error:
             raise AttemptFailed(f"connection: {type(error).__name__}", is_retryable=True) from None
         try:
-            return await self._read_answer(
-                route,
-                response,
-                stream=stream,
-                translator=translator,
-                translates_messages=endpoint is MESSAGES and route.kind == "openai",
-                model=model,
-            )
+            return await self._read_answer(route, response, stream=stream, outbound=outbound)
         except BaseException:
             response.close()
             raise
@@ -278,9 +251,7 @@ class UpstreamClient:
         response: aiohttp.ClientResponse,
         *,
         stream: bool,
-        translator: translate.ChatStreamToMessageEvents | None,
-        translates_messages: bool,
-        model: str,
+        outbound: "Outbound",
     ) -> UpstreamAnswer:
         content_type = response.headers.get("content-type", "application/json").encode("latin-1")
         try:
@@ -308,6 +279,9 @@ class UpstreamClient:
         if status >= 500 or status in (401, 403):
             raise AttemptFailed(f"HTTP {status}", is_retryable=True, status_code=status)
         if status >= 400:
+            if outbound.error is not None:
+                body = outbound.error(status, body)
+                content_type = b"application/json"
             raise AttemptFailed(
                 f"HTTP {status}",
                 is_retryable=False,
@@ -316,12 +290,12 @@ class UpstreamClient:
                 content_type=content_type,
             )
         if not stream:
-            if translates_messages:
+            if outbound.answer is not None:
                 try:
-                    message = translate.chat_response_to_message(json.loads(body), model=model)
-                except (ValueError, AttributeError, TypeError):
+                    translated = outbound.answer(json.loads(body))
+                except (ValueError, AttributeError, TypeError, KeyError, IndexError):
                     raise AttemptFailed("unreadable answer", is_retryable=True) from None
-                body = json.dumps(message, separators=(",", ":")).encode()
+                body = json.dumps(translated, separators=(",", ":")).encode()
                 content_type = b"application/json"
             return UpstreamAnswer(route, status, content_type, body=body)
         if not first_chunk:
@@ -332,9 +306,122 @@ class UpstreamClient:
             content_type,
             first_chunk=first_chunk,
             rest=chunks,
-            translator=translator,
+            translator=outbound.stream,
             response=response,
         )
+
+
+class StreamTranslator(Protocol):
+    """Turns an upstream's stream into the client's format, chunk by chunk."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Return the client's bytes for what `chunk` completes."""
+        ...
+
+    def finish(self) -> bytes:
+        """Return the client's closing bytes (once)."""
+        ...
+
+
+@dataclass
+class Outbound:
+    """What one attempt sends to a channel, and how its answer becomes the client's.
+
+    Built by the channel kind's function in `CHANNEL_KINDS`; when the channel speaks
+    another format than the endpoint called, `answer`, `stream` and `error` translate
+    the upstream's whole answer, its stream and its refusals into the client's format
+    (the relay then reads usage from what the client gets).
+    """
+
+    url: str
+    headers: dict[str, str]
+    payload: dict[str, Any]
+    answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    stream: StreamTranslator | None = None
+    error: Callable[[int, bytes], bytes] | None = None
+
+
+def _with_stream_usage(payload: dict[str, Any]) -> dict[str, Any]:
+    """Ask an OpenAI-compatible upstream for a stream's usage (what the relay bills by)."""
+    options = payload.get("stream_options")
+    payload["stream_options"] = {
+        **(options if isinstance(options, dict) else {}),
+        "include_usage": True,
+    }
+    return payload
+
+
+def _bearer_headers(route: ChannelRoute) -> dict[str, str]:
+    # The operator's headers, over the client's (never a key's or the framing's: refused
+    # when stored, and left out when loaded).
+    assert route.api_key is not None
+    return {
+        "content-type": "application/json",
+        **dict(route.header_overrides),
+        "authorization": f"Bearer {route.api_key}",
+    }
+
+
+def openai_outbound(
+    route: ChannelRoute,
+    endpoint: Endpoint,
+    *,
+    body: dict[str, Any],
+    model: str,
+    stream: bool,
+    client_headers: dict[bytes, bytes],
+) -> Outbound:
+    """An OpenAI-compatible channel: OpenAI's endpoints as sent, Messages translated to chat."""
+    upstream_model = route.upstream_model(model)
+    headers = _bearer_headers(route)
+    if endpoint is MESSAGES:
+        return Outbound(
+            url=route.base_url + CHAT.upstream_path,
+            headers=headers,
+            payload=translate.messages_to_chat_request(body, model=upstream_model),
+            answer=functools.partial(translate.chat_response_to_message, model=model),
+            stream=translate.ChatStreamToMessageEvents(model=model) if stream else None,
+            error=translate.openai_error_to_anthropic,
+        )
+    payload = dict(body, model=upstream_model)
+    return Outbound(
+        url=route.base_url + endpoint.upstream_path,
+        headers=headers,
+        payload=_with_stream_usage(payload) if stream else payload,
+    )
+
+
+def anthropic_outbound(
+    route: ChannelRoute,
+    endpoint: Endpoint,
+    *,
+    body: dict[str, Any],
+    model: str,
+    stream: bool,
+    client_headers: dict[bytes, bytes],
+) -> Outbound:
+    """An Anthropic channel: Messages as sent, with the client's API version and betas."""
+    assert route.api_key is not None
+    headers = {"content-type": "application/json"}
+    headers["anthropic-version"] = client_headers.get(b"anthropic-version", b"2023-06-01").decode(
+        "latin-1"
+    )
+    if b"anthropic-beta" in client_headers:
+        headers["anthropic-beta"] = client_headers[b"anthropic-beta"].decode("latin-1")
+    headers.update(route.header_overrides)
+    headers["x-api-key"] = route.api_key
+    return Outbound(
+        url=route.base_url + endpoint.upstream_path,
+        headers=headers,
+        payload=dict(body, model=route.upstream_model(model)),
+    )
+
+
+# How each channel kind (but the mock, answered in process) is sent a request.
+CHANNEL_KINDS: dict[str, Callable[..., Outbound]] = {
+    "openai": openai_outbound,
+    "anthropic": anthropic_outbound,
+}
 
 
 def _media_failure(reason: str) -> AttemptFailed:

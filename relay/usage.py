@@ -162,6 +162,12 @@ class StreamUsageReader:
             delta = parsed.get("usage") or {}
             self.usage = self.usage or Usage()
             self.usage.completion_tokens = _count(delta.get("output_tokens"))
+            if isinstance(delta, dict) and "input_tokens" in delta:
+                # The final count of the prompt (Anthropic's since 2025, and the relay's
+                # translated streams, whose message_start cannot know it yet).
+                cached = _count(delta.get("cache_read_input_tokens"))
+                self.usage.prompt_tokens = _count(delta["input_tokens"]) + cached
+                self.usage.cached_tokens = cached
 
     def result(self, *, prompt_tokens: int) -> Usage:
         """Return the usage the upstream reported, or an estimate flagged as such: the

@@ -10,6 +10,8 @@ from logs.breakdown import cost_breakdown
 from models_catalog.models import CatalogModel
 from models_catalog.services import catalog_entry_create
 from relay.mock import REPLY
+from relay.translate import ChatStreamToMessageEvents
+from relay.usage import StreamUsageReader
 
 from .conftest import MODEL, make_channel, wait_for_logs
 
@@ -149,3 +151,21 @@ def test_what_an_upstream_reports_is_read_as_a_count_that_can_be_priced(reported
         {"usage": {"input_tokens": -3, "output_tokens": 1e40, "cache_read_input_tokens": "x"}}
     )
     assert (anthropic.prompt_tokens, anthropic.completion_tokens) == (0, 10**8)
+
+
+def test_an_anthropic_stream_reads_the_final_prompt_count_of_message_delta():
+    """A translated stream cannot know the prompt at message_start: its message_delta
+    carries the count, cached tokens apart, and the reader takes it from there."""
+    translator = ChatStreamToMessageEvents(model="m")
+    chat = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":120,"completion_tokens":7,'
+        b'"prompt_tokens_details":{"cached_tokens":100}}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    reader = StreamUsageReader(anthropic=True)
+    reader.feed(translator.feed(chat) + translator.finish())
+    usage = reader.result(prompt_tokens=1)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (120, 7, 100)
+    assert not usage.is_estimated
