@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from . import mock, translate
+from .gemini import gemini_outbound
 from .keys import retry_after_seconds
 from .overrides import parameters_apply
 from .selectors import ChannelRoute
@@ -40,7 +41,9 @@ class Endpoint:
     answers_binary: bool = False
 
 
-CHAT = Endpoint("chat", "/chat/completions", frozenset({"openai", "mock"}), can_stream=True)
+CHAT = Endpoint(
+    "chat", "/chat/completions", frozenset({"openai", "gemini", "mock"}), can_stream=True
+)
 COMPLETIONS = Endpoint(
     "completions", "/completions", frozenset({"openai", "mock"}), can_stream=True
 )
@@ -54,7 +57,7 @@ EMBEDDINGS = Endpoint(
 MESSAGES = Endpoint(
     "messages",
     "/messages",
-    frozenset({"anthropic", "openai", "mock"}),
+    frozenset({"anthropic", "openai", "gemini", "mock"}),
     can_stream=True,
     anthropic_format=True,
 )
@@ -421,6 +424,7 @@ def anthropic_outbound(
 CHANNEL_KINDS: dict[str, Callable[..., Outbound]] = {
     "openai": openai_outbound,
     "anthropic": anthropic_outbound,
+    "gemini": gemini_outbound,
 }
 
 
