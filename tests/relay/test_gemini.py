@@ -614,3 +614,23 @@ def test_the_probe_and_the_admin_test_send_a_real_generate_content(relay_url, ge
     result = channel_test(channel)
     assert result.ok
     assert result.upstream_model == UPSTREAM_MODEL
+
+
+def test_the_admin_form_takes_a_gemini_channel_with_its_key(transactional_db):
+    from relay.admin import ChannelForm
+
+    data = {
+        "name": "google",
+        "kind": "gemini",
+        "base_url": "https://generativelanguage.googleapis.com/v1beta",
+        "api_keys": "",
+        "served_models": MODEL,
+        "priority": 0,
+        "weight": 1,
+        "connect_timeout_seconds": 5,
+        "read_timeout_seconds": 300,
+        "status": "enabled",
+    }
+    assert "api_keys" in ChannelForm(data).errors
+    form = ChannelForm({**data, "api_keys": "AIza-test-key-0001"})
+    assert form.is_valid(), form.errors
