@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.gemini import chat_to_gemini_request, gemini_to_chat_answer
+from relay.translate import Untranslatable
 
 from .fake_gemini import request_check, wire
 
@@ -258,3 +259,28 @@ def test_a_gemini_answer_survives_the_trip_to_chat(
     assert usage["prompt_tokens"] == (prompt or 0)
     assert usage["completion_tokens"] == (candidates or 0) + (thoughts or 0)
     assert usage["prompt_tokens_details"]["cached_tokens"] == (cached or 0)
+
+
+chat_fields = st.sampled_from(
+    ["messages", "tools", "tool_choice", "stop", "n", "max_tokens", "response_format", "user"]
+)
+message_like = st.dictionaries(
+    st.sampled_from(["role", "content", "tool_calls", "tool_call_id", "name"]),
+    json_values | st.sampled_from(["user", "assistant", "tool", "system"]),
+    max_size=4,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(chat_fields, json_values, max_size=5),
+    st.lists(message_like | json_values, max_size=4),
+)
+def test_any_request_is_translated_or_refused_with_a_4xx(body, messages):
+    body = {"messages": messages, **body}
+    status = 200
+    try:
+        chat_to_gemini_request(body)
+    except Untranslatable as refusal:
+        status = refusal.status_code
+    assert status in (200, 400)
