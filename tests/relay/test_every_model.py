@@ -8,12 +8,14 @@ in ARCHITECTURE.md and the docstring of `models_catalog/pricing.py` — never by
 that charges — and compared with the account's balance and the request log row.
 """
 
+import functools
 import math
 import re
 import struct
 import wave
 import zlib
 from collections.abc import Callable
+from decimal import Decimal
 from fractions import Fraction
 from io import BytesIO
 from typing import Any
@@ -365,3 +367,35 @@ def test_every_listed_model_is_answered_and_charged_to_the_micro_usd(name, custo
         return
     assert name in listed
     CALLS_BY_KIND[model.kind](customer, model)
+
+
+def test_make_run_on_a_database_of_the_earlier_catalog_prices_tts_1_per_character(
+    relay_server, relay_url, return_grants
+):
+    # Given a database made by the earlier demo catalog, which priced tts-1 per token
+    call_command("load_demo_catalog", verbosity=0)
+    call_command("ensure_mock_channel", verbosity=0)
+    CatalogModel.objects.filter(name="tts-1").update(
+        model_ratio=Decimal("7.5"), price_per_million_characters=None
+    )
+    routing_table_expire()
+    customer = Customer(relay_url, PricingGroup.objects.get(is_default=True), return_grants)
+    speak = functools.partial(
+        customer.openai.audio.speech.create, model="tts-1", voice="alloy", input=SPEECH_INPUT
+    )
+    # nothing at /v1/audio/speech counts tokens: the model cannot be answered
+    with pytest.raises(openai.BadRequestError) as refused:
+        speak()
+    assert refused.value.code == "unit_not_billable"
+
+    # When `make run` starts again
+    call_command("load_demo_catalog", verbosity=0)
+    relay_server.relay.prices.clear()
+
+    # Then tts-1 is answered and charged per character
+    tts = CatalogModel.objects.get(name="tts-1")
+    assert tts.price_per_million_characters is not None
+    _speech, log, lost = customer.charge_of(speak)
+    expected = _round_up(Fraction(tts.price_per_million_characters * len(SPEECH_INPUT), 10**6))
+    _assert_charged(log, lost, expected, model="tts-1")
+    assert (log.unit, log.unit_count) == ("character", len(SPEECH_INPUT))
