@@ -709,7 +709,7 @@ class RelayApplication:
             if refusal is not None:
                 raise refusal
             routes = await self._routes(token, model, endpoint)
-            if isinstance(body.get("previous_response_id"), str):
+            if endpoint is upstream.RESPONSES and isinstance(body.get("previous_response_id"), str):
                 routes = await self._conversation_routes(token, body, routes)
             # The hold is the prompt as counted plus the completion allowed (DESIGN); the
             # TPM limit admits on the same estimate.
@@ -764,12 +764,6 @@ class RelayApplication:
                     channel_failed=self._channel_failed,
                     channel_recovered=self._channel_recovered,
                 )
-                if outcome.response_id and outcome.route and body.get("store") is not False:
-                    await response_remember(
-                        outcome.response_id,
-                        channel_id=outcome.route.channel_id,
-                        user_id=token.user_id,
-                    )
             finally:
                 # In memory, before anything that could fail or wait: nothing answered
                 # goes unsettled.
@@ -778,6 +772,11 @@ class RelayApplication:
                 )
                 if outcome is not None and outcome.is_answered:
                     tokens_used = outcome.usage.prompt_tokens + outcome.usage.completion_tokens
+            if outcome.response_id and outcome.route and body.get("store") is not False:
+                # Which channel made it, for a continuation (`previous_response_id`).
+                await response_remember(
+                    outcome.response_id, channel_id=outcome.route.channel_id, user_id=token.user_id
+                )
         finally:
             # Its TPM estimate corrected to what it used: nothing unless answered.
             await limiter().release(slot, tokens_used=tokens_used)

@@ -6,6 +6,7 @@ its types. Charges are computed here from the catalog's prices and the usage the
 upstream reported.
 """
 
+import asyncio
 import json
 import math
 import time
@@ -20,12 +21,14 @@ from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 
 from billing.models import Account
+from billing.services import account_credit
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel
 from models_catalog.pricing import MICRO_USD_PER_TOKEN_AT_RATIO_ONE
 from models_catalog.services import catalog_entry_create
-from relay import mock
+from relay import conversations, mock
 from relay.counting import prompt_tokens
+from relay.limits import Limiter
 from relay.models import Channel
 from relay.routing import routing_table_expire
 from relay.usage import StreamUsageReader
@@ -326,8 +329,6 @@ def test_another_accounts_response_id_is_not_found_and_nothing_is_charged(
     make_channel("a", f"{fake.url}/a/v1")
     made = client.responses.create(model=MODEL, input="Hi").id
     other_user = UserFactory()
-    from billing.services import account_credit
-
     account_credit(user_id=other_user.pk, amount=10_000_000, idempotency_key="other")
     _token, other_key = token_create(user=other_user, name="other")
     other = openai.OpenAI(base_url=relay_url, api_key=other_key, max_retries=0)
@@ -594,3 +595,50 @@ def test_a_responses_prompt_counts_images_calls_and_their_outputs():
 
     # An image by URL counts as GPT-4o's smallest (85); the call and its output as text
     assert counted > 85 + prompt_tokens(endpoint="responses", body=base, model="gpt-4o")
+
+
+# --- what is remembered of a response ------------------------------------------------------
+
+
+def test_a_response_is_remembered_in_redis_for_30_days_under_its_account(settings, monkeypatch):
+    limiter = Limiter(settings.REDIS_URL, 60)
+    monkeypatch.setattr(conversations, "limiter", lambda: limiter)
+
+    async def remember_and_look_up():
+        try:
+            await conversations.response_remember("resp_redis", channel_id=7, user_id=1)
+            found = (
+                await conversations.response_channel("resp_redis", user_id=1),
+                await conversations.response_channel("resp_redis", user_id=2),
+            )
+            key = conversations.response_key("resp_redis", user_id=1)
+            client = limiter.connection().client
+            ttl, value = await client.ttl(key), await client.get(key)
+            await client.delete(key)
+            return found, ttl, value
+        finally:
+            await limiter.aclose()
+
+    found, ttl, value = asyncio.run(remember_and_look_up())
+
+    # Only the channel's id is kept, only the account that made it finds it
+    assert found == (7, None)
+    assert value == b"7"
+    assert 30 * 24 * 3600 - 60 < ttl <= 30 * 24 * 3600
+
+
+def test_without_redis_a_response_is_remembered_in_memory(monkeypatch):
+    monkeypatch.setattr(conversations, "limiter", lambda: Limiter("", 60))
+    monkeypatch.setattr(conversations, "MAX_LOCAL_RESPONSES", 2)
+    monkeypatch.setattr(conversations, "_local", conversations.OrderedDict())
+
+    async def remember_three():
+        for number in (1, 2, 3):
+            await conversations.response_remember(f"resp_{number}", channel_id=number, user_id=1)
+        return [
+            await conversations.response_channel(f"resp_{number}", user_id=1)
+            for number in (1, 2, 3)
+        ] + [await conversations.response_channel("resp_3", user_id=2)]
+
+    # The oldest goes first past the bound; another account finds nothing
+    assert asyncio.run(remember_three()) == [None, 2, 3, None]
