@@ -376,6 +376,23 @@ def test_a_conversation_whose_channel_is_gone_is_refused_clearly(client, fake, c
     assert len(fake.app.state.requests) == 1
 
 
+def test_previous_response_id_means_nothing_to_chat_completions(
+    relay_url, token_key, fake_upstream, openai_channel
+):
+    # A chat request carrying the field (which chat does not know) is not looked up
+    response = httpx.post(
+        f"{relay_url}/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "previous_response_id": "resp_unknown",
+        },
+        headers={"authorization": f"Bearer {token_key}"},
+    )
+
+    assert response.status_code == 200
+
+
 def test_a_response_not_stored_is_not_remembered(client, fake, catalog_model):
     make_channel("a", f"{fake.url}/a/v1")
     made = client.responses.create(model=MODEL, input="Hi", store=False).id
