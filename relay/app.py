@@ -63,8 +63,10 @@ from .calls import (
     prompt_count,
     request_body_parse,
     reservation_amount,
+    responses_body_check,
     text_unit_refusal,
 )
+from .conversations import response_channel, response_remember
 from .counting import encodings_load
 from .forwarding import Outcome, forward, forward_media
 from .http import (
@@ -79,6 +81,7 @@ from .http import (
 )
 from .ids import unique_id
 from .limits import (
+    REDIS_FAILURES,
     Admission,
     LimiterUnavailable,
     LimitOutcome,
@@ -88,6 +91,7 @@ from .limits import (
 )
 from .memo import LOCAL_CACHE_SECONDS, LocalMemo
 from .metrics import NO_FAMILY, model_family, request_observe, upstream_error_observe
+from .models import Channel
 from .refusals import RefusalCounter
 from .routing import candidate_routes, routing_table, routing_table_expire
 from .selectors import ChannelRoute
@@ -106,6 +110,9 @@ INVALID_KEY_MESSAGE = gettext_noop("Invalid API key, or the token is disabled or
 
 # Where `_call` leaves the model family of a priced request for the request's metrics.
 FAMILY_KEY = "comet.model_family"
+
+# Every channel kind, for telling "no channel of this model speaks Responses" from "none up".
+ALL_KINDS = frozenset(Channel.Kind.values)
 
 # HTTP status of each reason the money core gives for refusing a request.
 REFUSAL_STATUS = {
@@ -552,6 +559,25 @@ class RelayApplication:
             pricing_group_id=token.pricing_group_id,
             kinds=endpoint.kinds,
         )
+        if not routes and endpoint is upstream.RESPONSES:
+            others = candidate_routes(
+                await routing_table(),
+                model_name=model,
+                pricing_group_id=token.pricing_group_id,
+                kinds=ALL_KINDS,
+            )
+            if others:
+                # Its channels are up but none speaks the Responses API: not a wait.
+                raise RelayError(
+                    400,
+                    gettext_noop(
+                        "The model '%(model)s' is not served through the Responses API here: "
+                        "call it at /v1/chat/completions (or /v1/messages for Claude models)."
+                    ),
+                    code="responses_not_supported",
+                    param="model",
+                    params={"model": model},
+                )
         if not routes:
             raise RelayError(
                 503,
@@ -560,6 +586,42 @@ class RelayApplication:
                 params={"model": model},
             )
         return routes
+
+    async def _conversation_routes(
+        self, token: TokenInfo, body: dict[str, Any], routes: list[ChannelRoute]
+    ) -> list[ChannelRoute]:
+        """Return the one channel that made the response `previous_response_id` names, or
+        raise: 404 if this account made no such response (another account's id is never
+        usable: our upstream keys are shared), 503 if that channel cannot serve it now."""
+        try:
+            channel_id = await response_channel(body["previous_response_id"], user_id=token.user_id)
+        except REDIS_FAILURES:
+            raise busy_error() from None
+        if channel_id is None:
+            raise RelayError(
+                404,
+                gettext_noop(
+                    "The previous response was not found: previous_response_id must name a "
+                    "response made through this account in the last 30 days."
+                ),
+                code="previous_response_not_found",
+                param="previous_response_id",
+            )
+        kept = [route for route in routes if route.channel_id == channel_id]
+        if not kept:
+            raise RelayError(
+                503,
+                gettext_noop(
+                    "The channel that made the previous response is not available for "
+                    "'%(model)s' right now, and no other channel holds this conversation. "
+                    "Try again later, or start a new conversation without "
+                    "previous_response_id."
+                ),
+                code="conversation_channel_unavailable",
+                param="previous_response_id",
+                params={"model": body.get("model")},
+            )
+        return kept
 
     async def _usable_model(
         self, token: TokenInfo, model: str, price: ModelPrice, *, path: str | None
@@ -635,6 +697,8 @@ class RelayApplication:
         with self._counting_refusals(token, address, named):
             raw_body = await read_body(receive, MAX_BODY_BYTES)
             body, model = request_body_parse(raw_body, has_completion=endpoint.has_completion)
+            if endpoint is upstream.RESPONSES:
+                responses_body_check(body)
             price = await self._model_price(token, model)
             scope[FAMILY_KEY] = model_family(price.model_name)
             # Only a catalog model's name is kept with a refusal: any other text in "model"
@@ -645,6 +709,8 @@ class RelayApplication:
             if refusal is not None:
                 raise refusal
             routes = await self._routes(token, model, endpoint)
+            if endpoint is upstream.RESPONSES and isinstance(body.get("previous_response_id"), str):
+                routes = await self._conversation_routes(token, body, routes)
             # The hold is the prompt as counted plus the completion allowed (DESIGN); the
             # TPM limit admits on the same estimate.
             if len(raw_body) > COUNT_ON_THREAD_BYTES:
@@ -706,6 +772,11 @@ class RelayApplication:
                 )
                 if outcome is not None and outcome.is_answered:
                     tokens_used = outcome.usage.prompt_tokens + outcome.usage.completion_tokens
+            if outcome.response_id and outcome.route and body.get("store") is not False:
+                # Which channel made it, for a continuation (`previous_response_id`).
+                await response_remember(
+                    outcome.response_id, channel_id=outcome.route.channel_id, user_id=token.user_id
+                )
         finally:
             # Its TPM estimate corrected to what it used: nothing unless answered.
             await limiter().release(slot, tokens_used=tokens_used)

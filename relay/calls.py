@@ -33,6 +33,7 @@ CALLS = {
     "/v1/completions": upstream.COMPLETIONS,
     "/v1/embeddings": upstream.EMBEDDINGS,
     "/v1/messages": upstream.MESSAGES,
+    "/v1/responses": upstream.RESPONSES,
 }
 # Anthropic's token count of a Messages request, answered by the relay itself.
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -57,7 +58,7 @@ COMING_SOON_MESSAGES = {
 # The text endpoints (chat, completions, messages and their token count) serve chat models;
 # a model of another kind is refused with the endpoint it is called at.
 TEXT_ENDPOINT_PATHS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/messages", COUNT_TOKENS_PATH}
+    {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses", COUNT_TOKENS_PATH}
 )
 WRONG_ENDPOINT_MESSAGES = {
     CatalogModel.Kind.EMBEDDING.value: gettext_noop(
@@ -94,7 +95,7 @@ EMBEDDINGS_REFUSED_KINDS = frozenset({CatalogModel.Kind.IMAGE.value, CatalogMode
 # The most completion tokens a request may ask for: above every model's output limit,
 # and low enough that its hold stays a sane amount of money.
 MAX_COMPLETION_TOKENS = 1_000_000
-COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens")
+COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 # Each choice an upstream generates is billed: `n` answers, or `best_of` candidates
 # (legacy completions) of which `n` are returned. Bounded like OpenAI's own limit.
 CHOICE_KEYS = ("n", "best_of")
@@ -362,6 +363,67 @@ def count_tokens_body_check(body: dict[str, Any]) -> None:
     if tools is not None and not isinstance(tools, list):
         raise RelayError(
             400, gettext_noop("'tools' must be a list."), code="invalid_value", param="tools"
+        )
+
+
+# The longest `previous_response_id` taken (OpenAI's are about 50 characters).
+MAX_RESPONSE_ID_CHARS = 256
+INPUT_ITEMS_MESSAGE = gettext_noop(
+    "'input' must be text or a list of input items, each an object (a message with a "
+    "'role' and text or a list of content parts, a function_call, a function_call_output, ...)."
+)
+
+
+def responses_body_check(body: dict[str, Any]) -> None:
+    """Raise a 400 RelayError unless `body` is shaped as a Responses request: `input` text or
+    a list of item objects whose message content is text or a list of part objects,
+    `instructions` text, `tools` a list, `previous_response_id` an id."""
+    items = body.get("input")
+    if items is not None and not isinstance(items, str | list):
+        raise RelayError(400, INPUT_ITEMS_MESSAGE, code="invalid_value", param="input")
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict) or not isinstance(item.get("type", "message"), str):
+            raise RelayError(400, INPUT_ITEMS_MESSAGE, code="invalid_value", param=f"input.{index}")
+        if item.get("type", "message") != "message":
+            continue
+        content = item.get("content")
+        if not isinstance(item.get("role"), str) or not (
+            isinstance(content, str)
+            or (isinstance(content, list) and all(isinstance(part, dict) for part in content))
+        ):
+            raise RelayError(
+                400,
+                gettext_noop(
+                    "input.%(index)s is a message: it needs a 'role' and a 'content' that is "
+                    "text or a list of content parts, each an object."
+                ),
+                code="invalid_value",
+                param=f"input.{index}",
+                params={"index": index},
+            )
+    if body.get("instructions") is not None and not isinstance(body["instructions"], str):
+        raise RelayError(
+            400,
+            gettext_noop("'instructions' must be text."),
+            code="invalid_value",
+            param="instructions",
+        )
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise RelayError(
+            400, gettext_noop("'tools' must be a list."), code="invalid_value", param="tools"
+        )
+    previous = body.get("previous_response_id")
+    if previous is not None and (
+        not isinstance(previous, str)
+        or not 0 < len(previous) <= MAX_RESPONSE_ID_CHARS
+        or storable_text_problem(previous) is not None
+    ):
+        raise RelayError(
+            400,
+            gettext_noop("'previous_response_id' must be the id of an earlier response."),
+            code="invalid_value",
+            param="previous_response_id",
         )
 
 

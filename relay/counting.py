@@ -685,6 +685,70 @@ def _messages(count: _Count, body: dict[str, Any]) -> None:
                 count.text(json.dumps(tool.get("input_schema"), ensure_ascii=False))
 
 
+def _response_content(count: _Count, content: Any) -> None:
+    """Count a Responses message's content: text, or parts (input_text, output_text,
+    refusal, input_image by data URL or file id)."""
+    if isinstance(content, str):
+        count.text(content)
+        return
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "input_image":
+            _image_part(count, part.get("image_url"), part.get("detail"))
+        else:
+            count.text(part.get("text"))
+            count.text(part.get("refusal"))
+
+
+def _response_item(count: _Count, item: dict[str, Any]) -> None:
+    """Count one item of a Responses `input`: a message (typed or not), a function call or
+    its output, a reasoning summary; other items (references to stored ones) count nothing."""
+    family = count.family
+    kind = item.get("type", "message")
+    if kind == "message":
+        count.add(family.message_tokens)
+        if family.counts_roles:
+            count.text(item.get("role"))
+        _response_content(count, item.get("content"))
+    elif kind in ("function_call", "custom_tool_call"):
+        count.add(family.message_tokens)
+        count.text(item.get("name"))
+        count.text(item.get("arguments"))
+        count.text(item.get("input"))
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        count.add(family.message_tokens)
+        _response_content(count, item.get("output"))
+    elif kind == "reasoning":
+        _response_content(count, item.get("summary"))
+
+
+def _responses(count: _Count, body: dict[str, Any]) -> None:
+    """Count a Responses request as chat's: `instructions` as a system message, `input`
+    (text, or a list of items), the reply's markers, its function tools."""
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        _response_item(count, {"role": "system", "content": instructions})
+    items = body.get("input")
+    if isinstance(items, str):
+        _response_item(count, {"role": "user", "content": items})
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            _response_item(count, item)
+    count.add(count.family.reply_tokens)
+    tools = body.get("tools")
+    # Responses' function tools are flat: {type, name, description, parameters}.
+    functions = [
+        tool
+        for tool in (tools if isinstance(tools, list) else [])
+        if isinstance(tool, dict) and tool.get("type") == "function"
+    ]
+    if functions:
+        count.add(TOOLS_HEADER_TOKENS)
+    for function in functions:
+        _function_tokens(count, function)
+
+
 def _inputs(count: _Count, value: Any) -> None:
     """Count a completions prompt or an embeddings input: text, texts or token ids."""
     if isinstance(value, str):
@@ -702,10 +766,13 @@ def _inputs(count: _Count, value: Any) -> None:
 
 def prompt_tokens(*, endpoint: str, body: dict[str, Any], model: str) -> int:
     """Return the prompt tokens of a request to `endpoint` ("chat", "completions",
-    "embeddings" or "messages") as the vendor of `model` counts them, or a little less."""
+    "embeddings", "messages" or "responses") as the vendor of `model` counts them, or a
+    little less."""
     count = _Count(family_of(model))
     if endpoint == "chat":
         _chat(count, body)
+    elif endpoint == "responses":
+        _responses(count, body)
     elif endpoint == "messages":
         _messages(count, body)
     elif endpoint == "completions":

@@ -32,6 +32,7 @@ from .usage import (
     estimate_answer_tokens,
     usage_from_anthropic,
     usage_from_openai,
+    usage_from_responses,
 )
 
 logger = logging.getLogger("relay")
@@ -53,6 +54,9 @@ class Outcome:
     is_answered: bool = False
     # Images an image answer holds (what an image call is charged by).
     images: int = 0
+    # The id of the response a Responses call made (`relay.conversations` remembers
+    # which channel made it).
+    response_id: str = ""
 
 
 async def forward(
@@ -187,12 +191,15 @@ async def _send_answer(send: Any, answer: upstream.UpstreamAnswer, call: Call) -
         payload = json.loads(answer.body)
     except ValueError:
         payload = None
+    response_id = ""
     if isinstance(payload, dict):
-        usage = (
-            usage_from_anthropic(payload)
-            if endpoint.anthropic_format
-            else usage_from_openai(payload)
-        )
+        if endpoint is upstream.RESPONSES:
+            usage = usage_from_responses(payload)
+            response_id = payload["id"] if isinstance(payload.get("id"), str) else ""
+        elif endpoint.anthropic_format:
+            usage = usage_from_anthropic(payload)
+        else:
+            usage = usage_from_openai(payload)
     # No counts at all (or zeros, e.g. a translated answer whose upstream gave none).
     if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
         usage = Usage(
@@ -208,7 +215,11 @@ async def _send_answer(send: Any, answer: upstream.UpstreamAnswer, call: Call) -
     await send({"type": "http.response.start", "status": answer.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
     return Outcome(
-        status_code=answer.status_code, usage=usage, route=answer.route, is_answered=True
+        status_code=answer.status_code,
+        usage=usage,
+        route=answer.route,
+        is_answered=True,
+        response_id=response_id,
     )
 
 
@@ -277,11 +288,14 @@ async def _send_stream(
     receive: Any, send: Any, answer: upstream.UpstreamAnswer, call: Call
 ) -> Outcome:
     # Usage is read from what the client gets (a translated stream carries it over).
-    reader = StreamUsageReader(anthropic=call.endpoint.anthropic_format)
-    # What the client did not ask for is read for billing, then left out.
+    responses = call.endpoint is upstream.RESPONSES
+    reader = StreamUsageReader(anthropic=call.endpoint.anthropic_format, responses=responses)
+    # What the client did not ask for is read for billing, then left out (a Responses
+    # stream always carries its usage: nothing was asked for it).
     usage_filter = (
         UnaskedUsageFilter()
-        if not call.endpoint.anthropic_format and not client_wants_stream_usage(call.body)
+        if call.endpoint.name in upstream.ASKS_STREAM_USAGE
+        and not client_wants_stream_usage(call.body)
         else None
     )
     outcome = Outcome(status_code=200, route=answer.route, is_answered=True)
@@ -318,6 +332,7 @@ async def _send_stream(
 
     await _pass_through(receive, send, pump(), answer, outcome)
     outcome.usage = reader.result(prompt_tokens=call.prompt_tokens)
+    outcome.response_id = reader.response_id
     return outcome
 
 

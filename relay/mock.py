@@ -23,7 +23,7 @@ EMBEDDING_DIMENSIONS = 16
 
 
 def _max_tokens(body: dict[str, Any]) -> int:
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(key)
         if isinstance(value, int) and value > 0:
             return value
@@ -252,12 +252,114 @@ def anthropic_message_events(body: dict[str, Any], *, model: str) -> list[bytes]
     return events
 
 
+def _response(body: dict[str, Any], *, model: str, identifier: str, done: bool) -> dict[str, Any]:
+    """Return a Responses API `response` object: in progress (no output yet), or done."""
+    pieces = _pieces(body)
+    complete = len(pieces) == len(REPLY_PIECES)
+    response: dict[str, Any] = {
+        "id": identifier,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": True,
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": None,
+        "user": None,
+        "metadata": {},
+    }
+    if done:
+        prompt_tokens = estimate_prompt_tokens(
+            {"input": body.get("input"), "system": body.get("instructions")}
+        )
+        response.update(
+            status="completed" if complete else "incomplete",
+            incomplete_details=None if complete else {"reason": "max_output_tokens"},
+            output=[_response_message(identifier, "".join(pieces), done=True)],
+            usage={
+                "input_tokens": prompt_tokens,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": len(pieces),
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": prompt_tokens + len(pieces),
+            },
+        )
+    return response
+
+
+def _response_message(identifier: str, text: str, *, done: bool) -> dict[str, Any]:
+    """Return the output message of a response (its id derived from the response's)."""
+    return {
+        "id": "msg_" + identifier.removeprefix("resp_"),
+        "type": "message",
+        "status": "completed" if done else "in_progress",
+        "role": "assistant",
+        "content": [_output_text(text)] if done else [],
+    }
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def response(body: dict[str, Any], *, model: str) -> bytes:
+    """Return a Responses API `response` JSON body."""
+    answer = _response(body, model=model, identifier=f"resp_{uuid.uuid4().hex}", done=True)
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def response_events(body: dict[str, Any], *, model: str) -> list[bytes]:
+    """Return the SSE events of a streamed response, as OpenAI sends them: created, in
+    progress, the message and its text part opened, a text delta per token, each closed,
+    then `response.completed` (or `response.incomplete` at max_output_tokens) with usage."""
+    identifier = f"resp_{uuid.uuid4().hex}"
+    started = _response(body, model=model, identifier=identifier, done=False)
+    finished = _response(body, model=model, identifier=identifier, done=True)
+    message = _response_message(identifier, "", done=False)
+    text = finished["output"][0]["content"][0]["text"]
+    where = {"item_id": message["id"], "output_index": 0, "content_index": 0}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": started}),
+        ("response.in_progress", {"response": started}),
+        ("response.output_item.added", {"output_index": 0, "item": message}),
+        ("response.content_part.added", {**where, "part": _output_text("")}),
+    ]
+    events.extend(
+        ("response.output_text.delta", {**where, "delta": piece, "logprobs": []})
+        for piece in _pieces(body)
+    )
+    events += [
+        ("response.output_text.done", {**where, "text": text, "logprobs": []}),
+        ("response.content_part.done", {**where, "part": _output_text(text)}),
+        ("response.output_item.done", {"output_index": 0, "item": finished["output"][0]}),
+        (f"response.{finished['status']}", {"response": finished}),
+    ]
+    return [
+        _sse({"type": kind, **payload, "sequence_number": number}, kind)
+        for number, (kind, payload) in enumerate(events)
+    ]
+
+
 # Upstream path → (complete answer, streamed events); embeddings do not stream.
 ANSWERS = {
     "/chat/completions": (chat_completion, chat_completion_chunks),
     "/completions": (completion, completion_chunks),
     "/embeddings": (embeddings, None),
     "/messages": (anthropic_message, anthropic_message_events),
+    "/responses": (response, response_events),
 }
 
 

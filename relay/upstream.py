@@ -61,6 +61,11 @@ MESSAGES = Endpoint(
     can_stream=True,
     anthropic_format=True,
 )
+# OpenAI's Responses API: served by the channels that speak it (relay/README.md).
+RESPONSES = Endpoint("responses", "/responses", frozenset({"openai", "mock"}), can_stream=True)
+# The endpoints whose streams report usage only when asked (`stream_options.include_usage`):
+# a Responses stream always ends with it, and refuses the option.
+ASKS_STREAM_USAGE = frozenset({CHAT.name, COMPLETIONS.name})
 
 
 _MEDIA_KINDS = frozenset({"openai", "mock"})
@@ -207,7 +212,7 @@ class UpstreamClient:
         """Return the channel's answer, or raise AttemptFailed."""
         if route.kind == "mock":
             payload = dict(body, model=route.upstream_model(model))
-            if stream and not endpoint.anthropic_format:
+            if stream and endpoint.name in ASKS_STREAM_USAGE:
                 payload = _with_stream_usage(payload)
             if route.parameter_overrides and endpoint.has_completion:
                 payload = parameters_apply(payload, route.parameter_overrides)
@@ -390,7 +395,11 @@ def openai_outbound(
     return Outbound(
         url=route.base_url + endpoint.upstream_path,
         headers=headers,
-        payload=_with_stream_usage(payload) if stream else payload,
+        payload=(
+            _with_stream_usage(payload)
+            if stream and endpoint.name in ASKS_STREAM_USAGE
+            else payload
+        ),
     )
 
 

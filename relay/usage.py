@@ -58,6 +58,7 @@ def estimate_answer_tokens(payload: Any) -> int:
             texts.extend(_texts(choice.get("message") or {}))
             texts.extend(_texts(choice.get("text") or ""))
     texts.extend(_texts(payload.get("content") or []))  # Anthropic
+    texts.extend(_texts(payload.get("output") or []))  # OpenAI's Responses
     return sum(estimate_text_tokens(text) for text in texts)
 
 
@@ -106,18 +107,47 @@ def usage_from_anthropic(payload: dict[str, Any]) -> Usage | None:
     )
 
 
+def usage_from_responses(payload: dict[str, Any]) -> Usage | None:
+    """Return the usage of a Responses API `response` object, if it has one.
+
+    `input_tokens` include the cached ones (as chat's `prompt_tokens` do), and
+    `output_tokens` the reasoning ones: billed as the prompt and the completion.
+    """
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    details = usage.get("input_tokens_details") or {}
+    return Usage(
+        prompt_tokens=_count(usage.get("input_tokens")),
+        completion_tokens=_count(usage.get("output_tokens")),
+        cached_tokens=_count(details.get("cached_tokens")) if isinstance(details, dict) else 0,
+    )
+
+
+# The Responses stream events that end a response, each carrying the response's usage.
+RESPONSE_END_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# A Responses text delta, and the event that names the response.
+RESPONSE_DELTA_EVENT = re.compile(rb'"delta": ?"[^"]')
+RESPONSE_CREATED = b'"response.created"'
+
+
 class StreamUsageReader:
     """Watch SSE bytes going past for usage, without keeping any content.
 
     Only `data:` lines that mention "usage" are parsed; events carrying text are
     counted, which is the estimate of completion tokens when no usage arrives
-    (OpenAI-compatible servers send about one token per event).
+    (OpenAI-compatible servers send about one token per event). A Responses stream
+    (`responses`) is billed by the usage of the event that ends it (completed,
+    incomplete or failed), and its `response.created` event gives the response's id.
     """
 
-    def __init__(self, *, anthropic: bool = False) -> None:
+    def __init__(self, *, anthropic: bool = False, responses: bool = False) -> None:
         self.anthropic = anthropic
+        self.responses = responses
         self.events = 0
         self.usage: Usage | None = None
+        # The id of the response a Responses stream makes (never any of its content).
+        self.response_id = ""
         self._pending = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -132,6 +162,9 @@ class StreamUsageReader:
             return
         payload = line[5:].strip()
         if payload == b"[DONE]":
+            return
+        if self.responses:
+            self._responses_line(payload)
             return
         if b'"usage"' not in payload:
             if TEXT_EVENT.search(payload):
@@ -151,6 +184,24 @@ class StreamUsageReader:
             found = usage_from_openai(parsed)
             if found is not None:
                 self.usage = found
+
+    def _responses_line(self, payload: bytes) -> None:
+        if b'"usage"' not in payload and RESPONSE_CREATED not in payload:
+            if RESPONSE_DELTA_EVENT.search(payload):
+                self.events += 1
+            return
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            return
+        response = parsed.get("response") if isinstance(parsed, dict) else None
+        if not isinstance(response, dict):
+            return
+        kind = parsed.get("type")
+        if kind == "response.created" and isinstance(response.get("id"), str):
+            self.response_id = response["id"]
+        elif kind in RESPONSE_END_EVENTS:
+            self.usage = usage_from_responses(response) or self.usage
 
     def _anthropic_usage(self, parsed: dict[str, Any]) -> None:
         kind = parsed.get("type")
