@@ -263,6 +263,21 @@ def _chat(customer: Customer, model: CatalogModel) -> None:
     )
     _assert_charged(log, lost, expected, model=model.name)
 
+    response, log, lost = customer.charge_of(
+        lambda: client.responses.create(model=model.name, input="Say hello.")
+    )
+    assert response.output_text
+    assert response.usage is not None
+    cached = response.usage.input_tokens_details.cached_tokens
+    expected = expected_token_cost(
+        model,
+        customer.group_ratio,
+        prompt=response.usage.input_tokens,
+        completion=response.usage.output_tokens,
+        cached=cached,
+    )
+    _assert_charged(log, lost, expected, model=model.name)
+
 
 def _embedding(customer: Customer, model: CatalogModel) -> None:
     answer, log, lost = customer.charge_of(
