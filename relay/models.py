@@ -41,7 +41,9 @@ class Channel(models.Model):
         _("API version"),
         max_length=32,
         blank=True,
-        help_text=_("Azure OpenAI only: the api-version every request carries, e.g. 2024-10-21."),
+        help_text=_(
+            "Azure OpenAI only: the <code>api-version</code> every request carries, e.g. 2024-10-21."
+        ),
     )
     # The channel's API keys, one per line, encrypted as one secret (a channel stored
     # with a single key before keys were several reads as that one key).

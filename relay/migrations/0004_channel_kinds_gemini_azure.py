@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
             name="api_version",
             field=models.CharField(
                 blank=True,
-                help_text="Azure OpenAI only: the api-version every request carries, e.g. 2024-10-21.",
+                help_text="Azure OpenAI only: the <code>api-version</code> every request carries, e.g. 2024-10-21.",
                 max_length=32,
                 verbose_name="API version",
             ),
