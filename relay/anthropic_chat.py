@@ -118,10 +118,10 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _text_of_parts(content: Any, where: str) -> str:
-    """Return the text of a system, developer or tool message: a string, or its text parts."""
+def _text_of_parts(content: Any, where: str) -> list[str]:
+    """Return the texts of a system, developer or tool message: a string, or text parts."""
     if isinstance(content, str):
-        return content
+        return [content]
     if not isinstance(content, list):
         raise _refuse_invalid(where)
     texts = []
@@ -132,7 +132,11 @@ def _text_of_parts(content: Any, where: str) -> str:
         if not isinstance(part.get("text"), str):
             raise _refuse_invalid(f"{where}.{number}")
         texts.append(part["text"])
-    return "\n".join(texts)
+    return texts
+
+
+def _text_blocks(texts: list[str]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": text} for text in texts]
 
 
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
@@ -217,8 +221,13 @@ def _turn(number: int, message: Any) -> tuple[str, list[dict[str, Any]]]:
     if role == "tool":
         if not isinstance(message.get("tool_call_id"), str):
             raise _refuse_invalid(f"{where}.tool_call_id")
-        text = _text_of_parts(message.get("content"), f"{where}.content")
-        result = {"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": text}
+        content = message.get("content")
+        texts = _text_of_parts(content, f"{where}.content")
+        result = {
+            "type": "tool_result",
+            "tool_use_id": message["tool_call_id"],
+            "content": content if isinstance(content, str) else _text_blocks(texts),
+        }
         return "user", [result]
     blocks = _content_blocks(message.get("content"), f"{where}.content")
     if role == "assistant":
@@ -250,8 +259,8 @@ def _conversation(given: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             for key in message:
                 if key not in MESSAGE_FIELDS[role]:
                     raise _refuse(f"messages.{number}.{key}")
-            text = _text_of_parts(message.get("content"), f"messages.{number}.content")
-            system.append({"type": "text", "text": text})
+            texts = _text_of_parts(message.get("content"), f"messages.{number}.content")
+            system.extend(_text_blocks(texts))
             continue
         anthropic_role, blocks = _turn(number, message)
         if turns and turns[-1]["role"] == anthropic_role:

@@ -241,7 +241,11 @@ def test_tools_and_tool_results_go_both_ways(client, fake):
             "role": "user",
             "content": [
                 {"type": "tool_result", "tool_use_id": "call_a", "content": "Sunny"},
-                {"type": "tool_result", "tool_use_id": "call_b", "content": "Rain"},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_b",
+                    "content": [{"type": "text", "text": "Rain"}],
+                },
                 {"type": "text", "text": "And Lyon?"},
             ],
         },
