@@ -387,13 +387,13 @@ def chat_to_messages_request(
 # --- Answers --------------------------------------------------------------------------
 
 
-def _unreadable(what: str) -> Untranslatable:
+def _unreadable(kind: str) -> Untranslatable:
     return Untranslatable(
         gettext_noop(
-            "The upstream answered with %(what)s, which a chat completion cannot carry. "
-            "Nothing was charged; try again."
+            "The upstream answered with a content block of type '%(type)s' that a chat "
+            "completion cannot carry. Nothing was charged; try again."
         ),
-        params={"what": what},
+        params={"type": kind},
         status_code=502,
         code="upstream_untranslatable_answer",
     )
@@ -425,7 +425,7 @@ def chat_usage(usage: Any) -> dict[str, Any]:
 def _tool_call(block: dict[str, Any], index: int | None = None) -> dict[str, Any]:
     given = block.get("input")
     if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
-        raise _unreadable("a tool call without an id or a name")
+        raise _unreadable("tool_use (without an id or a name)")
     arguments = json.dumps(given if isinstance(given, dict) else {}, ensure_ascii=False)
     call: dict[str, Any] = {
         "id": block["id"],
@@ -453,7 +453,7 @@ def message_to_chat_response(payload: dict[str, Any], *, model: str) -> dict[str
         elif kind == "tool_use":
             calls.append(_tool_call(block))
         elif kind not in ("thinking", "redacted_thinking"):
-            raise _unreadable(f"a '{str(kind)[:40]}' block")
+            raise _unreadable(str(kind)[:40])
     message: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(texts) if texts or not calls else None,

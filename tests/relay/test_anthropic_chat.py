@@ -8,6 +8,7 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+from anthropic.types import ServerToolUseBlock
 
 from billing.models import Account
 from models_catalog.models import CatalogModel, Vendor
@@ -565,3 +566,23 @@ def test_anthropic_cache_writes_are_charged_on_v1_messages(
     assert (log.prompt_tokens, log.cached_tokens) == (510, 0)
     assert log.cost == cost
     assert balance_of(funded_user) == before - cost
+
+
+def test_an_answer_block_a_chat_completion_cannot_carry_is_a_502_and_costs_nothing(
+    client, fake, funded_user
+):
+    block = ServerToolUseBlock(
+        type="server_tool_use", id="srvtoolu_1", name="web_search", input={"query": "x"}
+    )
+    message = text_message()
+    fake.app.answer = message.model_copy(update={"content": [*message.content, block]})
+    before = balance_of(funded_user)
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "Hi"}])
+
+    assert raised.value.status_code == 502
+    assert "server_tool_use" in raised.value.message
+    [log] = wait_for_logs(1)
+    assert (log.error_code, log.cost) == ("upstream_untranslatable_answer", 0)
+    assert balance_of(funded_user) == before

@@ -6,6 +6,8 @@ import openai
 import pytest
 
 from billing.models import Account
+from models_catalog.models import CatalogModel, Vendor
+from models_catalog.services import catalog_entry_create
 from relay.admin import ChannelForm
 from relay.probe import channel_test
 from tests.fake_upstream import ServerThread
@@ -189,3 +191,38 @@ def test_the_admin_form_requires_the_api_version_of_an_azure_channel():
     assert "Enter the API version" in form.errors["api_version"][0]
     versioned = ChannelForm(data={**data, "api_version": API_VERSION})
     assert versioned.is_valid(), versioned.errors
+
+
+def test_an_image_is_generated_at_the_deployment_and_billed_per_image(
+    relay_url, token_key, fake, catalog_model, funded_user, return_grants
+):
+    vendor = Vendor.objects.get(name="testvendor")
+    catalog_entry_create(
+        entry=CatalogModel(
+            name="dalle-test", vendor=vendor, kind="image", price_per_image={"*": 40_000}
+        )
+    )
+    make_channel(
+        "azure-images",
+        f"{fake.url}/openai",
+        kind="azure",
+        api_key=AZURE_KEY,
+        api_version=API_VERSION,
+        served_models=["dalle-test"],
+        model_mapping={"dalle-test": DEPLOYMENT},
+    )
+    before = balance_of(funded_user)
+    client = openai.OpenAI(base_url=relay_url, api_key=token_key, max_retries=0)
+
+    answer = client.images.generate(model="dalle-test", prompt="a cat")
+
+    [seen] = fake.app.seen
+    assert seen["path"] == f"/openai/deployments/{DEPLOYMENT}/images/generations"
+    assert seen["query"] == {"api-version": [API_VERSION]}
+    assert seen["headers"]["api-key"] == AZURE_KEY
+    assert "authorization" not in seen["headers"]
+    assert answer.data[0].b64_json == "aGk="
+    [log] = wait_for_logs(1)
+    assert (log.unit, log.unit_count, log.cost) == ("image", 1, 40_000)
+    return_grants()
+    assert balance_of(funded_user) == before - 40_000
