@@ -8,7 +8,8 @@ from decimal import Decimal as D
 
 from django.db import transaction
 
-from .models import CatalogModel, PricingGroup, Vendor
+from .models import CatalogModel, PriceChange, PricingGroup, Vendor
+from .services import price_change_record
 
 VENDORS = {
     "openai": "OpenAI",
@@ -95,6 +96,37 @@ UNIT_PRICES: dict[str, dict[str, object]] = {
     },
 }
 
+# The prices an earlier demo catalog gave the models it now prices per unit, exactly as
+# it wrote them (before 413b61f: tts-1 per token, the others per call). Such a model was
+# made by `load_demo_catalog` and never repriced since: tts-1 is then refused at
+# /v1/audio/speech (nothing there counts tokens), and the others are not billed by their
+# unit. A reload brings each to its `UNIT_PRICES`; any other price is an admin's, kept.
+SUPERSEDED_PRICES: dict[str, dict[str, object]] = {
+    "tts-1": {"model_ratio": D("7.5")},
+    "whisper-1": {"price_per_call": 6_000},
+    "dall-e-3": {"price_per_call": 40_000},
+    "gpt-image-1": {"price_per_call": 42_000},
+}
+# The rest of a superseded price: the defaults the earlier catalog left.
+SUPERSEDED_DEFAULTS: dict[str, object] = {
+    "model_ratio": None,
+    "completion_ratio": D(1),
+    "cached_ratio": None,
+    "price_per_call": None,
+    "price_per_image": None,
+    "price_per_million_characters": None,
+    "price_per_minute": None,
+}
+SUPERSEDED_REASON = (
+    "The demo catalog now prices %(model)s per %(unit)s, as its vendor does, instead of "
+    "the earlier demo catalog's price."
+)
+SUPERSEDED_UNIT_NAMES = {
+    "price_per_image": "image",
+    "price_per_million_characters": "1M characters",
+    "price_per_minute": "minute",
+}
+
 # Completion tokens a hold assumes when a request sets no max_tokens: a long answer, and
 # room for the reasoning tokens that thinking models bill as completion. Chat models not
 # listed take 4,096; other kinds none (the relay's default applies).
@@ -113,11 +145,43 @@ CHAT_COMPLETION_RESERVE = 4_096
 GROUPS = [("enterprise", "Enterprise", D("0.9"), "Contracted customers: 10% off every model.")]
 
 
+def superseded_prices_update() -> int:
+    """Bring each demo model still at its superseded price (`SUPERSEDED_PRICES`) to its
+    unit price, through the price-change service (recorded, announced, emailed as any
+    change, its source the demo catalog); return how many changed.
+
+    Only a price exactly as the earlier catalog wrote it changes: one an admin set, even
+    back to the same unit, differs in a field or has a price history of its own.
+    """
+    changed = 0
+    for name, superseded in SUPERSEDED_PRICES.items():
+        model = CatalogModel.objects.filter(name=name).first()
+        if model is None or model.price_changes.exists():
+            continue
+        old = {**SUPERSEDED_DEFAULTS, **superseded}
+        if any(getattr(model, field) != value for field, value in old.items()):
+            continue
+        unit_prices = UNIT_PRICES[name]
+        [unit_field] = unit_prices
+        new_prices = dict.fromkeys(superseded) | unit_prices
+        change = price_change_record(
+            target=model,
+            new_prices=new_prices,
+            reason=SUPERSEDED_REASON % {"model": name, "unit": SUPERSEDED_UNIT_NAMES[unit_field]},
+            changed_by=None,
+            source=PriceChange.Source.CATALOG,
+        )
+        changed += change is not None
+    return changed
+
+
 @transaction.atomic
 def load_demo_catalog() -> tuple[int, int]:
     """Create the demo vendors, models and groups that are missing; return (models, groups).
 
-    Models that already exist keep their prices: an admin's edits survive a reload.
+    Models that already exist keep their prices: an admin's edits survive a reload. The
+    one exception is a price an earlier demo catalog wrote and nobody changed since,
+    which goes to the model's unit price (`superseded_prices_update`).
     """
     vendors = {}
     for name, display_name in VENDORS.items():
@@ -143,6 +207,7 @@ def load_demo_catalog() -> tuple[int, int]:
             },
         )
         created_models += created
+    superseded_prices_update()
     # The migration made it; a test database flushed since then has lost it.
     if not PricingGroup.objects.filter(is_default=True).exists():
         PricingGroup.objects.create(

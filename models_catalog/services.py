@@ -163,7 +163,7 @@ def price_change_record(
     target: CatalogModel | PricingGroup,
     new_prices: dict[str, Any],
     reason: str,
-    changed_by: User,
+    changed_by: User | None,
     source: str,
     effective_at: datetime | None = None,
     now: datetime | None = None,
@@ -172,9 +172,14 @@ def price_change_record(
 
     Return None when nothing would change. Raise PermissionError without the
     `change_prices` permission and PriceChangeError for a missing reason or bad prices.
+    Only the demo catalog (`source` CATALOG, `load_demo_catalog`) changes a price with no
+    person behind it (`changed_by` None): the record then says it was the catalog.
     """
     now = now or timezone.now()
-    if not changed_by.has_perm(CHANGE_PRICES_PERMISSION):
+    if changed_by is None:
+        if source != PriceChange.Source.CATALOG:
+            raise PermissionError("Only the demo catalog changes prices without a person.")
+    elif not changed_by.has_perm(CHANGE_PRICES_PERMISSION):
         raise PermissionError("You may not change prices.")
     reason = reason.strip()
     if not reason:

@@ -24,7 +24,7 @@ from models_catalog.pricing import (
 )
 from models_catalog.selectors import ModelPrice
 
-from . import upstream
+from . import containers, upstream
 from .http import RelayError
 
 IMAGES_GENERATIONS_PATH = "/v1/images/generations"
@@ -445,18 +445,54 @@ def _unmeasurable() -> RelayError:
         400,
         gettext_noop(
             "Comet cannot measure the length of this audio, which it bills by: send a WAV, "
-            "MP3, FLAC or Ogg (Vorbis, Opus) file."
+            "MP3, FLAC, Ogg (Vorbis, Opus), MP4 (M4A) or WebM file."
         ),
         code="unsupported_audio_format",
         param="file",
     )
 
 
+# The longest recording measured: 100 hours, more than 25 MB holds at any bitrate a voice
+# is sent at. A header claiming more is refused rather than billed (and cannot take a
+# charge past what a 64-bit amount holds).
+MAX_RECORDING_SECONDS = 100 * 3600
+
+
 def audio_seconds(data: bytes) -> int:
     """Return the length of a recording in whole seconds, rounded up (at least 1), read
-    from the file itself: exact for WAV (its header), FLAC (its STREAMINFO) and Ogg (its
-    last page's granule position), and for MP3 the sum of its frames' lengths. Raise 400
-    `unsupported_audio_format` for any other file or one whose header does not add up."""
+    from the file itself: exact for WAV (its header), FLAC (its STREAMINFO), Ogg (its
+    last page's granule position), MP4 and WebM (`relay.containers`: their headers and
+    what they hold, as fractions), and for MP3 the sum of its frames' lengths. Raise 400
+    `unsupported_audio_format` for any other file, one whose structure does not add up,
+    or one longer than `MAX_RECORDING_SECONDS`."""
+    if containers.is_mp4(data) or containers.is_matroska(data):
+        try:
+            if containers.is_mp4(data):
+                exact = containers.mp4_seconds(data)
+            else:
+                exact = containers.matroska_seconds(data)
+        except containers.ContainerError as error:
+            raise RelayError(
+                400, error.message, code="unsupported_audio_format", param="file"
+            ) from None
+        seconds = max(1, math.ceil(exact))
+    else:
+        seconds = _whole_seconds(data)
+    if seconds > MAX_RECORDING_SECONDS:
+        raise RelayError(
+            400,
+            gettext_noop(
+                "The file says it lasts more than %(hours)s hours, which Comet does not bill."
+            ),
+            code="unsupported_audio_format",
+            param="file",
+            params={"hours": MAX_RECORDING_SECONDS // 3600},
+        )
+    return seconds
+
+
+def _whole_seconds(data: bytes) -> int:
+    """Return the whole seconds, rounded up, of a WAV, FLAC, Ogg or MP3 file."""
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         seconds = _wav_seconds(data)
     elif data[:4] == b"fLaC":

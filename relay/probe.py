@@ -149,7 +149,10 @@ def _test_model(channel: Channel) -> tuple[str, str] | None:
 
 
 def _test_request(route: ChannelRoute, model: str, kind: str) -> tuple[Endpoint, dict[str, Any]]:
-    if kind == CatalogModel.Kind.EMBEDDING and route.kind != Channel.Kind.ANTHROPIC:
+    if kind == CatalogModel.Kind.EMBEDDING and route.kind not in (
+        Channel.Kind.ANTHROPIC,
+        Channel.Kind.GEMINI,
+    ):
         return EMBEDDINGS, {"model": model, "input": CHANNEL_TEST_PROMPT}
     message = {"role": "user", "content": CHANNEL_TEST_PROMPT}
     endpoint = MESSAGES if route.kind == Channel.Kind.ANTHROPIC else CHAT

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from . import anthropic_chat, azure, mock, translate
+from .gemini import gemini_outbound
 from .keys import retry_after_seconds
 from .overrides import parameters_apply
 from .selectors import ChannelRoute
@@ -43,7 +44,7 @@ class Endpoint:
 CHAT = Endpoint(
     "chat",
     "/chat/completions",
-    frozenset({"openai", "anthropic", "azure", "mock"}),
+    frozenset({"openai", "anthropic", "azure", "gemini", "mock"}),
     can_stream=True,
 )
 COMPLETIONS = Endpoint(
@@ -59,7 +60,7 @@ EMBEDDINGS = Endpoint(
 MESSAGES = Endpoint(
     "messages",
     "/messages",
-    frozenset({"anthropic", "openai", "azure", "mock"}),
+    frozenset({"anthropic", "openai", "azure", "gemini", "mock"}),
     can_stream=True,
     anthropic_format=True,
 )
@@ -499,6 +500,7 @@ CHANNEL_KINDS: dict[str, Callable[..., Outbound]] = {
     "openai": openai_outbound,
     "anthropic": anthropic_outbound,
     "azure": azure_outbound,
+    "gemini": gemini_outbound,
 }
 
 

@@ -20,6 +20,7 @@ from relay import mock
 from tests.factories import UserFactory
 from tokens.services import token_create
 
+from . import test_containers as containers
 from .conftest import free_port, make_channel, wait_for_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -215,6 +216,58 @@ def test_transcription_is_billed_by_the_seconds_measured_from_the_file(
     assert (log.unit, log.unit_count, log.unit_price) == ("second", 3, 6_000)
     return_grants()
     assert _balance(funded_user) == before - 300
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "recording"),
+    [
+        ("talk.m4a", "audio/mp4", containers.m4a()),
+        ("talk.m4a", "audio/mp4", containers.fragmented([[960] * 1_531] * 2)),
+        ("talk.webm", "audio/webm", containers.webm()),
+        (
+            "talk.webm",
+            "audio/webm",
+            containers.webm(duration=None, unknown=True, clusters=[(61_230, [0])]),
+        ),
+    ],
+)
+def test_m4a_and_webm_are_billed_by_their_exact_length(
+    relay_url,
+    token_key,
+    mock_channel,
+    funded_user,
+    return_grants,
+    filename,
+    content_type,
+    recording,
+):
+    before = _balance(funded_user)
+
+    _client(relay_url, token_key).audio.translations.create(
+        model=HEARING_MODEL, file=(filename, recording, content_type)
+    )
+
+    [log] = wait_for_logs(1)
+    # 61.23–61.25 s → 62 seconds at $0.006 a minute: 6,200 micro-USD.
+    assert (log.unit, log.unit_count, log.cost) == ("second", 62, 6_200)
+    return_grants()
+    assert _balance(funded_user) == before - 6_200
+
+
+def test_a_damaged_m4a_is_refused_and_costs_nothing(
+    relay_url, token_key, mock_channel, funded_user
+):
+    before = _balance(funded_user)
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        _client(relay_url, token_key).audio.transcriptions.create(
+            model=HEARING_MODEL, file=("talk.m4a", containers.m4a()[:200], "audio/mp4")
+        )
+
+    assert refused.value.code == "unsupported_audio_format"
+    assert "truncated or damaged" in refused.value.message
+    assert not RequestLog.objects.exists()
+    assert _balance(funded_user) == before
 
 
 def test_translation_and_text_answers_through_the_mock_channel(relay_url, token_key, mock_channel):
