@@ -197,7 +197,7 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
     arguments = function.get("arguments")
     try:
         given = json.loads(arguments) if isinstance(arguments, str) and arguments else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         given = None
     if not isinstance(given, dict) or not isinstance(arguments, str | None):
         raise Untranslatable(
@@ -249,7 +249,7 @@ def _conversation(given: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     turns: list[dict[str, Any]] = []
     for number, message in enumerate(given):
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _refuse(f"messages.{number}.role ({str(role)[:40]})")
         assert isinstance(message, dict)
         if role in ("system", "developer"):
@@ -483,6 +483,11 @@ class UpstreamStreamError(Exception):
     relay ends the client's stream there and marks it interrupted."""
 
 
+def _block_index(event: dict[str, Any]) -> int:
+    index = event.get("index")
+    return index if isinstance(index, int) else -1
+
+
 def _data(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
@@ -555,7 +560,7 @@ class MessageEventsToChatStream:
             block = event.get("content_block")
             if isinstance(block, dict) and block.get("type") == "tool_use":
                 index = len(self._tools)
-                self._tools[event.get("index", -1)] = index
+                self._tools[_block_index(event)] = index
                 call = _tool_call({**block, "input": {}}, index)
                 call["function"]["arguments"] = ""
                 return self._chunk({"tool_calls": [call]})
@@ -600,7 +605,7 @@ class MessageEventsToChatStream:
         if kind == "text_delta" and isinstance(delta.get("text"), str):
             return self._chunk({"content": delta["text"]})
         if kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
-            index = self._tools.get(event.get("index", -1))
+            index = self._tools.get(_block_index(event))
             if index is None or not delta["partial_json"]:
                 return b""
             arguments = {"function": {"arguments": delta["partial_json"]}}

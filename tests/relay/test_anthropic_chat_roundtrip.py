@@ -19,6 +19,7 @@ from relay.anthropic_chat import (
     chat_to_messages_request,
     message_to_chat_response,
 )
+from relay.translate import Untranslatable
 
 from .fake_anthropic import request_problem, stream_events, text_message
 
@@ -248,3 +249,40 @@ def test_a_streamed_answer_cut_anywhere_keeps_its_text_tool_calls_and_usage(mess
     assert [(id_, name, json.loads(given)) for id_, name, given in calls.values()] == expected_calls
     assert chunks[-1]["choices"] == []
     assert _counts(chunks[-1]["usage"]) == counts
+
+
+keys = st.sampled_from(
+    ["role", "content", "type", "text", "image_url", "url", "tool_calls", "id", "function",
+     "name", "arguments", "tool_call_id", "parameters", "tools", "tool_choice", "stop",
+     "temperature", "messages", "user", "n", "refusal", "parallel_tool_calls", "strict"]
+)  # fmt: skip
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["user", "assistant", "system", "tool", "text", "function", "image_url",
+                       "data:image/png;base64,AA==", "https://x", "{}", "[1]", "auto"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
+    max_leaves=30,
+)  # fmt: skip
+
+
+top_level = st.sampled_from(
+    ["tools", "tool_choice", "stop", "temperature", "top_p", "user", "n", "parallel_tool_calls",
+     "max_tokens", "stream", "metadata", "logprobs", "response_format"]
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.dictionaries(keys, anything, max_size=5), max_size=4),
+    st.dictionaries(top_level, anything, max_size=4),
+)
+def test_any_request_is_translated_or_refused_with_a_400(messages, fields):
+    body = {"model": "m", "messages": messages, **fields}
+    try:
+        chat_to_messages_request(body, model="claude-x")
+    except Untranslatable as refusal:
+        status = refusal.status_code
+    else:
+        status = 200
+    assert status in (200, 400)
