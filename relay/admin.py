@@ -128,6 +128,14 @@ class ChannelForm(forms.ModelForm):
                 "api_keys",
                 _("Enter the channel's API key: the upstream refuses requests without."),
             )
+        if kind == Channel.Kind.AZURE and not cleaned.get("api_version"):
+            self.add_error(
+                "api_version",
+                _(
+                    "Enter the API version: Azure OpenAI refuses requests without one "
+                    "(e.g. 2024-10-21)."
+                ),
+            )
         served = cleaned.get("served_models")
         mapping = cleaned.get("model_mapping")
         if served is not None and mapping:

@@ -22,7 +22,7 @@ from typing import Any
 from django.utils.translation import gettext_noop
 
 from . import translate, upstream
-from .calls import Call, client_wants_stream_usage
+from .calls import Call, client_wants_stream_usage, completion_allowed
 from .http import RelayError, request_language, send_error, send_json
 from .keys import MAX_KEYS_PER_ATTEMPT, key_rotation, set_aside_seconds
 from .selectors import ChannelRoute
@@ -157,6 +157,8 @@ async def _attempt_keys(
             model=call.model,
             stream=call.stream,
             client_headers=call.headers,
+            # Anthropic requires a limit: the one the hold assumed (relay.calls).
+            completion_allowed=completion_allowed(body=call.body, price=call.price),
         )
 
     if not route.api_keys:

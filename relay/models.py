@@ -42,7 +42,8 @@ class Channel(models.Model):
         max_length=32,
         blank=True,
         help_text=_(
-            "Azure OpenAI only: the <code>api-version</code> every request carries, e.g. 2024-10-21."
+            "Azure OpenAI only: the <code>api-version</code> every request carries, "
+            "e.g. 2024-10-21."
         ),
     )
     # The channel's API keys, one per line, encrypted as one secret (a channel stored

@@ -46,6 +46,7 @@ def channel_create(
     read_timeout_seconds: int = 300,
     header_overrides: Mapping[str, Any] | None = None,
     parameter_overrides: Mapping[str, Any] | None = None,
+    api_version: str = "",
 ) -> Channel:
     """Create a channel; its API keys are stored encrypted only.
 
@@ -63,6 +64,7 @@ def channel_create(
         read_timeout_seconds=read_timeout_seconds,
         header_overrides=dict(header_overrides or {}),
         parameter_overrides=dict(parameter_overrides or {}),
+        api_version=api_version,
     )
     keys = [api_key] if api_key else []
     channel_set_api_keys(channel=channel, api_keys=[*keys, *api_keys], save=False)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from . import mock, translate
+from . import anthropic_chat, azure, mock, translate
 from .gemini import gemini_outbound
 from .keys import retry_after_seconds
 from .overrides import parameters_apply
@@ -42,22 +42,25 @@ class Endpoint:
 
 
 CHAT = Endpoint(
-    "chat", "/chat/completions", frozenset({"openai", "gemini", "mock"}), can_stream=True
+    "chat",
+    "/chat/completions",
+    frozenset({"openai", "anthropic", "azure", "gemini", "mock"}),
+    can_stream=True,
 )
 COMPLETIONS = Endpoint(
-    "completions", "/completions", frozenset({"openai", "mock"}), can_stream=True
+    "completions", "/completions", frozenset({"openai", "azure", "mock"}), can_stream=True
 )
 EMBEDDINGS = Endpoint(
     "embeddings",
     "/embeddings",
-    frozenset({"openai", "mock"}),
+    frozenset({"openai", "azure", "mock"}),
     can_stream=False,
     has_completion=False,
 )
 MESSAGES = Endpoint(
     "messages",
     "/messages",
-    frozenset({"anthropic", "openai", "gemini", "mock"}),
+    frozenset({"anthropic", "openai", "azure", "gemini", "mock"}),
     can_stream=True,
     anthropic_format=True,
 )
@@ -68,7 +71,7 @@ RESPONSES = Endpoint("responses", "/responses", frozenset({"openai", "mock"}), c
 ASKS_STREAM_USAGE = frozenset({CHAT.name, COMPLETIONS.name})
 
 
-_MEDIA_KINDS = frozenset({"openai", "mock"})
+_MEDIA_KINDS = frozenset({"openai", "azure", "mock"})
 IMAGES_GENERATIONS = Endpoint(
     "images", "/images/generations", _MEDIA_KINDS, can_stream=False, has_completion=False,
     is_media=True,
@@ -208,8 +211,13 @@ class UpstreamClient:
         model: str,
         stream: bool,
         client_headers: dict[bytes, bytes],
+        completion_allowed: int | None = None,
     ) -> UpstreamAnswer:
-        """Return the channel's answer, or raise AttemptFailed."""
+        """Return the channel's answer, or raise AttemptFailed.
+
+        `completion_allowed` is the completion the call's hold assumed: sent as the
+        limit to a kind whose API requires one when the client set none.
+        """
         if route.kind == "mock":
             payload = dict(body, model=route.upstream_model(model))
             if stream and endpoint.name in ASKS_STREAM_USAGE:
@@ -219,6 +227,8 @@ class UpstreamClient:
             return _mock_answer(route, endpoint, payload, payload["model"], stream)
         if route.api_key is None:
             raise AttemptFailed("channel key unreadable", is_retryable=True)
+        if completion_allowed and route.kind in COMPLETION_LIMIT_KINDS:
+            body = _with_completion_limit(body, completion_allowed, endpoint)
         outbound = CHANNEL_KINDS[route.kind](
             route, endpoint, body=body, model=model, stream=stream, client_headers=client_headers
         )
@@ -359,6 +369,22 @@ def _with_stream_usage(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+# Kinds whose API requires a completion limit (Anthropic's `max_tokens`).
+COMPLETION_LIMIT_KINDS = frozenset({"anthropic"})
+
+
+def _with_completion_limit(
+    body: dict[str, Any], completion_allowed: int, endpoint: Endpoint
+) -> dict[str, Any]:
+    """Return `body` with the hold's completion as its limit if it sets none (a request in
+    Anthropic's own format must set one: the vendor's refusal says so)."""
+    if endpoint.anthropic_format or not endpoint.has_completion:
+        return body
+    if any(body.get(key) is not None for key in ("max_completion_tokens", "max_tokens")):
+        return body
+    return dict(body, max_tokens=completion_allowed)
+
+
 def _bearer_headers(route: ChannelRoute) -> dict[str, str]:
     # The operator's headers, over the client's (never a key's or the framing's: refused
     # when stored, and left out when loaded).
@@ -403,6 +429,26 @@ def openai_outbound(
     )
 
 
+def azure_outbound(
+    route: ChannelRoute,
+    endpoint: Endpoint,
+    *,
+    body: dict[str, Any],
+    model: str,
+    stream: bool,
+    client_headers: dict[bytes, bytes],
+) -> Outbound:
+    """An Azure OpenAI channel: an OpenAI-compatible one (Messages translated to chat) sent
+    to the model's deployment with the `api-version` and the `api-key` header (`relay.azure`)."""
+    outbound = openai_outbound(
+        route, endpoint, body=body, model=model, stream=stream, client_headers=client_headers
+    )
+    path = CHAT.upstream_path if endpoint is MESSAGES else endpoint.upstream_path
+    outbound.url = azure.deployment_url(route, path, route.upstream_model(model))
+    outbound.headers = azure.key_headers(route)
+    return outbound
+
+
 def anthropic_outbound(
     route: ChannelRoute,
     endpoint: Endpoint,
@@ -412,7 +458,40 @@ def anthropic_outbound(
     stream: bool,
     client_headers: dict[bytes, bytes],
 ) -> Outbound:
-    """An Anthropic channel: Messages as sent, with the client's API version and betas."""
+    """An Anthropic channel: Messages as sent, with the client's API version and betas;
+    chat completions translated (`relay.anthropic_chat`)."""
+    assert route.api_key is not None
+    if endpoint is CHAT:
+        return _anthropic_chat_outbound(
+            route,
+            body=body,
+            model=model,
+            stream=stream,
+            headers=_anthropic_headers(route, client_headers),
+        )
+    return Outbound(
+        url=route.base_url + endpoint.upstream_path,
+        headers=_anthropic_headers(route, client_headers),
+        payload=dict(body, model=route.upstream_model(model)),
+    )
+
+
+def _anthropic_chat_outbound(
+    route: ChannelRoute, *, body: dict[str, Any], model: str, stream: bool, headers: dict[str, str]
+) -> Outbound:
+    """Chat completions on an Anthropic channel: translated both ways (`relay.anthropic_chat`)."""
+    return Outbound(
+        url=route.base_url + MESSAGES.upstream_path,
+        headers=headers,
+        payload=anthropic_chat.chat_to_messages_request(body, model=route.upstream_model(model)),
+        answer=functools.partial(anthropic_chat.message_to_chat_response, model=model),
+        stream=anthropic_chat.MessageEventsToChatStream(model=model) if stream else None,
+        error=anthropic_chat.anthropic_error_to_openai,
+    )
+
+
+def _anthropic_headers(route: ChannelRoute, client_headers: dict[bytes, bytes]) -> dict[str, str]:
+    """Anthropic's headers: the client's API version and betas, the operator's, the key."""
     assert route.api_key is not None
     headers = {"content-type": "application/json"}
     headers["anthropic-version"] = client_headers.get(b"anthropic-version", b"2023-06-01").decode(
@@ -422,17 +501,14 @@ def anthropic_outbound(
         headers["anthropic-beta"] = client_headers[b"anthropic-beta"].decode("latin-1")
     headers.update(route.header_overrides)
     headers["x-api-key"] = route.api_key
-    return Outbound(
-        url=route.base_url + endpoint.upstream_path,
-        headers=headers,
-        payload=dict(body, model=route.upstream_model(model)),
-    )
+    return headers
 
 
 # How each channel kind (but the mock, answered in process) is sent a request.
 CHANNEL_KINDS: dict[str, Callable[..., Outbound]] = {
     "openai": openai_outbound,
     "anthropic": anthropic_outbound,
+    "azure": azure_outbound,
     "gemini": gemini_outbound,
 }
 
@@ -467,14 +543,17 @@ async def attempt_media(
     if route.api_key is None:
         raise AttemptFailed("channel key unreadable", is_retryable=True)
     data, body_type = build(upstream_model)
-    headers = {"content-type": body_type, "authorization": f"Bearer {route.api_key}"}
+    if route.kind == "azure":
+        url = azure.deployment_url(route, endpoint.upstream_path, upstream_model)
+        headers = {**azure.key_headers(route), "content-type": body_type}
+    else:
+        url = route.base_url + endpoint.upstream_path
+        headers = {"content-type": body_type, "authorization": f"Bearer {route.api_key}"}
     timeout = aiohttp.ClientTimeout(
         total=None, connect=route.connect_timeout_seconds, sock_read=route.read_timeout_seconds
     )
     try:
-        response = await client.session().post(
-            route.base_url + endpoint.upstream_path, data=data, headers=headers, timeout=timeout
-        )
+        response = await client.session().post(url, data=data, headers=headers, timeout=timeout)
     except aiohttp.ConnectionTimeoutError:
         raise AttemptFailed("connect timeout", is_retryable=True) from None
     except aiohttp.ClientConnectorError as error:

@@ -99,11 +99,21 @@ def usage_from_anthropic(payload: dict[str, Any]) -> Usage | None:
     usage = payload.get("usage")
     if not isinstance(usage, dict):
         return None
-    cached = _count(usage.get("cache_read_input_tokens"))
     return Usage(
-        prompt_tokens=_count(usage.get("input_tokens")) + cached,
+        prompt_tokens=_anthropic_prompt_tokens(usage),
         completion_tokens=_count(usage.get("output_tokens")),
-        cached_tokens=cached,
+        cached_tokens=_count(usage.get("cache_read_input_tokens")),
+    )
+
+
+def _anthropic_prompt_tokens(usage: dict[str, Any]) -> int:
+    """Return the prompt tokens of Anthropic's usage: `input_tokens` counts neither the
+    tokens read from its cache (billed at the cached ratio) nor those written to it
+    (billed as input)."""
+    return (
+        _count(usage.get("input_tokens"))
+        + _count(usage.get("cache_read_input_tokens"))
+        + _count(usage.get("cache_creation_input_tokens"))
     )
 
 
@@ -216,9 +226,8 @@ class StreamUsageReader:
             if isinstance(delta, dict) and "input_tokens" in delta:
                 # The final count of the prompt (Anthropic's since 2025, and the relay's
                 # translated streams, whose message_start cannot know it yet).
-                cached = _count(delta.get("cache_read_input_tokens"))
-                self.usage.prompt_tokens = _count(delta["input_tokens"]) + cached
-                self.usage.cached_tokens = cached
+                self.usage.prompt_tokens = _anthropic_prompt_tokens(delta)
+                self.usage.cached_tokens = _count(delta.get("cache_read_input_tokens"))
 
     def result(self, *, prompt_tokens: int) -> Usage:
         """Return the usage the upstream reported, or an estimate flagged as such: the
