@@ -17,12 +17,11 @@ refused with `Untranslatable` (400, naming the field); only hints (`user`, `meta
 
 import base64
 import binascii
-import functools
 import json
 import mimetypes
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from django.utils.translation import gettext_noop
@@ -30,9 +29,6 @@ from django.utils.translation import gettext_noop
 from . import translate
 from .selectors import ChannelRoute
 from .translate import Untranslatable
-
-if TYPE_CHECKING:
-    from .upstream import Endpoint, Outbound
 
 # What an OpenAI client reads for each of Gemini's finish reasons (any other: "stop").
 FINISH_REASONS = {
@@ -729,63 +725,47 @@ class _Chained:
         return self.second.feed(self.first.finish()) + self.second.finish()
 
 
-def _messages_error(status_code: int, body: bytes) -> bytes:
+def messages_error(status_code: int, body: bytes) -> bytes:
     return translate.openai_error_to_anthropic(
         status_code, gemini_error_to_openai(status_code, body)
     )
 
 
-def _messages_answer(payload: dict[str, Any], *, model: str) -> dict[str, Any]:
+def messages_answer(payload: dict[str, Any], *, model: str) -> dict[str, Any]:
     chat = gemini_to_chat_answer(payload, model=model)
     return translate.chat_response_to_message(chat, model=model)
 
 
-def gemini_outbound(
-    route: ChannelRoute,
-    endpoint: "Endpoint",
-    *,
-    body: dict[str, Any],
-    model: str,
-    stream: bool,
-    client_headers: dict[bytes, bytes],
-) -> "Outbound":
-    """A Gemini channel: chat completions (and Messages, made chat first) translated to
-    `generateContent`, and its answers back."""
-    # Imported here: `relay.upstream` registers this function, so imports this module.
-    from .upstream import CHAT, MESSAGES, Outbound
+def messages_stream(*, model: str) -> _Chained:
+    """Return the translator of a Gemini stream into Anthropic events (through chat chunks)."""
+    return _Chained(
+        GeminiStreamToChatChunks(model=model), translate.ChatStreamToMessageEvents(model=model)
+    )
 
+
+def key_headers(route: ChannelRoute) -> dict[str, str]:
+    """Return a Gemini request's headers: the operator's overrides, then the key."""
     assert route.api_key is not None
-    if endpoint is not CHAT and endpoint is not MESSAGES:
-        raise _refuse(endpoint.upstream_path)
-    upstream_model = route.upstream_model(model)
-    headers = {
+    return {
         "content-type": "application/json",
         **dict(route.header_overrides),
         "x-goog-api-key": route.api_key,
     }
-    url = generate_url(route.base_url, upstream_model, stream=stream)
-    if endpoint is MESSAGES:
-        chat = translate.messages_to_chat_request(body, model=upstream_model)
-        return Outbound(
-            url=url,
-            headers=headers,
-            payload=chat_to_gemini_request(chat),
-            answer=functools.partial(_messages_answer, model=model),
-            stream=(
-                _Chained(
-                    GeminiStreamToChatChunks(model=model),
-                    translate.ChatStreamToMessageEvents(model=model),
-                )
-                if stream
-                else None
-            ),
-            error=_messages_error,
-        )
-    return Outbound(
-        url=url,
-        headers=headers,
-        payload=chat_to_gemini_request(body),
-        answer=functools.partial(gemini_to_chat_answer, model=model),
-        stream=GeminiStreamToChatChunks(model=model) if stream else None,
-        error=gemini_error_to_openai,
-    )
+
+
+def refuses_key(body: bytes) -> bool:
+    """Whether Gemini's error says the key is wrong (it answers 400 `API_KEY_INVALID`, or
+    `PERMISSION_DENIED` for a key that may not use the API), not the request."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return False
+    if not isinstance(error, dict):
+        return False
+    details = error.get("details")
+    reasons = {
+        detail.get("reason")
+        for detail in (details if isinstance(details, list) else [])
+        if isinstance(detail, dict)
+    }
+    return "API_KEY_INVALID" in reasons or error.get("status") == "PERMISSION_DENIED"

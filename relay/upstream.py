@@ -16,8 +16,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from . import anthropic_chat, azure, mock, translate
-from .gemini import gemini_outbound
+from . import anthropic_chat, azure, gemini, mock, translate
 from .keys import retry_after_seconds
 from .overrides import parameters_apply
 from .selectors import ChannelRoute
@@ -296,6 +295,8 @@ class UpstreamClient:
             )
         if status >= 500 or status in (401, 403):
             raise AttemptFailed(f"HTTP {status}", is_retryable=True, status_code=status)
+        if status >= 400 and outbound.refuses_key is not None and outbound.refuses_key(body):
+            raise AttemptFailed(f"HTTP {status}, key refused", is_retryable=True, status_code=401)
         if status >= 400:
             if outbound.error is not None:
                 body = outbound.error(status, body)
@@ -357,6 +358,9 @@ class Outbound:
     answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     stream: StreamTranslator | None = None
     error: Callable[[int, bytes], bytes] | None = None
+    # Whether a 4xx other than 401/403 says the key itself is refused (Gemini answers a
+    # wrong key with 400): the key is then set aside as after a 401.
+    refuses_key: Callable[[bytes], bool] | None = None
 
 
 def _with_stream_usage(payload: dict[str, Any]) -> dict[str, Any]:
@@ -502,6 +506,42 @@ def _anthropic_headers(route: ChannelRoute, client_headers: dict[bytes, bytes]) 
     headers.update(route.header_overrides)
     headers["x-api-key"] = route.api_key
     return headers
+
+
+def gemini_outbound(
+    route: ChannelRoute,
+    endpoint: Endpoint,
+    *,
+    body: dict[str, Any],
+    model: str,
+    stream: bool,
+    client_headers: dict[bytes, bytes],
+) -> Outbound:
+    """A Gemini channel: chat completions (and Messages, made chat first) translated to
+    `generateContent`, and its answers back (`relay.gemini`)."""
+    assert endpoint is CHAT or endpoint is MESSAGES
+    upstream_model = route.upstream_model(model)
+    url = gemini.generate_url(route.base_url, upstream_model, stream=stream)
+    if endpoint is MESSAGES:
+        chat = translate.messages_to_chat_request(body, model=upstream_model)
+        return Outbound(
+            url=url,
+            headers=gemini.key_headers(route),
+            payload=gemini.chat_to_gemini_request(chat),
+            answer=functools.partial(gemini.messages_answer, model=model),
+            stream=gemini.messages_stream(model=model) if stream else None,
+            error=gemini.messages_error,
+            refuses_key=gemini.refuses_key,
+        )
+    return Outbound(
+        url=url,
+        headers=gemini.key_headers(route),
+        payload=gemini.chat_to_gemini_request(body),
+        answer=functools.partial(gemini.gemini_to_chat_answer, model=model),
+        stream=gemini.GeminiStreamToChatChunks(model=model) if stream else None,
+        error=gemini.gemini_error_to_openai,
+        refuses_key=gemini.refuses_key,
+    )
 
 
 # How each channel kind (but the mock, answered in process) is sent a request.

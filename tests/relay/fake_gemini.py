@@ -8,7 +8,8 @@ INVALID_ARGUMENT and kept in `invalid`. Answers are `types.GenerateContentRespon
 objects dumped as the wire format (camelCase, no nulls), set by the test in `answer`
 (whole) and `chunks` (streamed). Behaviour comes from the path before `/v1beta`:
 `/status-429/v1beta` answers 429 RESOURCE_EXHAUSTED, `/status-500/v1beta` 500,
-`/status-400/v1beta` 400 INVALID_ARGUMENT with Google's error body.
+`/status-400/v1beta` 400 INVALID_ARGUMENT with Google's error body; a key starting
+`bad-` gets Google's answer to a wrong key (400, reason `API_KEY_INVALID`).
 """
 
 import json
@@ -139,6 +140,22 @@ class FakeGemini:
                 "body": body,
             }
         )
+        if self.requests[-1]["key"].startswith("bad-"):
+            # Google's answer to a wrong key: 400, the reason in the details.
+            info = {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+            }
+            body = {
+                "error": {
+                    "code": 400,
+                    "message": "API key not valid. Please pass a valid API key.",
+                    "status": "INVALID_ARGUMENT",
+                    "details": [info],
+                }
+            }
+            await self._send(send, 400, b"application/json", json.dumps(body).encode())
+            return
         for status in ERROR_STATUSES:
             if f"/status-{status}" in prefix:
                 await self._error(send, status, f"Fake failure {status}.")

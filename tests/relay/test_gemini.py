@@ -482,6 +482,9 @@ def test_what_cannot_be_translated_is_refused_and_not_charged(
     assert f"'{field}" in refused.value.message
     assert "Gemini" in refused.value.message
     assert gemini.app.requests == []
+    # The refusal is settled (its row written) before the grant is returned.
+    [log] = wait_for_logs(1)
+    assert log.cost == 0
     return_grants()
     account = Account.objects.get(pk=funded_user.pk)
     assert (account.balance, account.reserved) == (before, 0)
@@ -542,6 +545,27 @@ def test_a_gemini_refusal_comes_back_in_openais_shape(relay_url, key, gemini, fu
     assert log.status_code == 400
     assert log.cost == 0
     assert balance(funded_user) == before
+
+
+def test_a_wrong_key_is_set_aside_and_the_next_key_answers(relay_url, key, gemini, funded_user):
+    """Gemini answers a wrong key with 400 API_KEY_INVALID, not 401: the key is set aside
+    as after a 401, the channel's next key answers, and the customer sees none of it."""
+    gemini_channel(gemini, api_key="", api_keys=["bad-key-1234", "good-key-5678"])
+    answer = client(relay_url, key).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert answer.choices[0].message.content == "Hello from Gemini."
+    assert [request["key"] for request in gemini.app.requests] == [
+        "bad-key-1234",
+        "good-key-5678",
+    ]
+    [log] = wait_for_logs(1)
+    assert log.status_code == 200
+    client(relay_url, key).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Again"}]
+    )
+    assert gemini.app.requests[-1]["key"] == "good-key-5678"
+    assert len(gemini.app.requests) == 3
 
 
 @pytest.mark.parametrize("prefix", ["/status-429", "/status-500"])
