@@ -1,3 +1,4 @@
+import re
 from typing import Any
 
 from django import forms
@@ -26,6 +27,29 @@ from .services import channel_set_api_keys, channel_status_audit
 MAX_CHANNELS_TESTED = 5
 # Keys of a channel the channel list names by their endings.
 MAX_KEY_ENDINGS_LISTED = 3
+
+
+# The first Azure OpenAI API versions that send a stream's usage (`stream_options`), which
+# streamed calls are billed by: older ones refuse every streamed chat completion.
+AZURE_FIRST_STREAM_USAGE_VERSION = "2024-09-01"
+AZURE_API_VERSION = re.compile(r"(\d{4}-\d{2}-\d{2})(-preview)?", re.ASCII)
+
+
+def azure_api_version_problem(version: str) -> str:
+    """Return why an Azure OpenAI channel cannot use this API version, or ""."""
+    if not version:
+        return _(
+            "Enter the API version: Azure OpenAI refuses requests without one (e.g. 2024-10-21)."
+        )
+    match = AZURE_API_VERSION.fullmatch(version)
+    if match is None:
+        return _("An Azure OpenAI API version looks like 2024-10-21 or 2025-04-01-preview.")
+    if match.group(1) < AZURE_FIRST_STREAM_USAGE_VERSION:
+        return _(
+            "Use 2024-10-21 or later: older Azure OpenAI API versions refuse the stream "
+            "usage that streamed calls are billed by."
+        )
+    return ""
 
 
 class ChannelForm(forms.ModelForm):
@@ -128,14 +152,10 @@ class ChannelForm(forms.ModelForm):
                 "api_keys",
                 _("Enter the channel's API key: the upstream refuses requests without."),
             )
-        if kind == Channel.Kind.AZURE and not cleaned.get("api_version"):
-            self.add_error(
-                "api_version",
-                _(
-                    "Enter the API version: Azure OpenAI refuses requests without one "
-                    "(e.g. 2024-10-21)."
-                ),
-            )
+        if kind == Channel.Kind.AZURE:
+            problem = azure_api_version_problem(cleaned.get("api_version") or "")
+            if problem:
+                self.add_error("api_version", problem)
         served = cleaned.get("served_models")
         mapping = cleaned.get("model_mapping")
         if served is not None and mapping:

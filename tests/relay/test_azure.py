@@ -8,7 +8,7 @@ import pytest
 from billing.models import Account
 from models_catalog.models import CatalogModel, Vendor
 from models_catalog.services import catalog_entry_create
-from relay.admin import ChannelForm
+from relay.admin import ChannelForm, azure_api_version_problem
 from relay.probe import channel_test
 from tests.fake_upstream import ServerThread
 
@@ -191,6 +191,27 @@ def test_the_admin_form_requires_the_api_version_of_an_azure_channel():
     assert "Enter the API version" in form.errors["api_version"][0]
     versioned = ChannelForm(data={**data, "api_version": API_VERSION})
     assert versioned.is_valid(), versioned.errors
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"),
+    [
+        ("2024-06-01", "2024-10-21 or later"),
+        ("2024-08-01-preview", "2024-10-21 or later"),
+        ("latest", "looks like"),
+        ("２０２４-10-21", "looks like"),
+        ("2024-10-21\n", "looks like"),
+        ("2024-10-21", ""),
+        ("2024-09-01-preview", ""),
+        ("2025-04-01-preview", ""),
+    ],
+)
+def test_an_azure_api_version_must_send_stream_usage(version, problem):
+    """Versions before 2024-09-01 refuse `stream_options`, which streamed calls are billed by."""
+    if problem:
+        assert problem in azure_api_version_problem(version)
+    else:
+        assert azure_api_version_problem(version) == ""
 
 
 def test_an_image_is_generated_at_the_deployment_and_billed_per_image(
