@@ -199,7 +199,7 @@ def test_the_admin_form_requires_the_api_version_of_an_azure_channel():
         ("2024-06-01", "2024-10-21 or later"),
         ("2024-08-01-preview", "2024-10-21 or later"),
         ("latest", "looks like"),
-        ("２０２４-10-21", "looks like"),
+        ("\uff12\uff10\uff12\uff14-10-21", "looks like"),  # fullwidth digits
         ("2024-10-21\n", "looks like"),
         ("2024-10-21", ""),
         ("2024-09-01-preview", ""),
