@@ -575,3 +575,23 @@ def test_a_file_ffmpeg_wrote_is_measured(tmp_path, kind, seconds, billed):
     ffmpeg(seconds, ["-y", *ON_DISK[kind]], str(path))
 
     assert audio_seconds(path.read_bytes()) == billed
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed")
+@pytest.mark.parametrize("kind", ["m4a", "mov"])
+def test_a_real_aac_file_whose_samples_say_they_last_nothing_is_billed_its_floor(tmp_path, kind):
+    # 61.25 s of AAC-LC at 44.1 kHz: 2,640 frames or so, a floor of 28.7 s.
+    path = tmp_path / f"tone.{kind}"
+    ffmpeg(61.25, ["-y", "-c:a", "aac"], str(path))
+    data = bytearray(path.read_bytes())
+    stts = data.index(b"stts") + 8
+    (count,) = struct.unpack_from(">I", data, stts)
+    frames = 0
+    for entry in range(count):  # every sample lasts 0
+        frames += struct.unpack_from(">I", data, stts + 4 + 8 * entry)[0]
+        struct.pack_into(">I", data, stts + 8 + 8 * entry, 0)
+    for header in (b"mvhd", b"mdhd", b"tkhd"):  # and so does the movie
+        at = data.index(header) + 4
+        struct.pack_into(">I", data, at + 16 if header != b"tkhd" else at + 20, 0)
+
+    assert audio_seconds(bytes(data)) == math.ceil(Fraction(frames * 480, 44_100)) == 29
