@@ -8,6 +8,13 @@ A container says its length in a header that a client writes (MP4's `mvhd`, Matr
 MP4, the blocks of a Matroska file. Both are read and the longest counts, so a header
 that claims less than the file plays is not a cheaper call.
 
+The durations a file gives its samples and blocks are client-written too: an MP4 whose
+samples last 0, a WebM whose blocks all sit at time 0 or lace many frames into one, says
+it lasts a second while a decoder plays every frame. So the frames of each audio track
+whose codec is known are counted, and the file lasts at least their number times the
+codec's shortest frame (`Floor`): never more than a real file plays, which only a
+file that claims less than it holds is billed by.
+
 Hostile files are refused with `ContainerError`, never an exception of another kind: a
 size past the end of the file or its enclosing element, a truncated header, a length that
 is not a finite number of seconds above zero. The work is bounded: every box or element
@@ -46,6 +53,85 @@ class ContainerError(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+# --- The shortest frame of a codec --------------------------------------------------------
+
+# Opus frames last 2.5 ms at least (RFC 6716), whatever the rate.
+OPUS_SHORTEST = Fraction(1, 400)
+# MPEG-1/2 audio (MP1, MP2, MP3): 384 samples (layer I) at 48 kHz at most, 8 ms.
+MPEG_AUDIO_SHORTEST = Fraction(384, 48_000)
+# An AAC frame plays 480 samples at least (AAC-LD and -ELD; LC plays 960 or 1,024, HE-AAC
+# 1,024 at its core rate, USAC 768), at the rate of its AudioSpecificConfig.
+AAC_SHORTEST_SAMPLES = 480
+# Audio object types of the AAC family (ISO/IEC 14496-3, 1.5.1.1); the others (CELP,
+# HVXC, ALS, …) have shorter frames and give no floor.
+_AAC_OBJECT_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 17, 19, 20, 21, 22, 23, 29, 39, 42})
+_AAC_RATES = (
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """How long an audio track plays at least: `frame` seconds for each of its frames,
+    less `lead` seconds a decoder drops (Opus's pre-skip; Vorbis's first packet)."""
+
+    frame: Fraction
+    lead: Fraction = Fraction(0)
+
+    def seconds(self, frames: int) -> Fraction:
+        return max(Fraction(0), frames * self.frame - self.lead)
+
+
+def _aac_floor(config: bytes) -> Floor | None:
+    """Return the floor of an AAC track from its AudioSpecificConfig: 480 samples a frame
+    at its (core) sampling rate, or None if it is not AAC or does not read."""
+    bits = int.from_bytes(config[:12], "big")
+    width = 8 * len(config[:12])
+    position = 0
+
+    def read(count: int) -> int | None:
+        nonlocal position
+        if position + count > width:
+            return None
+        position += count
+        return (bits >> (width - position)) & ((1 << count) - 1)
+
+    def object_type() -> int | None:
+        kind = read(5)
+        if kind == 31:
+            extended = read(6)
+            return None if extended is None else 32 + extended
+        return kind
+
+    def rate() -> int | None:
+        index = read(4)
+        if index == 15:
+            return read(24)
+        return _AAC_RATES[index] if index is not None and index < len(_AAC_RATES) else None
+
+    kind = object_type()
+    core_rate = rate()
+    if kind in (5, 29):  # SBR or PS: the extension's rate, then the core's object type
+        if read(4) is None or rate() is None:
+            return None
+        kind = object_type()
+    if kind not in _AAC_OBJECT_TYPES or not core_rate:
+        return None
+    return Floor(Fraction(AAC_SHORTEST_SAMPLES, core_rate))
 
 
 # --- MP4 (ISO base media) ----------------------------------------------------------------
@@ -128,12 +214,15 @@ class _Track:
         self.duration = 0  # mdhd
         self.samples = 0  # the sample table's durations, then the fragments'
         self.default_sample_duration = 0  # trex
+        self.frames = 0  # the sample table's samples, then the fragments'
+        self.floor: Floor | None = None  # its sample entries' codec, if known
 
 
 def mp4_seconds(data: bytes) -> Fraction:
     """Return the length of an MP4 file: the longest of its movie header (`mvhd`, or
     `mehd` of a fragmented file) and each track's media header (`mdhd`) and samples (the
-    `stts` table, and the `trun` runs of each fragment)."""
+    `stts` table, and the `trun` runs of each fragment), and at least the floor of each
+    audio track's number of samples (`stsz`, `stts`, `trun`) whatever their durations."""
     boxes = _Boxes(data)
     lengths: list[Fraction] = []
     tracks: dict[int, _Track] = {}
@@ -152,6 +241,8 @@ def mp4_seconds(data: bytes) -> Fraction:
         raise ContainerError(MP4_DAMAGED)
     for track in tracks.values():
         lengths.append(Fraction(max(track.duration, track.samples), track.timescale))
+        if track.floor is not None:
+            lengths.append(track.floor.seconds(track.frames))
     return max(lengths, default=Fraction(0))
 
 
@@ -229,20 +320,139 @@ def _mp4_media(boxes: _Boxes, start: int, end: int, track: _Track) -> None:
         elif kind == b"minf":
             for inner, inner_body, inner_end in boxes.children(body, body_end):
                 if inner == b"stbl":
-                    for table, table_body, table_end in boxes.children(inner_body, inner_end):
-                        if table == b"stts":
-                            track.samples += _mp4_time_to_sample(boxes, table_body, table_end)
+                    _mp4_sample_table(boxes, inner_body, inner_end, track)
 
 
-def _mp4_time_to_sample(boxes: _Boxes, start: int, end: int) -> int:
-    """Return the sum of an `stts` table's sample counts times their durations."""
+def _mp4_sample_table(boxes: _Boxes, start: int, end: int, track: _Track) -> None:
+    """Read an `stbl`: the durations and number of its samples (`stts`; `stsz` or `stz2`
+    count them too, and the larger count is the one a decoder may play) and their codec
+    (`stsd`)."""
+    counts = [0]
+    for table, body, body_end in boxes.children(start, end):
+        if table == b"stts":
+            duration, count = _mp4_time_to_sample(boxes, body, body_end)
+            track.samples += duration
+            counts[0] += count
+        elif table in (b"stsz", b"stz2"):
+            boxes.full_box(body, body_end, fixed=8)
+            counts.append(struct.unpack_from(">I", boxes.data, body + 8)[0])
+        elif table == b"stsd":
+            track.floor = _mp4_sample_descriptions(boxes, body, body_end)
+    track.frames += max(counts)
+
+
+def _mp4_time_to_sample(boxes: _Boxes, start: int, end: int) -> tuple[int, int]:
+    """Return the sum of an `stts` table's sample counts times their durations, and of
+    its sample counts."""
     boxes.full_box(start, end, fixed=4)
     count = struct.unpack_from(">I", boxes.data, start + 4)[0]
     table = start + 8
     if count > (end - table) // 8:
         raise ContainerError(MP4_DAMAGED)
-    entries = struct.iter_unpack(">II", boxes.data[table : table + 8 * count])
-    return sum(samples * duration for samples, duration in entries)
+    entries = list(struct.iter_unpack(">II", boxes.data[table : table + 8 * count]))
+    return sum(samples * duration for samples, duration in entries), sum(
+        samples for samples, _duration in entries
+    )
+
+
+def _mp4_sample_descriptions(boxes: _Boxes, start: int, end: int) -> Floor | None:
+    """Return the floor of an `stsd`'s sample entries (the lowest, if several), or None
+    if one of them is not a codec known here (video, ALAC, FLAC, …) or does not read: a
+    file a decoder could not read either. Its boxes were never needed for the length,
+    so a damaged one is not a reason to refuse the file here."""
+    floors = []
+    try:
+        boxes.full_box(start, end, fixed=4)
+        for kind, body, body_end in boxes.children(start + 8, end):
+            floor = _mp4_sample_entry(boxes, kind, body, body_end)
+            if floor is None:
+                return None
+            floors.append(floor)
+    except ContainerError as error:
+        if error.message == TOO_COMPLEX:
+            raise
+        return None
+    return min(floors, key=lambda floor: floor.frame, default=None)
+
+
+# The bytes of an AudioSampleEntry before its boxes, by its (QuickTime) version.
+_AUDIO_ENTRY_SIZES = {0: 28, 1: 44, 2: 64}
+
+
+def _mp4_sample_entry(boxes: _Boxes, kind: bytes, start: int, end: int) -> Floor | None:
+    if kind == b"Opus":
+        return Floor(OPUS_SHORTEST)
+    if kind == b".mp3":
+        return Floor(MPEG_AUDIO_SHORTEST)
+    if kind != b"mp4a" or end - start < 10:
+        return None
+    size = _AUDIO_ENTRY_SIZES.get(struct.unpack_from(">H", boxes.data, start + 8)[0])
+    if size is None:
+        return None
+    for child, body, body_end in boxes.children(start + size, end):
+        if child == b"wave":  # QuickTime puts the esds in a wave box
+            for inner, inner_body, inner_end in boxes.children(body, body_end):
+                if inner == b"esds":
+                    return _mp4_elementary_stream(boxes.data[inner_body:inner_end])
+        elif child == b"esds":
+            return _mp4_elementary_stream(boxes.data[body:body_end])
+    return None
+
+
+# MPEG-4 descriptors (ISO/IEC 14496-1, 7.2.6) in an esds, and the object types of MPEG
+# audio in its DecoderConfigDescriptor.
+_ES_DESCRIPTOR = 0x03
+_DECODER_CONFIG = 0x04
+_DECODER_SPECIFIC = 0x05
+_AAC_OBJECTS = frozenset({0x40, 0x66, 0x67, 0x68})  # MPEG-4 audio, MPEG-2 AAC
+_MPEG_AUDIO_OBJECTS = frozenset({0x69, 0x6B})  # MPEG-2 and MPEG-1 audio (MP3, …)
+
+
+def _descriptors(esds: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """Yield the tag, body start and end of each descriptor from `start` to `end` (a
+    size of up to 4 bytes of 7 bits); stop at one that does not fit."""
+    offset = start
+    while offset + 2 <= end:
+        tag = esds[offset]
+        size = 0
+        offset += 1
+        for _ in range(4):
+            if offset >= end:
+                return
+            size = size << 7 | esds[offset] & 0x7F
+            offset += 1
+            if not esds[offset - 1] & 0x80:
+                break
+        if size > end - offset:
+            return
+        yield tag, offset, offset + size
+        offset += size
+
+
+def _mp4_elementary_stream(esds: bytes) -> Floor | None:
+    """Return the floor of an `esds` (after its version and flags): AAC by its
+    AudioSpecificConfig, MPEG-1/2 audio by its shortest frame, else None."""
+    for tag, body, end in _descriptors(esds, 4, len(esds)):
+        if tag != _ES_DESCRIPTOR or end - body < 3:
+            continue
+        flags = esds[body + 2]
+        offset = body + 3 + 2 * bool(flags & 0x80)  # dependsOn_ES_ID
+        if flags & 0x40:  # a URL, after its length
+            offset += 1 + (esds[offset] if offset < end else 0)
+        offset += 2 * bool(flags & 0x20)  # OCR_ES_ID
+        for inner, inner_body, inner_end in _descriptors(esds, offset, end):
+            if inner != _DECODER_CONFIG or inner_end - inner_body < 13:
+                continue
+            object_type = esds[inner_body]
+            if object_type in _MPEG_AUDIO_OBJECTS:
+                return Floor(MPEG_AUDIO_SHORTEST)
+            if object_type not in _AAC_OBJECTS:
+                return None
+            for info, info_body, info_end in _descriptors(esds, inner_body + 13, inner_end):
+                if info == _DECODER_SPECIFIC:
+                    return _aac_floor(esds[info_body:info_end])
+            return None
+    return None
 
 
 # trun's flags: which fields each sample has (ISO/IEC 14496-12, 8.8.8).
@@ -267,7 +477,9 @@ def _mp4_fragment(boxes: _Boxes, start: int, end: int, tracks: dict[int, _Track]
             elif inner == b"trun":
                 if track is None:
                     raise ContainerError(MP4_DAMAGED)
-                track.samples += _mp4_track_run(boxes, inner_body, inner_end, default_duration)
+                duration, count = _mp4_track_run(boxes, inner_body, inner_end, default_duration)
+                track.samples += duration
+                track.frames += count
 
 
 def _mp4_fragment_header(
@@ -289,8 +501,9 @@ def _mp4_fragment_header(
     return track, default_duration
 
 
-def _mp4_track_run(boxes: _Boxes, start: int, end: int, default_duration: int) -> int:
-    """Return the sum of a `trun`'s sample durations (each its own, or the default)."""
+def _mp4_track_run(boxes: _Boxes, start: int, end: int, default_duration: int) -> tuple[int, int]:
+    """Return the sum of a `trun`'s sample durations (each its own, or the default), and
+    its number of samples."""
     _version, flags = boxes.full_box(start, end, fixed=4)
     count = struct.unpack_from(">I", boxes.data, start + 4)[0]
     offset = start + 8
@@ -299,9 +512,9 @@ def _mp4_track_run(boxes: _Boxes, start: int, end: int, default_duration: int) -
     if offset > end or (stride and count > (end - offset) // stride):
         raise ContainerError(MP4_DAMAGED)
     if not flags & _TRUN_SAMPLE_FIELDS[0]:
-        return count * default_duration
+        return count * default_duration, count
     records = struct.iter_unpack(f">{stride // 4}I", boxes.data[offset : offset + count * stride])
-    return sum(record[0] for record in records)
+    return sum(record[0] for record in records), count
 
 
 # --- Matroska (WebM) -------------------------------------------------------------------
@@ -314,6 +527,8 @@ _DURATION = 0x4489
 _TRACKS = 0x1654AE6B
 _TRACK_ENTRY = 0xAE
 _TRACK_NUMBER = 0xD7
+_CODEC_ID = 0x86
+_CODEC_PRIVATE = 0x63A2
 _DEFAULT_DURATION = 0x23E383
 _CLUSTER = 0x1F43B675
 _CLUSTER_TIMECODE = 0xE7
@@ -321,6 +536,7 @@ _SIMPLE_BLOCK = 0xA3
 _BLOCK_GROUP = 0xA0
 _BLOCK = 0xA1
 _BLOCK_DURATION = 0x9B
+_LACING = 0x06  # a block's flags: its lacing (none, Xiph, fixed-size, EBML)
 # The Segment's children: one of them after a Cluster of unknown size ends that Cluster.
 _SEGMENT_CHILDREN = frozenset(
     {
@@ -409,7 +625,8 @@ def matroska_seconds(data: bytes) -> Fraction:
     """Return the length of a Matroska (WebM) file: the longest of its `Duration` (Info,
     in TimecodeScale units) and the end of its latest block (its Cluster's Timecode plus
     its own, plus its BlockDuration, else its track's DefaultDuration when the file gives
-    one; a browser's recording often has no Duration)."""
+    one; a browser's recording often has no Duration), and at least the floor of each
+    audio track's number of frames, whatever their timecodes."""
     elements = _Elements(data)
     children = elements.children(0, len(data))
     header = next(children, None)
@@ -436,10 +653,18 @@ class _Segment:
         self.duration: Fraction | None = None  # in TimecodeScale units
         self.default_durations: dict[int, int] = {}  # track number → ns
         self.latest: _Block | None = None
+        self.floors: dict[int, Floor] = {}  # track number → its codec's floor, if known
+        self.frames: dict[int, int] = {}  # track number → frames in its blocks
 
-    def block(self, block: _Block) -> None:
+    def block(self, block: _Block, frames: int) -> None:
         if self.latest is None or block.timecode >= self.latest.timecode:
             self.latest = block
+        self.frames[block.track] = self.frames.get(block.track, 0) + frames
+
+    def floor(self) -> Fraction:
+        """Return the longest floor of a track's frames, in seconds."""
+        floors = [floor.seconds(self.frames.get(track, 0)) for track, floor in self.floors.items()]
+        return max(floors, default=Fraction(0))
 
     def nanoseconds(self) -> Fraction:
         scale = self.timecode_scale
@@ -479,7 +704,7 @@ def _matroska_segment(elements: _Elements, start: int, end: int) -> Fraction:
                 elements, elements.children(body, body_end), segment, ends_at_sibling=False
             )
         item = next(children, None)
-    return segment.nanoseconds() / _NANOSECONDS
+    return max(segment.nanoseconds() / _NANOSECONDS, segment.floor())
 
 
 def _matroska_info(elements: _Elements, start: int, end: int, segment: _Segment) -> None:
@@ -497,12 +722,62 @@ def _matroska_tracks(elements: _Elements, start: int, end: int, segment: _Segmen
         if element != _TRACK_ENTRY:
             continue
         number = default_duration = 0
+        codec = private = b""
         for inner, inner_body, inner_end, _inner_unknown in elements.children(body, body_end):
             if inner == _TRACK_NUMBER:
                 number = elements.unsigned(inner_body, inner_end)
             elif inner == _DEFAULT_DURATION:
                 default_duration = elements.unsigned(inner_body, inner_end)
+            elif inner == _CODEC_ID:
+                codec = elements.data[inner_body:inner_end]
+            elif inner == _CODEC_PRIVATE:
+                private = elements.data[inner_body:inner_end]
         segment.default_durations[number] = default_duration
+        floor = _matroska_floor(codec.rstrip(b"\0"), private)
+        if floor is not None:
+            segment.floors[number] = floor
+
+
+def _matroska_floor(codec: bytes, private: bytes) -> Floor | None:
+    """Return the floor of a track by its CodecID and CodecPrivate: Opus less its
+    pre-skip (OpusHead), Vorbis by its shortest block at its rate (its identification
+    header, what a decoder plays it at), AAC by its AudioSpecificConfig, MPEG audio;
+    None for another codec or one whose header does not read."""
+    if codec == b"A_OPUS":
+        pre_skip = 0
+        if private[:8] == b"OpusHead" and len(private) >= 12:
+            pre_skip = int.from_bytes(private[10:12], "little")
+        return Floor(OPUS_SHORTEST, lead=Fraction(pre_skip, 48_000))
+    if codec == b"A_VORBIS":
+        return _vorbis_floor(private)
+    if codec == b"A_AAC":
+        return _aac_floor(private)
+    if codec in (b"A_MPEG/L1", b"A_MPEG/L2", b"A_MPEG/L3"):
+        return Floor(MPEG_AUDIO_SHORTEST)
+    return None
+
+
+def _vorbis_floor(private: bytes) -> Floor | None:
+    """Return the floor of a Vorbis track from its CodecPrivate (three Xiph-laced
+    headers, the identification header first): a packet plays at least half its short
+    block (a quarter of the previous block and of its own), at the header's rate, and
+    the first plays nothing."""
+    if len(private) < 2:
+        return None
+    offset = 1
+    for _ in range(private[0]):  # the sizes of all headers but the last
+        while offset < len(private) and private[offset] == 255:
+            offset += 1
+        offset += 1
+    header = private[offset : offset + 30]
+    if len(header) < 30 or header[:7] != b"\x01vorbis":
+        return None
+    rate = int.from_bytes(header[12:16], "little")
+    exponent = header[28] & 0x0F
+    if not rate or not 6 <= exponent <= 13:
+        return None
+    frame = Fraction(2**exponent // 2, rate)
+    return Floor(frame, lead=frame)
 
 
 def _matroska_cluster(
@@ -522,8 +797,8 @@ def _matroska_cluster(
         if element == _CLUSTER_TIMECODE:
             cluster_timecode = elements.unsigned(body, body_end)
         elif element == _SIMPLE_BLOCK:
-            timecode, track = _matroska_block(elements, body, body_end, cluster_timecode)
-            segment.block(_Block(timecode, None, track))
+            timecode, track, frames = _matroska_block(elements, body, body_end, cluster_timecode)
+            segment.block(_Block(timecode, None, track), frames)
         elif element == _BLOCK_GROUP:
             found = None
             duration = None
@@ -533,17 +808,24 @@ def _matroska_cluster(
                 elif inner == _BLOCK_DURATION:
                     duration = elements.unsigned(inner_body, inner_end)
             if found is not None:
-                segment.block(_Block(found[0], duration, found[1]))
+                segment.block(_Block(found[0], duration, found[1]), found[2])
     return None
 
 
 def _matroska_block(
     elements: _Elements, start: int, end: int, cluster_timecode: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Return a block's timecode (its Cluster's Timecode plus its own signed 16-bit
-    offset) and its track number."""
+    offset), its track number and its number of frames (a laced block, Xiph, EBML or
+    fixed-size, says its count less one in the byte after its flags)."""
     track, length, _unknown = elements.vint(start, end, keep_marker=False)
     if start + length + 2 > end:
         raise ContainerError(MATROSKA_DAMAGED)
     (relative,) = struct.unpack_from(">h", elements.data, start + length)
-    return max(0, cluster_timecode + relative), track
+    frames = 1
+    flags = start + length + 2
+    if flags < end and elements.data[flags] & _LACING:
+        if flags + 1 >= end:
+            raise ContainerError(MATROSKA_DAMAGED)
+        frames = elements.data[flags + 1] + 1
+    return max(0, cluster_timecode + relative), track, frames

@@ -37,8 +37,35 @@ def header(kind: bytes, timescale: int, duration: int, *, version: int = 0) -> b
     return full(kind, version, 0, struct.pack(">IIII", 0, 0, timescale, duration) + b"\0" * 80)
 
 
+def descriptor(tag: int, body: bytes) -> bytes:
+    """An MPEG-4 descriptor of an esds, its size in 4 bytes of 7 bits (as ffmpeg writes)."""
+    return bytes([tag, 0x80, 0x80, 0x80, len(body)]) + body
+
+
+def mp4a(config: bytes, *, object_type: int = 0x40, rate: int = 44_100) -> bytes:
+    """An AudioSampleEntry of AAC (or MPEG audio) with its esds and AudioSpecificConfig."""
+    decoder = descriptor(0x04, bytes([object_type, 0x15]) + b"\0" * 11 + descriptor(0x05, config))
+    esds = full(b"esds", 0, 0, descriptor(0x03, b"\0\0\0" + decoder + descriptor(0x06, b"\2")))
+    entry = b"\0" * 6 + struct.pack(">HHH4sHHHHI", 1, 0, 0, b"", 2, 16, 0, 0, rate << 16)
+    return box(b"mp4a", entry + esds)
+
+
+# AudioSpecificConfigs: AAC-LC at 44.1 kHz, AAC-LD at 48 kHz, CELP at 8 kHz (object types
+# 2, 23, 8), each of one or two channels.
+AAC_LC_44K = b"\x12\x10"
+AAC_LD_48K = b"\xb9\x88"
+CELP_8K = b"\x45\x88"
+OPUS_ENTRY = box(b"Opus", b"\0" * 6 + struct.pack(">HQHHHHI", 1, 0, 2, 16, 0, 0, 48_000 << 16))
+
+
 def track(
-    track_id: int, timescale: int, duration: int, stts: list[tuple[int, int]], version: int = 0
+    track_id: int,
+    timescale: int,
+    duration: int,
+    stts: list[tuple[int, int]],
+    version: int = 0,
+    entry: bytes = b"",
+    tables: bytes = b"",
 ) -> bytes:
     tkhd = full(b"tkhd", 0, 3, struct.pack(">III", 0, 0, track_id) + b"\0" * 68)
     table = full(
@@ -47,7 +74,8 @@ def track(
         0,
         struct.pack(">I", len(stts)) + b"".join(struct.pack(">II", *entry) for entry in stts),
     )
-    stbl = box(b"stbl", box(b"stsd", b"\0" * 8) + table)
+    stsd = full(b"stsd", 0, 0, struct.pack(">I", 1 if entry else 0) + entry)
+    stbl = box(b"stbl", stsd + table + tables)
     media = box(
         b"mdia",
         header(b"mdhd", timescale, duration, version=version)
@@ -63,28 +91,39 @@ def m4a(
     samples: tuple[int, int, list[tuple[int, int]]] = (44_100, 0, [(2_637, 1024)]),
     version: int = 0,
     large: bool = False,
+    entry: bytes = b"",
+    tables: bytes = b"",
 ) -> bytes:
     """An M4A of one audio track: by default 61.25 s in its movie header, and 2,637 AAC
     frames of 1,024 samples at 44.1 kHz (61.23 s) in its sample table."""
     moov = box(
         b"moov",
-        header(b"mvhd", *movie, version=version) + track(1, *samples, version=version),
+        header(b"mvhd", *movie, version=version)
+        + track(1, *samples, version=version, entry=entry, tables=tables),
         large=large,
     )
     return box(b"ftyp", b"M4A \0\0\0\0isomM4A ") + moov + box(b"mdat", b"\0" * 64, large=large)
 
 
-def fragmented(runs: list[list[int]], *, default: int = 1024, mehd: int | None = None) -> bytes:
+def fragmented(
+    runs: list[list[int]],
+    *,
+    default: int = 1024,
+    mehd: int | None = None,
+    entry: bytes = b"",
+    explicit: bool = False,
+) -> bytes:
     """A fragmented M4A: an empty sample table, then one fragment per run of samples, each
-    sample's duration in the run (0: the track's default, `trex`)."""
+    sample's duration in the run (0: the track's default, `trex`, unless `explicit`)."""
     mvex = full(b"trex", 0, 0, struct.pack(">IIIII", 1, 1, default, 0, 0))
     if mehd is not None:
         mvex = full(b"mehd", 1, 0, struct.pack(">Q", mehd)) + mvex
-    moov = box(b"moov", header(b"mvhd", 1000, 0) + track(1, 48_000, 0, []) + box(b"mvex", mvex))
+    trak = track(1, 48_000, 0, [], entry=entry)
+    moov = box(b"moov", header(b"mvhd", 1000, 0) + trak + box(b"mvex", mvex))
     fragments = b""
     for run in runs:
         tfhd = full(b"tfhd", 0, 0x020000, struct.pack(">I", 1))
-        if all(run):
+        if explicit or all(run):
             trun = full(
                 b"trun",
                 0,
@@ -135,6 +174,57 @@ def test_a_fragmented_m4a_counts_its_fragments():
 
 def test_a_fragmented_m4a_with_a_longer_movie_extends_header():
     assert audio_seconds(fragmented([[0] * 5], mehd=90_500)) == 91
+
+
+@pytest.mark.parametrize(
+    ("entry", "floor"),
+    [
+        (mp4a(AAC_LC_44K), Fraction(480, 44_100)),
+        (mp4a(AAC_LD_48K, rate=8_000), Fraction(480, 48_000)),  # the config's rate
+        (mp4a(b"", object_type=0x6B), Fraction(384, 48_000)),  # MP3
+        (OPUS_ENTRY, Fraction(1, 400)),
+    ],
+)
+def test_samples_that_last_nothing_are_billed_as_the_shortest_frames_they_play(entry, floor):
+    # One second in the movie header; 20,000 samples of duration 0 in the table.
+    data = m4a(movie=(1000, 1000), samples=(44_100, 0, [(20_000, 0)]), entry=entry)
+
+    assert audio_seconds(data) == math.ceil(20_000 * floor) > 1
+
+
+def test_a_sample_table_says_its_samples_in_stsz_too():
+    # One sample of duration 0 in `stts`, 20,000 samples of 100 bytes in `stsz`.
+    stsz = full(b"stsz", 0, 0, struct.pack(">II", 100, 20_000))
+    data = m4a(
+        movie=(1000, 1000), samples=(44_100, 0, [(1, 0)]), entry=mp4a(AAC_LC_44K), tables=stsz
+    )
+
+    assert audio_seconds(data) == math.ceil(Fraction(20_000 * 480, 44_100)) == 218
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_fragments_of_samples_that_last_nothing_are_billed_as_their_frames(explicit):
+    # Durations of 0 in each run (or the track's default of 0), Opus at 48 kHz.
+    runs = [[0] * 2_000, [0] * 3_000]
+    data = fragmented(runs, default=0, entry=OPUS_ENTRY, explicit=explicit)
+
+    assert audio_seconds(data) == math.ceil(5_000 * Fraction(1, 400)) == 13
+
+
+@pytest.mark.parametrize(
+    ("stts", "entry", "billed"),
+    [
+        ([(1_000, 480)], mp4a(AAC_LD_48K), 10),  # AAC-LD of 10 s: its floor, exactly
+        ([(2_637, 1024)], mp4a(AAC_LC_44K), 57),  # 56.26 s; its floor is 28.7 s
+        ([(20_000, 0)], mp4a(CELP_8K), 1),  # not AAC: shorter frames, no floor
+        ([(20_000, 0)], box(b"alac", b"\0" * 28), 1),  # a codec not known here
+        ([(20_000, 0)], mp4a(AAC_LC_44K)[:-12], 1),  # an entry that does not read
+    ],
+)
+def test_a_floor_never_bills_more_than_a_real_file_plays(stts, entry, billed):
+    data = m4a(movie=(1000, 1000), samples=(48_000, 0, stts), entry=entry)
+
+    assert audio_seconds(data) == billed
 
 
 def test_the_last_box_may_run_to_the_end_of_the_file():
@@ -215,8 +305,13 @@ def uint(element_id: int, value: int) -> bytes:
     return element(element_id, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
 
 
-def block(track_number: int, relative: int) -> bytes:
-    return bytes([0x80 | track_number]) + struct.pack(">hB", relative, 0x80) + b"\xfc\0\0"
+def block(track_number: int, relative: int, frames: int = 1) -> bytes:
+    """A block of one Opus frame, or of `frames` Xiph-laced ones (each of one byte)."""
+    if frames == 1:
+        return bytes([0x80 | track_number]) + struct.pack(">hB", relative, 0x80) + b"\xfc\0\0"
+    lacing = bytes([frames - 1]) + b"\1" * (frames - 1)
+    laced = struct.pack(">hB", relative, 0x82) + lacing + b"\xfc" * frames
+    return bytes([0x80 | track_number]) + laced
 
 
 EBML_HEADER = element(0x1A45DFA3, element(0x4282, b"webm"))
@@ -230,6 +325,9 @@ def webm(
     default_duration: int | None = None,
     unknown: bool = False,
     group_duration: int | None = None,
+    codec: bytes = b"A_OPUS",
+    private: bytes | None = None,
+    laced: int = 1,
 ) -> bytes:
     """A WebM of one Opus track: its Info (TimecodeScale, Duration), then Clusters of
     (Timecode, SimpleBlocks' relative timecodes); sizes unknown as a live recording's."""
@@ -238,12 +336,14 @@ def webm(
         info += uint(0x2AD7B1, scale)
     if duration is not None:
         info += element(0x4489, duration)
-    entry = uint(0xD7, 1) + element(0x86, b"A_OPUS")
+    entry = uint(0xD7, 1) + element(0x86, codec)
+    if private is not None:
+        entry += element(0x63A2, private)
     if default_duration is not None:
         entry += uint(0x23E383, default_duration)
     body = element(0x1549A966, info) + element(0x1654AE6B, element(0xAE, entry))
     for timecode, offsets in [(0, [0, 20, 40])] if clusters is None else clusters:
-        blocks = b"".join(element(0xA3, block(1, offset)) for offset in offsets)
+        blocks = b"".join(element(0xA3, block(1, offset, laced)) for offset in offsets)
         if group_duration is not None:
             blocks += element(
                 0xA0, element(0xA1, block(1, offsets[-1])) + uint(0x9B, group_duration)
@@ -287,6 +387,83 @@ def test_a_duration_that_says_less_than_the_blocks_is_not_cheaper():
     assert audio_seconds(data) == 120
 
 
+def opus_head(pre_skip: int) -> bytes:
+    return b"OpusHead" + struct.pack("<BBHIhB", 1, 2, pre_skip, 48_000, 0, 0)
+
+
+def vorbis_headers(rate: int, short_block: int) -> bytes:
+    """A Vorbis CodecPrivate: its three headers Xiph-laced, the identification one real
+    (rate, block sizes), the comment and setup ones stand-ins."""
+    exponent = short_block.bit_length() - 1
+    identification = b"\x01vorbis" + struct.pack(
+        "<IBIiiiBB", 0, 2, rate, 0, 0, 0, 0xB0 | exponent, 1
+    )
+    comment = b"\x03vorbis" + b"\0" * 300
+    return (
+        b"\x02"
+        + bytes([len(identification), 255, len(comment) - 255])
+        + identification
+        + comment
+        + b"\x05vorbis"
+    )
+
+
+@pytest.mark.parametrize(
+    ("clusters", "laced", "frames"),
+    [
+        ([(0, [0] * 5_000)], 1, 5_000),  # every block at time 0
+        ([(0, [0] * 100)] * 50, 1, 5_000),  # Clusters repeating one Timecode
+        ([(0, [0] * 20)], 250, 5_000),  # 250 frames laced in each block
+    ],
+)
+def test_blocks_that_claim_no_time_are_billed_as_the_frames_they_hold(clusters, laced, frames):
+    data = webm(duration=struct.pack(">d", 1_000.0), clusters=clusters, laced=laced)
+
+    assert audio_seconds(data) == math.ceil(frames * Fraction(1, 400)) == 13
+
+
+def test_an_opus_floor_is_less_its_pre_skip_and_a_vorbis_one_its_shortest_blocks():
+    opus = webm(duration=None, clusters=[(0, [0] * 4_400)], private=opus_head(48_000))
+    # 12,001 packets of at least 128 samples at 48 kHz, the first playing nothing: 32 s.
+    vorbis = webm(
+        duration=None,
+        clusters=[(0, [0] * 1_000)] * 12 + [(0, [0])],
+        codec=b"A_VORBIS",
+        private=vorbis_headers(48_000, 256),
+    )
+
+    assert audio_seconds(opus) == 10  # 11 s of frames less 1 s
+    assert audio_seconds(vorbis) == 32
+
+
+@pytest.mark.parametrize(
+    ("codec", "private"),
+    [
+        (b"A_VORBIS", b"\x02\x1e"),  # headers that do not read
+        (b"A_FLAC", b""),  # a codec not known here
+        (b"A_AAC", CELP_8K),  # not AAC
+    ],
+)
+def test_a_track_without_a_floor_is_billed_by_its_timecodes(codec, private):
+    data = webm(duration=None, clusters=[(0, [0] * 5_000)], codec=codec, private=private)
+
+    assert audio_seconds(data) == 1
+
+
+def test_a_legitimate_webm_is_billed_no_more_than_it_plays():
+    # 60 s of 2.5 ms Opus frames laced 8 to a 20 ms block, less a pre-skip of 6.5 ms.
+    clusters = [(second * 1000, list(range(0, 1000, 20))) for second in range(60)]
+    data = webm(
+        duration=None,
+        clusters=clusters,
+        laced=8,
+        private=opus_head(312),
+        default_duration=20_000_000,
+    )
+
+    assert audio_seconds(data) == 60
+
+
 @pytest.mark.parametrize(
     ("data", "why"),
     [
@@ -317,6 +494,10 @@ VALID = [
     fragmented([[0] * 5, [960] * 4]),
     webm(),
     webm(duration=None, unknown=True, default_duration=20_000_000),
+    m4a(entry=mp4a(AAC_LC_44K), tables=full(b"stsz", 0, 0, struct.pack(">II", 100, 2_637))),
+    fragmented([[0] * 3, [960] * 2], entry=OPUS_ENTRY),
+    webm(laced=3, private=opus_head(312)),
+    webm(codec=b"A_VORBIS", private=vorbis_headers(44_100, 256)),
 ]
 
 
@@ -394,3 +575,23 @@ def test_a_file_ffmpeg_wrote_is_measured(tmp_path, kind, seconds, billed):
     ffmpeg(seconds, ["-y", *ON_DISK[kind]], str(path))
 
     assert audio_seconds(path.read_bytes()) == billed
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed")
+@pytest.mark.parametrize("kind", ["m4a", "mov"])
+def test_a_real_aac_file_whose_samples_say_they_last_nothing_is_billed_its_floor(tmp_path, kind):
+    # 61.25 s of AAC-LC at 44.1 kHz: 2,640 frames or so, a floor of 28.7 s.
+    path = tmp_path / f"tone.{kind}"
+    ffmpeg(61.25, ["-y", "-c:a", "aac"], str(path))
+    data = bytearray(path.read_bytes())
+    stts = data.index(b"stts") + 8
+    (count,) = struct.unpack_from(">I", data, stts)
+    frames = 0
+    for entry in range(count):  # every sample lasts 0
+        frames += struct.unpack_from(">I", data, stts + 4 + 8 * entry)[0]
+        struct.pack_into(">I", data, stts + 8 + 8 * entry, 0)
+    for header in (b"mvhd", b"mdhd", b"tkhd"):  # and so does the movie
+        at = data.index(header) + 4
+        struct.pack_into(">I", data, at + 16 if header != b"tkhd" else at + 20, 0)
+
+    assert audio_seconds(bytes(data)) == math.ceil(Fraction(frames * 480, 44_100)) == 29
