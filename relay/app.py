@@ -56,6 +56,7 @@ from .calls import (
     MODELS_PATH,
     Call,
     actual_cost,
+    continued_prompt,
     count_tokens_body_check,
     hold_tokens,
     model_id_check,
@@ -66,7 +67,7 @@ from .calls import (
     responses_body_check,
     text_unit_refusal,
 )
-from .conversations import response_channel, response_remember
+from .conversations import response_made, response_remember
 from .counting import encodings_load
 from .forwarding import Outcome, forward, forward_media
 from .http import (
@@ -589,15 +590,16 @@ class RelayApplication:
 
     async def _conversation_routes(
         self, token: TokenInfo, body: dict[str, Any], routes: list[ChannelRoute]
-    ) -> list[ChannelRoute]:
-        """Return the one channel that made the response `previous_response_id` names, or
+    ) -> tuple[list[ChannelRoute], int]:
+        """Return the one channel that made the response `previous_response_id` names and
+        that response's context in tokens (which the upstream bills again as input), or
         raise: 404 if this account made no such response (another account's id is never
         usable: our upstream keys are shared), 503 if that channel cannot serve it now."""
         try:
-            channel_id = await response_channel(body["previous_response_id"], user_id=token.user_id)
+            made = await response_made(body["previous_response_id"], user_id=token.user_id)
         except REDIS_FAILURES:
             raise busy_error() from None
-        if channel_id is None:
+        if made is None:
             raise RelayError(
                 404,
                 gettext_noop(
@@ -607,7 +609,7 @@ class RelayApplication:
                 code="previous_response_not_found",
                 param="previous_response_id",
             )
-        kept = [route for route in routes if route.channel_id == channel_id]
+        kept = [route for route in routes if route.channel_id == made.channel_id]
         if not kept:
             raise RelayError(
                 503,
@@ -621,7 +623,7 @@ class RelayApplication:
                 param="previous_response_id",
                 params={"model": body.get("model")},
             )
-        return kept
+        return kept, made.context_tokens
 
     async def _usable_model(
         self, token: TokenInfo, model: str, price: ModelPrice, *, path: str | None
@@ -709,16 +711,19 @@ class RelayApplication:
             if refusal is not None:
                 raise refusal
             routes = await self._routes(token, model, endpoint)
+            # The conversation a continuation carries, billed again as input.
+            context_tokens = 0
             if endpoint is upstream.RESPONSES and isinstance(body.get("previous_response_id"), str):
-                routes = await self._conversation_routes(token, body, routes)
-            # The hold is the prompt as counted plus the completion allowed (DESIGN); the
-            # TPM limit admits on the same estimate.
+                routes, context_tokens = await self._conversation_routes(token, body, routes)
+            # The hold is the prompt as counted (with the context continued) plus the
+            # completion allowed (DESIGN); the TPM limit admits on the same estimate.
             if len(raw_body) > COUNT_ON_THREAD_BYTES:
                 prompt_tokens = await asyncio.to_thread(
                     prompt_count, body=body, endpoint=endpoint, price=price
                 )
             else:
                 prompt_tokens = prompt_count(body=body, endpoint=endpoint, price=price)
+            prompt_tokens = continued_prompt(prompt_tokens, context_tokens, price=price)
             prompt_tokens, completion_tokens = hold_tokens(
                 prompt_tokens=prompt_tokens,
                 body=body,
@@ -775,7 +780,10 @@ class RelayApplication:
             if outcome.response_id and outcome.route and body.get("store") is not False:
                 # Which channel made it, for a continuation (`previous_response_id`).
                 await response_remember(
-                    outcome.response_id, channel_id=outcome.route.channel_id, user_id=token.user_id
+                    outcome.response_id,
+                    channel_id=outcome.route.channel_id,
+                    context_tokens=outcome.usage.prompt_tokens + outcome.usage.completion_tokens,
+                    user_id=token.user_id,
                 )
         finally:
             # Its TPM estimate corrected to what it used: nothing unless answered.

@@ -156,6 +156,16 @@ def prompt_count(*, body: dict[str, Any], endpoint: upstream.Endpoint, price: Mo
     return tokens
 
 
+def continued_prompt(prompt_tokens: int, context_tokens: int, *, price: ModelPrice) -> int:
+    """Return the prompt a continuation is held for: its new input as counted plus the
+    context of the response it continues (`relay.conversations`), which the upstream bills
+    again as input; never more than the model's context window."""
+    tokens = prompt_tokens + context_tokens
+    if price.context_window:
+        tokens = min(tokens, price.context_window)
+    return tokens
+
+
 def hold_tokens(
     *, prompt_tokens: int, body: dict[str, Any], price: ModelPrice, has_completion: bool
 ) -> tuple[int, int]:
@@ -374,16 +384,137 @@ INPUT_ITEMS_MESSAGE = gettext_noop(
 )
 
 
+# Tools billed as tokens in the response's `usage`: the caller's own functions and custom
+# (free-form) tools. Every other type (web_search, file_search, code_interpreter, mcp,
+# image_generation, computer_use_preview, local_shell, ...) runs at OpenAI, which bills
+# it outside `usage`: the relay could not charge it (relay/README.md).
+TOKEN_TOOL_TYPES = frozenset({"function", "custom"})
+HOSTED_TOOL_MESSAGE = gettext_noop(
+    "Tools of type '%(type)s' are not offered: OpenAI runs them and bills them outside the "
+    "response's usage, which Comet cannot charge. Use function or custom tools."
+)
+# Input items that carry their content in the request. Every other type either refers to
+# something stored at the upstream (item_reference) or comes from a hosted tool.
+CONTENT_ITEM_TYPES = frozenset(
+    {
+        "message",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "reasoning",
+    }
+)
+# Fields that name state stored at the upstream. Every customer shares our upstream
+# account, so any of them could read another customer's; only `previous_response_id`,
+# looked up under the caller's account (`relay.conversations`), may.
+STORED_STATE_FIELDS = ("conversation", "prompt")
+STORED_STATE_MESSAGE = gettext_noop(
+    "'%(field)s' refers to something stored at the upstream, which Comet does not offer: "
+    "send the content itself, or continue an earlier response with previous_response_id."
+)
+
+
+def _stored_state_refusal(param: str) -> RelayError:
+    return RelayError(
+        400,
+        STORED_STATE_MESSAGE,
+        code="unsupported_parameter",
+        param=param,
+        params={"field": param},
+    )
+
+
+def _parts_check(parts: Any, param: str) -> None:
+    """Refuse a content part that names a stored file (`file_id` of input_file or
+    input_image) rather than carrying it."""
+    for index, part in enumerate(parts if isinstance(parts, list) else []):
+        if isinstance(part, dict) and part.get("file_id") is not None:
+            raise _stored_state_refusal(f"{param}.{index}.file_id")
+
+
+def _item_check(item: dict[str, Any], index: int) -> None:
+    """Refuse an input item that refers to stored state: of a type that does not carry its
+    content, a reasoning item without its `encrypted_content` (the upstream would read the
+    stored one by its id), a part naming a stored file."""
+    kind = item.get("type", "message")
+    if kind not in CONTENT_ITEM_TYPES:
+        raise RelayError(
+            400,
+            gettext_noop(
+                "input.%(index)s is an item of type '%(type)s', which Comet does not take: it "
+                "refers to something stored at the upstream or comes from a hosted tool. Send "
+                "messages, function and custom tool calls and their outputs, and reasoning "
+                "items with their encrypted_content; continue an earlier response with "
+                "previous_response_id."
+            ),
+            code="unsupported_parameter",
+            param=f"input.{index}.type",
+            params={"index": index, "type": kind},
+        )
+    if kind == "reasoning" and not isinstance(item.get("encrypted_content"), str):
+        raise _stored_state_refusal(f"input.{index}.encrypted_content")
+    _parts_check(item.get("content"), f"input.{index}.content")
+    _parts_check(item.get("output"), f"input.{index}.output")
+
+
+def _tools_check(tools: list[Any], tool_choice: Any) -> None:
+    """Refuse a tool OpenAI runs (`TOKEN_TOOL_TYPES`), offered or forced by `tool_choice`."""
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind not in TOKEN_TOOL_TYPES:
+            raise RelayError(
+                400,
+                HOSTED_TOOL_MESSAGE,
+                code="unsupported_tool",
+                param=f"tools.{index}.type",
+                params={"type": kind if isinstance(kind, str) else "?"},
+            )
+    if not isinstance(tool_choice, dict):
+        return  # "none", "auto", "required" (the upstream refuses another text)
+    kind = tool_choice.get("type")
+    # `allowed_tools` names a subset of `tools`, each with its type.
+    named = tool_choice.get("tools") if kind == "allowed_tools" else [tool_choice]
+    for tool in named if isinstance(named, list) else []:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind not in TOKEN_TOOL_TYPES:
+            raise RelayError(
+                400,
+                HOSTED_TOOL_MESSAGE,
+                code="unsupported_tool",
+                param="tool_choice",
+                params={"type": kind if isinstance(kind, str) else "?"},
+            )
+
+
 def responses_body_check(body: dict[str, Any]) -> None:
-    """Raise a 400 RelayError unless `body` is shaped as a Responses request: `input` text or
-    a list of item objects whose message content is text or a list of part objects,
-    `instructions` text, `tools` a list, `previous_response_id` an id."""
+    """Raise a 400 RelayError unless `body` is shaped as a Responses request the relay can
+    bill and keep to its account: `input` text or a list of item objects carrying their
+    content (`_item_check`), whose message content is text or a list of part objects,
+    `instructions` text, `tools` a list of function or custom tools, `previous_response_id`
+    an id; no background response, nothing else stored upstream named (relay/README.md)."""
+    if body.get("background") is True:
+        raise RelayError(
+            400,
+            gettext_noop(
+                "Background responses are not offered: 'background' must be false or left out."
+            ),
+            code="unsupported_parameter",
+            param="background",
+        )
+    for field in STORED_STATE_FIELDS:
+        if body.get(field) is not None:
+            raise _stored_state_refusal(field)
+    cache_options = body.get("prompt_cache_options")
+    if isinstance(cache_options, dict) and cache_options.get("comparison_response_id") is not None:
+        raise _stored_state_refusal("prompt_cache_options.comparison_response_id")
     items = body.get("input")
     if items is not None and not isinstance(items, str | list):
         raise RelayError(400, INPUT_ITEMS_MESSAGE, code="invalid_value", param="input")
     for index, item in enumerate(items if isinstance(items, list) else []):
         if not isinstance(item, dict) or not isinstance(item.get("type", "message"), str):
             raise RelayError(400, INPUT_ITEMS_MESSAGE, code="invalid_value", param=f"input.{index}")
+        _item_check(item, index)
         if item.get("type", "message") != "message":
             continue
         content = item.get("content")
@@ -413,6 +544,7 @@ def responses_body_check(body: dict[str, Any]) -> None:
         raise RelayError(
             400, gettext_noop("'tools' must be a list."), code="invalid_value", param="tools"
         )
+    _tools_check(tools or [], body.get("tool_choice"))
     previous = body.get("previous_response_id")
     if previous is not None and (
         not isinstance(previous, str)

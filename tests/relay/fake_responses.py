@@ -8,7 +8,9 @@ mock: a whole answer is a `response` object; a stream is OpenAI's SSE events
 One server plays several channels: the first path segment before `/v1` names the
 channel (`/a/v1`, `/b/v1`), and the next ones are options: `cached-N` reports N of the
 input tokens as cached, `reasoning-N` N of the output tokens as reasoning,
-`chunk-delay-MS` waits between events, `incomplete` stops at max_output_tokens.
+`chunk-delay-MS` waits between events, `incomplete` stops at max_output_tokens,
+`input-N` reports N input tokens (a long conversation) instead of INPUT_TOKENS,
+`failed-unbilled` ends the stream with `response.failed` whose usage is null.
 Like OpenAI, a channel knows only the responses it made: a `previous_response_id` it
 did not make is refused 400 `previous_response_not_found`.
 
@@ -143,6 +145,7 @@ class _Answer:
         self.cached = 0
         self.reasoning = 0
         self.chunk_delay = 0.0
+        self.input_tokens = INPUT_TOKENS
         limit = body.get("max_output_tokens")
         self.pieces = TEXT_PIECES
         self.status = "completed"
@@ -153,6 +156,10 @@ class _Answer:
                 self.reasoning = int(option.removeprefix("reasoning-"))
             elif option.startswith("chunk-delay-"):
                 self.chunk_delay = int(option.removeprefix("chunk-delay-")) / 1000
+            elif option.startswith("input-"):
+                self.input_tokens = int(option.removeprefix("input-"))
+            elif option == "failed-unbilled":
+                self.status = "failed"
             elif option == "incomplete" and isinstance(limit, int):
                 self.pieces = TEXT_PIECES[:limit]
                 self.status = "incomplete"
@@ -165,11 +172,11 @@ class _Answer:
 
     def usage(self) -> dict[str, Any]:
         return {
-            "input_tokens": INPUT_TOKENS,
+            "input_tokens": self.input_tokens,
             "input_tokens_details": {"cached_tokens": self.cached, "cache_write_tokens": 0},
             "output_tokens": self.output_tokens,
             "output_tokens_details": {"reasoning_tokens": self.reasoning},
-            "total_tokens": INPUT_TOKENS + self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
         }
 
     def message(self, *, done: bool) -> dict[str, Any]:
@@ -188,7 +195,11 @@ class _Answer:
             "created_at": self.created_at,
             "status": self.status if done else "in_progress",
             "background": False,
-            "error": None,
+            "error": (
+                {"code": "server_error", "message": "The model failed."}
+                if done and self.status == "failed"
+                else None
+            ),
             "incomplete_details": (
                 {"reason": "max_output_tokens"} if done and self.status == "incomplete" else None
             ),
@@ -207,7 +218,7 @@ class _Answer:
             "tools": [],
             "top_p": 1.0,
             "truncation": "disabled",
-            "usage": self.usage() if done else None,
+            "usage": self.usage() if done and self.status != "failed" else None,
             "user": None,
             "metadata": {},
         }

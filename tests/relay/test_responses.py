@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 
 from billing.models import Account
-from billing.services import account_credit
+from billing.services import account_credit, account_debit
 from logs.models import RequestLog
 from models_catalog.models import CatalogModel
 from models_catalog.pricing import MICRO_USD_PER_TOKEN_AT_RATIO_ONE
@@ -260,6 +260,24 @@ def test_an_incomplete_stream_is_billed_by_response_incomplete(client, fake, cat
     assert (log.prompt_tokens, log.completion_tokens, log.usage_estimated) == (40, 2, False)
 
 
+def test_a_failed_stream_without_usage_is_charged_its_counted_prompt_as_an_estimate(
+    client, fake, catalog_model
+):
+    make_channel("a", f"{fake.url}/a/failed-unbilled/v1")
+
+    events = _events(client.responses.create(model=MODEL, input="Hi", stream=True))
+
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.usage is None
+    [log] = wait_for_logs(1)
+    counted = prompt_tokens(endpoint="responses", body={"input": "Hi"}, model=MODEL)
+    assert (log.prompt_tokens, log.completion_tokens, log.usage_estimated) == (
+        counted,
+        len(fake_responses.TEXT_PIECES),
+        True,
+    )
+
+
 def test_a_client_that_disconnects_mid_stream_is_charged_for_what_was_produced(
     relay_url, token_key, fake, catalog_model, funded_user, return_grants
 ):
@@ -399,6 +417,221 @@ def test_a_response_not_stored_is_not_remembered(client, fake, catalog_model):
 
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model=MODEL, input="Hi", previous_response_id=made)
+
+
+# --- the context a continuation carries is held -----------------------------------------
+
+
+def test_a_continuation_is_held_for_the_conversation_it_carries(
+    client, fake, catalog_model, funded_user, return_grants
+):
+    # Given a response whose context is 100,000 input tokens and its answer
+    make_channel("a", f"{fake.url}/a/input-100000/v1")
+    made = client.responses.create(model=MODEL, input="Hi", max_output_tokens=16)
+    context = made.usage.input_tokens + made.usage.output_tokens
+    assert context > 100_000
+    # And a balance that covers the new input and completion alone, but not the
+    # conversation behind them (the upstream bills it again as input: 3 micro-USD a token)
+    body = {"model": MODEL, "input": "And then?", "max_output_tokens": 16}
+    alone = prompt_tokens(endpoint="responses", body=body, model=MODEL) * 3 + 16 * 6
+    wait_for_logs(1)
+    return_grants()
+    left = context * 3 // 2
+    assert alone < left < context * 3
+    account_debit(
+        user_id=funded_user.pk, amount=_balance(funded_user) - left, idempotency_key="spend"
+    )
+    forwarded = len(fake.app.state.requests)
+
+    # When the conversation is continued, it is refused for its hold, and nothing moved
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.responses.create(previous_response_id=made.id, **body)
+    assert refused.value.status_code == 402
+    assert refused.value.body["code"] == "insufficient_quota"
+    assert len(fake.app.state.requests) == forwarded
+    return_grants()
+    assert _balance(funded_user) == left
+    assert Account.objects.get(pk=funded_user.pk).reserved == 0
+
+    # While the same input without the conversation is held only for itself, and answered
+    assert client.responses.create(**body).status == "completed"
+
+
+# --- what the relay could not charge, or could read of another account ---------------------
+
+
+def _refused(client, fake, user, return_grants, **request) -> dict:
+    """Send a request that must be refused 400; return its error after checking that
+    nothing was forwarded, logged, held or charged."""
+    make_channel("a", f"{fake.url}/a/v1")
+    balance = _balance(user)
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=MODEL, **request)
+
+    assert fake.app.state.requests == []
+    assert RequestLog.objects.count() == 0
+    return_grants()
+    account = Account.objects.get(pk=user.pk)
+    assert (account.balance, account.reserved) == (balance, 0)
+    return refused.value.body
+
+
+def test_a_background_response_is_refused(client, fake, catalog_model, funded_user, return_grants):
+    error = _refused(client, fake, funded_user, return_grants, input="Hi", background=True)
+
+    assert (error["code"], error["param"]) == ("unsupported_parameter", "background")
+    assert "Background responses are not offered" in error["message"]
+
+
+FUNCTION = {"type": "function", "name": "weather", "parameters": {"type": "object"}}
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "web_search"},
+        {"type": "web_search_preview"},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+        {"type": "code_interpreter", "container": {"type": "auto"}},
+        {"type": "image_generation"},
+        {
+            "type": "computer_use_preview",
+            "display_width": 1024,
+            "display_height": 768,
+            "environment": "linux",
+        },
+        {"type": "mcp", "server_label": "wiki", "server_url": "https://mcp.example/sse"},
+        {"type": "local_shell"},
+    ],
+)
+def test_a_tool_openai_runs_is_refused_with_its_type_named(
+    tool, client, fake, catalog_model, funded_user, return_grants
+):
+    error = _refused(client, fake, funded_user, return_grants, input="Hi", tools=[FUNCTION, tool])
+
+    assert (error["code"], error["param"]) == ("unsupported_tool", "tools.1.type")
+    assert f"'{tool['type']}'" in error["message"]
+    assert "usage" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "named"),
+    [
+        ({"type": "web_search_preview"}, "web_search_preview"),
+        ({"type": "mcp", "server_label": "wiki"}, "mcp"),
+        (
+            {
+                "type": "allowed_tools",
+                "mode": "auto",
+                "tools": [{"type": "function", "name": "weather"}, {"type": "image_generation"}],
+            },
+            "image_generation",
+        ),
+    ],
+)
+def test_a_tool_choice_forcing_a_tool_openai_runs_is_refused(
+    tool_choice, named, client, fake, catalog_model, funded_user, return_grants
+):
+    error = _refused(
+        client,
+        fake,
+        funded_user,
+        return_grants,
+        input="Hi",
+        tools=[FUNCTION],
+        tool_choice=tool_choice,
+    )
+
+    assert (error["code"], error["param"]) == ("unsupported_tool", "tool_choice")
+    assert f"'{named}'" in error["message"]
+
+
+def test_function_and_custom_tools_billed_as_tokens_pass(client, fake, catalog_model):
+    make_channel("a", f"{fake.url}/a/v1")
+    custom = {"type": "custom", "name": "sql", "description": "Runs a SQL query"}
+
+    response = client.responses.create(
+        model=MODEL,
+        input="Hi",
+        tools=[FUNCTION, custom],
+        tool_choice={"type": "custom", "name": "sql"},
+    )
+
+    assert response.status == "completed"
+    assert len(fake.app.state.requests) == 1
+
+
+def _user(*parts: dict) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "input_text", "text": "Look"}, *parts]}]
+
+
+@pytest.mark.parametrize(
+    ("request_", "param"),
+    [
+        ({"input": "Hi", "conversation": "conv_123"}, "conversation"),
+        ({"input": "Hi", "conversation": {"id": "conv_123"}}, "conversation"),
+        ({"input": "Hi", "prompt": {"id": "pmpt_123", "version": "2"}}, "prompt"),
+        ({"prompt": {"id": "pmpt_123"}}, "prompt"),
+        (
+            {
+                "input": "Hi",
+                "extra_body": {"prompt_cache_options": {"comparison_response_id": "r"}},
+            },
+            "prompt_cache_options.comparison_response_id",
+        ),
+        ({"input": [{"type": "item_reference", "id": "msg_123"}]}, "input.0.type"),
+        (
+            {"input": [{"type": "web_search_call", "id": "ws_1", "status": "completed"}]},
+            "input.0.type",
+        ),
+        (
+            {"input": _user({"type": "input_file", "file_id": "file-123"})},
+            "input.0.content.1.file_id",
+        ),
+        (
+            {"input": _user({"type": "input_image", "file_id": "file-123", "detail": "auto"})},
+            "input.0.content.1.file_id",
+        ),
+        (
+            {
+                "input": [
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c1",
+                        "output": [{"type": "input_file", "file_id": "file-123"}],
+                    }
+                ]
+            },
+            "input.0.output.0.file_id",
+        ),
+        (
+            {"input": [{"type": "reasoning", "id": "rs_123", "summary": []}]},
+            "input.0.encrypted_content",
+        ),
+    ],
+)
+def test_what_names_state_stored_upstream_is_refused(
+    request_, param, client, fake, catalog_model, funded_user, return_grants
+):
+    error = _refused(client, fake, funded_user, return_grants, **request_)
+
+    assert (error["code"], error["param"]) == ("unsupported_parameter", param)
+    assert "previous_response_id" in error["message"]
+
+
+def test_reasoning_items_carrying_their_encrypted_content_pass(client, fake, catalog_model):
+    make_channel("a", f"{fake.url}/a/v1")
+
+    client.responses.create(
+        model=MODEL,
+        input=[
+            *_user({"type": "input_image", "image_url": "https://example.com/a.png"}),
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},
+        ],
+    )
+
+    assert len(fake.app.state.requests) == 1
 
 
 # --- models whose channels do not speak Responses -----------------------------------------
@@ -623,25 +856,32 @@ def test_a_response_is_remembered_in_redis_for_30_days_under_its_account(setting
 
     async def remember_and_look_up():
         try:
-            await conversations.response_remember("resp_redis", channel_id=7, user_id=1)
+            await conversations.response_remember(
+                "resp_redis", channel_id=7, context_tokens=46, user_id=1
+            )
             found = (
-                await conversations.response_channel("resp_redis", user_id=1),
-                await conversations.response_channel("resp_redis", user_id=2),
+                await conversations.response_made("resp_redis", user_id=1),
+                await conversations.response_made("resp_redis", user_id=2),
             )
             key = conversations.response_key("resp_redis", user_id=1)
             client = limiter.connection().client
             ttl, value = await client.ttl(key), await client.get(key)
+            # An id remembered before the context was: its channel alone
+            await client.set(key, "7")
+            legacy = await conversations.response_made("resp_redis", user_id=1)
             await client.delete(key)
-            return found, ttl, value
+            return found, ttl, value, legacy
         finally:
             await limiter.aclose()
 
-    found, ttl, value = asyncio.run(remember_and_look_up())
+    found, ttl, value, legacy = asyncio.run(remember_and_look_up())
 
-    # Only the channel's id is kept, only the account that made it finds it
-    assert found == (7, None)
-    assert value == b"7"
+    # Only the channel's id and the context's size are kept, only the account that made
+    # it finds it
+    assert found == (conversations.MadeResponse(7, 46), None)
+    assert value == b"7:46"
     assert 30 * 24 * 3600 - 60 < ttl <= 30 * 24 * 3600
+    assert legacy == conversations.MadeResponse(7, 0)
 
 
 def test_without_redis_a_response_is_remembered_in_memory(monkeypatch):
@@ -651,11 +891,17 @@ def test_without_redis_a_response_is_remembered_in_memory(monkeypatch):
 
     async def remember_three():
         for number in (1, 2, 3):
-            await conversations.response_remember(f"resp_{number}", channel_id=number, user_id=1)
+            await conversations.response_remember(
+                f"resp_{number}", channel_id=number, context_tokens=number * 10, user_id=1
+            )
         return [
-            await conversations.response_channel(f"resp_{number}", user_id=1)
-            for number in (1, 2, 3)
-        ] + [await conversations.response_channel("resp_3", user_id=2)]
+            await conversations.response_made(f"resp_{number}", user_id=1) for number in (1, 2, 3)
+        ] + [await conversations.response_made("resp_3", user_id=2)]
 
     # The oldest goes first past the bound; another account finds nothing
-    assert asyncio.run(remember_three()) == [None, 2, 3, None]
+    assert asyncio.run(remember_three()) == [
+        None,
+        conversations.MadeResponse(2, 20),
+        conversations.MadeResponse(3, 30),
+        None,
+    ]
