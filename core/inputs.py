@@ -48,19 +48,23 @@ def ascii_decimal(text: str | None, *, signed: bool = False) -> Decimal | None:
     return Decimal(text)
 
 
+class JsonTooDeep(ValueError):
+    """A JSON document nested deeper than allowed (a ValueError, as malformed JSON is)."""
+
+
 def json_loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Return the parsed JSON document; raise ValueError for anything that is not usable.
 
     Besides malformed JSON and invalid UTF-8 (which `json.loads` refuses itself), a
-    document nested deeper than `max_depth` is refused: deep enough, `json.loads`
-    raises RecursionError, and any later recursive walk of it could too.
+    document nested deeper than `max_depth` is refused (JsonTooDeep): deep enough,
+    `json.loads` raises RecursionError, and any later recursive walk of it could too.
     """
     try:
         value = json.loads(raw)
     except RecursionError:
-        raise ValueError(f"JSON nested more than {max_depth} levels deep.") from None
+        raise JsonTooDeep(f"JSON nested more than {max_depth} levels deep.") from None
     if json_depth_exceeds(value, max_depth):
-        raise ValueError(f"JSON nested more than {max_depth} levels deep.")
+        raise JsonTooDeep(f"JSON nested more than {max_depth} levels deep.")
     return value
 
 

@@ -34,10 +34,12 @@ import json
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.utils.translation import gettext_noop
 
-from .translate import Untranslatable
+from .translate import Untranslatable, client_json
+from .usage import Usage, anthropic_usage_after_delta, usage_from_openai
 
 # Completion tokens asked for when neither the request nor the relay gave a limit
 # (relay.calls.DEFAULT_COMPLETION_RESERVE; the relay passes the hold's own figure).
@@ -152,6 +154,10 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
             raise _refuse_invalid(where) from None
         source = {"type": "base64", "media_type": found.group(1), "data": found.group(2)}
     elif url.startswith(("https://", "http://")):
+        try:
+            urlsplit(url)
+        except ValueError:  # "http://[x/a.png": not a URL Anthropic could fetch
+            raise _refuse_invalid(where) from None
         source = {"type": "url", "url": url}
     else:
         raise _refuse(f"{where} (image_url)")
@@ -196,8 +202,12 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
         raise _refuse_invalid(where)
     arguments = function.get("arguments")
     try:
-        given = json.loads(arguments) if isinstance(arguments, str) and arguments else {}
-    except (ValueError, RecursionError):
+        given = (
+            client_json(arguments, f"{where}.function.arguments")
+            if isinstance(arguments, str) and arguments
+            else {}
+        )
+    except ValueError:
         given = None
     if not isinstance(given, dict) or not isinstance(arguments, str | None):
         raise Untranslatable(
@@ -554,7 +564,8 @@ class MessageEventsToChatStream:
             message = event.get("message")
             message = message if isinstance(message, dict) else {}
             self._id = f"chatcmpl-{message.get('id') or ''}"
-            self._usage.update(message.get("usage") or {})
+            usage = message.get("usage")
+            self._usage.update(usage if isinstance(usage, dict) else {})
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
             block = event.get("content_block")
@@ -570,11 +581,7 @@ class MessageEventsToChatStream:
         if kind == "content_block_delta":
             return self._delta(event)
         if kind == "message_delta":
-            usage = event.get("usage")
-            if isinstance(usage, dict):
-                self._usage.update(
-                    {key: value for key, value in usage.items() if value is not None}
-                )
+            self._usage = anthropic_usage_after_delta(self._usage, event.get("usage"))
             delta = event.get("delta")
             reason = delta.get("stop_reason") if isinstance(delta, dict) else None
             if reason:
@@ -623,6 +630,13 @@ class MessageEventsToChatStream:
             "usage": chat_usage(self._usage),
         }
         return _data(usage_chunk) + b"data: [DONE]\n\n"
+
+    def usage(self) -> Usage | None:
+        """Return the usage the events read so far said (the relay bills a stream cut
+        short by it), or None before any did."""
+        if not self._usage:
+            return None
+        return usage_from_openai({"usage": chat_usage(self._usage)})
 
     def finish(self) -> bytes:
         """Return nothing more after `message_stop`; raise if the stream broke off."""

@@ -177,7 +177,8 @@ async def _attempt_keys(
                 retry_after=failure.retry_after,
                 is_quota_exhausted=failure.is_quota_exhausted,
             )
-            if seconds is None:
+            if seconds is None or not failure.is_retryable:
+                # Not the key's fault (a 403 refusing the request itself, say).
                 raise
             key_rotation.set_aside(route, turn, seconds=seconds, status_code=failure.status_code)
             last_failure = failure
@@ -334,6 +335,13 @@ async def _send_stream(
 
     await _pass_through(receive, send, pump(), answer, outcome)
     outcome.usage = reader.result(prompt_tokens=call.prompt_tokens)
+    if outcome.usage.is_estimated:
+        # A translated stream cut short before its usage chunk: what the upstream's own
+        # events said so far beats an estimate.
+        read = getattr(translator, "usage", None)
+        found = read() if read is not None else None
+        if found is not None and (found.prompt_tokens or found.completion_tokens):
+            outcome.usage = found
     outcome.response_id = reader.response_id
     return outcome
 

@@ -29,6 +29,7 @@ from django.utils.translation import gettext_noop
 from . import translate
 from .selectors import ChannelRoute
 from .translate import Untranslatable
+from .usage import Usage, usage_from_openai
 
 # What an OpenAI client reads for each of Gemini's finish reasons (any other: "stop").
 FINISH_REASONS = {
@@ -86,6 +87,20 @@ TRANSLATED_FIELDS = frozenset(
 # value, which Google documents for history that did not come from the model, says so.
 SKIPPED_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
 AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+# Google's API hosts: an image URL there is refused (Gemini would read it as our account).
+GOOGLE_APIS = "googleapis.com"
+# The reasons (`google.rpc.ErrorInfo`) of Gemini's refusals of the key itself; any other
+# 4xx (a 403 for a file it may not read, say) refuses the request, not the key.
+KEY_REFUSAL_REASONS = frozenset(
+    {
+        "API_KEY_INVALID",
+        "API_KEY_SERVICE_BLOCKED",
+        "SERVICE_DISABLED",
+        "CONSUMER_SUSPENDED",
+        "API_KEY_HTTP_REFERRER_BLOCKED",
+        "API_KEY_IP_ADDRESS_BLOCKED",
+    }
+)
 
 
 def _refuse(field: str) -> Untranslatable:
@@ -127,10 +142,26 @@ def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
         raise _refuse_invalid(where)
     if url.startswith("data:"):
         return _data_url(url, where)
-    if urlsplit(url).scheme not in ("http", "https"):
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # "http://[x/a.png"
+        raise _refuse_invalid(where) from None
+    if parts.scheme == "gs" or host == GOOGLE_APIS or host.endswith("." + GOOGLE_APIS):
+        # Gemini would read it with the channel's own account: files another customer
+        # uploaded through it (`generativelanguage.googleapis.com/.../files/...`).
+        raise Untranslatable(
+            gettext_noop(
+                "'%(field)s' points at Google's own storage, which this channel does not"
+                " read for you; send the image inline (a data: URL) or at a public URL."
+            ),
+            params={"field": where},
+            code="invalid_request",
+        )
+    if parts.scheme not in ("http", "https"):
         raise _refuse_invalid(where)
     # Gemini reads a public URL itself (`fileData`), and needs its type said.
-    mime_type, _encoding = mimetypes.guess_type(urlsplit(url).path)
+    mime_type, _encoding = mimetypes.guess_type(parts.path)
     if mime_type is None or not mime_type.startswith("image/"):
         raise _refuse(f"{where} (an image URL whose type its name does not tell)")
     return {"fileData": {"mimeType": mime_type, "fileUri": url}}
@@ -189,9 +220,11 @@ def _function_call(call: Any, where: str) -> dict[str, Any]:
     if call.get("type", "function") != "function":
         raise _refuse(f"{where} ({str(call.get('type'))[:40]})")
     arguments = function.get("arguments")
+    if arguments is not None and not isinstance(arguments, str):
+        raise _refuse_invalid(f"{where}.function.arguments")
     try:
-        args = json.loads(arguments) if arguments else {}
-    except (TypeError, ValueError):
+        args = translate.client_json(arguments, f"{where}.function.arguments") if arguments else {}
+    except ValueError:
         raise _refuse_invalid(f"{where}.function.arguments") from None
     if not isinstance(args, dict):
         raise _refuse_invalid(f"{where}.function.arguments")
@@ -211,7 +244,7 @@ def _function_response(
         raise _refuse_invalid(f"{where}.tool_call_id")
     text = _text_of(message.get("content", ""), f"{where}.content")
     try:
-        parsed = json.loads(text)
+        parsed = translate.client_json(text, f"{where}.content")
     except ValueError:
         parsed = None
     response = parsed if isinstance(parsed, dict) else {"content": text}
@@ -240,7 +273,7 @@ def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             content = message.get("content")
             if isinstance(content, str):
                 parts = [{"text": content}]
-            elif isinstance(content, list):
+            elif isinstance(content, list) and content:
                 parts = [
                     _user_part(part, f"{where}.content.{index}")
                     for index, part in enumerate(content)
@@ -273,7 +306,12 @@ def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             assert isinstance(message, dict)
             part = _function_response(message, where, names)
             last = contents[-1] if contents else None
-            if last and last["role"] == "user" and "functionResponse" in last["parts"][-1]:
+            if (
+                last
+                and last["role"] == "user"
+                and last["parts"]
+                and "functionResponse" in last["parts"][-1]
+            ):
                 # The results of one turn's calls answer together, as Gemini expects.
                 last["parts"].append(part)
             else:
@@ -679,6 +717,13 @@ class GeminiStreamToChatChunks:
                 out += self._event(payload)
         return out
 
+    def usage(self) -> Usage | None:
+        """Return the last usage Gemini sent (the relay bills a stream cut short by it),
+        or None before any."""
+        if self._usage is None:
+            return None
+        return usage_from_openai({"usage": chat_usage(self._usage)})
+
     def finish(self) -> bytes:
         """Return the closing chunks (once): a blocked prompt's, the usage, `[DONE]`."""
         if self._finished:
@@ -724,6 +769,9 @@ class _Chained:
     def finish(self) -> bytes:
         return self.second.feed(self.first.finish()) + self.second.finish()
 
+    def usage(self) -> Usage | None:
+        return self.first.usage()
+
 
 def messages_error(status_code: int, body: bytes) -> bytes:
     return translate.openai_error_to_anthropic(
@@ -754,18 +802,25 @@ def key_headers(route: ChannelRoute) -> dict[str, str]:
 
 
 def refuses_key(body: bytes) -> bool:
-    """Whether Gemini's error says the key is wrong (it answers 400 `API_KEY_INVALID`, or
-    `PERMISSION_DENIED` for a key that may not use the API), not the request."""
+    """Whether Gemini's error says the key is refused (400 `API_KEY_INVALID`, 403 for a
+    key blocked or its project suspended: `KEY_REFUSAL_REASONS`), not the request.
+
+    Only the reason counts: a client can make Gemini answer 403 `PERMISSION_DENIED`
+    (a file URI it may not read), and that must not set our key aside.
+    """
     try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
         return False
+    if isinstance(payload, list) and payload:
+        payload = payload[0]  # Some of Google's errors come as a list of one.
+    error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
         return False
     details = error.get("details")
     reasons = {
         detail.get("reason")
         for detail in (details if isinstance(details, list) else [])
-        if isinstance(detail, dict)
+        if isinstance(detail, dict) and isinstance(detail.get("reason"), str)
     }
-    return "API_KEY_INVALID" in reasons or error.get("status") == "PERMISSION_DENIED"
+    return bool(reasons & KEY_REFUSAL_REASONS)

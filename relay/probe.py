@@ -176,7 +176,7 @@ def _upstream_message(body: bytes) -> str:
 
 def _failure_text(failure: AttemptFailed) -> str:
     reason = failure.reason
-    if failure.status_code in (401, 403) and reason.startswith("HTTP"):
+    if failure.status_code in (401, 403) and failure.is_retryable and reason.startswith("HTTP"):
         reason = _("%(reason)s, the upstream refused the API key") % {"reason": reason}
     elif failure.status_code == 429 and reason.startswith("HTTP"):
         reason = _("%(reason)s, rate limited by the upstream") % {"reason": reason}
@@ -213,7 +213,7 @@ async def _send_test(
                 timeout=timeout_seconds,
             )
         except AttemptFailed as failure:
-            is_key_refused = (
+            is_key_refused = failure.is_retryable and (
                 set_aside_seconds(
                     failure.status_code,
                     retry_after=failure.retry_after,

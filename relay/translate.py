@@ -26,6 +26,8 @@ from typing import Any
 
 from django.utils.translation import gettext_noop
 
+from core.inputs import MAX_JSON_DEPTH, JsonTooDeep, json_loads
+
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 # Top-level fields that change the answer and have no chat completions equivalent.
@@ -50,6 +52,21 @@ class Untranslatable(Exception):
         self.params = params
         self.status_code = status_code
         self.code = code
+
+
+def client_json(text: str, field: str) -> Any:
+    """Return the JSON a client sent inside a string (a tool call's arguments, a tool's
+    result): nested as deep as a request body may be (`core.inputs`), since deeper, it
+    could not be sent on (`json.dumps` recurses). Raise Untranslatable (400) for a
+    deeper one, ValueError for one that is not JSON."""
+    try:
+        return json_loads(text)
+    except JsonTooDeep:
+        raise Untranslatable(
+            gettext_noop("'%(field)s' holds JSON nested more than %(depth)s levels deep."),
+            params={"field": field, "depth": MAX_JSON_DEPTH},
+            code="invalid_request",
+        ) from None
 
 
 def _refuse(field: str) -> Untranslatable:

@@ -293,7 +293,9 @@ class UpstreamClient:
                 # code is looked for, nothing of the message is kept).
                 is_quota_exhausted=b'"insufficient_quota"' in body,
             )
-        if status >= 500 or status in (401, 403):
+        if status >= 500 or status == 401:
+            raise AttemptFailed(f"HTTP {status}", is_retryable=True, status_code=status)
+        if status == 403 and outbound.refuses_key is None:
             raise AttemptFailed(f"HTTP {status}", is_retryable=True, status_code=status)
         if status >= 400 and outbound.refuses_key is not None and outbound.refuses_key(body):
             raise AttemptFailed(f"HTTP {status}, key refused", is_retryable=True, status_code=401)
@@ -312,7 +314,14 @@ class UpstreamClient:
             if outbound.answer is not None:
                 try:
                     translated = outbound.answer(json.loads(body))
-                except (ValueError, AttributeError, TypeError, KeyError, IndexError):
+                except (
+                    ValueError,
+                    AttributeError,
+                    TypeError,
+                    KeyError,
+                    IndexError,
+                    RecursionError,
+                ):
                     raise AttemptFailed("unreadable answer", is_retryable=True) from None
                 body = json.dumps(translated, separators=(",", ":")).encode()
                 content_type = b"application/json"
@@ -358,8 +367,9 @@ class Outbound:
     answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     stream: StreamTranslator | None = None
     error: Callable[[int, bytes], bytes] | None = None
-    # Whether a 4xx other than 401/403 says the key itself is refused (Gemini answers a
-    # wrong key with 400): the key is then set aside as after a 401.
+    # Whether a 4xx other than 401 says the key itself is refused (Gemini answers a wrong
+    # key with 400): the key is then set aside as after a 401. With it set, a 403 it does
+    # not recognise refuses the request (a client can cause one), passed back as it is.
     refuses_key: Callable[[bytes], bool] | None = None
 
 
@@ -463,15 +473,14 @@ def anthropic_outbound(
     client_headers: dict[bytes, bytes],
 ) -> Outbound:
     """An Anthropic channel: Messages as sent, with the client's API version and betas;
-    chat completions translated (`relay.anthropic_chat`)."""
+    chat completions translated (`relay.anthropic_chat`), with neither."""
     assert route.api_key is not None
     if endpoint is CHAT:
+        # A chat client's `anthropic-beta` and `anthropic-version` are not passed on: the
+        # translation is written for the default version, and a beta could turn on
+        # what is billed above the catalog's price (a 1M-token context).
         return _anthropic_chat_outbound(
-            route,
-            body=body,
-            model=model,
-            stream=stream,
-            headers=_anthropic_headers(route, client_headers),
+            route, body=body, model=model, stream=stream, headers=_anthropic_headers(route, {})
         )
     return Outbound(
         url=route.base_url + endpoint.upstream_path,

@@ -117,6 +117,31 @@ def _anthropic_prompt_tokens(usage: dict[str, Any]) -> int:
     )
 
 
+ANTHROPIC_PROMPT_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def anthropic_usage_after_delta(known: dict[str, Any], delta: Any) -> dict[str, Any]:
+    """Return a stream's Anthropic usage once a `message_delta`'s usage is read over what
+    `message_start` said (`known`).
+
+    The delta's `output_tokens` is the final count. Its prompt counts are taken only
+    when they add up to more than 0 (Anthropic's since 2025, and the relay's translated
+    streams, whose message_start cannot know them yet): Anthropic-compatible gateways
+    send `input_tokens` 0 or null there, which would wipe message_start's count. Each
+    count then given replaces the known one; one left out is kept.
+    """
+    merged = dict(known)
+    if not isinstance(delta, dict):
+        return merged
+    if delta.get("output_tokens") is not None:
+        merged["output_tokens"] = delta["output_tokens"]
+    if sum(_count(delta.get(name)) for name in ANTHROPIC_PROMPT_FIELDS) > 0:
+        merged.update(
+            {name: delta[name] for name in ANTHROPIC_PROMPT_FIELDS if delta.get(name) is not None}
+        )
+    return merged
+
+
 def usage_from_responses(payload: dict[str, Any]) -> Usage | None:
     """Return the usage of a Responses API `response` object, if it has one.
 
@@ -159,6 +184,8 @@ class StreamUsageReader:
         # The id of the response a Responses stream makes (never any of its content).
         self.response_id = ""
         self._pending = b""
+        # An Anthropic stream's usage as its events said it so far.
+        self._anthropic: dict[str, Any] = {}
 
     def feed(self, chunk: bytes) -> None:
         data = self._pending + chunk
@@ -216,18 +243,14 @@ class StreamUsageReader:
     def _anthropic_usage(self, parsed: dict[str, Any]) -> None:
         kind = parsed.get("type")
         if kind == "message_start":
-            found = usage_from_anthropic(parsed.get("message") or {})
-            if found is not None:
-                self.usage = found
+            message = parsed.get("message")
+            usage = message.get("usage") if isinstance(message, dict) else None
+            if isinstance(usage, dict):
+                self._anthropic = usage
+                self.usage = usage_from_anthropic({"usage": usage})
         elif kind == "message_delta":
-            delta = parsed.get("usage") or {}
-            self.usage = self.usage or Usage()
-            self.usage.completion_tokens = _count(delta.get("output_tokens"))
-            if isinstance(delta, dict) and "input_tokens" in delta:
-                # The final count of the prompt (Anthropic's since 2025, and the relay's
-                # translated streams, whose message_start cannot know it yet).
-                self.usage.prompt_tokens = _anthropic_prompt_tokens(delta)
-                self.usage.cached_tokens = _count(delta.get("cache_read_input_tokens"))
+            self._anthropic = anthropic_usage_after_delta(self._anthropic, parsed.get("usage"))
+            self.usage = usage_from_anthropic({"usage": self._anthropic})
 
     def result(self, *, prompt_tokens: int) -> Usage:
         """Return the usage the upstream reported, or an estimate flagged as such: the

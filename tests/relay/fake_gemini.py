@@ -6,10 +6,13 @@ them). Every request is checked against google-genai's own models (`google.genai
 which forbid unknown fields): one the real API would not read is answered 400
 INVALID_ARGUMENT and kept in `invalid`. Answers are `types.GenerateContentResponse`
 objects dumped as the wire format (camelCase, no nulls), set by the test in `answer`
-(whole) and `chunks` (streamed). Behaviour comes from the path before `/v1beta`:
+(whole) and `chunks` (streamed; `break_after` cuts a stream short). Behaviour comes
+from the path before `/v1beta`:
 `/status-429/v1beta` answers 429 RESOURCE_EXHAUSTED, `/status-500/v1beta` 500,
-`/status-400/v1beta` 400 INVALID_ARGUMENT with Google's error body; a key starting
-`bad-` gets Google's answer to a wrong key (400, reason `API_KEY_INVALID`).
+`/status-400/v1beta` 400 INVALID_ARGUMENT with Google's error body, `/status-403/v1beta`
+403 PERMISSION_DENIED as for a file the key may not read (no key reason); a key starting
+`bad-` gets Google's answer to a wrong key (400, reason `API_KEY_INVALID`), one starting
+`blocked-` its answer to a key blocked for the API (403, `API_KEY_SERVICE_BLOCKED`).
 """
 
 import json
@@ -31,10 +34,22 @@ REQUEST_FIELDS = frozenset(
 )
 ERROR_STATUSES = {
     400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
 }
+
+# A key's start → Google's answer to it: status, ErrorInfo reason, message.
+KEY_REFUSALS = (
+    ("bad-", 400, "API_KEY_INVALID", "API key not valid. Please pass a valid API key."),
+    (
+        "blocked-",
+        403,
+        "API_KEY_SERVICE_BLOCKED",
+        "Requests to this API generativelanguage.googleapis.com are blocked.",
+    ),
+)
 
 
 def wire(response: types.GenerateContentResponse) -> dict[str, Any]:
@@ -100,10 +115,13 @@ class FakeGemini:
     # What it was sent: each request's path, key and body (tests read them back).
     requests: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
+    # When set, a stream is cut after this many of `chunks` (the connection dropped).
+    break_after: int = 0
 
     def reset(self) -> None:
         self.answer = text_answer()
         self.chunks = []
+        self.break_after = 0
         self.requests.clear()
         self.invalid.clear()
 
@@ -140,22 +158,20 @@ class FakeGemini:
                 "body": body,
             }
         )
-        if self.requests[-1]["key"].startswith("bad-"):
-            # Google's answer to a wrong key: 400, the reason in the details.
-            info = {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "API_KEY_INVALID",
-            }
-            body = {
-                "error": {
-                    "code": 400,
-                    "message": "API key not valid. Please pass a valid API key.",
-                    "status": "INVALID_ARGUMENT",
-                    "details": [info],
+        for start, status, reason, message in KEY_REFUSALS:
+            if self.requests[-1]["key"].startswith(start):
+                # Google's answer to a refused key: the reason in the details.
+                info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason}
+                body = {
+                    "error": {
+                        "code": status,
+                        "message": message,
+                        "status": ERROR_STATUSES[status],
+                        "details": [info],
+                    }
                 }
-            }
-            await self._send(send, 400, b"application/json", json.dumps(body).encode())
-            return
+                await self._send(send, status, b"application/json", json.dumps(body).encode())
+                return
         for status in ERROR_STATUSES:
             if f"/status-{status}" in prefix:
                 await self._error(send, status, f"Fake failure {status}.")
@@ -166,7 +182,9 @@ class FakeGemini:
             self.invalid.append(str(error))
             await self._error(send, 400, f"Invalid request: {error}")
             return
-        if method == "streamGenerateContent":
+        if method == "streamGenerateContent" and self.break_after:
+            await self._broken_stream(send)
+        elif method == "streamGenerateContent":
             chunks = self.chunks or [self.answer]
             events = b"".join(
                 b"data: " + json.dumps(wire(chunk)).encode() + b"\r\n\r\n" for chunk in chunks
@@ -176,6 +194,15 @@ class FakeGemini:
             await self._send(send, 200, b"application/json", json.dumps(wire(self.answer)).encode())
         else:
             await self._error(send, 404, "Method not found.")
+
+    async def _broken_stream(self, send: Any) -> None:
+        """Send the first `break_after` chunks, then drop the connection."""
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for chunk in self.chunks[: self.break_after]:
+            event = b"data: " + json.dumps(wire(chunk)).encode() + b"\r\n\r\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        raise ConnectionAbortedError("the fake Gemini breaks the stream on purpose")
 
     async def _error(self, send: Any, status: int, message: str) -> None:
         body = {"error": {"code": status, "message": message, "status": ERROR_STATUSES[status]}}

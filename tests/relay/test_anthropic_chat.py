@@ -383,6 +383,7 @@ def test_a_stream_without_include_usage_ends_with_done_and_is_still_billed(
 
 def test_an_error_event_mid_stream_ends_it_marked_interrupted(client, fake):
     fake.app.events_before_error = 4  # message_start, ping, block start, a text delta
+    fake.app.answer = text_message(input_tokens=511, cache_read=40)
 
     stream = client.chat.completions.create(
         model=CLAUDE, messages=[{"role": "user", "content": "Hi"}], stream=True
@@ -398,6 +399,10 @@ def test_an_error_event_mid_stream_ends_it_marked_interrupted(client, fake):
     assert "".join(chunk.choices[0].delta.content or "" for chunk in received) == "Hello fr"
     [log] = wait_for_logs(1)
     assert log.error_code == "upstream_stream_interrupted"
+    # Billed by what message_start said (the prompt, one output token), not an estimate.
+    assert not log.usage_estimated
+    assert (log.prompt_tokens, log.cached_tokens, log.completion_tokens) == (551, 40, 1)
+    assert log.cost == expected_cost(input_tokens=511, output=1, cache_read=40)
 
 
 def test_anthropic_refusals_come_back_in_openai_shape(client, fake, funded_user):
@@ -585,4 +590,44 @@ def test_an_answer_block_a_chat_completion_cannot_carry_is_a_502_and_costs_nothi
     assert "server_tool_use" in raised.value.message
     [log] = wait_for_logs(1)
     assert (log.error_code, log.cost) == ("upstream_untranslatable_answer", 0)
+    assert balance_of(funded_user) == before
+
+
+def test_a_chat_clients_anthropic_headers_are_not_passed_on(client, fake):
+    """A beta (a 1M-token context, say) could be billed above the catalog's price, and the
+    translation is written for the default version: neither is sent."""
+    client.chat.completions.create(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "Hi"}],
+        extra_headers={
+            "anthropic-beta": "context-1m-2025-08-07",
+            "anthropic-version": "2099-01-01",
+        },
+    )
+
+    [headers] = fake.app.headers
+    assert "anthropic-beta" not in headers
+    assert headers["anthropic-version"] == "2023-06-01"
+
+
+def test_arguments_nested_too_deep_are_a_400_that_costs_nothing(client, fake, funded_user):
+    """They parse (json.loads), but the request could not be sent on: once a 500."""
+    before = balance_of(funded_user)
+    deep = '{"a":' * 990 + "1" + "}" * 990
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": deep}}
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=CLAUDE,
+            messages=[
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+            ],
+        )
+
+    assert "'messages.1.tool_calls.0.function.arguments' holds JSON nested" in raised.value.message
+    assert fake.app.requests == []
+    [log] = wait_for_logs(1)
+    assert (log.status_code, log.cost) == (400, 0)
     assert balance_of(funded_user) == before

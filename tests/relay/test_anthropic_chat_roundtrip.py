@@ -10,6 +10,7 @@ import itertools
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -260,7 +261,9 @@ anything = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False)
     | st.text(max_size=8)
     | st.sampled_from(["user", "assistant", "system", "tool", "text", "function", "image_url",
-                       "data:image/png;base64,AA==", "https://x", "{}", "[1]", "auto"]),
+                       "data:image/png;base64,AA==", "https://x", "{}", "[1]", "auto",
+                       # Client strings that once made 500s.
+                       "http://[x/a.png", "[" * 100000, '{"a":' * 990 + "1" + "}" * 990]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
     max_leaves=30,
 )  # fmt: skip
@@ -280,9 +283,61 @@ top_level = st.sampled_from(
 def test_any_request_is_translated_or_refused_with_a_400(messages, fields):
     body = {"model": "m", "messages": messages, **fields}
     try:
-        chat_to_messages_request(body, model="claude-x")
+        request = chat_to_messages_request(body, model="claude-x")
     except Untranslatable as refusal:
         status = refusal.status_code
     else:
         status = 200
+        json.dumps(request)  # What the relay sends: it must be serializable.
     assert status in (200, 400)
+
+
+def test_arguments_nested_too_deep_are_refused_naming_their_field():
+    """990 levels parse (json.loads), but sending them on (json.dumps) raised
+    RecursionError: a 500. Client JSON is held to a request body's depth."""
+    deep = '{"a":' * 990 + "1" + "}" * 990
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": deep}}
+    body = {"messages": [{"role": "assistant", "tool_calls": [call]}]}
+    with pytest.raises(Untranslatable) as refused:
+        chat_to_messages_request(body, model="claude-x")
+    assert refused.value.status_code == 400
+    assert refused.value.params["field"] == "messages.0.tool_calls.0.function.arguments"
+    assert "nested" in refused.value.message
+
+
+def test_an_image_url_urlsplit_refuses_is_a_400():
+    image = {"type": "image_url", "image_url": {"url": "http://[x/a.png"}}
+    with pytest.raises(Untranslatable) as refused:
+        chat_to_messages_request(
+            {"messages": [{"role": "user", "content": [image]}]}, model="claude-x"
+        )
+    assert refused.value.status_code == 400
+    assert refused.value.params["field"] == "messages.0.content.0"
+
+
+def _stream_usage(delta_usage: dict[str, Any]) -> dict[str, Any]:
+    start = text_message(input_tokens=20, cache_read=100, cache_creation=5)
+    events = stream_events(start)
+    for event in events:
+        if event["type"] == "message_delta":
+            event["usage"] = delta_usage
+    raw = b"".join(f"data: {json.dumps(event)}\n\n".encode() for event in events)
+    translator = MessageEventsToChatStream(model="m")
+    out = translator.feed(raw) + translator.finish()
+    lines = [line[6:] for line in out.decode().split("\n") if line.startswith("data: ")]
+    return json.loads(lines[-2])["usage"]
+
+
+def test_a_message_delta_with_a_null_or_zero_prompt_keeps_message_starts_count():
+    """Anthropic-compatible gateways send `input_tokens` 0 or null in message_delta,
+    without cache fields: message_start's prompt and cached counts stand."""
+    for delta in (
+        {"input_tokens": None, "output_tokens": 9},
+        {"input_tokens": 0, "output_tokens": 9},
+    ):
+        usage = _stream_usage(delta)
+        assert (usage["prompt_tokens"], usage["completion_tokens"]) == (125, 9)
+        assert usage["prompt_tokens_details"]["cached_tokens"] == 100
+    final = {"input_tokens": 30, "cache_read_input_tokens": 0, "output_tokens": 9}
+    usage = _stream_usage(final)
+    assert (usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"]) == (35, 0)

@@ -658,3 +658,138 @@ def test_the_admin_form_takes_a_gemini_channel_with_its_key(transactional_db):
     assert "api_keys" in ChannelForm(data).errors
     form = ChannelForm({**data, "api_keys": "AIza-test-key-0001"})
     assert form.is_valid(), form.errors
+
+
+def test_a_403_refusing_the_request_is_passed_back_and_refuses_no_key(
+    relay_url, key, gemini, funded_user
+):
+    """A client can make Gemini answer 403 (a file it may not read): that refuses the
+    request, not our key. It comes back to the client; no key is set aside, no other
+    channel tried, and the channel is not counted against."""
+    failing = gemini_channel(
+        gemini, prefix="/status-403", priority=10, api_key="", api_keys=["k-one", "k-two"]
+    )
+    gemini_channel(gemini, name="healthy")
+    before = balance(funded_user)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client(relay_url, key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert refused.value.status_code == 403
+    assert refused.value.body["code"] == "PERMISSION_DENIED"
+    assert len(gemini.app.requests) == 1
+    [log] = wait_for_logs(1)
+    assert (log.status_code, log.cost) == (403, 0)
+    assert balance(funded_user) == before
+    failing.refresh_from_db()
+    assert failing.consecutive_failures == 0
+    for _again in range(2):
+        with pytest.raises(openai.PermissionDeniedError):
+            client(relay_url, key).chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Again"}]
+            )
+    # The keys take turns as before: the first was not set aside.
+    keys = [request["key"] for request in gemini.app.requests]
+    assert keys == ["k-one", "k-two", "k-one"]
+
+
+def test_a_key_blocked_for_the_api_is_set_aside_and_the_next_key_answers(relay_url, key, gemini):
+    gemini_channel(gemini, api_key="", api_keys=["blocked-key-1234", "good-key-5678"])
+    answer = client(relay_url, key).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert answer.choices[0].message.content == "Hello from Gemini."
+    assert [request["key"] for request in gemini.app.requests] == [
+        "blocked-key-1234",
+        "good-key-5678",
+    ]
+
+
+def call_then(*messages, arguments="{}"):
+    function = {"name": "get_weather", "arguments": arguments}
+    call = {"id": "c1", "type": "function", "function": function}
+    return [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [call]},
+        *messages,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    [
+        (call_then(arguments='{"a":' * 990 + "1" + "}" * 990), "messages.1.tool_calls.0"),
+        (call_then({"role": "tool", "tool_call_id": "c1", "content": "[" * 100000}), "messages.2"),
+        (
+            call_then(
+                {"role": "user", "content": []},
+                {"role": "tool", "tool_call_id": "c1", "content": "Sunny"},
+            ),
+            "messages.2.content",
+        ),
+        (
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "http://[x/a.png"}}],
+                }
+            ],
+            "messages.0.content.0",
+        ),
+        (
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image_url",
+                            "image_url": {
+                                "url": "https://generativelanguage.googleapis.com/v1beta/files/x"
+                            },
+                        }
+                    ],
+                }
+            ],
+            "messages.0.content.0",
+        ),
+    ],
+)
+def test_odd_messages_are_a_400_naming_the_field_and_cost_nothing(
+    relay_url, key, gemini, funded_user, return_grants, messages, field
+):
+    gemini_channel(gemini, served_models=[MODEL])
+    before = balance(funded_user)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(relay_url, key).chat.completions.create(
+            model=MODEL, messages=messages, tools=[WEATHER]
+        )
+    assert f"'{field}" in refused.value.message
+    assert gemini.app.requests == []
+    [log] = wait_for_logs(1)
+    assert (log.status_code, log.cost) == (400, 0)
+    return_grants()
+    assert balance(funded_user) == before
+
+
+def test_a_stream_cut_short_is_billed_by_the_last_usage_gemini_sent(
+    relay_url, key, gemini, gemini_model
+):
+    """Usage reaches the client only in the closing chunk; a stream the upstream broke
+    off before it is billed by the usage its chunks carried, not an estimate."""
+    gemini_channel(gemini)
+    gemini.app.chunks = stream_chunks()
+    gemini.app.break_after = 2
+    stream = client(relay_url, key).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        tools=[WEATHER],
+        stream=True,
+    )
+    chunks = list(stream)  # Ended where the upstream broke off: no usage chunk.
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Let me check."
+    assert all(chunk.usage is None for chunk in chunks)
+    [log] = wait_for_logs(1)
+    assert log.error_code == "upstream_stream_interrupted"
+    assert not log.usage_estimated
+    assert (log.prompt_tokens, log.completion_tokens, log.cached_tokens) == (800, 23, 600)
+    assert log.cost == expected_cost(gemini_model, prompt=800, completion=23, cached=600)

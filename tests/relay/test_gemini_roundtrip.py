@@ -10,6 +10,7 @@ translated to a chat completion keeps its text, its function calls and its usage
 
 import json
 
+import pytest
 from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -271,16 +272,93 @@ message_like = st.dictionaries(
 )
 
 
+# Client strings that once made 500s: JSON nested past what can be sent on, a tool
+# result that is deep brackets, URLs urlsplit refuses or that point at Google's storage.
+deep_json = st.integers(1, 1200).map(lambda depth: '{"a":' * depth + "1" + "}" * depth)
+odd_strings = deep_json | st.sampled_from(
+    ["[" * 100000, "http://[x/a.png", "https://[::1/a.png", "gs://bucket/a.png",
+     "https://generativelanguage.googleapis.com/v1beta/files/abc.png", "", "{}", "[]"]
+)  # fmt: skip
+odd_image_parts = odd_strings.map(lambda url: {"type": "image_url", "image_url": {"url": url}})
+odd_calls = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["c1", "c2"]),
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries({"name": names, "arguments": odd_strings}),
+    }
+)
+odd_messages = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "role": st.just("user"),
+            "content": odd_strings | st.lists(odd_image_parts | text_parts, max_size=2),
+        }
+    ),
+    st.fixed_dictionaries({"role": st.just("assistant"), "tool_calls": st.lists(odd_calls)}),
+    st.fixed_dictionaries(
+        {
+            "role": st.just("tool"),
+            "tool_call_id": st.sampled_from(["c1", "c2"]),
+            "content": odd_strings | st.lists(text_parts, max_size=2),
+        }
+    ),
+)
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.dictionaries(chat_fields, json_values, max_size=5),
-    st.lists(message_like | json_values, max_size=4),
+    st.lists(message_like | json_values | odd_messages, max_size=4),
 )
 def test_any_request_is_translated_or_refused_with_a_4xx(body, messages):
     body = {"messages": messages, **body}
     status = 200
     try:
-        chat_to_gemini_request(body)
+        request = chat_to_gemini_request(body)
     except Untranslatable as refusal:
         status = refusal.status_code
+    else:
+        json.dumps(request)  # What the relay sends: it must be serializable.
     assert status in (200, 400)
+
+
+def refusal_of(messages):
+    with pytest.raises(Untranslatable) as refused:
+        chat_to_gemini_request({"messages": messages})
+    assert refused.value.status_code == 400
+    return refused.value.params["field"]
+
+
+def call_of(arguments):
+    function = {"name": "f", "arguments": arguments}
+    return {
+        "role": "assistant",
+        "tool_calls": [{"id": "c1", "type": "function", "function": function}],
+    }
+
+
+def test_json_nested_too_deep_is_refused_naming_its_field():
+    deep = '{"a":' * 990 + "1" + "}" * 990
+    assert refusal_of([call_of(deep)]) == "messages.0.tool_calls.0.function.arguments"
+    tool = {"role": "tool", "tool_call_id": "c1", "content": "[" * 100000}
+    assert refusal_of([call_of("{}"), tool]) == "messages.1.content"
+
+
+def test_an_empty_user_content_between_a_call_and_its_result_is_refused():
+    tool = {"role": "tool", "tool_call_id": "c1", "content": "ok"}
+    empty = {"role": "user", "content": []}
+    assert refusal_of([call_of("{}"), empty, tool]) == "messages.1.content"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[x/a.png",
+        "gs://bucket/a.png",
+        "https://generativelanguage.googleapis.com/v1beta/files/abc123",
+        "https://storage.googleapis.com/bucket/a.png",
+    ],
+)
+def test_a_bad_url_or_one_on_googles_storage_is_refused(url):
+    image = {"type": "image_url", "image_url": {"url": url}}
+    assert refusal_of([{"role": "user", "content": [image]}]) == "messages.0.content.0"

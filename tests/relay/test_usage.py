@@ -1,5 +1,6 @@
 """Usage from the upstream when it reports it; estimated, and flagged, when it does not."""
 
+import json
 import math
 from decimal import Decimal
 
@@ -169,3 +170,49 @@ def test_an_anthropic_stream_reads_the_final_prompt_count_of_message_delta():
     usage = reader.result(prompt_tokens=1)
     assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (120, 7, 100)
     assert not usage.is_estimated
+
+
+def anthropic_events(*events):
+    return b"".join(b"data: " + json.dumps(event).encode() + b"\n\n" for event in events)
+
+
+START = {
+    "type": "message_start",
+    "message": {
+        "id": "msg_1",
+        "usage": {
+            "input_tokens": 20,
+            "cache_read_input_tokens": 100,
+            "cache_creation_input_tokens": 5,
+            "output_tokens": 1,
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("delta", "expected"),
+    [
+        # Anthropic-compatible gateways: a null or 0 prompt, no cache fields.
+        ({"input_tokens": None, "output_tokens": 9}, (125, 9, 100)),
+        ({"input_tokens": 0, "output_tokens": 9}, (125, 9, 100)),
+        ({"output_tokens": 9}, (125, 9, 100)),
+        # A final prompt count without cache fields: message_start's cache counts kept.
+        ({"input_tokens": 30, "output_tokens": 9}, (135, 9, 100)),
+        # Anthropic's own final counts, cache included.
+        (
+            {
+                "input_tokens": 30,
+                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": 9,
+            },
+            (30, 9, 0),
+        ),
+    ],
+)
+def test_a_message_delta_without_a_prompt_count_keeps_message_starts(delta, expected):
+    reader = StreamUsageReader(anthropic=True)
+    reader.feed(anthropic_events(START, {"type": "message_delta", "delta": {}, "usage": delta}))
+    usage = reader.result(prompt_tokens=1)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == expected
