@@ -156,6 +156,84 @@ def relay_endpoints(*, base_url: str, key: str, model: str) -> list[RelayEndpoin
             ),
         ),
         RelayEndpoint(
+            "POST",
+            "/messages/count_tokens",
+            str(_("Count tokens (Anthropic format)")),
+            str(
+                _(
+                    "The input tokens of a Messages request, counted by Comet (may differ "
+                    "slightly from the vendor's count). Free: nothing is billed."
+                )
+            ),
+            post(
+                "/messages/count_tokens",
+                {"model": model, "messages": hello},
+                '  -H "anthropic-version: 2023-06-01"',
+            ),
+        ),
+        RelayEndpoint(
+            "POST",
+            "/responses",
+            str(_("Responses")),
+            str(
+                _(
+                    "OpenAI's Responses format, for models served by OpenAI-compatible "
+                    "channels. Streams too; previous_response_id continues a conversation "
+                    "this account started."
+                )
+            ),
+            post("/responses", {"model": model, "input": "Hello"}),
+        ),
+        RelayEndpoint(
+            "POST",
+            "/images/generations",
+            str(_("Image generation")),
+            str(_("Images from a prompt, billed per image by size and quality.")),
+            post("/images/generations", {"model": "dall-e-3", "prompt": "A red fox in snow"}),
+        ),
+        RelayEndpoint(
+            "POST",
+            "/images/edits",
+            str(_("Image edits")),
+            str(_("A changed image from an uploaded one and a prompt (multipart form).")),
+            " \\\n".join(
+                [
+                    f"curl {base_url}/images/edits",
+                    auth,
+                    '  -F model="gpt-image-1"',
+                    '  -F image="@photo.png"',
+                    '  -F prompt="Add a hat"',
+                ]
+            ),
+        ),
+        RelayEndpoint(
+            "POST",
+            "/audio/speech",
+            str(_("Speech")),
+            str(_("Spoken audio from text, billed per 1M characters; the file streams back.")),
+            post("/audio/speech", {"model": "tts-1", "voice": "alloy", "input": "Hello"})
+            + " \\\n  --output hello.mp3",
+        ),
+        RelayEndpoint(
+            "POST",
+            "/audio/transcriptions",
+            str(_("Transcription")),
+            str(
+                _(
+                    "Text from a recording up to 25 MB (multipart form), billed per minute "
+                    "of audio. /v1/audio/translations translates it into English the same way."
+                )
+            ),
+            " \\\n".join(
+                [
+                    f"curl {base_url}/audio/transcriptions",
+                    auth,
+                    '  -F model="whisper-1"',
+                    '  -F file="@meeting.m4a"',
+                ]
+            ),
+        ),
+        RelayEndpoint(
             "GET",
             "/models",
             str(_("Models")),

@@ -67,6 +67,7 @@ ALLOWED = {
     "Completions",
     "Embeddings",
     "Messages",
+    "Responses",
     "Bearer",
     "Authorization",
     "Content",

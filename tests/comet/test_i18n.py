@@ -36,6 +36,9 @@ SAME_IN_CHINESE = {
 # Msgids where "token" is what a model counts (kept as "tokens"), not an API token (令牌).
 MODEL_TOKENS = {
     "No tokens were used: nothing to bill.",
+    "Count tokens (Anthropic format)",
+    "The input tokens of a Messages request, counted by Comet (may differ slightly from the "
+    "vendor's count). Free: nothing is billed.",
     "The upstream reported no token counts, so they were estimated.",
     "%(price)s / 1M input tokens",
     "Input / 1M tokens",
