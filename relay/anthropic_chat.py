@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from django.utils.translation import gettext_noop
 
-from .translate import Untranslatable, client_json
+from .translate import Untranslatable, chat_field_invalid, client_json
 from .usage import Usage, anthropic_usage_after_delta, usage_from_openai
 
 # Completion tokens asked for when neither the request nor the relay gave a limit
@@ -108,14 +108,6 @@ def _refuse(field: str) -> Untranslatable:
     )
 
 
-def _refuse_invalid(field: str) -> Untranslatable:
-    return Untranslatable(
-        gettext_noop("'%(field)s' is not valid: see OpenAI's chat completions API for its shape."),
-        params={"field": field},
-        code="invalid_request",
-    )
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -125,14 +117,14 @@ def _text_of_parts(content: Any, where: str) -> list[str]:
     if isinstance(content, str):
         return [content]
     if not isinstance(content, list):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     texts = []
     for number, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind != "text":
             raise _refuse(f"{where}.{number} ({str(kind)[:40]})")
         if not isinstance(part.get("text"), str):
-            raise _refuse_invalid(f"{where}.{number}")
+            raise chat_field_invalid(f"{where}.{number}")
         texts.append(part["text"])
     return texts
 
@@ -145,19 +137,19 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     found = DATA_URL.fullmatch(url)
     if found:
         try:
             base64.b64decode(found.group(2), validate=True)
         except (binascii.Error, ValueError):
-            raise _refuse_invalid(where) from None
+            raise chat_field_invalid(where) from None
         source = {"type": "base64", "media_type": found.group(1), "data": found.group(2)}
     elif url.startswith(("https://", "http://")):
         try:
             urlsplit(url)
         except ValueError:  # "http://[x/a.png": not a URL Anthropic could fetch
-            raise _refuse_invalid(where) from None
+            raise chat_field_invalid(where) from None
         source = {"type": "url", "url": url}
     else:
         raise _refuse(f"{where} (image_url)")
@@ -171,14 +163,14 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     blocks = []
     for number, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         place = f"{where}.{number}"
         if kind == "text":
             if not isinstance(part.get("text"), str):
-                raise _refuse_invalid(place)
+                raise chat_field_invalid(place)
             blocks.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
             blocks.append(_image_block(part, place))
@@ -199,7 +191,7 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
         or not isinstance(function, dict)
         or not isinstance(function.get("name"), str)
     ):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     arguments = function.get("arguments")
     try:
         given = (
@@ -230,7 +222,7 @@ def _turn(number: int, message: Any) -> tuple[str, list[dict[str, Any]]]:
             raise _refuse(f"{where}.{key}")
     if role == "tool":
         if not isinstance(message.get("tool_call_id"), str):
-            raise _refuse_invalid(f"{where}.tool_call_id")
+            raise chat_field_invalid(f"{where}.tool_call_id")
         content = message.get("content")
         texts = _text_of_parts(content, f"{where}.content")
         result = {
@@ -245,7 +237,7 @@ def _turn(number: int, message: Any) -> tuple[str, list[dict[str, Any]]]:
             raise _refuse(f"{where}.refusal")
         calls = message.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
-            raise _refuse_invalid(f"{where}.tool_calls")
+            raise chat_field_invalid(f"{where}.tool_calls")
         for position, call in enumerate(calls or []):
             blocks.append(_tool_use(call, f"{where}.tool_calls.{position}"))
     return role, blocks
@@ -254,7 +246,7 @@ def _turn(number: int, message: Any) -> tuple[str, list[dict[str, Any]]]:
 def _conversation(given: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Return the system blocks and the alternating turns of a chat request's messages."""
     if not isinstance(given, list) or not given:
-        raise _refuse_invalid("messages")
+        raise chat_field_invalid("messages")
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for number, message in enumerate(given):
@@ -284,19 +276,19 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     """Return the Messages request's `tools` and `tool_choice`."""
     given = body.get("tools")
     if given is not None and not isinstance(given, list):
-        raise _refuse_invalid("tools")
+        raise chat_field_invalid("tools")
     tools = []
     for number, tool in enumerate(given or []):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type") != "function":
             raise _refuse(f"tools.{number}")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _refuse_invalid(f"tools.{number}")
+            raise chat_field_invalid(f"tools.{number}")
         if function.get("strict") is True:
             raise _refuse(f"tools.{number}.function.strict")
         schema = function.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(schema, dict):
-            raise _refuse_invalid(f"tools.{number}.function.parameters")
+            raise chat_field_invalid(f"tools.{number}.function.parameters")
         translated = {"name": function["name"], "input_schema": schema}
         if isinstance(function.get("description"), str):
             translated["description"] = function["description"]
@@ -305,7 +297,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     choice = body.get("tool_choice")
     parallel = body.get("parallel_tool_calls")
     if parallel not in (None, True, False):
-        raise _refuse_invalid("parallel_tool_calls")
+        raise chat_field_invalid("parallel_tool_calls")
     if choice is None:
         choice = "auto"
     if isinstance(choice, str) and choice in TOOL_CHOICES:
@@ -318,11 +310,11 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     ):
         anthropic_choice = {"type": "tool", "name": choice["function"]["name"]}
     else:
-        raise _refuse_invalid("tool_choice")
+        raise chat_field_invalid("tool_choice")
     if not tools:
         if anthropic_choice["type"] in ("auto", "none"):
             return out  # No tools to choose among: nothing to say.
-        raise _refuse_invalid("tool_choice")
+        raise chat_field_invalid("tool_choice")
     if parallel is False and anthropic_choice["type"] != "none":
         anthropic_choice["disable_parallel_tool_use"] = True
     if body.get("tool_choice") is not None or parallel is False:
@@ -360,7 +352,7 @@ def chat_to_messages_request(
     temperature = body.get("temperature")
     if temperature is not None:
         if not _number(temperature):
-            raise _refuse_invalid("temperature")
+            raise chat_field_invalid("temperature")
         if temperature > 1:
             raise Untranslatable(
                 gettext_noop(
@@ -373,7 +365,7 @@ def chat_to_messages_request(
         request["temperature"] = temperature
     if body.get("top_p") is not None:
         if not _number(body["top_p"]):
-            raise _refuse_invalid("top_p")
+            raise chat_field_invalid("top_p")
         request["top_p"] = body["top_p"]
     stop = body.get("stop")
     if isinstance(stop, str):
@@ -382,11 +374,11 @@ def chat_to_messages_request(
         if stop:
             request["stop_sequences"] = stop
     elif stop is not None:
-        raise _refuse_invalid("stop")
+        raise chat_field_invalid("stop")
     user = body.get("user")
     if user is not None:
         if not isinstance(user, str):
-            raise _refuse_invalid("user")
+            raise chat_field_invalid("user")
         request["metadata"] = {"user_id": user}
     request.update(_tools(body))
     if body.get("stream") is True:

@@ -28,7 +28,7 @@ from django.utils.translation import gettext_noop
 
 from . import translate
 from .selectors import ChannelRoute
-from .translate import Untranslatable
+from .translate import Untranslatable, chat_field_invalid
 from .usage import Usage, usage_from_openai
 
 # What an OpenAI client reads for each of Gemini's finish reasons (any other: "stop").
@@ -114,24 +114,16 @@ def _refuse(field: str) -> Untranslatable:
     )
 
 
-def _refuse_invalid(field: str) -> Untranslatable:
-    return Untranslatable(
-        gettext_noop("'%(field)s' is not valid: see OpenAI's chat completions API for its shape."),
-        params={"field": field},
-        code="invalid_request",
-    )
-
-
 def _data_url(url: str, where: str) -> dict[str, Any]:
     """Return the `inlineData` part of a `data:` URL (base64 only, as Gemini takes)."""
     header, comma, data = url[5:].partition(",")
     mime_type, _semicolon, encoding = header.partition(";")
     if not comma or encoding != "base64" or not mime_type:
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     try:
         base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise _refuse_invalid(where) from None
+        raise chat_field_invalid(where) from None
     return {"inlineData": {"mimeType": mime_type, "data": data}}
 
 
@@ -139,14 +131,14 @@ def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     if url.startswith("data:"):
         return _data_url(url, where)
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
     except ValueError:  # "http://[x/a.png"
-        raise _refuse_invalid(where) from None
+        raise chat_field_invalid(where) from None
     if parts.scheme == "gs" or host == GOOGLE_APIS or host.endswith("." + GOOGLE_APIS):
         # Gemini would read it with the channel's own account: files another customer
         # uploaded through it (`generativelanguage.googleapis.com/.../files/...`).
@@ -159,7 +151,7 @@ def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
             code="invalid_request",
         )
     if parts.scheme not in ("http", "https"):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     # Gemini reads a public URL itself (`fileData`), and needs its type said.
     mime_type, _encoding = mimetypes.guess_type(parts.path)
     if mime_type is None or not mime_type.startswith("image/"):
@@ -179,7 +171,7 @@ def _user_part(part: Any, where: str) -> dict[str, Any]:
         audio = audio if isinstance(audio, dict) else {}
         mime_type = AUDIO_TYPES.get(str(audio.get("format")))
         if mime_type is None or not isinstance(audio.get("data"), str):
-            raise _refuse_invalid(where)
+            raise chat_field_invalid(where)
         return _data_url(f"data:{mime_type};base64,{audio['data']}", where)
     if kind == "file":
         file = part.get("file")
@@ -188,7 +180,7 @@ def _user_part(part: Any, where: str) -> dict[str, Any]:
             raise _refuse(f"{where} (a file not given as a data URL)")
         return _data_url(data, where)
     if kind in ("text", None):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     raise _refuse(f"{where} ({str(kind)[:40]})")
 
 
@@ -197,7 +189,7 @@ def _text_of(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     texts = []
     for number, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -206,7 +198,7 @@ def _text_of(content: Any, where: str) -> str:
             text = part.get("refusal")
         if not isinstance(text, str):
             if kind in ("text", "refusal", None):
-                raise _refuse_invalid(f"{where}.{number}")
+                raise chat_field_invalid(f"{where}.{number}")
             raise _refuse(f"{where}.{number} ({str(kind)[:40]})")
         texts.append(text)
     return "".join(texts)
@@ -216,18 +208,18 @@ def _function_call(call: Any, where: str) -> dict[str, Any]:
     """Return the `functionCall` part of an assistant's tool call."""
     function = call.get("function") if isinstance(call, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise _refuse_invalid(where)
+        raise chat_field_invalid(where)
     if call.get("type", "function") != "function":
         raise _refuse(f"{where} ({str(call.get('type'))[:40]})")
     arguments = function.get("arguments")
     if arguments is not None and not isinstance(arguments, str):
-        raise _refuse_invalid(f"{where}.function.arguments")
+        raise chat_field_invalid(f"{where}.function.arguments")
     try:
         args = translate.client_json(arguments, f"{where}.function.arguments") if arguments else {}
     except ValueError:
-        raise _refuse_invalid(f"{where}.function.arguments") from None
+        raise chat_field_invalid(f"{where}.function.arguments") from None
     if not isinstance(args, dict):
-        raise _refuse_invalid(f"{where}.function.arguments")
+        raise chat_field_invalid(f"{where}.function.arguments")
     found: dict[str, Any] = {"name": function["name"], "args": args}
     if isinstance(call.get("id"), str) and call["id"]:
         found["id"] = call["id"]
@@ -241,7 +233,7 @@ def _function_response(
     JSON object it is, or as `{"content": text}`."""
     call_id = message.get("tool_call_id")
     if not isinstance(call_id, str) or call_id not in names:
-        raise _refuse_invalid(f"{where}.tool_call_id")
+        raise chat_field_invalid(f"{where}.tool_call_id")
     text = _text_of(message.get("content", ""), f"{where}.content")
     try:
         parsed = translate.client_json(text, f"{where}.content")
@@ -254,7 +246,7 @@ def _function_response(
 def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Return the `systemInstruction` parts and the `contents` of the chat messages."""
     if not isinstance(messages, list) or not messages:
-        raise _refuse_invalid("messages")
+        raise chat_field_invalid("messages")
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     # A tool call's id → its function's name (a functionResponse names its function).
@@ -279,7 +271,7 @@ def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                     for index, part in enumerate(content)
                 ]
             else:
-                raise _refuse_invalid(f"{where}.content")
+                raise chat_field_invalid(f"{where}.content")
             contents.append({"role": "user", "parts": parts})
         elif role == "assistant":
             assert isinstance(message, dict)
@@ -292,7 +284,7 @@ def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             parts = [{"text": text}] if text else []
             calls = message.get("tool_calls") or []
             if not isinstance(calls, list):
-                raise _refuse_invalid(f"{where}.tool_calls")
+                raise chat_field_invalid(f"{where}.tool_calls")
             for index, call in enumerate(calls):
                 part = _function_call(call, f"{where}.tool_calls.{index}")
                 if "id" in part["functionCall"]:
@@ -319,7 +311,7 @@ def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         elif role == "function":
             raise _refuse(f"{where} (role function)")
         else:
-            raise _refuse_invalid(f"{where}.role")
+            raise chat_field_invalid(f"{where}.role")
     return system, contents
 
 
@@ -327,23 +319,23 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     """Return the request's `tools` and `toolConfig`."""
     given = body.get("tools") or []
     if not isinstance(given, list):
-        raise _refuse_invalid("tools")
+        raise chat_field_invalid("tools")
     declarations = []
     for number, tool in enumerate(given):
         if not isinstance(tool, dict):
-            raise _refuse_invalid(f"tools.{number}")
+            raise chat_field_invalid(f"tools.{number}")
         if tool.get("type") != "function":
             raise _refuse(f"tools.{number} ({str(tool.get('type'))[:40]})")
         function = tool.get("function")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _refuse_invalid(f"tools.{number}")
+            raise chat_field_invalid(f"tools.{number}")
         declaration: dict[str, Any] = {"name": function["name"]}
         if isinstance(function.get("description"), str):
             declaration["description"] = function["description"]
         parameters = function.get("parameters")
         if parameters is not None:
             if not isinstance(parameters, dict):
-                raise _refuse_invalid(f"tools.{number}.function.parameters")
+                raise chat_field_invalid(f"tools.{number}.function.parameters")
             declaration["parametersJsonSchema"] = parameters
         declarations.append(declaration)
     translated: dict[str, Any] = (
@@ -358,19 +350,19 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     if not declarations:
         if choice in ("auto", "none"):
             return translated  # No tools to choose among: nothing to say.
-        raise _refuse_invalid("tool_choice")
+        raise chat_field_invalid("tool_choice")
     if isinstance(choice, str) and choice in TOOL_CHOICE_MODES:
         config: dict[str, Any] = {"mode": TOOL_CHOICE_MODES[choice]}
     elif isinstance(choice, dict) and choice.get("type") == "function":
         function = choice.get("function")
         name = function.get("name") if isinstance(function, dict) else None
         if not isinstance(name, str):
-            raise _refuse_invalid("tool_choice")
+            raise chat_field_invalid("tool_choice")
         config = {"mode": "ANY", "allowedFunctionNames": [name]}
     elif isinstance(choice, dict) and isinstance(choice.get("type"), str):
         raise _refuse(f"tool_choice ({choice['type'][:40]})")
     else:
-        raise _refuse_invalid("tool_choice")
+        raise chat_field_invalid("tool_choice")
     translated["toolConfig"] = {"functionCallingConfig": config}
     return translated
 
@@ -379,7 +371,7 @@ def _number(body: dict[str, Any], field: str, *, whole: bool = False) -> Any:
     value = body[field]
     kinds: tuple[type, ...] = (int,) if whole else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise _refuse_invalid(field)
+        raise chat_field_invalid(field)
     return value
 
 
@@ -408,7 +400,7 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
         if stop:
             config["stopSequences"] = stop
     elif stop is not None:
-        raise _refuse_invalid("stop")
+        raise chat_field_invalid("stop")
     config.update(_response_format(body.get("response_format")))
     return config
 
@@ -426,11 +418,11 @@ def _response_format(given: Any) -> dict[str, Any]:
         spec = given.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
-            raise _refuse_invalid("response_format.json_schema")
+            raise chat_field_invalid("response_format.json_schema")
         return {"responseMimeType": "application/json", "responseJsonSchema": schema}
     if isinstance(kind, str):
         raise _refuse(f"response_format ({kind[:40]})")
-    raise _refuse_invalid("response_format")
+    raise chat_field_invalid("response_format")
 
 
 def _check_fields(body: dict[str, Any]) -> None:

@@ -88,6 +88,16 @@ def _refuse_invalid(field: str) -> Untranslatable:
     )
 
 
+def chat_field_invalid(field: str) -> Untranslatable:
+    """The refusal of a chat completions field whose value has not the API's shape, by a
+    translation of chat completions to another vendor's API (Gemini, Anthropic)."""
+    return Untranslatable(
+        gettext_noop("'%(field)s' is not valid: see OpenAI's chat completions API for its shape."),
+        params={"field": field},
+        code="invalid_request",
+    )
+
+
 def _openai_content(content: Any) -> Any:
     if isinstance(content, str):
         return content
